@@ -1,0 +1,196 @@
+import { keep, tidy, Tensor } from '../tensor/tensor.js';
+
+/**
+ * A tape autograd. Each differentiable op that runs while recording, on inputs of which at least one
+ * requires grad, appends an entry: its inputs, outputs, the tensors its backward needs (retained until
+ * the tape is cleared) and a backward function written in terms of ops. backward() walks the tape in
+ * reverse. Leaves (trainable parameters) accumulate into `.grad`, so several backward() calls before an
+ * optimizer step accumulate gradients. Frozen tensors (requiresGrad false) never get grad buffers.
+ */
+export type BackwardFn = (gradOutputs: Tensor[], needsGrad: boolean[]) => (Tensor | null)[];
+
+interface Entry {
+  inputs: Tensor[];
+  outputs: Tensor[];
+  saved: Tensor[];
+  backward: BackwardFn;
+}
+
+class Tape {
+  entries: Entry[] = [];
+  clear(): void {
+    for (const e of this.entries) for (const s of e.saved) s.dispose();
+    this.entries = [];
+  }
+}
+
+const tapes: Tape[] = [new Tape()];
+let gradEnabled = true;
+
+/** Runs fn without recording: nothing it computes will get gradients. */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Whether an op on these inputs must be recorded. */
+export function needsRecord(inputs: readonly (Tensor | null | undefined)[]): boolean {
+  return gradEnabled && inputs.some((t) => t?.requiresGrad === true);
+}
+
+/**
+ * Records one op. Backward must return tensors it owns (fresh, never an alias of a gradient it was
+ * given), since gradients are accumulated in place. `inputs` may hold nulls for absent optional inputs; backward returns one gradient
+ * (or null) per input. Outputs become requiresGrad.
+ */
+export function record(
+  inputs: readonly (Tensor | null | undefined)[],
+  outputs: readonly Tensor[],
+  saved: readonly Tensor[],
+  backward: BackwardFn,
+): void {
+  const present = inputs.map((t) => t ?? null);
+  for (const o of outputs) o.requiresGrad = true;
+  tapes[tapes.length - 1].entries.push({
+    inputs: present.filter((t): t is Tensor => t !== null),
+    outputs: [...outputs],
+    saved: saved.map((t) => t.retain()),
+    backward: (g, needs) => {
+      // Map back from the compacted input list to the op's own input positions.
+      const full = backward(g, mapNeeds(present, needs));
+      return full.filter((_, i) => present[i] !== null);
+    },
+  });
+}
+
+function mapNeeds(present: (Tensor | null)[], needs: boolean[]): boolean[] {
+  let k = 0;
+  return present.map((t) => (t === null ? false : needs[k++]));
+}
+
+function accumulate(grads: Map<number, Tensor>, t: Tensor, g: Tensor): void {
+  const prev = grads.get(t.id);
+  if (!prev) grads.set(t.id, g);
+  else {
+    addInto(prev, g);
+    g.dispose();
+  }
+}
+
+/** dst += src, elementwise; set by ops/elementwise (the tape must not import ops). */
+let addInto: (dst: Tensor, src: Tensor) => void = () => {
+  throw new Error('lorakit: elementwise ops are not loaded.');
+};
+let onesLike: (t: Tensor) => Tensor = () => {
+  throw new Error('lorakit: elementwise ops are not loaded.');
+};
+let zerosLike: (t: Tensor) => Tensor = () => {
+  throw new Error('lorakit: elementwise ops are not loaded.');
+};
+export function setTapeHelpers(h: {
+  addInto: (dst: Tensor, src: Tensor) => void;
+  onesLike: (t: Tensor) => Tensor;
+  zerosLike: (t: Tensor) => Tensor;
+}): void {
+  ({ addInto, onesLike, zerosLike } = h);
+}
+
+/**
+ * Backpropagates from `root` (a scalar loss unless `gradRoot` is given) through the current tape, then
+ * clears the tape. Gradients of leaves are added to their `.grad`.
+ */
+export function backward(root: Tensor, gradRoot?: Tensor): void {
+  const tape = tapes[tapes.length - 1];
+  try {
+    tidy(() => {
+      const grads = new Map<number, Tensor>();
+      const produced = new Set<number>();
+      const inputsById = new Map<number, Tensor>([[root.id, root]]);
+      for (const e of tape.entries) {
+        for (const o of e.outputs) produced.add(o.id);
+        for (const t of e.inputs) inputsById.set(t.id, t);
+      }
+      grads.set(root.id, gradRoot ?? onesLike(root));
+      noGrad(() => {
+        for (let i = tape.entries.length - 1; i >= 0; i--) {
+          const e = tape.entries[i];
+          if (!e.outputs.some((o) => grads.has(o.id))) continue;
+          const gOut = e.outputs.map((o) => grads.get(o.id) ?? zerosLike(o));
+          for (const o of e.outputs) grads.delete(o.id);
+          const needs = e.inputs.map((t) => t.requiresGrad);
+          const gIn = e.backward(gOut, needs);
+          e.inputs.forEach((t, k) => {
+            const g = gIn[k];
+            if (g && needs[k]) accumulate(grads, t, g);
+          });
+          for (const g of gOut) g.dispose();
+        }
+      });
+      // What is left belongs to leaves: parameters and checkpoint inputs.
+      for (const [id, g] of grads) {
+        const leaf = inputsById.get(id);
+        if (!leaf || produced.has(id)) continue;
+        if (leaf.grad) addInto(leaf.grad, g);
+        else leaf.grad = keep(g);
+      }
+    });
+  } finally {
+    tape.clear();
+  }
+}
+
+/** Drops everything recorded so far (e.g. after an evaluation that ran with grad on by mistake). */
+export function clearTape(): void {
+  tapes[tapes.length - 1].clear();
+}
+
+/**
+ * Activation checkpointing: runs fn without keeping its intermediates; backward recomputes it on
+ * fresh copies of the inputs with its own tape, so memory holds one block's activations at a time.
+ * Parameters that fn closes over receive their gradients as usual.
+ */
+export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
+  if (!needsRecordOrParams()) return fn(inputs);
+  const out = noGrad(() => fn(inputs));
+  record(inputs, [out], inputs, (gOut) => {
+    const tape = new Tape();
+    tapes.push(tape);
+    let gradsIn: (Tensor | null)[] = [];
+    try {
+      gradEnabled = true;
+      const fresh = inputs.map((t) => {
+        const v = t.reshape(t.shape);
+        v.requiresGrad = t.requiresGrad;
+        return v;
+      });
+      const recomputed = fn(fresh);
+      backward(recomputed, gOut[0].retain());
+      gradsIn = fresh.map((v) => {
+        const g = v.grad;
+        v.grad = null;
+        return g;
+      });
+    } finally {
+      gradEnabled = false;
+      tape.clear();
+      tapes.pop();
+    }
+    return gradsIn;
+  });
+  return out;
+}
+
+// A block's parameters may require grad even when its input (the embeddings of a frozen table) does
+// not; checkpoint records whenever grad mode is on so those parameters still get gradients.
+function needsRecordOrParams(): boolean {
+  return gradEnabled;
+}

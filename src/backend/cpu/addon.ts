@@ -1,0 +1,31 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The CPU addon's entry points. Each kernel module adds its own functions to this interface by
+ * declaration merging (`declare module '.../addon.js' { interface CpuAddon { ... } }`), next to the
+ * code that calls them. Convention: outputs first, then inputs, then sizes and attributes.
+ */
+export interface CpuAddon {
+  alloc(bytes: number): ArrayBuffer;
+  free(buffer: ArrayBuffer): void;
+  /** [live bytes, peak bytes] of native tensor memory; `resetPeak` restarts the peak from now. */
+  memoryStats(resetPeak: boolean): [number, number];
+  setThreads(n: number): void;
+  getThreads(): number;
+}
+
+function findAddon(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'build', 'lorakit_cpu.node');
+    if (existsSync(candidate)) return candidate;
+    dir = resolve(dir, '..');
+  }
+  throw new Error('lorakit: the native CPU addon is not built; run `npm run build:native` in the lorakit package.');
+}
+
+const require = createRequire(import.meta.url);
+export const cpu = require(findAddon()) as CpuAddon;

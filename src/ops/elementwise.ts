@@ -1,0 +1,156 @@
+// Elementwise ops: add (with suffix broadcasting, e.g. a bias), mul, scale, sum, cast.
+import { cpu } from '../backend/cpu/addon.js';
+import { kernel, registerKernel } from '../backend/kernels.js';
+import { record, needsRecord, setTapeHelpers } from '../autograd/tape.js';
+import { shapeString, Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
+import { emptyLike, expectDType, sameDevice } from './util.js';
+
+declare module '../backend/cpu/addon.js' {
+  interface CpuAddon {
+    addF32(out: Float32Array, a: Float32Array, b: Float32Array, n: number, nb: number): void;
+    mulF32(out: Float32Array, a: Float32Array, b: Float32Array, n: number, nb: number): void;
+    axpyF32(y: Float32Array, x: Float32Array, alpha: number, n: number): void;
+    scaleF32(out: Float32Array, x: Float32Array, alpha: number, n: number): void;
+    sumRowsF32(out: Float32Array, x: Float32Array, rows: number, cols: number): void;
+    f32ToBf16(out: Uint16Array, x: Float32Array, n: number): void;
+    bf16ToF32(out: Float32Array, x: Uint16Array, n: number): void;
+  }
+}
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /** out = a + b, b broadcast over a's leading dims when b.size divides a.size. */
+    add(out: Tensor, a: Tensor, b: Tensor): void;
+    /** out = a * b, broadcast as add. */
+    mul(out: Tensor, a: Tensor, b: Tensor): void;
+    /** y += alpha * x */
+    axpy(y: Tensor, x: Tensor, alpha: number): void;
+    /** out = alpha * x */
+    scale(out: Tensor, x: Tensor, alpha: number): void;
+    /** out[r] = sum_c x[r, c] for x viewed as [rows, cols] */
+    sumRows(out: Tensor, x: Tensor, rows: number, cols: number): void;
+    /** out = x converted between f32 and bf16 */
+    cast(out: Tensor, x: Tensor): void;
+  }
+}
+
+registerKernel('cpu', 'add', (out, a, b) => cpu.addF32(out.as('f32'), a.as('f32'), b.as('f32'), a.size, b.size));
+registerKernel('cpu', 'mul', (out, a, b) => cpu.mulF32(out.as('f32'), a.as('f32'), b.as('f32'), a.size, b.size));
+registerKernel('cpu', 'axpy', (y, x, alpha) => cpu.axpyF32(y.as('f32'), x.as('f32'), alpha, y.size));
+registerKernel('cpu', 'scale', (out, x, alpha) => cpu.scaleF32(out.as('f32'), x.as('f32'), alpha, x.size));
+registerKernel('cpu', 'sumRows', (out, x, rows, cols) => cpu.sumRowsF32(out.as('f32'), x.as('f32'), rows, cols));
+registerKernel('cpu', 'cast', (out, x) => {
+  if (out.dtype === x.dtype) out.data().set(x.data());
+  else if (out.dtype === 'bf16' && x.dtype === 'f32') cpu.f32ToBf16(out.as('bf16'), x.as('f32'), x.size);
+  else if (out.dtype === 'f32' && x.dtype === 'bf16') cpu.bf16ToF32(out.as('f32'), x.as('bf16'), x.size);
+  else if (out.dtype === 'f32') out.as('f32').set(x.toFloat32());
+  else throw new Error(`lorakit: cast from ${x.dtype} to ${out.dtype} is not supported.`);
+});
+
+function checkBroadcast(op: string, a: Tensor, b: Tensor): void {
+  sameDevice(op, a, b);
+  expectDType(op, 'a', a, 'f32');
+  expectDType(op, 'b', b, 'f32');
+  const suffix = a.shape.slice(a.shape.length - b.shape.length);
+  const ok = b.size === a.size ? true : b.shape.length <= a.shape.length && suffix.every((d, i) => d === b.shape[i]);
+  if (!ok) throw new Error(`lorakit: ${op}: cannot broadcast ${shapeString(b.shape)} onto ${shapeString(a.shape)}.`);
+}
+
+/** Sums g over its leading dims down to `like`'s shape (the gradient of a broadcast). */
+function reduceTo(g: Tensor, like: Tensor): Tensor {
+  if (g.size === like.size) return copy(g).reshape(like.shape);
+  const t = transposeRowsCols(g, g.size / like.size, like.size);
+  const out = emptyLike(g, like.shape);
+  kernel(g.device, 'sumRows')(out, t, like.size, g.size / like.size);
+  t.dispose();
+  return out;
+}
+
+// [rows, cols] -> [cols, rows]; only used to reduce broadcast gradients (small, so plain JS on CPU).
+function transposeRowsCols(x: Tensor, rows: number, cols: number): Tensor {
+  const out = emptyLike(x, [cols, rows]);
+  const src = x.as('f32');
+  const dst = out.as('f32');
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+  return out;
+}
+
+export function add(a: Tensor, b: Tensor): Tensor {
+  checkBroadcast('add', a, b);
+  const out = emptyLike(a);
+  kernel(a.device, 'add')(out, a, b);
+  if (needsRecord([a, b])) record([a, b], [out], [], ([g], [ga, gb]) => [ga ? copy(g) : null, gb ? reduceTo(g, b) : null]);
+  return out;
+}
+
+export function mul(a: Tensor, b: Tensor): Tensor {
+  checkBroadcast('mul', a, b);
+  const out = emptyLike(a);
+  kernel(a.device, 'mul')(out, a, b);
+  if (needsRecord([a, b]))
+    record([a, b], [out], [a, b], ([g], [ga, gb]) => {
+      const dA = ga ? mul(g, b) : null;
+      let dB: Tensor | null = null;
+      if (gb) {
+        const ag = mul(g, a);
+        dB = reduceTo(ag, b);
+        ag.dispose();
+      }
+      return [dA, dB];
+    });
+  return out;
+}
+
+export function scale(x: Tensor, alpha: number): Tensor {
+  expectDType('scale', 'x', x, 'f32');
+  const out = emptyLike(x);
+  kernel(x.device, 'scale')(out, x, alpha);
+  if (needsRecord([x])) record([x], [out], [], ([g]) => [scale(g, alpha)]);
+  return out;
+}
+
+/** A fresh copy of x (f32). */
+export function copy(x: Tensor): Tensor {
+  return scale(x, 1);
+}
+
+/** Sum of all elements, as a scalar tensor. */
+export function sum(x: Tensor): Tensor {
+  expectDType('sum', 'x', x, 'f32');
+  const out = emptyLike(x, []);
+  kernel(x.device, 'sumRows')(out, x, 1, x.size);
+  if (needsRecord([x]))
+    record([x], [out], [], ([g]) => {
+      const v = g.toFloat32()[0];
+      const d = emptyLike(x);
+      d.as('f32').fill(v);
+      return [d];
+    });
+  return out;
+}
+
+/** y += alpha * x, in place, not recorded (optimizers, gradient accumulation). */
+export function axpyInPlace(y: Tensor, x: Tensor, alpha = 1): void {
+  if (y.size !== x.size) throw new Error(`lorakit: axpy: sizes differ (${y.size} and ${x.size}).`);
+  kernel(y.device, 'axpy')(y, x, alpha);
+}
+
+/** x converted to dtype (f32 <-> bf16); not differentiable. */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  const out = Tensor.empty(x.shape, dtype, x.device);
+  kernel(x.device, 'cast')(out, x);
+  return out;
+}
+
+export function full(shape: readonly number[], value: number, like: Tensor): Tensor {
+  const t = emptyLike(like, shape);
+  t.as('f32').fill(value);
+  return t;
+}
+
+setTapeHelpers({
+  addInto: (dst, src) => axpyInPlace(dst, src, 1),
+  onesLike: (t) => full(t.shape, 1, t),
+  zerosLike: (t) => full(t.shape, 0, t),
+});

@@ -1,0 +1,25 @@
+import { shapeString, Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
+
+/** Throws a clear error unless t has the given dtype. */
+export function expectDType(op: string, name: string, t: Tensor, ...dtypes: DType[]): void {
+  if (!dtypes.includes(t.dtype)) throw new Error(`lorakit: ${op}: ${name} must be ${dtypes.join(' or ')}, got ${t.dtype}.`);
+}
+
+/** Throws a clear error unless t has exactly this shape (-1 matches any size). */
+export function expectShape(op: string, name: string, t: Tensor, shape: readonly number[]): void {
+  const ok = t.shape.length === shape.length && shape.every((d, i) => d === -1 || d === t.shape[i]);
+  if (!ok) throw new Error(`lorakit: ${op}: ${name} has shape ${shapeString(t.shape)}, expected ${shapeString(shape)}.`);
+}
+
+export function sameDevice(op: string, ...ts: (Tensor | null | undefined)[]): void {
+  const first = ts.find((t): t is Tensor => !!t);
+  for (const t of ts)
+    if (t && first && t.device !== first.device)
+      throw new Error(`lorakit: ${op}: tensors are on different devices (${first.device} and ${t.device}).`);
+}
+
+/** A new f32 tensor on t's device. */
+export function emptyLike(t: Tensor, shape: readonly number[] = t.shape): Tensor {
+  return Tensor.empty(shape, 'f32', t.device);
+}

@@ -1,0 +1,230 @@
+import { cpu } from '../backend/cpu/addon.js';
+import { DTYPE_BYTES, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, typedView, type DType, type DTypeArray } from './dtype.js';
+
+export type Device = 'cpu' | 'cuda';
+
+/**
+ * Device memory shared by a tensor and its views. Freed when the last holder releases it; the
+ * finalizer of the underlying ArrayBuffer is only a backstop for memory nobody disposed.
+ */
+export interface Storage {
+  readonly device: Device;
+  readonly bytes: number;
+  /** CPU: the ArrayBuffer over native memory. */
+  readonly buffer?: ArrayBuffer;
+  /** Other devices: an opaque device pointer. */
+  readonly pointer?: bigint;
+  refs: number;
+  free(): void;
+}
+
+export interface Allocator {
+  allocate(bytes: number): Storage;
+}
+
+class CpuStorage implements Storage {
+  readonly device = 'cpu' as const;
+  refs = 1;
+  constructor(
+    readonly buffer: ArrayBuffer,
+    readonly bytes: number,
+  ) {}
+  free(): void {
+    cpu.free(this.buffer);
+  }
+}
+
+const allocators: Partial<Record<Device, Allocator>> = {
+  cpu: { allocate: (bytes) => new CpuStorage(cpu.alloc(bytes), bytes) },
+};
+
+/** Lets a device backend (CUDA) provide its memory. */
+export function registerAllocator(device: Device, allocator: Allocator): void {
+  allocators[device] = allocator;
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeString(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+// ---- scopes -----------------------------------------------------------------------------------------
+
+const scopes: Set<Tensor>[] = [];
+
+/**
+ * Runs fn and disposes every tensor created inside it, except those it returns (a tensor, or an
+ * array/object of tensors one level deep) and those marked with keep().
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  const survivors = new Set<Tensor>();
+  const collect = (v: unknown): void => {
+    if (v instanceof Tensor) survivors.add(v);
+  };
+  if (Array.isArray(result)) result.forEach(collect);
+  else if (result instanceof Tensor) collect(result);
+  else if (result !== null && typeof result === 'object') Object.values(result).forEach(collect);
+  for (const t of scope) {
+    if (survivors.has(t)) scopes.at(-1)?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Removes t from the enclosing scopes: it lives until disposed explicitly. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) s.delete(t);
+  return t;
+}
+
+let nextId = 1;
+
+export class Tensor {
+  readonly id = nextId++;
+  /** True for trainable leaves and for results computed from them while the tape records. */
+  requiresGrad = false;
+  /** Accumulated gradient of a leaf that requires grad. */
+  grad: Tensor | null = null;
+  private refs = 1;
+
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    readonly storage: Storage,
+    /** Element offset into storage (views). */
+    readonly offset = 0,
+  ) {
+    scopes.at(-1)?.add(this);
+  }
+
+  static empty(shape: readonly number[], dtype: DType = 'f32', device: Device = 'cpu'): Tensor {
+    const allocator = allocators[device];
+    if (!allocator) throw new Error(`lorakit: the ${device} backend is not available in this build.`);
+    for (const d of shape)
+      if (!Number.isInteger(d) || d < 0) throw new Error(`lorakit: invalid tensor shape ${shapeString(shape)}.`);
+    return new Tensor([...shape], dtype, allocator.allocate(numel(shape) * DTYPE_BYTES[dtype]));
+  }
+
+  static zeros(shape: readonly number[], dtype: DType = 'f32', device: Device = 'cpu'): Tensor {
+    const t = Tensor.empty(shape, dtype, device);
+    t.data().fill(0);
+    return t;
+  }
+
+  /** A CPU tensor from numbers; f32 values are converted to bf16/f16 bits when dtype asks for them. */
+  static from(values: ArrayLike<number>, shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    if (values.length !== numel(shape))
+      throw new Error(`lorakit: ${values.length} values do not fill shape ${shapeString(shape)}.`);
+    const t = Tensor.empty(shape, dtype);
+    const d = t.data();
+    if (dtype === 'bf16') for (let i = 0; i < values.length; i++) d[i] = f32ToBf16(values[i]);
+    else if (dtype === 'f16') for (let i = 0; i < values.length; i++) d[i] = f32ToF16(values[i]);
+    else d.set(values);
+    return t;
+  }
+
+  static scalar(value: number): Tensor {
+    return Tensor.from([value], []);
+  }
+
+  get size(): number {
+    return numel(this.shape);
+  }
+
+  get device(): Device {
+    return this.storage.device;
+  }
+
+  get disposed(): boolean {
+    return this.refs <= 0;
+  }
+
+  /** The raw typed view of this tensor's elements (CPU only; bf16/f16 as bit patterns). */
+  data(): DTypeArray[DType] {
+    return this.typed(this.dtype);
+  }
+
+  /** Typed view, checking the dtype: `t.as('f32')` is a Float32Array. */
+  as<D extends DType>(dtype: D): DTypeArray[D] {
+    if (this.dtype !== dtype) throw new Error(`lorakit: expected a ${dtype} tensor, got ${this.dtype}.`);
+    return this.typed(dtype);
+  }
+
+  private typed<D extends DType>(dtype: D): DTypeArray[D] {
+    if (this.disposed) throw new Error(`lorakit: tensor ${this.id} ${shapeString(this.shape)} was used after dispose().`);
+    const buffer = this.storage.buffer;
+    if (!buffer) throw new Error(`lorakit: tensor data on ${this.device} must be copied to the CPU first.`);
+    return typedView(dtype, buffer, this.offset * DTYPE_BYTES[dtype], this.size);
+  }
+
+  /** A Float32Array copy of the values, whatever the dtype. */
+  toFloat32(): Float32Array {
+    const d = this.data();
+    if (this.dtype === 'bf16') return Float32Array.from(d, bf16ToF32);
+    if (this.dtype === 'f16') return Float32Array.from(d, f16ToF32);
+    return Float32Array.from(d);
+  }
+
+  item(): number {
+    if (this.size !== 1) throw new Error(`lorakit: item() needs one element, tensor has shape ${shapeString(this.shape)}.`);
+    return this.toFloat32()[0];
+  }
+
+  /** A view with another shape over the same elements. */
+  reshape(shape: readonly number[]): Tensor {
+    const resolved = [...shape];
+    const infer = resolved.indexOf(-1);
+    if (infer >= 0) resolved[infer] = this.size / numel(resolved.filter((_, i) => i !== infer));
+    if (numel(resolved) !== this.size)
+      throw new Error(`lorakit: cannot reshape ${shapeString(this.shape)} to ${shapeString(shape)}.`);
+    return this.view(resolved, this.offset);
+  }
+
+  /** Rows [start, end) along the first dimension, as a view. */
+  sliceRows(start: number, end: number): Tensor {
+    const row = this.size / this.shape[0];
+    return this.view([end - start, ...this.shape.slice(1)], this.offset + start * row);
+  }
+
+  private view(shape: number[], offset: number): Tensor {
+    this.storage.refs++;
+    const v = new Tensor(shape, this.dtype, this.storage, offset);
+    v.requiresGrad = false;
+    return v;
+  }
+
+  /** Keeps this tensor alive for one more dispose() (used by the tape for saved tensors). */
+  retain(): this {
+    if (this.disposed) throw new Error(`lorakit: cannot retain disposed tensor ${this.id}.`);
+    this.refs++;
+    return this;
+  }
+
+  dispose(): void {
+    if (this.refs <= 0) return;
+    this.refs--;
+    if (this.refs > 0) return;
+    this.grad?.dispose();
+    this.grad = null;
+    if (--this.storage.refs === 0) this.storage.free();
+  }
+}
+
+/** Native memory held by tensors right now, and the peak since the last reset. */
+export function memoryStats(resetPeak = false): { liveBytes: number; peakBytes: number } {
+  const [liveBytes, peakBytes] = cpu.memoryStats(resetPeak);
+  return { liveBytes, peakBytes };
+}
