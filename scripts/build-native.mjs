@@ -3,7 +3,7 @@
 // No node-gyp: it would download Node's headers, and the headers Node itself ships are all an N-API
 // addon needs. Objects are rebuilt only when a source or header is newer, and compiled in parallel.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +35,26 @@ function nodeInclude() {
 const march = process.env.LORAKIT_MARCH || 'native';
 const flags = ['-O3', `-march=${march}`, '-std=c++17', '-fPIC', '-fopenmp', '-fvisibility=hidden', '-Wall', '-Wno-unused-function'];
 
+// Several builds may start at once (parallel test runs); a lock folder serializes them.
+async function withLock(fn) {
+  const lock = join(outDir, '.lock');
+  mkdirSync(outDir, { recursive: true });
+  for (let waited = 0; ; waited += 200) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (waited > 600_000) rmSync(lock, { recursive: true, force: true });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   const include = nodeInclude();
   mkdirSync(objDir, { recursive: true });
@@ -65,7 +85,7 @@ async function main() {
   }
 }
 
-main().catch((err) => {
+withLock(main).catch((err) => {
   const detail = err && typeof err === 'object' && 'stderr' in err ? String(err.stderr) : '';
   process.stderr.write(`lorakit: native build failed: ${err instanceof Error ? err.message : String(err)}\n${detail}`);
   process.exit(1);
