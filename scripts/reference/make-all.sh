@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Regenerates every reference fixture under test/fixtures/ (one line per reference script).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY="${PYTHON:-.venv-ref/bin/python}"
+bash scripts/fetch-smollm2.sh >/dev/null || true; "$PY" scripts/reference/io_ref.py

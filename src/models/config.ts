@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+
+/** The Llama-family decoder shape, read from a Hugging Face config.json (v4 or v5 style). */
+export interface ModelConfig {
+  /** config.json model_type: llama (Llama 2/3/3.x, SmolLM, TinyLlama), mistral, qwen2, qwen3. */
+  modelType: ModelType;
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections carry a bias (Qwen2, or Llama's attention_bias). */
+  attentionBias: boolean;
+  /** o_proj carries a bias too (Llama's attention_bias covers all four). */
+  outputBias: boolean;
+  mlpBias: boolean;
+  /** Qwen3: RMSNorm over each head of q and k before RoPE. */
+  qkNorm: boolean;
+  /** Mistral's sliding window, if any: sequences longer than this are refused. */
+  slidingWindow: number | null;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  /** The raw config.json object: RoPE parameters are parsed from it by ops/rope. */
+  raw: Record<string, unknown>;
+}
+
+export type ModelType = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
+const SUPPORTED: readonly ModelType[] = ['llama', 'mistral', 'qwen2', 'qwen3'];
+
+function isModelType(s: string): s is ModelType {
+  return (SUPPORTED as readonly string[]).includes(s);
+}
+
+export function readModelConfig(path: string): ModelConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`lorakit: ${path}: expected a JSON object.`);
+  return parseModelConfig(raw as Record<string, unknown>, path);
+}
+
+export function parseModelConfig(raw: Record<string, unknown>, source = 'config.json'): ModelConfig {
+  // Composite configs (e.g. a text_config inside) are not Llama-family decoders we can train here.
+  const modelType = String(raw.model_type ?? '');
+  if (!isModelType(modelType))
+    throw new Error(
+      `lorakit: ${source}: unsupported model_type '${modelType}' (supported: ${SUPPORTED.join(', ')}).`,
+    );
+  const num = (key: string, fallback?: number): number => {
+    const v = raw[key];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw new Error(`lorakit: ${source}: missing required field '${key}'.`);
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`lorakit: ${source}: field '${key}' must be a number.`);
+    return v;
+  };
+  const act = raw.hidden_act ?? raw.hidden_activation ?? 'silu';
+  if (act !== 'silu') throw new Error(`lorakit: ${source}: unsupported hidden_act '${String(act)}' (only silu).`);
+  const hiddenSize = num('hidden_size');
+  const numHeads = num('num_attention_heads');
+  const numKvHeads = num('num_key_value_heads', numHeads);
+  const headDim = num('head_dim', hiddenSize / numHeads);
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0)
+    throw new Error(`lorakit: ${source}: head_dim ${headDim} must be an even integer.`);
+  if (numHeads % numKvHeads !== 0)
+    throw new Error(`lorakit: ${source}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}.`);
+  const attnBiasFlag = raw.attention_bias === true;
+  const eos = raw.eos_token_id;
+  const eosTokenIds = Array.isArray(eos) ? eos.map(Number) : typeof eos === 'number' ? [eos] : [];
+  const useSliding = modelType === 'mistral' ? true : raw.use_sliding_window === true;
+  const window = typeof raw.sliding_window === 'number' && useSliding ? raw.sliding_window : null;
+  return {
+    modelType,
+    vocabSize: num('vocab_size'),
+    hiddenSize,
+    intermediateSize: num('intermediate_size'),
+    numLayers: num('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: num('rms_norm_eps', 1e-6),
+    maxPositionEmbeddings: num('max_position_embeddings', 2048),
+    tieWordEmbeddings: raw.tie_word_embeddings === true,
+    attentionBias: modelType === 'qwen2' || attnBiasFlag,
+    outputBias: modelType !== 'qwen2' && attnBiasFlag,
+    mlpBias: raw.mlp_bias === true,
+    qkNorm: modelType === 'qwen3',
+    slidingWindow: window,
+    bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : null,
+    eosTokenIds,
+    raw,
+  };
+}

@@ -1,0 +1,73 @@
+import { keep, Tensor } from '../tensor/tensor.js';
+
+/**
+ * Keys and values of past tokens, per layer, for generation: [B, capacity, Hkv, Dh] each, plus the
+ * segment ids of the cached positions [B, capacity]. A forward with the cache appends its new
+ * positions in every layer, then commit() advances the length once.
+ */
+export class KVCache {
+  private readonly keys: Tensor[];
+  private readonly values: Tensor[];
+  private readonly segments: Tensor;
+  length = 0;
+
+  constructor(
+    readonly batch: number,
+    readonly capacity: number,
+    readonly numLayers: number,
+    readonly numKvHeads: number,
+    readonly headDim: number,
+  ) {
+    const shape = [batch, capacity, numKvHeads, headDim];
+    this.keys = Array.from({ length: numLayers }, () => keep(Tensor.empty(shape)));
+    this.values = Array.from({ length: numLayers }, () => keep(Tensor.empty(shape)));
+    this.segments = keep(Tensor.zeros([batch, capacity], 'i32'));
+  }
+
+  /** Writes k, v [B, Tn, Hkv, Dh] at the current length; returns all cached k, v, segments so far. */
+  append(layer: number, k: Tensor, v: Tensor, segments: Tensor): { k: Tensor; v: Tensor; segments: Tensor } {
+    const [B, Tn] = k.shape;
+    const L = this.length + Tn;
+    if (L > this.capacity) throw new Error(`lorakit: the KV cache holds ${this.capacity} positions; ${L} were needed.`);
+    const row = this.numKvHeads * this.headDim;
+    const write = (dst: Tensor, src: Tensor) => {
+      const d = dst.as('f32');
+      const s = src.as('f32');
+      for (let b = 0; b < B; b++) d.set(s.subarray(b * Tn * row, (b + 1) * Tn * row), (b * this.capacity + this.length) * row);
+    };
+    write(this.keys[layer], k);
+    write(this.values[layer], v);
+    if (layer === 0) {
+      const d = this.segments.as('i32');
+      const s = segments.as('i32');
+      for (let b = 0; b < B; b++) d.set(s.subarray(b * Tn, (b + 1) * Tn), b * this.capacity + this.length);
+    }
+    return { k: this.prefix(this.keys[layer], L, row), v: this.prefix(this.values[layer], L, row), segments: this.prefix(this.segments, L, 1) };
+  }
+
+  // The first L positions of every row as a contiguous [B, L, ...] tensor (a view when B = 1).
+  private prefix(t: Tensor, L: number, row: number): Tensor {
+    const shape = [this.batch, L, ...t.shape.slice(2)];
+    if (this.batch === 1) {
+      const flat = t.reshape([this.capacity, ...t.shape.slice(2)]);
+      const head = flat.sliceRows(0, L);
+      const view = head.reshape(shape);
+      flat.dispose();
+      head.dispose();
+      return view;
+    }
+    const out = Tensor.empty(shape, t.dtype);
+    const d = out.data();
+    const s = t.data();
+    for (let b = 0; b < this.batch; b++) d.set(s.subarray(b * this.capacity * row, (b * this.capacity + L) * row), b * L * row);
+    return out;
+  }
+
+  commit(tokens: number): void {
+    this.length += tokens;
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values, this.segments]) t.dispose();
+  }
+}

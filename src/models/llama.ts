@@ -1,0 +1,212 @@
+// A Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, SmolLM, TinyLlama) built from ops.
+import { checkpoint } from '../autograd/tape.js';
+import { attention } from '../ops/attention.js';
+import { add } from '../ops/elementwise.js';
+import { embedding } from '../ops/embedding.js';
+import { rmsnorm } from '../ops/rmsnorm.js';
+import { parseRopeConfig, rope, ropeTables, type RopeConfig } from '../ops/rope.js';
+import { swiglu } from '../ops/swiglu.js';
+import { Linear, type ForwardContext } from '../nn/linear.js';
+import { keep, Tensor } from '../tensor/tensor.js';
+import type { ModelConfig } from './config.js';
+import type { LoraConfig } from '../peft/config.js';
+import type { KVCache } from './kv-cache.js';
+
+/** Where weights come from: a safetensors folder or a GGUF file, in Hugging Face tensor names. */
+export interface WeightSource {
+  has(name: string): boolean;
+  /** The named tensor; big matrices may come as bf16 when `dtype` is bf16, norms always f32. */
+  read(name: string, dtype: 'f32' | 'bf16'): Tensor;
+}
+
+export type WeightDType = 'f32' | 'bf16';
+
+/** Inputs of one forward pass, all [B, T] i32. */
+export interface Batch {
+  ids: Tensor;
+  /** Position of each token inside its own sequence (restarts at 0 for packed sequences). */
+  positions: Tensor;
+  /** 0 = padding; equal positive ids = one sequence (attention never crosses them). */
+  segments: Tensor;
+}
+
+class DecoderLayer {
+  constructor(
+    readonly index: number,
+    readonly inputNorm: Tensor,
+    readonly postAttnNorm: Tensor,
+    readonly q: Linear,
+    readonly k: Linear,
+    readonly v: Linear,
+    readonly o: Linear,
+    readonly gate: Linear,
+    readonly up: Linear,
+    readonly down: Linear,
+    readonly qNorm: Tensor | null,
+    readonly kNorm: Tensor | null,
+  ) {}
+
+  linears(): Linear[] {
+    return [this.q, this.k, this.v, this.o, this.gate, this.up, this.down];
+  }
+
+  // x [B, T, D] -> [B, T, D]
+  forward(x: Tensor, batch: Batch, rt: RopeRuntime, cfg: ModelConfig, ctx: ForwardContext, cache?: KVCache): Tensor {
+    const [B, T] = x.shape;
+    const h = rmsnorm(x, this.inputNorm, cfg.rmsNormEps);
+    let q = this.q.forward(h, ctx).reshape([B, T, cfg.numHeads, cfg.headDim]);
+    let k = this.k.forward(h, ctx).reshape([B, T, cfg.numKvHeads, cfg.headDim]);
+    let v = this.v.forward(h, ctx).reshape([B, T, cfg.numKvHeads, cfg.headDim]);
+    if (this.qNorm && this.kNorm) {
+      q = rmsnorm(q, this.qNorm, cfg.rmsNormEps);
+      k = rmsnorm(k, this.kNorm, cfg.rmsNormEps);
+    }
+    q = rope(q, rt.cos, rt.sin, batch.positions);
+    k = rope(k, rt.cos, rt.sin, batch.positions);
+    let segments = batch.segments;
+    if (cache) ({ k, v, segments } = cache.append(this.index, k, v, batch.segments));
+    const a = attention(q, k, v, segments).reshape([B, T, cfg.numHeads * cfg.headDim]);
+    const x1 = add(x, this.o.forward(a, ctx));
+    const h2 = rmsnorm(x1, this.postAttnNorm, cfg.rmsNormEps);
+    const m = swiglu(this.gate.forward(h2, ctx), this.up.forward(h2, ctx));
+    return add(x1, this.down.forward(m, ctx));
+  }
+
+  dispose(): void {
+    for (const l of this.linears()) l.dispose();
+    for (const t of [this.inputNorm, this.postAttnNorm, this.qNorm, this.kNorm]) t?.dispose();
+  }
+}
+
+/** RoPE tables, grown on demand (a 128K-context model does not need 128K rows to train at 2K). */
+interface RopeRuntime {
+  cos: Tensor;
+  sin: Tensor;
+  rows: number;
+}
+
+export interface ForwardOptions {
+  ctx?: Partial<ForwardContext>;
+  /** Recompute each decoder layer in backward instead of keeping its activations. */
+  checkpointing?: boolean;
+  cache?: KVCache;
+}
+
+export class CausalLM {
+  private ropeRuntime: RopeRuntime | null = null;
+  readonly rope: RopeConfig;
+  /** Adapters attached to this model by name (see peft/), and the one forward passes use. */
+  readonly adapterConfigs = new Map<string, LoraConfig>();
+  activeAdapter: string | null = null;
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly embedTokens: Tensor,
+    readonly layers: DecoderLayer[],
+    readonly finalNorm: Tensor,
+    /** The output head; with tied embeddings its weight is embedTokens itself. */
+    readonly lmHead: Linear,
+  ) {
+    this.rope = parseRopeConfig(config.raw, config.headDim);
+  }
+
+  static load(config: ModelConfig, source: WeightSource, dtype: WeightDType = 'f32'): CausalLM {
+    const read = (name: string, big: boolean): Tensor => {
+      if (!source.has(name)) throw new Error(`lorakit: the checkpoint has no tensor '${name}' required by ${config.modelType}.`);
+      const t = keep(source.read(name, big ? dtype : 'f32'));
+      return t;
+    };
+    const expect = (t: Tensor, name: string, shape: number[]): Tensor => {
+      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
+        throw new Error(`lorakit: tensor '${name}' has shape [${t.shape.join(', ')}], config.json implies [${shape.join(', ')}].`);
+      return t;
+    };
+    const c = config;
+    const linear = (path: string, out: number, inp: number, bias: boolean): Linear => {
+      const w = expect(read(`${path}.weight`, true), `${path}.weight`, [out, inp]);
+      const b = bias ? expect(read(`${path}.bias`, false), `${path}.bias`, [out]) : null;
+      return new Linear(path, w, b);
+    };
+    const embed = expect(read('model.embed_tokens.weight', true), 'model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+    const qDim = c.numHeads * c.headDim;
+    const kvDim = c.numKvHeads * c.headDim;
+    const layers: DecoderLayer[] = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      const p = `model.layers.${i}`;
+      const norm = (name: string, size: number) => expect(read(`${p}.${name}.weight`, false), `${p}.${name}.weight`, [size]);
+      layers.push(
+        new DecoderLayer(
+          i,
+          norm('input_layernorm', c.hiddenSize),
+          norm('post_attention_layernorm', c.hiddenSize),
+          linear(`${p}.self_attn.q_proj`, qDim, c.hiddenSize, c.attentionBias),
+          linear(`${p}.self_attn.k_proj`, kvDim, c.hiddenSize, c.attentionBias),
+          linear(`${p}.self_attn.v_proj`, kvDim, c.hiddenSize, c.attentionBias),
+          linear(`${p}.self_attn.o_proj`, c.hiddenSize, qDim, c.outputBias),
+          linear(`${p}.mlp.gate_proj`, c.intermediateSize, c.hiddenSize, c.mlpBias),
+          linear(`${p}.mlp.up_proj`, c.intermediateSize, c.hiddenSize, c.mlpBias),
+          linear(`${p}.mlp.down_proj`, c.hiddenSize, c.intermediateSize, c.mlpBias),
+          c.qkNorm ? norm('self_attn.q_norm', c.headDim) : null,
+          c.qkNorm ? norm('self_attn.k_norm', c.headDim) : null,
+        ),
+      );
+    }
+    const finalNorm = expect(read('model.norm.weight', false), 'model.norm.weight', [c.hiddenSize]);
+    // Tied: the head shares the embedding table (PEFT's "lm_head" then still names this layer).
+    const tied = c.tieWordEmbeddings || !source.has('lm_head.weight');
+    const lmHead = tied ? new Linear('lm_head', embed) : linear('lm_head', c.vocabSize, c.hiddenSize, false);
+    return new CausalLM(config, embed, layers, finalNorm, lmHead);
+  }
+
+  /** Every linear layer, in model order, the output head last. */
+  linears(): Linear[] {
+    return [...this.layers.flatMap((l) => l.linears()), this.lmHead];
+  }
+
+  private ropeFor(positions: number): RopeRuntime {
+    const rt = this.ropeRuntime;
+    if (rt && rt.rows >= positions) return rt;
+    let rows = Math.max(256, rt?.rows ?? 0);
+    while (rows < positions) rows *= 2;
+    rt?.cos.dispose();
+    rt?.sin.dispose();
+    const { cos, sin } = ropeTables(this.rope, this.config.headDim, rows);
+    this.ropeRuntime = { cos: keep(cos), sin: keep(sin), rows };
+    return this.ropeRuntime;
+  }
+
+  /** Final hidden states [B, T, D] (after the last norm). */
+  hidden(batch: Batch, opts: ForwardOptions = {}): Tensor {
+    const ctx: ForwardContext = { adapter: this.activeAdapter, training: false, seed: 0, ...opts.ctx };
+    const T = batch.ids.shape[1];
+    const maxPos = Math.max(...batch.positions.as('i32')) + 1;
+    if (this.config.slidingWindow !== null && maxPos > this.config.slidingWindow)
+      throw new Error(`lorakit: sequences of ${maxPos} tokens exceed this model's sliding window (${this.config.slidingWindow}).`);
+    const rt = this.ropeFor(maxPos);
+    let x = embedding(this.embedTokens, batch.ids);
+    for (const layer of this.layers) {
+      if (opts.checkpointing && !opts.cache) x = checkpoint(([xin]) => layer.forward(xin, batch, rt, this.config, ctx), [x]);
+      else x = layer.forward(x, batch, rt, this.config, ctx, opts.cache);
+    }
+    opts.cache?.commit(T);
+    return rmsnorm(x, this.finalNorm, this.config.rmsNormEps);
+  }
+
+  /** Logits [B, T, V]. */
+  logits(batch: Batch, opts: ForwardOptions = {}): Tensor {
+    const ctx: ForwardContext = { adapter: this.activeAdapter, training: false, seed: 0, ...opts.ctx };
+    return this.lmHead.forward(this.hidden(batch, opts), ctx);
+  }
+
+  dispose(): void {
+    for (const l of this.layers) l.dispose();
+    if (this.lmHead.weight !== this.embedTokens) this.lmHead.dispose();
+    else for (const a of this.lmHead.adapters.values()) a.dispose();
+    this.embedTokens.dispose();
+    this.finalNorm.dispose();
+    this.ropeRuntime?.cos.dispose();
+    this.ropeRuntime?.sin.dispose();
+  }
+}
+
+export type { DecoderLayer };

@@ -1,0 +1,70 @@
+import { linear } from '../ops/matmul.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+/** Per-forward settings that reach every layer. */
+export interface ForwardContext {
+  /** The adapter to apply (null: the base model alone). */
+  adapter: string | null;
+  /** Training mode: dropout on. */
+  training: boolean;
+  /** Seed for this forward's dropout masks; layers derive their own from it. */
+  seed: number;
+}
+
+/**
+ * Something that adds to a frozen linear layer's output: a LoRA (or DoRA) adapter. It receives the
+ * layer input, the base output and the layer, and returns the layer's new output.
+ */
+export interface LinearAdapter {
+  forward(x: Tensor, baseOut: Tensor, base: Linear, ctx: ForwardContext, layerSeed: number): Tensor;
+  parameters(): [string, Tensor][];
+  dispose(): void;
+}
+
+let layerCounter = 0;
+
+/** y = x Wᵀ (+ b), W [out, in] f32 or bf16, plus any named adapters attached to it. */
+export class Linear {
+  readonly adapters = new Map<string, LinearAdapter>();
+  /** Distinct per layer so dropout masks differ between layers. */
+  readonly seedSalt = ++layerCounter * 0x9e3779b1;
+
+  constructor(
+    /** The module path in Hugging Face naming, e.g. model.layers.0.self_attn.q_proj. */
+    readonly path: string,
+    public weight: Tensor,
+    public bias: Tensor | null = null,
+  ) {}
+
+  get inFeatures(): number {
+    return this.weight.shape[1];
+  }
+
+  get outFeatures(): number {
+    return this.weight.shape[0];
+  }
+
+  /** The last segment of the path: q_proj, down_proj, lm_head, … */
+  get name(): string {
+    return this.path.slice(this.path.lastIndexOf('.') + 1);
+  }
+
+  forward(x: Tensor, ctx: ForwardContext): Tensor {
+    const base = linear(x, this.weight, this.bias);
+    const adapter = ctx.adapter === null ? undefined : this.adapters.get(ctx.adapter);
+    if (!adapter) return base;
+    return adapter.forward(x, base, this, ctx, (ctx.seed ^ this.seedSalt) >>> 0);
+  }
+
+  /** Base output only (merged weights, or when the adapter is handled elsewhere). */
+  forwardBase(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+
+  dispose(): void {
+    this.weight.dispose();
+    this.bias?.dispose();
+    for (const a of this.adapters.values()) a.dispose();
+    this.adapters.clear();
+  }
+}

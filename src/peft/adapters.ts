@@ -1,0 +1,128 @@
+// Model injection: which linears an adapter targets, and adding, removing, saving and loading named
+// adapters in PEFT's file format (adapter_config.json + adapter_model.safetensors).
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
+import type { CausalLM } from '../models/llama.js';
+import type { Linear } from '../nn/linear.js';
+import { shapeString, type Tensor } from '../tensor/tensor.js';
+import { readPeftConfig, toPeftJson, validateLoraConfig, type LoraConfig } from './config.js';
+import { LoraLinear } from './lora.js';
+
+export const ADAPTER_CONFIG = 'adapter_config.json';
+export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
+
+/**
+ * The linears a config targets, PEFT's rules: a name matches a module whose path equals it or ends
+ * with '.' + name; 'all-linear' is every linear except the output head.
+ */
+export function targetLinears(model: CausalLM, config: LoraConfig): Linear[] {
+  const all = model.linears();
+  if (config.targetModules === 'all-linear') return all.filter((l) => l !== model.lmHead);
+  const chosen = new Set<Linear>();
+  for (const target of config.targetModules) {
+    const hits = all.filter((l) => l.path === target || l.path.endsWith(`.${target}`));
+    if (hits.length === 0) {
+      const names = [...new Set(all.map((l) => l.name))].join(', ');
+      throw new Error(`lorakit: target module '${target}' matches no layer of this model (its linear layers: ${names}).`);
+    }
+    hits.forEach((l) => chosen.add(l));
+  }
+  return all.filter((l) => chosen.has(l));
+}
+
+function checkName(model: CausalLM, name: string, mustExist: boolean): void {
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`lorakit: adapter name '${name}' may use only letters, digits, '_', '-' and '.'.`);
+  const exists = model.adapterConfigs.has(name);
+  if (mustExist && !exists) throw new Error(`lorakit: no adapter named '${name}' (have: ${[...model.adapterConfigs.keys()].join(', ') || 'none'}).`);
+  if (!mustExist && exists) throw new Error(`lorakit: an adapter named '${name}' already exists.`);
+}
+
+/** Adds a freshly initialised adapter and makes it active. */
+export function addAdapter(model: CausalLM, name: string, config: LoraConfig, seed = 0): void {
+  checkName(model, name, false);
+  validateLoraConfig(config);
+  if (config.modulesToSave.length > 0) throw new Error('lorakit: modules_to_save is not supported yet.');
+  const targets = targetLinears(model, config);
+  targets.forEach((l, i) => l.adapters.set(name, LoraLinear.create(l, config, (seed * 7919 + i * 104729 + 1) >>> 0)));
+  model.adapterConfigs.set(name, config);
+  model.activeAdapter = name;
+}
+
+export function deleteAdapter(model: CausalLM, name: string): void {
+  checkName(model, name, true);
+  for (const l of model.linears()) {
+    l.adapters.get(name)?.dispose();
+    l.adapters.delete(name);
+  }
+  model.adapterConfigs.delete(name);
+  if (model.activeAdapter === name) model.activeAdapter = null;
+}
+
+/** Selects the adapter forward passes use; null runs the base model alone. */
+export function setActiveAdapter(model: CausalLM, name: string | null): void {
+  if (name !== null) checkName(model, name, true);
+  model.activeAdapter = name;
+}
+
+/** The adapter's trainable tensors under PEFT's saved key names. */
+export function adapterParameters(model: CausalLM, name: string): [string, Tensor][] {
+  checkName(model, name, true);
+  const out: [string, Tensor][] = [];
+  for (const l of model.linears()) {
+    const a = l.adapters.get(name);
+    if (a) for (const [key, t] of a.parameters()) out.push([`base_model.model.${l.path}.${key}`, t]);
+  }
+  return out;
+}
+
+/** Writes the adapter in PEFT's format; files appear complete or not at all. */
+export function saveAdapter(model: CausalLM, name: string, dir: string): void {
+  const config = model.adapterConfigs.get(name);
+  checkName(model, name, true);
+  mkdirSync(dir, { recursive: true });
+  const tensors = Object.fromEntries(adapterParameters(model, name));
+  writeSafetensors(join(dir, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
+  const tmp = join(dir, `${ADAPTER_CONFIG}.tmp`);
+  writeFileSync(tmp, `${JSON.stringify(toPeftJson(config!), null, 2)}\n`);
+  renameSync(tmp, join(dir, ADAPTER_CONFIG));
+}
+
+/** Loads a PEFT adapter folder as adapter `name`, refusing one made for another base model. */
+export function loadAdapter(model: CausalLM, dir: string, name = 'default'): LoraConfig {
+  const configPath = join(dir, ADAPTER_CONFIG);
+  const weightsPath = join(dir, ADAPTER_WEIGHTS);
+  for (const p of [configPath, weightsPath])
+    if (!existsSync(p)) throw new Error(`lorakit: ${dir} is not a PEFT adapter folder (missing ${p.slice(dir.length + 1)}).`);
+  const config = readPeftConfig(configPath);
+  const file = openSafetensors(weightsPath);
+  addAdapter(model, name, config);
+  try {
+    const expected = new Map(adapterParameters(model, name));
+    for (const key of file.tensors.keys()) {
+      // PEFT may save keys with the adapter name (".default.") in older formats: normalise it away.
+      const norm = key.replace(/\.(lora_[AB])\.[^.]+\.weight$/, '.$1.weight');
+      const target = expected.get(key) ?? expected.get(norm);
+      if (!target) throw new Error(`lorakit: ${weightsPath}: tensor '${key}' does not belong to any targeted layer of this model.`);
+      const src = file.read(key, 'f32');
+      try {
+        if (src.shape.join() !== target.shape.join())
+          throw new Error(
+            `lorakit: ${weightsPath}: '${key}' has shape ${shapeString(src.shape)}, this model needs ${shapeString(target.shape)} (adapter made for another base model?).`,
+          );
+        target.as('f32').set(src.as('f32'));
+      } finally {
+        src.dispose();
+      }
+      expected.delete(target === expected.get(key) ? key : norm);
+    }
+    if (expected.size > 0)
+      throw new Error(`lorakit: ${weightsPath}: missing ${expected.size} tensors, e.g. '${[...expected.keys()][0]}'.`);
+  } catch (e) {
+    deleteAdapter(model, name);
+    throw e;
+  } finally {
+    file.close?.();
+  }
+  return config;
+}
