@@ -122,7 +122,7 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
     deleteAdapter(model, name);
     throw e;
   } finally {
-    file.close?.();
+    file.close();
   }
   return config;
 }

@@ -1,0 +1,102 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { openSafetensors, openSafetensorsModel, type TensorSource } from '../io/safetensors.js';
+import { readModelConfig } from '../models/config.js';
+import { readPeftConfig } from '../peft/config.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../peft/adapters.js';
+import { parseFlags, UsageError, type Specs } from './args.js';
+import { formatBytes } from './progress.js';
+
+export const INSPECT_FLAGS = {
+  json: { type: 'bool', help: 'print one JSON object' },
+} as const satisfies Specs;
+
+interface Summary {
+  kind: string;
+  path: string;
+  [key: string]: unknown;
+}
+
+function tensorSummary(src: TensorSource): { tensors: number; parameters: number; bytes: number; dtypes: Record<string, number>; shapes: Record<string, number[]> } {
+  let parameters = 0;
+  let bytes = 0;
+  const dtypes: Record<string, number> = {};
+  const shapes: Record<string, number[]> = {};
+  for (const [name, info] of src.tensors) {
+    const n = info.shape.reduce((a, b) => a * b, 1);
+    parameters += n;
+    bytes += info.byteLength;
+    dtypes[info.dtype] = (dtypes[info.dtype] ?? 0) + n;
+    shapes[name] = [...info.shape];
+  }
+  return { tensors: src.tensors.size, parameters, bytes, dtypes, shapes };
+}
+
+async function summarize(path: string): Promise<Summary> {
+  if (!existsSync(path)) throw new UsageError(`lorakit inspect: ${path} does not exist.`);
+  if (statSync(path).isFile()) {
+    if (path.endsWith('.gguf')) {
+      const { inspectGGUF } = await import('../io/gguf-inspect.js');
+      return { kind: 'gguf', path, ...(await inspectGGUF(path)) };
+    }
+    if (path.endsWith('.safetensors')) {
+      const f = openSafetensors(path);
+      try {
+        return { kind: 'safetensors', path, metadata: f.metadata, ...tensorSummary(f) };
+      } finally {
+        f.close();
+      }
+    }
+    throw new UsageError(`lorakit inspect: ${path}: not a folder, .gguf or .safetensors file.`);
+  }
+  if (existsSync(join(path, 'trainer_state.json'))) {
+    const state = JSON.parse(readFileSync(join(path, 'trainer_state.json'), 'utf8')) as Record<string, unknown>;
+    const adapter = await summarize(join(path, 'adapter'));
+    return { kind: 'checkpoint', path, step: state.step, epoch: state.epoch, options: state.options, adapter };
+  }
+  if (existsSync(join(path, ADAPTER_CONFIG))) {
+    const config = readPeftConfig(join(path, ADAPTER_CONFIG));
+    const f = openSafetensors(join(path, ADAPTER_WEIGHTS));
+    try {
+      return { kind: 'adapter', path, config, ...tensorSummary(f) };
+    } finally {
+      f.close();
+    }
+  }
+  if (existsSync(join(path, 'config.json'))) {
+    const config = readModelConfig(join(path, 'config.json'));
+    const src = openSafetensorsModel(path);
+    try {
+      const { raw, ...shape } = config;
+      void raw;
+      return { kind: 'model', path, config: shape, ...tensorSummary(src) };
+    } finally {
+      src.close();
+    }
+  }
+  throw new UsageError(`lorakit inspect: ${path}: not a model, adapter or checkpoint folder.`);
+}
+
+function print(s: Summary, indent = ''): void {
+  const { shapes, ...rest } = s as Summary & { shapes?: Record<string, number[]> };
+  for (const [k, v] of Object.entries(rest)) {
+    if (k === 'bytes' && typeof v === 'number') process.stdout.write(`${indent}${k}: ${v} (${formatBytes(v)})\n`);
+    else if (v && typeof v === 'object' && !Array.isArray(v) && 'kind' in v) {
+      process.stdout.write(`${indent}${k}:\n`);
+      print(v as Summary, `${indent}  `);
+    } else process.stdout.write(`${indent}${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}\n`);
+  }
+  if (shapes) {
+    process.stdout.write(`${indent}shapes:\n`);
+    for (const [name, shape] of Object.entries(shapes)) process.stdout.write(`${indent}  ${name} [${shape.join(', ')}]\n`);
+  }
+}
+
+export async function inspectCommand(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, INSPECT_FLAGS, 'inspect');
+  if (f._.length !== 1) throw new UsageError('lorakit inspect: give exactly one PATH.');
+  const s = await summarize(f._[0]);
+  if (f.json) process.stdout.write(`${JSON.stringify(s)}\n`);
+  else print(s);
+  return 0;
+}

@@ -1,0 +1,98 @@
+// Autoregressive generation with a KV cache: prefill the prompt once, then one token per forward.
+import { noGrad } from '../autograd/tape.js';
+import { KVCache } from '../models/kv-cache.js';
+import type { CausalLM } from '../models/llama.js';
+import { renderChat } from '../tokenizer/chat-template.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { Tensor, tidy } from '../tensor/tensor.js';
+import { GREEDY, Sampler, type SamplingOptions } from './sampling.js';
+import type { ChatMessage } from '../train/data.js';
+
+export interface GenerateOptions extends Partial<SamplingOptions> {
+  prompt?: string;
+  messages?: ChatMessage[];
+  inputIds?: number[];
+  maxNewTokens?: number;
+  /** Stop when the decoded text ends with one of these (the stop string is removed). */
+  stop?: string[];
+  /** Called with each new piece of text as it is decoded (streaming). */
+  onToken?: (text: string, id: number) => void;
+  /** Checked between tokens; true stops generation (e.g. Ctrl-C in chat). */
+  shouldStop?: () => boolean;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokenIds: number[];
+  finishReason: 'stop' | 'length';
+}
+
+/** The prompt ids a GenerateOptions describes: raw text with special tokens, or a chat. */
+export function promptIds(tokenizer: Tokenizer, o: GenerateOptions): number[] {
+  if (o.inputIds) return o.inputIds;
+  if (o.messages) {
+    if (!tokenizer.chatTemplate) throw new Error('lorakit: --messages needs a model with a chat template; this tokenizer has none (use --prompt).');
+    const text = renderChat(tokenizer.chatTemplate, o.messages, {
+      addGenerationPrompt: true,
+      bosToken: tokenizer.bosToken ?? undefined,
+      eosToken: tokenizer.eosToken ?? undefined,
+    });
+    return tokenizer.encode(text, { addSpecialTokens: false });
+  }
+  if (o.prompt !== undefined) return tokenizer.encode(o.prompt);
+  throw new Error('lorakit: generate needs a prompt, messages or input ids.');
+}
+
+export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptions): GenerateResult {
+  const ids = promptIds(tokenizer, o);
+  if (ids.length === 0) throw new Error('lorakit: the prompt encodes to no tokens.');
+  const maxNew = o.maxNewTokens ?? 128;
+  const sampler = new Sampler({ ...GREEDY, ...Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in GREEDY)) });
+  const eos = new Set(tokenizer.eosIds);
+  const c = model.config;
+  const cache = new KVCache(1, ids.length + maxNew, c.numLayers, c.numKvHeads, c.headDim);
+  const out: number[] = [];
+  let text = '';
+  let finishReason: GenerateResult['finishReason'] = 'length';
+  try {
+    let input = ids;
+    for (let step = 0; step < maxNew; step++) {
+      const start = cache.length;
+      const logits = noGrad(() =>
+        tidy(() => {
+          const T = input.length;
+          const batch = {
+            ids: Tensor.from(input, [1, T], 'i32'),
+            positions: Tensor.from(Array.from({ length: T }, (_, i) => start + i), [1, T], 'i32'),
+            segments: Tensor.from(new Array<number>(T).fill(1), [1, T], 'i32'),
+          };
+          const hidden = model.hidden(batch, { cache });
+          const last = hidden.reshape([T, c.hiddenSize]).sliceRows(T - 1, T);
+          return model.lmHead.forward(last, { adapter: model.activeAdapter, training: false, seed: 0 });
+        }),
+      );
+      const next = sampler.next(logits.as('f32'));
+      logits.dispose();
+      if (eos.has(next)) {
+        finishReason = 'stop';
+        break;
+      }
+      out.push(next);
+      const decoded = tokenizer.decode(out, { skipSpecialTokens: true });
+      const piece = decoded.slice(text.length);
+      text = decoded;
+      const hit = o.stop?.find((s) => s && text.endsWith(s));
+      if (hit) {
+        text = text.slice(0, text.length - hit.length);
+        finishReason = 'stop';
+        break;
+      }
+      if (piece) o.onToken?.(piece, next);
+      if (o.shouldStop?.()) break;
+      input = [next];
+    }
+  } finally {
+    cache.dispose();
+  }
+  return { text, tokenIds: out, finishReason };
+}

@@ -1,0 +1,189 @@
+// Causal attention with grouped-query heads (GQA), padding and packed sequences, flash-attention style:
+// no [B, H, T, T] probability tensor is ever stored; forward keeps the per-row logsumexp and backward
+// rebuilds each row's probabilities from it.
+import { cpu } from '../backend/cpu/addon.js';
+import { kernel, registerKernel } from '../backend/kernels.js';
+import { needsRecord, record } from '../autograd/tape.js';
+import { keep, shapeString, Tensor } from '../tensor/tensor.js';
+import { emptyLike, expectDType, sameDevice } from './util.js';
+
+declare module '../backend/cpu/addon.js' {
+  interface CpuAddon {
+    attentionForwardF32(
+      out: Float32Array,
+      lse: Float32Array,
+      q: Float32Array,
+      k: Float32Array,
+      v: Float32Array,
+      segments: Int32Array,
+      B: number,
+      Tq: number,
+      Tk: number,
+      Hq: number,
+      Hkv: number,
+      D: number,
+      scale: number,
+    ): void;
+    attentionBackwardF32(
+      dq: Float32Array,
+      dk: Float32Array,
+      dv: Float32Array,
+      dout: Float32Array,
+      q: Float32Array,
+      k: Float32Array,
+      v: Float32Array,
+      segments: Int32Array,
+      out: Float32Array,
+      lse: Float32Array,
+      B: number,
+      Tq: number,
+      Tk: number,
+      Hq: number,
+      Hkv: number,
+      D: number,
+      scale: number,
+    ): void;
+  }
+}
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /**
+     * out[B, Tq, Hq, D], lse[B, Hq, Tq] = causal attention of q[B, Tq, Hq, D] over k, v[B, Tk, Hkv, D]
+     * with segments[B, Tk] (i32, 0 = padding); lse is each row's logsumexp (-inf for padded rows).
+     */
+    attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, segments: Tensor, scale: number): void;
+    /** dq, dk, dv from dout and what attentionForward saw and produced (q, k, v, segments, out, lse). */
+    attentionBackward(
+      dq: Tensor,
+      dk: Tensor,
+      dv: Tensor,
+      dout: Tensor,
+      q: Tensor,
+      k: Tensor,
+      v: Tensor,
+      segments: Tensor,
+      out: Tensor,
+      lse: Tensor,
+      scale: number,
+    ): void;
+  }
+}
+
+registerKernel('cpu', 'attentionForward', (out, lse, q, k, v, segments, scale) => {
+  const [B, Tq, Hq, D] = q.shape;
+  const [, Tk, Hkv] = k.shape;
+  cpu.attentionForwardF32(
+    out.as('f32'),
+    lse.as('f32'),
+    q.as('f32'),
+    k.as('f32'),
+    v.as('f32'),
+    segments.as('i32'),
+    B,
+    Tq,
+    Tk,
+    Hq,
+    Hkv,
+    D,
+    scale,
+  );
+});
+
+registerKernel('cpu', 'attentionBackward', (dq, dk, dv, dout, q, k, v, segments, out, lse, scale) => {
+  const [B, Tq, Hq, D] = q.shape;
+  const [, Tk, Hkv] = k.shape;
+  cpu.attentionBackwardF32(
+    dq.as('f32'),
+    dk.as('f32'),
+    dv.as('f32'),
+    dout.as('f32'),
+    q.as('f32'),
+    k.as('f32'),
+    v.as('f32'),
+    segments.as('i32'),
+    out.as('f32'),
+    lse.as('f32'),
+    B,
+    Tq,
+    Tk,
+    Hq,
+    Hkv,
+    D,
+    scale,
+  );
+});
+
+export interface AttentionOptions {
+  /** Multiplies q·kᵀ before the softmax; defaults to 1/sqrt(D). */
+  scale?: number;
+}
+
+function checkInputs(q: Tensor, k: Tensor, v: Tensor, segments: Tensor): void {
+  const op = 'attention';
+  sameDevice(op, q, k, v, segments);
+  expectDType(op, 'q', q, 'f32');
+  expectDType(op, 'k', k, 'f32');
+  expectDType(op, 'v', v, 'f32');
+  expectDType(op, 'segments', segments, 'i32');
+  if (q.shape.length !== 4) throw new Error(`lorakit: attention: q must be [B, Tq, Hq, D], got ${shapeString(q.shape)}.`);
+  if (k.shape.length !== 4) throw new Error(`lorakit: attention: k must be [B, Tk, Hkv, D], got ${shapeString(k.shape)}.`);
+  const [B, Tq, Hq, D] = q.shape;
+  const [Bk, Tk, Hkv, Dk] = k.shape;
+  if (v.shape.length !== 4 || v.shape.some((d, i) => d !== k.shape[i]))
+    throw new Error(`lorakit: attention: v has shape ${shapeString(v.shape)}, expected k's shape ${shapeString(k.shape)}.`);
+  if (Bk !== B || Dk !== D)
+    throw new Error(
+      `lorakit: attention: k ${shapeString(k.shape)} does not match q ${shapeString(q.shape)} (batch and head size D must agree).`,
+    );
+  if (Hkv === 0 || Hq % Hkv !== 0)
+    throw new Error(`lorakit: attention: query heads (${Hq}) must be a multiple of key/value heads (${Hkv}).`);
+  if (D === 0) throw new Error(`lorakit: attention: head size D must be at least 1, got q ${shapeString(q.shape)}.`);
+  if (Tq > Tk)
+    throw new Error(`lorakit: attention: q has more positions (${Tq}) than k (${Tk}); queries must be the last Tq keys.`);
+  if (segments.shape.length !== 2 || segments.shape[0] !== B || segments.shape[1] !== Tk)
+    throw new Error(
+      `lorakit: attention: segments has shape ${shapeString(segments.shape)}, expected [${B}, ${Tk}] (batch, key positions).`,
+    );
+  const ids = segments.as('i32');
+  for (let i = 0; i < ids.length; i++)
+    if (ids[i] < 0)
+      throw new Error(
+        `lorakit: attention: segments[${Math.floor(i / Tk)}, ${i % Tk}] is ${ids[i]}; ids must be 0 (padding) or positive.`,
+      );
+}
+
+/**
+ * Causal scaled-dot-product attention, softmax(q·kᵀ·scale + mask)·v.
+ *
+ * q [B, Tq, Hq, D], k and v [B, Tk, Hkv, D] (f32), Hq a multiple of Hkv: query head h reads kv head
+ * h / (Hq / Hkv). Tq ≤ Tk: query row i sits at key position Tk − Tq + i (Tq < Tk decodes against a KV
+ * cache). segments [B, Tk] (i32): 0 marks padding, positive ids mark packed sequences; a query attends
+ * to key j only if j is at or before its own position and carries the same segment id. Padded queries
+ * output zeros and get zero gradient. Returns [B, Tq, Hq, D]; differentiable w.r.t. q, k and v.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, segments: Tensor, opts: AttentionOptions = {}): Tensor {
+  checkInputs(q, k, v, segments);
+  const [B, Tq, Hq, D] = q.shape;
+  const scale = opts.scale ?? 1 / Math.sqrt(D);
+  if (!Number.isFinite(scale)) throw new Error(`lorakit: attention: scale must be a finite number, got ${scale}.`);
+  const out = emptyLike(q);
+  const lse = emptyLike(q, [B, Hq, Tq]);
+  kernel(q.device, 'attentionForward')(out, lse, q, k, v, segments, scale);
+  if (needsRecord([q, k, v]))
+    record([q, k, v], [out], [q, k, v, segments, out, lse], ([g], [gq, gk, gv]) => {
+      const dq = emptyLike(q);
+      const dk = emptyLike(k);
+      const dv = emptyLike(v);
+      kernel(q.device, 'attentionBackward')(dq, dk, dv, g, q, k, v, segments, out, lse, scale);
+      const keepOrDrop = (t: Tensor, needed: boolean): Tensor | null => {
+        if (needed) return t;
+        t.dispose();
+        return null;
+      };
+      return [keepOrDrop(dq, gq), keepOrDrop(dk, gk), keepOrDrop(dv, gv)];
+    });
+  // lse belongs to the tape alone (it retained it if recording): out of every scope, this handle dropped.
+  keep(lse).dispose();
+  return out;
+}

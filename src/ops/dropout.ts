@@ -1,0 +1,44 @@
+// Inverted dropout with a counter-based mask: the mask is a hash of (seed, element index), so it is
+// never stored, and backward regenerates it from the seed.
+import { cpu } from '../backend/cpu/addon.js';
+import { kernel, registerKernel } from '../backend/kernels.js';
+import { needsRecord, record } from '../autograd/tape.js';
+import { Tensor } from '../tensor/tensor.js';
+import { copy } from './elementwise.js';
+import { emptyLike, expectDType } from './util.js';
+
+declare module '../backend/cpu/addon.js' {
+  interface CpuAddon {
+    dropoutF32(out: Float32Array, x: Float32Array, p: number, seed: number, n: number): void;
+  }
+}
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /** out[i] = x[i] · (keep(seed, i) ? 1/(1 − p) : 0); the same (p, seed, size) always gives the same mask */
+    dropout(out: Tensor, x: Tensor, p: number, seed: number): void;
+  }
+}
+
+registerKernel('cpu', 'dropout', (out, x, p, seed) => cpu.dropoutF32(out.as('f32'), x.as('f32'), p, seed, x.size));
+
+/**
+ * Inverted dropout: each element is zeroed with probability p and the kept ones scaled by 1/(1 − p).
+ * The mask depends only on `seed` (a non-negative safe integer) and the element index; p = 0 returns a
+ * copy.
+ */
+export function dropout(x: Tensor, p: number, seed: number): Tensor {
+  expectDType('dropout', 'x', x, 'f32');
+  if (!(p >= 0 && p <= 1)) throw new Error(`lorakit: dropout: p must be between 0 and 1, got ${p}.`);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`lorakit: dropout: seed must be a non-negative integer, got ${seed}.`);
+  if (p === 0) return copy(x);
+  const out = emptyLike(x);
+  kernel(x.device, 'dropout')(out, x, p, seed);
+  if (needsRecord([x]))
+    record([x], [out], [], ([g]) => {
+      const dx = emptyLike(g);
+      kernel(g.device, 'dropout')(dx, g, p, seed);
+      return [dx];
+    });
+  return out;
+}

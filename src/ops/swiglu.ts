@@ -1,0 +1,46 @@
+// SwiGLU gating of the Llama MLP: silu(gate) · up.
+import { cpu } from '../backend/cpu/addon.js';
+import { kernel, registerKernel } from '../backend/kernels.js';
+import { needsRecord, record } from '../autograd/tape.js';
+import { shapeString, Tensor } from '../tensor/tensor.js';
+import { emptyLike, expectDType, sameDevice } from './util.js';
+
+declare module '../backend/cpu/addon.js' {
+  interface CpuAddon {
+    swigluForwardF32(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+    swigluBackwardF32(dgate: Float32Array | null, dup: Float32Array | null, dy: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+  }
+}
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /** out = silu(gate) · up, all the same shape */
+    swigluForward(out: Tensor, gate: Tensor, up: Tensor): void;
+    /** dgate and/or dup (null when not wanted) <- dy, gate, up */
+    swigluBackward(dgate: Tensor | null, dup: Tensor | null, dy: Tensor, gate: Tensor, up: Tensor): void;
+  }
+}
+
+registerKernel('cpu', 'swigluForward', (out, gate, up) => cpu.swigluForwardF32(out.as('f32'), gate.as('f32'), up.as('f32'), out.size));
+registerKernel('cpu', 'swigluBackward', (dgate, dup, dy, gate, up) =>
+  cpu.swigluBackwardF32(dgate?.as('f32') ?? null, dup?.as('f32') ?? null, dy.as('f32'), gate.as('f32'), up.as('f32'), dy.size),
+);
+
+/** silu(gate) · up, elementwise; gate and up f32 of the same shape. */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  sameDevice('swiglu', gate, up);
+  expectDType('swiglu', 'gate', gate, 'f32');
+  expectDType('swiglu', 'up', up, 'f32');
+  if (gate.shape.length !== up.shape.length || gate.shape.some((d, i) => d !== up.shape[i]))
+    throw new Error(`lorakit: swiglu: gate ${shapeString(gate.shape)} and up ${shapeString(up.shape)} must have the same shape.`);
+  const out = emptyLike(gate);
+  kernel(gate.device, 'swigluForward')(out, gate, up);
+  if (needsRecord([gate, up]))
+    record([gate, up], [out], [gate, up], ([g], [gg, gu]) => {
+      const dgate = gg ? emptyLike(gate) : null;
+      const dup = gu ? emptyLike(up) : null;
+      kernel(g.device, 'swigluBackward')(dgate, dup, g, gate, up);
+      return [dgate, dup];
+    });
+  return out;
+}

@@ -1,0 +1,306 @@
+// The training loop: batches, token-weighted loss with gradient accumulation, clipping, optimizer and
+// schedule, evaluation, checkpoints that resume exactly, metrics.jsonl and a progress line.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { backward, clearTape } from '../autograd/tape.js';
+import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
+import type { CausalLM } from '../models/llama.js';
+import { scale } from '../ops/elementwise.js';
+import { adapterParameters, loadAdapter, saveAdapter, deleteAdapter } from '../peft/adapters.js';
+import { seededUniform } from '../peft/lora.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { memoryStats, tidy, type Tensor } from '../tensor/tensor.js';
+import { packBatches, padBatch, toDevice, type HostBatch } from './batching.js';
+import { loadData, type Example } from './data.js';
+import { evaluate, type EvalResult } from './evaluate.js';
+import { lossSum } from './loss.js';
+import { clipGradNorm, Optimizer, type OptimizerName } from './optimizer.js';
+import { learningRate, type SchedulerName } from './schedule.js';
+
+export interface TrainOptions {
+  /** A data file (JSONL/JSON) or examples already tokenized. */
+  data: string | Example[];
+  evalData?: string | Example[];
+  /** Output folder: adapter/, checkpoints/, metrics.jsonl. Without it nothing is written. */
+  outDir?: string;
+  /** The adapter to train (already added to the model). Default: the model's active adapter. */
+  adapter?: string;
+  epochs?: number;
+  maxSteps?: number;
+  batchSize?: number;
+  gradAccum?: number;
+  lr?: number;
+  weightDecay?: number;
+  optimizer?: OptimizerName;
+  scheduler?: SchedulerName;
+  warmupSteps?: number;
+  warmupRatio?: number;
+  maxGradNorm?: number;
+  maxSeqLen?: number;
+  packing?: boolean;
+  completionOnly?: boolean;
+  gradCheckpointing?: boolean;
+  seed?: number;
+  evalEvery?: number;
+  saveEvery?: number;
+  /** A checkpoint folder (checkpoints/step-N) to continue from exactly. */
+  resume?: string;
+  /** Called after every optimizer step. */
+  onStep?: (m: StepMetrics) => void;
+  onEval?: (step: number, r: EvalResult) => void;
+  /** Warnings (truncated rows, …); default: stderr. */
+  onWarning?: (message: string) => void;
+  /** Set to true (e.g. from a SIGINT handler) to stop after the current step with a checkpoint. */
+  stopSignal?: { stop: boolean };
+}
+
+export interface StepMetrics {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  tokens: number;
+  tokens_per_s: number;
+  /** Native tensor memory in bytes (live, at the end of the step). */
+  memory: number;
+  elapsed: number;
+}
+
+export interface TrainResult {
+  steps: number;
+  finalLoss: number;
+  evalLoss: number | null;
+  stoppedEarly: boolean;
+  adapterDir: string | null;
+}
+
+interface TrainerState {
+  step: number;
+  epoch: number;
+  /** Index of the next batch within the epoch's batch list. */
+  batchIndex: number;
+  optimizerStep: number;
+  elapsed: number;
+  options: Record<string, unknown>;
+}
+
+const DEFAULTS = {
+  epochs: 1,
+  batchSize: 4,
+  gradAccum: 1,
+  lr: 2e-4,
+  weightDecay: 0,
+  optimizer: 'adamw' as OptimizerName,
+  scheduler: 'linear' as SchedulerName,
+  maxGradNorm: 1.0,
+  maxSeqLen: 1024,
+  seed: 42,
+};
+
+/** Seeded Fisher–Yates permutation of 0..n-1. */
+function permutation(n: number, seed: number): number[] {
+  const r = seededUniform(seed);
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  return p;
+}
+
+function epochBatches(examples: Example[], epoch: number, o: Required<Pick<TrainOptions, 'seed' | 'batchSize' | 'maxSeqLen' | 'packing'>>): HostBatch[] {
+  const order = permutation(examples.length, (o.seed * 1000003 + epoch) >>> 0).map((i) => examples[i]);
+  if (o.packing) return packBatches(order, o.maxSeqLen, o.batchSize);
+  const out: HostBatch[] = [];
+  for (let i = 0; i < order.length; i += o.batchSize) out.push(padBatch(order.slice(i, i + o.batchSize)));
+  return out;
+}
+
+function resolveData(d: string | Example[], tokenizer: Tokenizer, completionOnly: boolean, maxSeqLen: number, warn: (m: string) => void): Example[] {
+  if (typeof d !== 'string') return d;
+  const loaded = loadData(d, tokenizer, { completionOnly, maxSeqLen });
+  if (loaded.truncated > 0)
+    warn(`lorakit: warning: ${loaded.truncated} of ${loaded.examples.length} rows of ${d} were longer than --max-seq-len ${maxSeqLen} and were cut.`);
+  return loaded.examples;
+}
+
+/** Writes dir atomically: build in dir.tmp, then swap it in. */
+function writeDirAtomically(dir: string, fill: (tmp: string) => void): void {
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  fill(tmp);
+  const old = `${dir}.old`;
+  rmSync(old, { recursive: true, force: true });
+  if (existsSync(dir)) renameSync(dir, old);
+  renameSync(tmp, dir);
+  rmSync(old, { recursive: true, force: true });
+}
+
+export async function train(model: CausalLM, tokenizer: Tokenizer, options: TrainOptions): Promise<TrainResult> {
+  const o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as TrainOptions & typeof DEFAULTS;
+  const warn = o.onWarning ?? ((m: string) => process.stderr.write(`${m}\n`));
+  const adapter = o.adapter ?? model.activeAdapter;
+  if (!adapter) throw new Error('lorakit: train needs an adapter on the model (addAdapter or loadAdapter first).');
+  model.activeAdapter = adapter;
+  const packing = o.packing === true;
+  const completionOnly = o.completionOnly === true;
+  const trainSet = resolveData(o.data, tokenizer, completionOnly, o.maxSeqLen, warn);
+  const evalSet = o.evalData ? resolveData(o.evalData, tokenizer, completionOnly, o.maxSeqLen, warn) : null;
+  const batchOpts = { seed: o.seed, batchSize: o.batchSize, maxSeqLen: o.maxSeqLen, packing };
+  const batchesPerEpoch = epochBatches(trainSet, 0, batchOpts).length;
+  const stepsPerEpoch = Math.ceil(batchesPerEpoch / o.gradAccum);
+  const totalSteps = o.maxSteps ?? o.epochs * stepsPerEpoch;
+  if (!(totalSteps > 0)) throw new Error('lorakit: nothing to train: the data gives 0 steps.');
+  const warmupSteps = o.warmupSteps ?? Math.ceil((o.warmupRatio ?? 0) * totalSteps);
+  const schedule = { name: o.scheduler, baseLr: o.lr, warmupSteps, totalSteps };
+
+  const params = adapterParameters(model, adapter);
+  const optimizer = new Optimizer(params, { name: o.optimizer, weightDecay: o.weightDecay });
+  const state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, optimizerStep: 0, elapsed: 0, options: {} };
+  if (o.resume) restore(model, adapter, optimizer, state, o.resume);
+
+  const out = o.outDir ?? null;
+  if (out) mkdirSync(out, { recursive: true });
+  const metricsPath = out ? join(out, 'metrics.jsonl') : null;
+  const start = Date.now() - state.elapsed * 1000;
+  let batches = epochBatches(trainSet, state.epoch, batchOpts);
+  let lastLoss = NaN;
+  let lastEval: number | null = null;
+  let stoppedEarly = false;
+
+  const checkpoint = () => {
+    if (!out) return;
+    const dir = join(out, 'checkpoints', `step-${state.step}`);
+    state.elapsed = (Date.now() - start) / 1000;
+    writeDirAtomically(dir, (tmp) => {
+      saveAdapter(model, adapter, join(tmp, 'adapter'));
+      writeSafetensors(join(tmp, 'optimizer.safetensors'), optimizer.state());
+      state.optimizerStep = optimizer.step;
+      writeFileSync(join(tmp, 'trainer_state.json'), `${JSON.stringify({ ...state, options: describe(o) }, null, 2)}\n`);
+    });
+  };
+
+  try {
+    while (state.step < totalSteps) {
+      // Gather this step's micro-batches (crossing into the next epoch when one runs out).
+      const micro: HostBatch[] = [];
+      while (micro.length < o.gradAccum) {
+        if (state.batchIndex >= batches.length) {
+          if (micro.length > 0) break; // an epoch's last step may have fewer micro-batches
+          state.epoch++;
+          state.batchIndex = 0;
+          batches = epochBatches(trainSet, state.epoch, batchOpts);
+        }
+        micro.push(batches[state.batchIndex++]);
+      }
+      if (micro.length === 0) continue;
+      const stepStart = Date.now();
+      const count = micro.reduce((n, b) => n + b.targetCount, 0);
+      let sum = 0;
+      micro.forEach((hb, k) => {
+        if (hb.targetCount === 0) return;
+        sum += tidy(() => {
+          const { batch, targets } = toDevice(hb);
+          const total = lossSum(model, batch, targets, {
+            ctx: { adapter, training: true, seed: (o.seed * 2654435761 + state.step * 97 + k) >>> 0 },
+            checkpointing: o.gradCheckpointing === true,
+          });
+          const value = total.item();
+          backward(scale(total, 1 / Math.max(1, count)));
+          return value;
+        });
+      });
+      const gradNorm = clipGradNorm(params.map(([, t]) => t), o.maxGradNorm);
+      const lr = learningRate(schedule, state.step);
+      optimizer.update(lr);
+      optimizer.zeroGrad();
+      state.step++;
+      lastLoss = count > 0 ? sum / count : NaN;
+      const tokens = micro.reduce((n, b) => n + b.segments.reduce((c, s) => c + (s > 0 ? 1 : 0), 0), 0);
+      const metrics: StepMetrics = {
+        step: state.step,
+        totalSteps,
+        epoch: state.epoch,
+        loss: lastLoss,
+        lr,
+        grad_norm: gradNorm,
+        tokens,
+        tokens_per_s: tokens / Math.max(1e-9, (Date.now() - stepStart) / 1000),
+        memory: memoryStats().liveBytes,
+        elapsed: (Date.now() - start) / 1000,
+      };
+      if (metricsPath) appendFileSync(metricsPath, `${JSON.stringify(metrics)}\n`);
+      o.onStep?.(metrics);
+      if (evalSet && o.evalEvery && state.step % o.evalEvery === 0 && state.step < totalSteps) {
+        const r = evaluate(model, evalSet, o.batchSize);
+        lastEval = r.loss;
+        if (metricsPath) appendFileSync(metricsPath, `${JSON.stringify({ step: state.step, eval_loss: r.loss, eval_tokens: r.tokens })}\n`);
+        o.onEval?.(state.step, r);
+      }
+      if (o.saveEvery && state.step % o.saveEvery === 0 && state.step < totalSteps) checkpoint();
+      // Let signal handlers run between steps (kernels are synchronous).
+      await new Promise((r) => setImmediate(r));
+      if (o.stopSignal?.stop) {
+        stoppedEarly = true;
+        checkpoint();
+        break;
+      }
+    }
+    if (evalSet && !stoppedEarly) {
+      const r = evaluate(model, evalSet, o.batchSize);
+      lastEval = r.loss;
+      if (metricsPath) appendFileSync(metricsPath, `${JSON.stringify({ step: state.step, eval_loss: r.loss, eval_tokens: r.tokens })}\n`);
+      o.onEval?.(state.step, r);
+    }
+    let adapterDir: string | null = null;
+    if (out && !stoppedEarly) {
+      adapterDir = join(out, 'adapter');
+      writeDirAtomically(adapterDir, (tmp) => saveAdapter(model, adapter, tmp));
+    }
+    return { steps: state.step, finalLoss: lastLoss, evalLoss: lastEval, stoppedEarly, adapterDir };
+  } finally {
+    clearTape();
+    optimizer.zeroGrad();
+    optimizer.dispose();
+  }
+}
+
+function describe(o: TrainOptions): Record<string, unknown> {
+  const { data, evalData, onStep, onEval, onWarning, stopSignal, ...rest } = o;
+  void onStep;
+  void onEval;
+  void onWarning;
+  void stopSignal;
+  return { ...rest, data: typeof data === 'string' ? data : '<examples>', evalData: typeof evalData === 'string' ? evalData : undefined };
+}
+
+/** Loads a checkpoint: adapter weights, optimizer state and the loop position. */
+function restore(model: CausalLM, adapter: string, optimizer: Optimizer, state: TrainerState, dir: string): void {
+  const statePath = join(dir, 'trainer_state.json');
+  if (!existsSync(statePath)) throw new Error(`lorakit: --resume ${dir}: not a checkpoint folder (no trainer_state.json).`);
+  const saved = JSON.parse(readFileSync(statePath, 'utf8')) as TrainerState;
+  // Replace the adapter's weights with the checkpoint's.
+  const tmpName = `${adapter}__resume`;
+  loadAdapter(model, join(dir, 'adapter'), tmpName);
+  const src = new Map(adapterParameters(model, tmpName));
+  for (const [key, t] of adapterParameters(model, adapter)) {
+    const s = src.get(key);
+    if (!s) throw new Error(`lorakit: --resume ${dir}: the checkpoint's adapter lacks '${key}'.`);
+    t.as('f32').set(s.as('f32'));
+  }
+  deleteAdapter(model, tmpName);
+  model.activeAdapter = adapter;
+  const file = openSafetensors(join(dir, 'optimizer.safetensors'));
+  const tensors = new Map<string, Tensor>();
+  try {
+    for (const name of file.tensors.keys()) tensors.set(name, file.read(name, 'f32'));
+    optimizer.loadState(tensors, saved.optimizerStep);
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+    file.close();
+  }
+  Object.assign(state, { step: saved.step, epoch: saved.epoch, batchIndex: saved.batchIndex, elapsed: saved.elapsed });
+}
