@@ -27,7 +27,15 @@ interface Ref {
  * differentiates analytically for the upstream gradient dout:
  * dV = Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − rowsum(P ∘ dP)), dQ = scale dS K, dK = scale dSᵀ Q.
  */
-function reference(q: Float64Array, k: Float64Array, v: Float64Array, seg: Int32Array, d: Dims, scale: number, dout: Float64Array): Ref {
+function reference(
+  q: Float64Array,
+  k: Float64Array,
+  v: Float64Array,
+  seg: Int32Array,
+  d: Dims,
+  scale: number,
+  dout: Float64Array,
+): Ref {
   const { B, Tq, Tk, Hq, Hkv, D } = d;
   const G = Hq / Hkv;
   const qi = (b: number, i: number, h: number) => ((b * Tq + i) * Hq + h) * D;
@@ -106,7 +114,15 @@ interface Run {
 }
 
 /** Forward and backward through the op, upstream gradient dout. */
-function run(q64: Float64Array, k64: Float64Array, v64: Float64Array, seg: Int32Array, d: Dims, dout: Float64Array, scale?: number): Run {
+function run(
+  q64: Float64Array,
+  k64: Float64Array,
+  v64: Float64Array,
+  seg: Int32Array,
+  d: Dims,
+  dout: Float64Array,
+  scale?: number,
+): Run {
   const { B, Tq, Tk, Hq, Hkv, D } = d;
   const q = Tensor.from(q64, [B, Tq, Hq, D]);
   const k = Tensor.from(k64, [B, Tk, Hkv, D]);
@@ -145,12 +161,17 @@ function check(d: Dims, seg: Int32Array, seed: number, what: string, scale?: num
 function assertGrad(got: Float32Array, ref: Float64Array, what: string): void {
   const scale = ref.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
   if (scale > 1e-6) return assertClose(got, ref, 1e-4, what);
-  for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i]) < 1e-5, `${what}: ${got[i]} at ${i}, expected 0`);
+  for (let i = 0; i < got.length; i++)
+    assert.ok(Math.abs(got[i]) < 1e-5, `${what}: ${got[i]} at ${i}, expected 0`);
 }
 
 test('attention forward and backward match float64 (GQA 1/2/4, padding, packing)', () => {
   let seed = 10;
-  for (const [Hq, Hkv] of [[3, 3], [4, 2], [4, 1]])
+  for (const [Hq, Hkv] of [
+    [3, 3],
+    [4, 2],
+    [4, 1],
+  ])
     for (const D of [1, 7, 33])
       for (const T of [1, 7, 33]) {
         const d = { B: 2, Tq: T, Tk: T, Hq, Hkv, D };
@@ -160,7 +181,11 @@ test('attention forward and backward match float64 (GQA 1/2/4, padding, packing)
 
 test('attention at T=127 (B=1, plain causal and packed) matches float64', () => {
   let seed = 500;
-  for (const [Hq, Hkv] of [[2, 2], [4, 2], [8, 2]])
+  for (const [Hq, Hkv] of [
+    [2, 2],
+    [4, 2],
+    [8, 2],
+  ])
     for (const D of [1, 7, 33]) {
       const d = { B: 1, Tq: 127, Tk: 127, Hq, Hkv, D };
       check(d, new Int32Array(127).fill(1), (seed += 10), `T=127 causal Hq=${Hq} Hkv=${Hkv} D=${D}`);
@@ -193,7 +218,14 @@ test('padded query rows output exact zeros and get zero gradient; padded keys ge
   const d = { B: 2, Tq: 33, Tk: 33, Hq: 4, Hkv: 2, D: 7 };
   const seg = paddedAndPacked(2, 33);
   const n = (t: number) => t * d.Hq * d.D;
-  const got = run(randn(n(66), 1), randn(66 * d.Hkv * d.D, 2), randn(66 * d.Hkv * d.D, 3), seg, d, randn(n(66), 4));
+  const got = run(
+    randn(n(66), 1),
+    randn(66 * d.Hkv * d.D, 2),
+    randn(66 * d.Hkv * d.D, 3),
+    seg,
+    d,
+    randn(n(66), 4),
+  );
   let padded = 0;
   for (let b = 0; b < 2; b++)
     for (let t = 0; t < 33; t++) {
@@ -216,7 +248,14 @@ test('padded query rows output exact zeros and get zero gradient; padded keys ge
 test('attention gives the same result on one thread and on all threads', () => {
   const threads = cpu.getThreads();
   const d = { B: 1, Tq: 127, Tk: 127, Hq: 4, Hkv: 1, D: 33 };
-  const args = [randn(127 * 4 * 33, 7), randn(127 * 33, 8), randn(127 * 33, 9), new Int32Array(127).fill(1), d, randn(127 * 4 * 33, 10)] as const;
+  const args = [
+    randn(127 * 4 * 33, 7),
+    randn(127 * 33, 8),
+    randn(127 * 33, 9),
+    new Int32Array(127).fill(1),
+    d,
+    randn(127 * 4 * 33, 10),
+  ] as const;
   try {
     cpu.setThreads(1);
     const one = run(...args);
@@ -233,20 +272,33 @@ test('attention rejects bad inputs with clear errors', () => {
     const q = Tensor.from(randn(2 * 5 * 4 * 8, 1), [2, 5, 4, 8]);
     const k = Tensor.from(randn(2 * 5 * 2 * 8, 2), [2, 5, 2, 8]);
     const seg = Tensor.from(new Int32Array(10).fill(1), [2, 5], 'i32');
-    const throws = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: Error) => re.test(e.message) && e.message.startsWith('lorakit: '));
+    const throws = (fn: () => unknown, re: RegExp) =>
+      assert.throws(fn, (e: Error) => re.test(e.message) && e.message.startsWith('lorakit: '));
     throws(() => attention(Tensor.zeros([2, 5, 4, 8], 'bf16'), k, k, seg), /q must be f32, got bf16/);
     throws(() => attention(q, k, k, Tensor.from(new Float32Array(10), [2, 5])), /segments must be i32/);
     throws(() => attention(q.reshape([10, 4, 8]), k, k, seg), /q must be \[B, Tq, Hq, D\], got \[10, 4, 8\]/);
-    throws(() => attention(q, k, k.reshape([2, 5, 4, 4]), seg), /v has shape \[2, 5, 4, 4\], expected k's shape \[2, 5, 2, 8\]/);
-    throws(() => attention(q, k.reshape([2, 5, 4, 4]), k.reshape([2, 5, 4, 4]), seg), /k \[2, 5, 4, 4\] does not match q \[2, 5, 4, 8\]/);
+    throws(
+      () => attention(q, k, k.reshape([2, 5, 4, 4]), seg),
+      /v has shape \[2, 5, 4, 4\], expected k's shape \[2, 5, 2, 8\]/,
+    );
+    throws(
+      () => attention(q, k.reshape([2, 5, 4, 4]), k.reshape([2, 5, 4, 4]), seg),
+      /k \[2, 5, 4, 4\] does not match q \[2, 5, 4, 8\]/,
+    );
     const k3 = Tensor.from(randn(2 * 5 * 3 * 8, 3), [2, 5, 3, 8]);
     throws(() => attention(q, k3, k3, seg), /query heads \(4\) must be a multiple of key\/value heads \(3\)/);
     const kShort = k.reshape([2, 5, 2, 8]).sliceRows(0, 1);
     throws(() => attention(q, kShort, kShort, seg), /does not match q/);
     const q6 = Tensor.from(randn(2 * 6 * 4 * 8, 4), [2, 6, 4, 8]);
     throws(() => attention(q6, k, k, seg), /q has more positions \(6\) than k \(5\)/);
-    throws(() => attention(q, k, k, Tensor.from(new Int32Array(12).fill(1), [2, 6], 'i32')), /segments has shape \[2, 6\], expected \[2, 5\]/);
-    throws(() => attention(q, k, k, Tensor.from([1, 1, -1, 1, 1, 1, 1, 1, 1, 1], [2, 5], 'i32')), /segments\[0, 2\] is -1/);
+    throws(
+      () => attention(q, k, k, Tensor.from(new Int32Array(12).fill(1), [2, 6], 'i32')),
+      /segments has shape \[2, 6\], expected \[2, 5\]/,
+    );
+    throws(
+      () => attention(q, k, k, Tensor.from([1, 1, -1, 1, 1, 1, 1, 1, 1, 1], [2, 5], 'i32')),
+      /segments\[0, 2\] is -1/,
+    );
     throws(() => attention(q, k, k, seg, { scale: NaN }), /scale must be a finite number/);
   });
 });

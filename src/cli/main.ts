@@ -1,11 +1,38 @@
 // The lorakit command line: a thin layer over the library.
-import { UsageError } from './args.js';
+import { usage, UsageError, type Specs } from './args.js';
 
-const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
-  train: { run: async (a) => (await import('./train.js')).trainCommand(a), help: 'fine-tune a LoRA adapter' },
-  eval: { run: async (a) => (await import('./eval.js')).evalCommand(a), help: 'mean next-token loss on a data file' },
-  generate: { run: async (a) => (await import('./generate.js')).generateCommand(a), help: 'generate text' },
-  inspect: { run: async (a) => (await import('./inspect.js')).inspectCommand(a), help: 'describe a model, adapter, GGUF or checkpoint' },
+interface Command {
+  help: string;
+  synopsis: string;
+  flags: () => Promise<Specs>;
+  run: (argv: string[]) => Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  train: {
+    help: 'fine-tune a LoRA adapter',
+    synopsis: '--model M --data FILE --out DIR [flags]',
+    flags: async () => (await import('./train.js')).TRAIN_FLAGS,
+    run: async (a) => (await import('./train.js')).trainCommand(a),
+  },
+  eval: {
+    help: 'mean next-token loss on a data file',
+    synopsis: '--model M [--adapter DIR] --data FILE [--json]',
+    flags: async () => (await import('./eval.js')).EVAL_FLAGS,
+    run: async (a) => (await import('./eval.js')).evalCommand(a),
+  },
+  generate: {
+    help: 'generate text',
+    synopsis: '--model M [--adapter DIR] (--prompt TEXT | --messages JSON | --input-ids 1,2,3) [flags]',
+    flags: async () => (await import('./generate.js')).GENERATE_FLAGS,
+    run: async (a) => (await import('./generate.js')).generateCommand(a),
+  },
+  inspect: {
+    help: 'describe a model, adapter, GGUF or checkpoint',
+    synopsis: 'PATH [--json]',
+    flags: async () => (await import('./inspect.js')).INSPECT_FLAGS,
+    run: async (a) => (await import('./inspect.js')).inspectCommand(a),
+  },
 };
 
 function help(): string {
@@ -14,29 +41,25 @@ function help(): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(help());
-    return command ? 0 : 2;
+    return name ? 0 : 2;
   }
-  const entry = COMMANDS[command];
-  if (!entry) {
+  const command = COMMANDS[name];
+  if (!command) {
     const planned = ['chat', 'merge', 'export', 'serve', 'dashboard'];
     process.stderr.write(
-      planned.includes(command)
-        ? `lorakit: '${command}' is not available in this version yet.\n`
-        : `lorakit: unknown command '${command}'.\n${help()}`,
+      planned.includes(name) ? `lorakit: '${name}' is not available in this version yet.\n` : `lorakit: unknown command '${name}'.\n${help()}`,
     );
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    const mod = await import(`./${command}.js`);
-    const specs = Object.values(mod).find((v) => v && typeof v === 'object' && !Array.isArray(v)) as Record<string, { help: string }> | undefined;
-    process.stdout.write(`usage: lorakit ${command} [flags]\n\n${Object.entries(specs ?? {}).map(([k, s]) => `  --${k.padEnd(20)} ${s.help}`).join('\n')}\n`);
+    process.stdout.write(usage(name, command.synopsis, await command.flags()));
     return 0;
   }
   try {
-    return await entry.run(rest);
+    return await command.run(rest);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     process.stderr.write(`${message.startsWith('lorakit') ? message : `lorakit: ${message}`}\n`);

@@ -7,14 +7,20 @@ const MAX_READ = 1 << 30;
 
 /** Opens path for reading, turning ENOENT and friends into one clear sentence. */
 export function openForRead(path: string): number {
+  let fd: number;
   try {
-    return openSync(path, 'r');
+    fd = openSync(path, 'r');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new Error(`lorakit: ${path}: no such file.`);
     if (code === 'EISDIR') throw new Error(`lorakit: ${path}: is a folder, not a file.`);
     throw new Error(`lorakit: ${path}: cannot open (${(err as Error).message}).`);
   }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new Error(`lorakit: ${path}: is a folder, not a file.`);
+  }
+  return fd;
 }
 
 export function fileSize(fd: number): number {

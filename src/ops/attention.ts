@@ -52,7 +52,15 @@ declare module '../backend/kernels.js' {
      * out[B, Tq, Hq, D], lse[B, Hq, Tq] = causal attention of q[B, Tq, Hq, D] over k, v[B, Tk, Hkv, D]
      * with segments[B, Tk] (i32, 0 = padding); lse is each row's logsumexp (-inf for padded rows).
      */
-    attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, segments: Tensor, scale: number): void;
+    attentionForward(
+      out: Tensor,
+      lse: Tensor,
+      q: Tensor,
+      k: Tensor,
+      v: Tensor,
+      segments: Tensor,
+      scale: number,
+    ): void;
     /** dq, dk, dv from dout and what attentionForward saw and produced (q, k, v, segments, out, lse). */
     attentionBackward(
       dq: Tensor,
@@ -126,21 +134,30 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, segments: Tensor): void {
   expectDType(op, 'k', k, 'f32');
   expectDType(op, 'v', v, 'f32');
   expectDType(op, 'segments', segments, 'i32');
-  if (q.shape.length !== 4) throw new Error(`lorakit: attention: q must be [B, Tq, Hq, D], got ${shapeString(q.shape)}.`);
-  if (k.shape.length !== 4) throw new Error(`lorakit: attention: k must be [B, Tk, Hkv, D], got ${shapeString(k.shape)}.`);
+  if (q.shape.length !== 4)
+    throw new Error(`lorakit: attention: q must be [B, Tq, Hq, D], got ${shapeString(q.shape)}.`);
+  if (k.shape.length !== 4)
+    throw new Error(`lorakit: attention: k must be [B, Tk, Hkv, D], got ${shapeString(k.shape)}.`);
   const [B, Tq, Hq, D] = q.shape;
   const [Bk, Tk, Hkv, Dk] = k.shape;
   if (v.shape.length !== 4 || v.shape.some((d, i) => d !== k.shape[i]))
-    throw new Error(`lorakit: attention: v has shape ${shapeString(v.shape)}, expected k's shape ${shapeString(k.shape)}.`);
+    throw new Error(
+      `lorakit: attention: v has shape ${shapeString(v.shape)}, expected k's shape ${shapeString(k.shape)}.`,
+    );
   if (Bk !== B || Dk !== D)
     throw new Error(
       `lorakit: attention: k ${shapeString(k.shape)} does not match q ${shapeString(q.shape)} (batch and head size D must agree).`,
     );
   if (Hkv === 0 || Hq % Hkv !== 0)
-    throw new Error(`lorakit: attention: query heads (${Hq}) must be a multiple of key/value heads (${Hkv}).`);
-  if (D === 0) throw new Error(`lorakit: attention: head size D must be at least 1, got q ${shapeString(q.shape)}.`);
+    throw new Error(
+      `lorakit: attention: query heads (${Hq}) must be a multiple of key/value heads (${Hkv}).`,
+    );
+  if (D === 0)
+    throw new Error(`lorakit: attention: head size D must be at least 1, got q ${shapeString(q.shape)}.`);
   if (Tq > Tk)
-    throw new Error(`lorakit: attention: q has more positions (${Tq}) than k (${Tk}); queries must be the last Tq keys.`);
+    throw new Error(
+      `lorakit: attention: q has more positions (${Tq}) than k (${Tk}); queries must be the last Tq keys.`,
+    );
   if (segments.shape.length !== 2 || segments.shape[0] !== B || segments.shape[1] !== Tk)
     throw new Error(
       `lorakit: attention: segments has shape ${shapeString(segments.shape)}, expected [${B}, ${Tk}] (batch, key positions).`,
@@ -162,11 +179,18 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, segments: Tensor): void {
  * to key j only if j is at or before its own position and carries the same segment id. Padded queries
  * output zeros and get zero gradient. Returns [B, Tq, Hq, D]; differentiable w.r.t. q, k and v.
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, segments: Tensor, opts: AttentionOptions = {}): Tensor {
+export function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  segments: Tensor,
+  opts: AttentionOptions = {},
+): Tensor {
   checkInputs(q, k, v, segments);
   const [B, Tq, Hq, D] = q.shape;
   const scale = opts.scale ?? 1 / Math.sqrt(D);
-  if (!Number.isFinite(scale)) throw new Error(`lorakit: attention: scale must be a finite number, got ${scale}.`);
+  if (!Number.isFinite(scale))
+    throw new Error(`lorakit: attention: scale must be a finite number, got ${scale}.`);
   const out = emptyLike(q);
   const lse = emptyLike(q, [B, Hq, Tq]);
   kernel(q.device, 'attentionForward')(out, lse, q, k, v, segments, scale);

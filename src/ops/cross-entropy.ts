@@ -1,0 +1,105 @@
+// Fused cross-entropy over the vocabulary with ignore index −100. The log-softmax [N, V] is never
+// built: forward keeps one logsumexp per row, backward recomputes softmax from the logits and it.
+import { cpu } from '../backend/cpu/addon.js';
+import { kernel, registerKernel } from '../backend/kernels.js';
+import { needsRecord, record } from '../autograd/tape.js';
+import { keep, shapeString, Tensor } from '../tensor/tensor.js';
+import { emptyLike, expectDType, sameDevice } from './util.js';
+
+export const IGNORE_INDEX = -100;
+
+declare module '../backend/cpu/addon.js' {
+  interface CpuAddon {
+    crossEntropyForwardF32(
+      loss: Float32Array,
+      lse: Float32Array,
+      rowLoss: Float32Array | null,
+      logits: Float32Array,
+      targets: Int32Array,
+      rows: number,
+      vocab: number,
+    ): void;
+    crossEntropyBackwardF32(
+      dlogits: Float32Array,
+      logits: Float32Array,
+      targets: Int32Array,
+      lse: Float32Array,
+      gradLoss: number,
+      rows: number,
+      vocab: number,
+    ): void;
+  }
+}
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /**
+     * loss [] = Σ over kept rows of (lse − logits[target]); lse [N] (0 for ignored rows); rowLoss [N]
+     * (optional, 0 for ignored rows) <- logits [N, V] f32, targets [N] i32 (−100 = ignore)
+     */
+    crossEntropyForward(loss: Tensor, lse: Tensor, rowLoss: Tensor | null, logits: Tensor, targets: Tensor): void;
+    /** dlogits [N, V] = gradLoss · (softmax − onehot), 0 on ignored rows <- logits, targets, lse, gradLoss [] */
+    crossEntropyBackward(dlogits: Tensor, logits: Tensor, targets: Tensor, lse: Tensor, gradLoss: Tensor): void;
+  }
+}
+
+registerKernel('cpu', 'crossEntropyForward', (loss, lse, rowLoss, logits, targets) =>
+  cpu.crossEntropyForwardF32(loss.as('f32'), lse.as('f32'), rowLoss?.as('f32') ?? null, logits.as('f32'), targets.as('i32'), logits.shape[0], logits.shape[1]),
+);
+registerKernel('cpu', 'crossEntropyBackward', (dlogits, logits, targets, lse, gradLoss) =>
+  cpu.crossEntropyBackwardF32(dlogits.as('f32'), logits.as('f32'), targets.as('i32'), lse.as('f32'), gradLoss.as('f32')[0], logits.shape[0], logits.shape[1]),
+);
+
+function check(op: string, logits: Tensor, targets: Tensor): void {
+  sameDevice(op, logits, targets);
+  expectDType(op, 'logits', logits, 'f32');
+  expectDType(op, 'targets', targets, 'i32');
+  if (logits.shape.length !== 2) throw new Error(`lorakit: ${op}: logits must be [rows, vocab], got ${shapeString(logits.shape)}.`);
+  const [N, V] = logits.shape;
+  if (targets.shape.length !== 1 || targets.shape[0] !== N)
+    throw new Error(`lorakit: ${op}: targets has shape ${shapeString(targets.shape)}, expected [${N}].`);
+  if (V < 1) throw new Error(`lorakit: ${op}: the vocabulary is empty.`);
+  if (targets.device !== 'cpu') return;
+  const t = targets.as('i32');
+  for (let i = 0; i < t.length; i++)
+    if (t[i] !== IGNORE_INDEX && (t[i] < 0 || t[i] >= V))
+      throw new Error(`lorakit: ${op}: target ${t[i]} at row ${i} is out of range for a vocabulary of ${V} (use -100 to ignore a row).`);
+}
+
+/**
+ * Σ over rows whose target is not −100 of −log softmax(logits)[target], as a scalar (a sum, not a
+ * mean: the caller divides by its token count). logits [N, V] f32, targets [N] i32.
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  check('crossEntropy', logits, targets);
+  const loss = emptyLike(logits, []);
+  const lse = emptyLike(logits, [logits.shape[0]]);
+  kernel(logits.device, 'crossEntropyForward')(loss, lse, null, logits, targets);
+  if (needsRecord([logits])) {
+    record([logits], [loss], [logits, targets, lse], ([g]) => {
+      const dlogits = emptyLike(logits);
+      kernel(g.device, 'crossEntropyBackward')(dlogits, logits, targets, lse, g);
+      return [dlogits];
+    });
+    keep(lse); // the tape now holds the only reference
+  }
+  lse.dispose();
+  return loss;
+}
+
+/** Per-row −log softmax(logits)[target] (0 for ignored rows), for evaluation; not differentiable. */
+export function crossEntropyRows(logits: Tensor, targets: Tensor): Float64Array {
+  check('crossEntropyRows', logits, targets);
+  const N = logits.shape[0];
+  const loss = emptyLike(logits, []);
+  const lse = emptyLike(logits, [N]);
+  const rows = emptyLike(logits, [N]);
+  try {
+    kernel(logits.device, 'crossEntropyForward')(loss, lse, rows, logits, targets);
+    return Float64Array.from(rows.toFloat32());
+  } finally {
+    loss.dispose();
+    lse.dispose();
+    rows.dispose();
+  }
+}

@@ -1,0 +1,60 @@
+// Token embedding lookup: table [V, D] (f32 or bf16) gathered by i32 ids into f32 rows.
+import { cpu } from '../backend/cpu/addon.js';
+import { kernel, registerKernel } from '../backend/kernels.js';
+import { needsRecord, record } from '../autograd/tape.js';
+import { shapeString, Tensor } from '../tensor/tensor.js';
+import { expectDType, sameDevice } from './util.js';
+
+declare module '../backend/cpu/addon.js' {
+  interface CpuAddon {
+    embeddingForwardF32(out: Float32Array, table: Float32Array, ids: Int32Array, n: number, vocab: number, dim: number): void;
+    embeddingForwardBf16(out: Float32Array, table: Uint16Array, ids: Int32Array, n: number, vocab: number, dim: number): void;
+    embeddingBackwardF32(dtable: Float32Array, dy: Float32Array, ids: Int32Array, n: number, vocab: number, dim: number): void;
+  }
+}
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /** out [N, D] f32 <- table [V, D] f32|bf16, ids [N] i32 */
+    embeddingForward(out: Tensor, table: Tensor, ids: Tensor): void;
+    /** dtable [V, D] f32 = Σ over tokens of dy rows scattered to their ids (zeroed first) <- dy [N, D], ids [N] */
+    embeddingBackward(dtable: Tensor, dy: Tensor, ids: Tensor): void;
+  }
+}
+
+registerKernel('cpu', 'embeddingForward', (out, table, ids) => {
+  const [V, D] = table.shape;
+  if (table.dtype === 'bf16') cpu.embeddingForwardBf16(out.as('f32'), table.as('bf16'), ids.as('i32'), ids.size, V, D);
+  else cpu.embeddingForwardF32(out.as('f32'), table.as('f32'), ids.as('i32'), ids.size, V, D);
+});
+registerKernel('cpu', 'embeddingBackward', (dtable, dy, ids) => {
+  const [V, D] = dtable.shape;
+  cpu.embeddingBackwardF32(dtable.as('f32'), dy.as('f32'), ids.as('i32'), ids.size, V, D);
+});
+
+/** ids [...] i32 -> [..., D] f32 rows of table [V, D] (f32 or bf16). */
+export function embedding(table: Tensor, ids: Tensor): Tensor {
+  sameDevice('embedding', table, ids);
+  expectDType('embedding', 'table', table, 'f32', 'bf16');
+  expectDType('embedding', 'ids', ids, 'i32');
+  if (table.shape.length !== 2) throw new Error(`lorakit: embedding: table must be [vocab, dim], got ${shapeString(table.shape)}.`);
+  const [V, D] = table.shape;
+  if (ids.device === 'cpu') {
+    const d = ids.as('i32');
+    for (let i = 0; i < d.length; i++)
+      if (d[i] < 0 || d[i] >= V)
+        throw new Error(`lorakit: embedding: token id ${d[i]} is out of range for a vocabulary of ${V} tokens.`);
+  }
+  const training = needsRecord([table]);
+  if (training && table.dtype !== 'f32')
+    throw new Error(`lorakit: embedding: a ${table.dtype} table cannot be trained; keep trainable embeddings in f32.`);
+  const out = Tensor.empty([...ids.shape, D], 'f32', table.device);
+  kernel(table.device, 'embeddingForward')(out, table, ids);
+  if (training)
+    record([table], [out], [ids], ([g]) => {
+      const dtable = Tensor.empty([V, D], 'f32', g.device);
+      kernel(g.device, 'embeddingBackward')(dtable, g, ids);
+      return [dtable];
+    });
+  return out;
+}

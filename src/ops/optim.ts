@@ -1,0 +1,109 @@
+// Optimizer updates (in place, never recorded) with torch.optim's semantics, and the squared norm
+// used for gradient clipping.
+import { cpu } from '../backend/cpu/addon.js';
+import { kernel, registerKernel } from '../backend/kernels.js';
+import { Tensor } from '../tensor/tensor.js';
+import { expectDType, sameDevice } from './util.js';
+
+declare module '../backend/cpu/addon.js' {
+  interface CpuAddon {
+    adamwStepF32(
+      param: Float32Array,
+      m: Float32Array,
+      v: Float32Array,
+      grad: Float32Array,
+      lr: number,
+      beta1: number,
+      beta2: number,
+      eps: number,
+      weightDecay: number,
+      step: number,
+      n: number,
+    ): void;
+    sgdStepF32(param: Float32Array, buf: Float32Array | null, grad: Float32Array, lr: number, weightDecay: number, momentum: number, n: number): void;
+    sumSquaresF32(x: Float32Array, n: number): number;
+  }
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1 on the first update (torch's state['step'] after its increment). */
+  step: number;
+}
+
+export interface SgdOptions {
+  lr: number;
+  weightDecay: number;
+  momentum?: number;
+  /** Momentum buffer, zero-initialized by the caller before the first step (required when momentum > 0). */
+  buf?: Tensor;
+}
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /** param, m, v updated in place from grad (all f32, same size) */
+    adamwStep(param: Tensor, m: Tensor, v: Tensor, grad: Tensor, o: AdamWOptions): void;
+    /** param (and buf, when given) updated in place from grad */
+    sgdStep(param: Tensor, buf: Tensor | null, grad: Tensor, lr: number, weightDecay: number, momentum: number): void;
+    /** Σ x², accumulated in double */
+    sumSquares(x: Tensor): number;
+  }
+}
+
+registerKernel('cpu', 'adamwStep', (param, m, v, grad, o) =>
+  cpu.adamwStepF32(param.as('f32'), m.as('f32'), v.as('f32'), grad.as('f32'), o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, o.step, param.size),
+);
+registerKernel('cpu', 'sgdStep', (param, buf, grad, lr, weightDecay, momentum) =>
+  cpu.sgdStepF32(param.as('f32'), buf?.as('f32') ?? null, grad.as('f32'), lr, weightDecay, momentum, param.size),
+);
+registerKernel('cpu', 'sumSquares', (x) => cpu.sumSquaresF32(x.as('f32'), x.size));
+
+function checkState(op: string, param: Tensor, named: Record<string, Tensor>): void {
+  expectDType(op, 'param', param, 'f32');
+  for (const [name, t] of Object.entries(named)) {
+    sameDevice(op, param, t);
+    expectDType(op, name, t, 'f32');
+    if (t.size !== param.size)
+      throw new Error(`lorakit: ${op}: ${name} has ${t.size} elements but the parameter has ${param.size}.`);
+  }
+}
+
+function checkNumbers(op: string, values: Record<string, number>): void {
+  for (const [name, v] of Object.entries(values))
+    if (!Number.isFinite(v)) throw new Error(`lorakit: ${op}: ${name} must be a finite number, got ${v}.`);
+}
+
+/**
+ * One torch.optim.AdamW update, in place: p *= 1 − lr·wd; m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
+ * p −= lr/(1 − β1^step) · m / (sqrt(v)/sqrt(1 − β2^step) + eps).
+ */
+export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamWOptions): void {
+  checkState('adamwStep', param, { grad, m, v });
+  checkNumbers('adamwStep', { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
+  if (!Number.isInteger(o.step) || o.step < 1) throw new Error(`lorakit: adamwStep: step must be an integer ≥ 1, got ${o.step}.`);
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
+    throw new Error(`lorakit: adamwStep: betas must be in [0, 1), got ${o.beta1} and ${o.beta2}.`);
+  kernel(param.device, 'adamwStep')(param, m, v, grad, o);
+}
+
+/**
+ * One torch.optim.SGD update, in place (dampening 0, no Nesterov): d = g + wd·p; with momentum,
+ * buf = momentum·buf + d and d = buf; p −= lr·d.
+ */
+export function sgdStep(param: Tensor, grad: Tensor, o: SgdOptions): void {
+  const momentum = o.momentum ?? 0;
+  checkState('sgdStep', param, o.buf ? { grad, buf: o.buf } : { grad });
+  checkNumbers('sgdStep', { lr: o.lr, weightDecay: o.weightDecay, momentum });
+  if (momentum !== 0 && !o.buf) throw new Error('lorakit: sgdStep: momentum needs a momentum buffer (buf).');
+  kernel(param.device, 'sgdStep')(param, momentum !== 0 ? (o.buf ?? null) : null, grad, o.lr, o.weightDecay, momentum);
+}
+
+/** Σ t², accumulated in double (for the global gradient norm used by clipping). */
+export function gradNormSquared(t: Tensor): number {
+  expectDType('gradNormSquared', 't', t, 'f32');
+  return kernel(t.device, 'sumSquares')(t);
+}
