@@ -245,23 +245,30 @@ test('padded query rows output exact zeros and get zero gradient; padded keys ge
   assert.ok(padded > 0);
 });
 
-test('attention gives the same result on one thread and on all threads', () => {
+test('attention gives the same result on 1, 2, 3 and 5 threads (dK/dV partials summed)', () => {
   const threads = cpu.getThreads();
-  const d = { B: 1, Tq: 127, Tk: 127, Hq: 4, Hkv: 1, D: 33 };
-  const args = [
-    randn(127 * 4 * 33, 7),
-    randn(127 * 33, 8),
-    randn(127 * 33, 9),
-    new Int32Array(127).fill(1),
-    d,
-    randn(127 * 4 * 33, 10),
-  ] as const;
   try {
-    cpu.setThreads(1);
-    const one = run(...args);
-    cpu.setThreads(Math.max(2, threads));
-    const all = run(...args);
-    for (const key of ['out', 'dq', 'dk', 'dv'] as const) assertClose(all[key], one[key], 1e-5, key);
+    for (const Hkv of [1, 3]) {
+      const d = { B: 2, Tq: 127, Tk: 127, Hq: 6, Hkv, D: 33 };
+      const nq = 2 * 127 * 6 * 33;
+      const nkv = 2 * 127 * Hkv * 33;
+      const args = [
+        randn(nq, 7),
+        randn(nkv, 8),
+        randn(nkv, 9),
+        paddedAndPacked(2, 127),
+        d,
+        randn(nq, 10),
+      ] as const;
+      cpu.setThreads(1);
+      const one = run(...args);
+      for (const n of [2, 3, 5]) {
+        cpu.setThreads(n);
+        const many = run(...args);
+        for (const key of ['out', 'dq', 'dk', 'dv'] as const)
+          assertClose(many[key], one[key], 1e-5, `Hkv=${Hkv} ${n} threads ${key}`);
+      }
+    }
   } finally {
     cpu.setThreads(threads);
   }
@@ -335,27 +342,37 @@ test('attention performance (B=1, T=512, Hq=8, Hkv=4, D=64), printed only', () =
   const v = Tensor.from(randn(B * T * Hkv * D, 3), [B, T, Hkv, D]);
   const s = Tensor.from(new Int32Array(T).fill(1), [B, T], 'i32');
   q.requiresGrad = k.requiresGrad = v.requiresGrad = true;
-  const best = { fwd: Infinity, bwd: Infinity };
-  for (let rep = 0; rep < 5; rep++)
-    tidy(() => {
-      const t0 = performance.now();
-      const o = attention(q, k, v, s);
-      const t1 = performance.now();
-      backward(o, Tensor.from(randn(o.size, 4), o.shape));
-      const t2 = performance.now();
-      best.fwd = Math.min(best.fwd, t1 - t0);
-      best.bwd = Math.min(best.bwd, t2 - t1);
-      for (const t of [q, k, v]) {
-        t.grad?.dispose();
-        t.grad = null;
-      }
-    });
+  const dout = randn(B * T * Hq * D, 4);
   // Causal: half of the T² score matrix; forward 2 GEMMs, backward 5 (counted as 2·M·N·K each).
   const gemmFlops = B * Hq * ((T * T) / 2) * D * 2;
-  console.log(
-    `attention B=${B} T=${T} Hq=${Hq} Hkv=${Hkv} D=${D} on ${cpu.getThreads()} threads: ` +
-      `forward ${best.fwd.toFixed(2)} ms (${((2 * gemmFlops) / best.fwd / 1e6).toFixed(1)} GFLOP/s), ` +
-      `backward ${best.bwd.toFixed(2)} ms (${((5 * gemmFlops) / best.bwd / 1e6).toFixed(1)} GFLOP/s)`,
-  );
+  const threads = cpu.getThreads();
+  try {
+    for (const n of new Set([1, threads])) {
+      cpu.setThreads(n);
+      const best = { fwd: Infinity, bwd: Infinity };
+      for (let rep = 0; rep < 5; rep++)
+        tidy(() => {
+          const g = Tensor.from(dout, [B, T, Hq, D]);
+          const t0 = performance.now();
+          const o = attention(q, k, v, s);
+          const t1 = performance.now();
+          backward(o, g);
+          const t2 = performance.now();
+          best.fwd = Math.min(best.fwd, t1 - t0);
+          best.bwd = Math.min(best.bwd, t2 - t1);
+          for (const t of [q, k, v]) {
+            t.grad?.dispose();
+            t.grad = null;
+          }
+        });
+      console.log(
+        `attention B=${B} T=${T} Hq=${Hq} Hkv=${Hkv} D=${D} on ${n} thread(s): ` +
+          `forward ${best.fwd.toFixed(2)} ms (${((2 * gemmFlops) / best.fwd / 1e6).toFixed(1)} GFLOP/s), ` +
+          `backward ${best.bwd.toFixed(2)} ms (${((5 * gemmFlops) / best.bwd / 1e6).toFixed(1)} GFLOP/s)`,
+      );
+    }
+  } finally {
+    cpu.setThreads(threads);
+  }
   for (const t of [q, k, v, s]) t.dispose();
 });

@@ -45,3 +45,13 @@ test('repeated steps do not grow native memory', () => {
   w.dispose();
   assert.equal(memoryStats().liveBytes, 0);
 });
+
+test('reshape views pass gradients back to their source', () => {
+  const a = Tensor.from(randn(12, 4), [3, 4]);
+  a.requiresGrad = true;
+  tidy(() => backward(sum(mul(scale(a, 2).reshape([2, 6]), Tensor.from(randn(6, 5), [6])))));
+  const b = randn(6, 5);
+  const want = Array.from({ length: 12 }, (_, i) => 2 * b[i % 6]);
+  assertClose(a.grad!.toFloat32(), want, 1e-6, 'grad through reshape');
+  a.dispose();
+});

@@ -130,7 +130,23 @@ CASES = {
             "original_max_position_embeddings": 32768,
         },
     },
-    "partial-v4-half": {**BASE, "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+    # Llama's default rope ignores partial_rotary_factor; the scaled variants honour it.
+    "partial-linear-half": {
+        **BASE,
+        "rope_theta": 10000.0,
+        "partial_rotary_factor": 0.5,
+        "rope_scaling": {"rope_type": "linear", "factor": 1.0},
+    },
+    "partial-yarn-quarter": {
+        **BASE,
+        "rope_theta": 10000.0,
+        "rope_parameters": {
+            "rope_type": "yarn",
+            "factor": 2.0,
+            "original_max_position_embeddings": 2048,
+            "partial_rotary_factor": 0.25,
+        },
+    },
 }
 
 POSITIONS = [0, 1, 2, 7, 33, 127, 1000, 4095]

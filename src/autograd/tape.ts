@@ -1,4 +1,4 @@
-import { keep, tidy, Tensor } from '../tensor/tensor.js';
+import { keep, setViewHook, tidy, Tensor } from '../tensor/tensor.js';
 
 /**
  * A tape autograd. Each differentiable op that runs while recording, on inputs of which at least one
@@ -147,6 +147,11 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
     tape.clear();
   }
 }
+
+// A reshape of a recorded tensor is recorded too: its gradient is the view's gradient, reshaped.
+setViewHook((source, view) => {
+  if (needsRecord([source])) record([source], [view], [], ([g]) => [g.reshape(source.shape)]);
+});
 
 /** Drops everything recorded so far (e.g. after an evaluation that ran with grad on by mistake). */
 export function clearTape(): void {

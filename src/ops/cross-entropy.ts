@@ -4,6 +4,7 @@ import { cpu } from '../backend/cpu/addon.js';
 import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
+import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { emptyLike, expectDType, sameDevice } from './util.js';
 
 export const IGNORE_INDEX = -100;
@@ -37,24 +38,53 @@ declare module '../backend/kernels.js' {
      * loss [] = Σ over kept rows of (lse − logits[target]); lse [N] (0 for ignored rows); rowLoss [N]
      * (optional, 0 for ignored rows) <- logits [N, V] f32, targets [N] i32 (−100 = ignore)
      */
-    crossEntropyForward(loss: Tensor, lse: Tensor, rowLoss: Tensor | null, logits: Tensor, targets: Tensor): void;
+    crossEntropyForward(
+      loss: Tensor,
+      lse: Tensor,
+      rowLoss: Tensor | null,
+      logits: Tensor,
+      targets: Tensor,
+    ): void;
     /** dlogits [N, V] = gradLoss · (softmax − onehot), 0 on ignored rows <- logits, targets, lse, gradLoss [] */
-    crossEntropyBackward(dlogits: Tensor, logits: Tensor, targets: Tensor, lse: Tensor, gradLoss: Tensor): void;
+    crossEntropyBackward(
+      dlogits: Tensor,
+      logits: Tensor,
+      targets: Tensor,
+      lse: Tensor,
+      gradLoss: Tensor,
+    ): void;
   }
 }
 
 registerKernel('cpu', 'crossEntropyForward', (loss, lse, rowLoss, logits, targets) =>
-  cpu.crossEntropyForwardF32(loss.as('f32'), lse.as('f32'), rowLoss?.as('f32') ?? null, logits.as('f32'), targets.as('i32'), logits.shape[0], logits.shape[1]),
+  cpu.crossEntropyForwardF32(
+    loss.as('f32'),
+    lse.as('f32'),
+    rowLoss?.as('f32') ?? null,
+    logits.as('f32'),
+    targets.as('i32'),
+    logits.shape[0],
+    logits.shape[1],
+  ),
 );
 registerKernel('cpu', 'crossEntropyBackward', (dlogits, logits, targets, lse, gradLoss) =>
-  cpu.crossEntropyBackwardF32(dlogits.as('f32'), logits.as('f32'), targets.as('i32'), lse.as('f32'), gradLoss.as('f32')[0], logits.shape[0], logits.shape[1]),
+  cpu.crossEntropyBackwardF32(
+    dlogits.as('f32'),
+    logits.as('f32'),
+    targets.as('i32'),
+    lse.as('f32'),
+    gradLoss.as('f32')[0],
+    logits.shape[0],
+    logits.shape[1],
+  ),
 );
 
 function check(op: string, logits: Tensor, targets: Tensor): void {
   sameDevice(op, logits, targets);
   expectDType(op, 'logits', logits, 'f32');
   expectDType(op, 'targets', targets, 'i32');
-  if (logits.shape.length !== 2) throw new Error(`lorakit: ${op}: logits must be [rows, vocab], got ${shapeString(logits.shape)}.`);
+  if (logits.shape.length !== 2)
+    throw new Error(`lorakit: ${op}: logits must be [rows, vocab], got ${shapeString(logits.shape)}.`);
   const [N, V] = logits.shape;
   if (targets.shape.length !== 1 || targets.shape[0] !== N)
     throw new Error(`lorakit: ${op}: targets has shape ${shapeString(targets.shape)}, expected [${N}].`);
@@ -63,7 +93,9 @@ function check(op: string, logits: Tensor, targets: Tensor): void {
   const t = targets.as('i32');
   for (let i = 0; i < t.length; i++)
     if (t[i] !== IGNORE_INDEX && (t[i] < 0 || t[i] >= V))
-      throw new Error(`lorakit: ${op}: target ${t[i]} at row ${i} is out of range for a vocabulary of ${V} (use -100 to ignore a row).`);
+      throw new Error(
+        `lorakit: ${op}: target ${t[i]} at row ${i} is out of range for a vocabulary of ${V} (use -100 to ignore a row).`,
+      );
 }
 
 /**

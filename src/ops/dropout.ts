@@ -20,7 +20,9 @@ declare module '../backend/kernels.js' {
   }
 }
 
-registerKernel('cpu', 'dropout', (out, x, p, seed) => cpu.dropoutF32(out.as('f32'), x.as('f32'), p, seed, x.size));
+registerKernel('cpu', 'dropout', (out, x, p, seed) =>
+  cpu.dropoutF32(out.as('f32'), x.as('f32'), p, seed, x.size),
+);
 
 /**
  * Inverted dropout: each element is zeroed with probability p and the kept ones scaled by 1/(1 − p).
@@ -30,7 +32,8 @@ registerKernel('cpu', 'dropout', (out, x, p, seed) => cpu.dropoutF32(out.as('f32
 export function dropout(x: Tensor, p: number, seed: number): Tensor {
   expectDType('dropout', 'x', x, 'f32');
   if (!(p >= 0 && p <= 1)) throw new Error(`lorakit: dropout: p must be between 0 and 1, got ${p}.`);
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`lorakit: dropout: seed must be a non-negative integer, got ${seed}.`);
+  if (!Number.isSafeInteger(seed) || seed < 0)
+    throw new Error(`lorakit: dropout: seed must be a non-negative integer, got ${seed}.`);
   if (p === 0) return copy(x);
   const out = emptyLike(x);
   kernel(x.device, 'dropout')(out, x, p, seed);

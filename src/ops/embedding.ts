@@ -3,13 +3,35 @@ import { cpu } from '../backend/cpu/addon.js';
 import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
+import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { expectDType, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
-    embeddingForwardF32(out: Float32Array, table: Float32Array, ids: Int32Array, n: number, vocab: number, dim: number): void;
-    embeddingForwardBf16(out: Float32Array, table: Uint16Array, ids: Int32Array, n: number, vocab: number, dim: number): void;
-    embeddingBackwardF32(dtable: Float32Array, dy: Float32Array, ids: Int32Array, n: number, vocab: number, dim: number): void;
+    embeddingForwardF32(
+      out: Float32Array,
+      table: Float32Array,
+      ids: Int32Array,
+      n: number,
+      vocab: number,
+      dim: number,
+    ): void;
+    embeddingForwardBf16(
+      out: Float32Array,
+      table: Uint16Array,
+      ids: Int32Array,
+      n: number,
+      vocab: number,
+      dim: number,
+    ): void;
+    embeddingBackwardF32(
+      dtable: Float32Array,
+      dy: Float32Array,
+      ids: Int32Array,
+      n: number,
+      vocab: number,
+      dim: number,
+    ): void;
   }
 }
 
@@ -24,7 +46,8 @@ declare module '../backend/kernels.js' {
 
 registerKernel('cpu', 'embeddingForward', (out, table, ids) => {
   const [V, D] = table.shape;
-  if (table.dtype === 'bf16') cpu.embeddingForwardBf16(out.as('f32'), table.as('bf16'), ids.as('i32'), ids.size, V, D);
+  if (table.dtype === 'bf16')
+    cpu.embeddingForwardBf16(out.as('f32'), table.as('bf16'), ids.as('i32'), ids.size, V, D);
   else cpu.embeddingForwardF32(out.as('f32'), table.as('f32'), ids.as('i32'), ids.size, V, D);
 });
 registerKernel('cpu', 'embeddingBackward', (dtable, dy, ids) => {
@@ -37,17 +60,22 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   sameDevice('embedding', table, ids);
   expectDType('embedding', 'table', table, 'f32', 'bf16');
   expectDType('embedding', 'ids', ids, 'i32');
-  if (table.shape.length !== 2) throw new Error(`lorakit: embedding: table must be [vocab, dim], got ${shapeString(table.shape)}.`);
+  if (table.shape.length !== 2)
+    throw new Error(`lorakit: embedding: table must be [vocab, dim], got ${shapeString(table.shape)}.`);
   const [V, D] = table.shape;
   if (ids.device === 'cpu') {
     const d = ids.as('i32');
     for (let i = 0; i < d.length; i++)
       if (d[i] < 0 || d[i] >= V)
-        throw new Error(`lorakit: embedding: token id ${d[i]} is out of range for a vocabulary of ${V} tokens.`);
+        throw new Error(
+          `lorakit: embedding: token id ${d[i]} is out of range for a vocabulary of ${V} tokens.`,
+        );
   }
   const training = needsRecord([table]);
   if (training && table.dtype !== 'f32')
-    throw new Error(`lorakit: embedding: a ${table.dtype} table cannot be trained; keep trainable embeddings in f32.`);
+    throw new Error(
+      `lorakit: embedding: a ${table.dtype} table cannot be trained; keep trainable embeddings in f32.`,
+    );
   const out = Tensor.empty([...ids.shape, D], 'f32', table.device);
   kernel(table.device, 'embeddingForward')(out, table, ids);
   if (training)

@@ -20,7 +20,15 @@ declare module '../backend/cpu/addon.js' {
       step: number,
       n: number,
     ): void;
-    sgdStepF32(param: Float32Array, buf: Float32Array | null, grad: Float32Array, lr: number, weightDecay: number, momentum: number, n: number): void;
+    sgdStepF32(
+      param: Float32Array,
+      buf: Float32Array | null,
+      grad: Float32Array,
+      lr: number,
+      weightDecay: number,
+      momentum: number,
+      n: number,
+    ): void;
     sumSquaresF32(x: Float32Array, n: number): number;
   }
 }
@@ -48,17 +56,44 @@ declare module '../backend/kernels.js' {
     /** param, m, v updated in place from grad (all f32, same size) */
     adamwStep(param: Tensor, m: Tensor, v: Tensor, grad: Tensor, o: AdamWOptions): void;
     /** param (and buf, when given) updated in place from grad */
-    sgdStep(param: Tensor, buf: Tensor | null, grad: Tensor, lr: number, weightDecay: number, momentum: number): void;
+    sgdStep(
+      param: Tensor,
+      buf: Tensor | null,
+      grad: Tensor,
+      lr: number,
+      weightDecay: number,
+      momentum: number,
+    ): void;
     /** Σ x², accumulated in double */
     sumSquares(x: Tensor): number;
   }
 }
 
 registerKernel('cpu', 'adamwStep', (param, m, v, grad, o) =>
-  cpu.adamwStepF32(param.as('f32'), m.as('f32'), v.as('f32'), grad.as('f32'), o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, o.step, param.size),
+  cpu.adamwStepF32(
+    param.as('f32'),
+    m.as('f32'),
+    v.as('f32'),
+    grad.as('f32'),
+    o.lr,
+    o.beta1,
+    o.beta2,
+    o.eps,
+    o.weightDecay,
+    o.step,
+    param.size,
+  ),
 );
 registerKernel('cpu', 'sgdStep', (param, buf, grad, lr, weightDecay, momentum) =>
-  cpu.sgdStepF32(param.as('f32'), buf?.as('f32') ?? null, grad.as('f32'), lr, weightDecay, momentum, param.size),
+  cpu.sgdStepF32(
+    param.as('f32'),
+    buf?.as('f32') ?? null,
+    grad.as('f32'),
+    lr,
+    weightDecay,
+    momentum,
+    param.size,
+  ),
 );
 registerKernel('cpu', 'sumSquares', (x) => cpu.sumSquaresF32(x.as('f32'), x.size));
 
@@ -83,8 +118,15 @@ function checkNumbers(op: string, values: Record<string, number>): void {
  */
 export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamWOptions): void {
   checkState('adamwStep', param, { grad, m, v });
-  checkNumbers('adamwStep', { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
-  if (!Number.isInteger(o.step) || o.step < 1) throw new Error(`lorakit: adamwStep: step must be an integer ≥ 1, got ${o.step}.`);
+  checkNumbers('adamwStep', {
+    lr: o.lr,
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.eps,
+    weightDecay: o.weightDecay,
+  });
+  if (!Number.isInteger(o.step) || o.step < 1)
+    throw new Error(`lorakit: adamwStep: step must be an integer ≥ 1, got ${o.step}.`);
   if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
     throw new Error(`lorakit: adamwStep: betas must be in [0, 1), got ${o.beta1} and ${o.beta2}.`);
   kernel(param.device, 'adamwStep')(param, m, v, grad, o);
@@ -99,7 +141,14 @@ export function sgdStep(param: Tensor, grad: Tensor, o: SgdOptions): void {
   checkState('sgdStep', param, o.buf ? { grad, buf: o.buf } : { grad });
   checkNumbers('sgdStep', { lr: o.lr, weightDecay: o.weightDecay, momentum });
   if (momentum !== 0 && !o.buf) throw new Error('lorakit: sgdStep: momentum needs a momentum buffer (buf).');
-  kernel(param.device, 'sgdStep')(param, momentum !== 0 ? (o.buf ?? null) : null, grad, o.lr, o.weightDecay, momentum);
+  kernel(param.device, 'sgdStep')(
+    param,
+    momentum !== 0 ? (o.buf ?? null) : null,
+    grad,
+    o.lr,
+    o.weightDecay,
+    momentum,
+  );
 }
 
 /** Σ t², accumulated in double (for the global gradient norm used by clipping). */

@@ -3,11 +3,20 @@ import { cpu } from '../backend/cpu/addon.js';
 import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
+import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { emptyLike, expectDType, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
-    rmsnormForwardF32(y: Float32Array, rstd: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void;
+    rmsnormForwardF32(
+      y: Float32Array,
+      rstd: Float32Array,
+      x: Float32Array,
+      weight: Float32Array,
+      rows: number,
+      dim: number,
+      eps: number,
+    ): void;
     rmsnormBackwardF32(
       dx: Float32Array | null,
       dweight: Float32Array | null,
@@ -26,15 +35,39 @@ declare module '../backend/kernels.js' {
     /** y [rows, D], rstd [rows] <- x [rows, D] (any leading dims), weight [D] */
     rmsnormForward(y: Tensor, rstd: Tensor, x: Tensor, weight: Tensor, eps: number): void;
     /** dx [rows, D] and/or dweight [D] (null when not wanted) <- dy, x, weight, rstd saved by forward */
-    rmsnormBackward(dx: Tensor | null, dweight: Tensor | null, dy: Tensor, x: Tensor, weight: Tensor, rstd: Tensor): void;
+    rmsnormBackward(
+      dx: Tensor | null,
+      dweight: Tensor | null,
+      dy: Tensor,
+      x: Tensor,
+      weight: Tensor,
+      rstd: Tensor,
+    ): void;
   }
 }
 
 registerKernel('cpu', 'rmsnormForward', (y, rstd, x, weight, eps) =>
-  cpu.rmsnormForwardF32(y.as('f32'), rstd.as('f32'), x.as('f32'), weight.as('f32'), rstd.size, weight.size, eps),
+  cpu.rmsnormForwardF32(
+    y.as('f32'),
+    rstd.as('f32'),
+    x.as('f32'),
+    weight.as('f32'),
+    rstd.size,
+    weight.size,
+    eps,
+  ),
 );
 registerKernel('cpu', 'rmsnormBackward', (dx, dweight, dy, x, weight, rstd) =>
-  cpu.rmsnormBackwardF32(dx?.as('f32') ?? null, dweight?.as('f32') ?? null, dy.as('f32'), x.as('f32'), weight.as('f32'), rstd.as('f32'), rstd.size, weight.size),
+  cpu.rmsnormBackwardF32(
+    dx?.as('f32') ?? null,
+    dweight?.as('f32') ?? null,
+    dy.as('f32'),
+    x.as('f32'),
+    weight.as('f32'),
+    rstd.as('f32'),
+    rstd.size,
+    weight.size,
+  ),
 );
 
 /** y = x / sqrt(mean(x², last dim) + eps) · weight; x [..., D] f32, weight [D] f32. */
@@ -44,8 +77,11 @@ export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   expectDType('rmsnorm', 'weight', weight, 'f32');
   const D = x.shape.at(-1);
   if (D === undefined || weight.shape.length !== 1 || weight.shape[0] !== D)
-    throw new Error(`lorakit: rmsnorm: weight ${shapeString(weight.shape)} does not match the last dimension of x ${shapeString(x.shape)}.`);
-  if (!(eps >= 0) || !Number.isFinite(eps)) throw new Error(`lorakit: rmsnorm: eps must be a finite number ≥ 0, got ${eps}.`);
+    throw new Error(
+      `lorakit: rmsnorm: weight ${shapeString(weight.shape)} does not match the last dimension of x ${shapeString(x.shape)}.`,
+    );
+  if (!(eps >= 0) || !Number.isFinite(eps))
+    throw new Error(`lorakit: rmsnorm: eps must be a finite number ≥ 0, got ${eps}.`);
   const y = emptyLike(x);
   const rstd = emptyLike(x, [D === 0 ? 0 : x.size / D]);
   kernel(x.device, 'rmsnormForward')(y, rstd, x, weight, eps);

@@ -6,6 +6,7 @@ import { cpu } from '../backend/cpu/addon.js';
 import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
+import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { emptyLike, expectDType, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
@@ -46,16 +47,33 @@ declare module '../backend/kernels.js' {
   }
 }
 
-function ropeDims(x: Tensor, cos: Tensor): [rows: number, heads: number, headDim: number, half: number, maxPositions: number] {
+function ropeDims(
+  x: Tensor,
+  cos: Tensor,
+): [rows: number, heads: number, headDim: number, half: number, maxPositions: number] {
   const [B, T, H, Dh] = x.shape;
   return [B * T, H, Dh, cos.shape[1], cos.shape[0]];
 }
 
 registerKernel('cpu', 'ropeForward', (out, x, cos, sin, positions) =>
-  cpu.ropeForwardF32(out.as('f32'), x.as('f32'), cos.as('f32'), sin.as('f32'), positions.as('i32'), ...ropeDims(x, cos)),
+  cpu.ropeForwardF32(
+    out.as('f32'),
+    x.as('f32'),
+    cos.as('f32'),
+    sin.as('f32'),
+    positions.as('i32'),
+    ...ropeDims(x, cos),
+  ),
 );
 registerKernel('cpu', 'ropeBackward', (dx, dy, cos, sin, positions) =>
-  cpu.ropeBackwardF32(dx.as('f32'), dy.as('f32'), cos.as('f32'), sin.as('f32'), positions.as('i32'), ...ropeDims(dy, cos)),
+  cpu.ropeBackwardF32(
+    dx.as('f32'),
+    dy.as('f32'),
+    cos.as('f32'),
+    sin.as('f32'),
+    positions.as('i32'),
+    ...ropeDims(dy, cos),
+  ),
 );
 
 // ---- configuration ------------------------------------------------------------------------------------
@@ -111,18 +129,25 @@ export function parseRopeConfig(config: Record<string, unknown>, headDim: number
       ? config.rope_parameters
       : {};
   const typeValue = params.rope_type ?? params.type ?? 'default';
-  if (typeof typeValue !== 'string') throw new Error(`lorakit: config rope type must be a string, got ${JSON.stringify(typeValue)}.`);
+  if (typeof typeValue !== 'string')
+    throw new Error(`lorakit: config rope type must be a string, got ${JSON.stringify(typeValue)}.`);
   if (params.rope_type === undefined && params.type === undefined && Object.values(params).some(isRecord))
     throw new Error('lorakit: per-layer-type rope_parameters are not supported.');
   const theta = optNumber(params, 'rope_theta') ?? optNumber(config, 'rope_theta') ?? 10000;
-  const partialRotaryFactor = optNumber(params, 'partial_rotary_factor') ?? optNumber(config, 'partial_rotary_factor');
+  const partialRotaryFactor =
+    optNumber(params, 'partial_rotary_factor') ?? optNumber(config, 'partial_rotary_factor');
   const rotary = Math.trunc(headDim * (partialRotaryFactor ?? 1));
   if (!Number.isInteger(headDim) || rotary < 2 || rotary % 2 !== 0)
-    throw new Error(`lorakit: rotary dimension ${rotary} (head_dim ${headDim} × partial_rotary_factor ${partialRotaryFactor ?? 1}) must be a positive even number.`);
+    throw new Error(
+      `lorakit: rotary dimension ${rotary} (head_dim ${headDim} × partial_rotary_factor ${partialRotaryFactor ?? 1}) must be a positive even number.`,
+    );
   const base: RopeConfig = partialRotaryFactor === undefined ? { theta } : { theta, partialRotaryFactor };
   const maxPositions = optNumber(config, 'max_position_embeddings');
   // transformers gives a top-level original_max_position_embeddings priority (Phi-3 style configs).
-  const original = optNumber(config, 'original_max_position_embeddings') ?? optNumber(params, 'original_max_position_embeddings') ?? maxPositions;
+  const original =
+    optNumber(config, 'original_max_position_embeddings') ??
+    optNumber(params, 'original_max_position_embeddings') ??
+    maxPositions;
   const factor = optNumber(params, 'factor');
   switch (typeValue) {
     case 'default':
@@ -185,7 +210,10 @@ const f = Math.fround;
  * transformers' ROPE_INIT_FUNCTIONS: the same float32 operations in the same order (each step rounded
  * to float32 as torch does), so the values agree to the last bit or so.
  */
-export function ropeFrequencies(rope: RopeConfig, headDim: number): { invFreq: Float32Array; attentionScaling: number } {
+export function ropeFrequencies(
+  rope: RopeConfig,
+  headDim: number,
+): { invFreq: Float32Array; attentionScaling: number } {
   const dim = Math.trunc(headDim * (rope.partialRotaryFactor ?? 1));
   const n = Math.ceil(dim / 2);
   const theta = f(rope.theta);
@@ -226,10 +254,14 @@ export function ropeFrequencies(rope: RopeConfig, headDim: number): { invFreq: F
       const mscaleOf = (scale: number, m = 1): number => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
       let attention = s?.attentionFactor;
       if (attention === undefined)
-        attention = s?.mscale && s?.mscaleAllDim ? mscaleOf(factor, s.mscale) / mscaleOf(factor, s.mscaleAllDim) : mscaleOf(factor);
+        attention =
+          s?.mscale && s?.mscaleAllDim
+            ? mscaleOf(factor, s.mscale) / mscaleOf(factor, s.mscaleAllDim)
+            : mscaleOf(factor);
       const betaFast = s?.betaFast || 32;
       const betaSlow = s?.betaSlow || 1;
-      const correctionDim = (rotations: number): number => (dim * Math.log(orig / (rotations * 2 * Math.PI))) / (2 * Math.log(rope.theta));
+      const correctionDim = (rotations: number): number =>
+        (dim * Math.log(orig / (rotations * 2 * Math.PI))) / (2 * Math.log(rope.theta));
       let lo = correctionDim(betaFast);
       let hi = correctionDim(betaSlow);
       if (s?.truncate ?? true) {
@@ -258,10 +290,17 @@ export function ropeFrequencies(rope: RopeConfig, headDim: number): { invFreq: F
  * already multiplied by the attention scaling. Angles are formed as transformers forms them
  * (float32 inv_freq × float32 position, one rounding) and their cos/sin rounded once to float32.
  */
-export function ropeTables(rope: RopeConfig, headDim: number, maxPositions: number): { cos: Tensor; sin: Tensor } {
+export function ropeTables(
+  rope: RopeConfig,
+  headDim: number,
+  maxPositions: number,
+): { cos: Tensor; sin: Tensor } {
   if (!Number.isInteger(maxPositions) || maxPositions < 1)
     throw new Error(`lorakit: ropeTables: maxPositions must be a positive integer, got ${maxPositions}.`);
-  if (rope.scaling?.type === 'dynamic' && maxPositions > (rope.scaling.originalMaxPositionEmbeddings ?? Infinity))
+  if (
+    rope.scaling?.type === 'dynamic' &&
+    maxPositions > (rope.scaling.originalMaxPositionEmbeddings ?? Infinity)
+  )
     throw new Error(
       `lorakit: dynamic rope scaling beyond max_position_embeddings (${rope.scaling.originalMaxPositionEmbeddings}) is not supported; use at most that many positions.`,
     );
@@ -288,7 +327,9 @@ function checkPositions(positions: Tensor, maxPositions: number): void {
   const p = positions.as('i32');
   for (let i = 0; i < p.length; i++)
     if (p[i] < 0 || p[i] >= maxPositions)
-      throw new Error(`lorakit: rope: position ${p[i]} is outside the rope tables, which cover positions 0 to ${maxPositions - 1}.`);
+      throw new Error(
+        `lorakit: rope: position ${p[i]} is outside the rope tables, which cover positions 0 to ${maxPositions - 1}.`,
+      );
 }
 
 /**
@@ -302,14 +343,24 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor): Te
   expectDType('rope', 'cos', cos, 'f32');
   expectDType('rope', 'sin', sin, 'f32');
   expectDType('rope', 'positions', positions, 'i32');
-  if (x.shape.length !== 4) throw new Error(`lorakit: rope: x must be [batch, seq, heads, headDim], got ${shapeString(x.shape)}.`);
-  if (cos.shape.length !== 2 || sin.shape.length !== 2 || cos.shape[0] !== sin.shape[0] || cos.shape[1] !== sin.shape[1])
-    throw new Error(`lorakit: rope: cos ${shapeString(cos.shape)} and sin ${shapeString(sin.shape)} must both be [positions, half].`);
+  if (x.shape.length !== 4)
+    throw new Error(`lorakit: rope: x must be [batch, seq, heads, headDim], got ${shapeString(x.shape)}.`);
+  if (
+    cos.shape.length !== 2 ||
+    sin.shape.length !== 2 ||
+    cos.shape[0] !== sin.shape[0] ||
+    cos.shape[1] !== sin.shape[1]
+  )
+    throw new Error(
+      `lorakit: rope: cos ${shapeString(cos.shape)} and sin ${shapeString(sin.shape)} must both be [positions, half].`,
+    );
   const [B, T, , Dh] = x.shape;
   if (2 * cos.shape[1] > Dh || cos.shape[1] < 1)
     throw new Error(`lorakit: rope: tables of width ${cos.shape[1]} do not fit head dimension ${Dh}.`);
   if (positions.shape.length !== 2 || positions.shape[0] !== B || positions.shape[1] !== T)
-    throw new Error(`lorakit: rope: positions has shape ${shapeString(positions.shape)}, expected [${B}, ${T}].`);
+    throw new Error(
+      `lorakit: rope: positions has shape ${shapeString(positions.shape)}, expected [${B}, ${T}].`,
+    );
   checkPositions(positions, cos.shape[0]);
   const out = emptyLike(x);
   kernel(x.device, 'ropeForward')(out, x, cos, sin, positions);

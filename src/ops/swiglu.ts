@@ -3,12 +3,20 @@ import { cpu } from '../backend/cpu/addon.js';
 import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
+import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { emptyLike, expectDType, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
     swigluForwardF32(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
-    swigluBackwardF32(dgate: Float32Array | null, dup: Float32Array | null, dy: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+    swigluBackwardF32(
+      dgate: Float32Array | null,
+      dup: Float32Array | null,
+      dy: Float32Array,
+      gate: Float32Array,
+      up: Float32Array,
+      n: number,
+    ): void;
   }
 }
 
@@ -21,9 +29,18 @@ declare module '../backend/kernels.js' {
   }
 }
 
-registerKernel('cpu', 'swigluForward', (out, gate, up) => cpu.swigluForwardF32(out.as('f32'), gate.as('f32'), up.as('f32'), out.size));
+registerKernel('cpu', 'swigluForward', (out, gate, up) =>
+  cpu.swigluForwardF32(out.as('f32'), gate.as('f32'), up.as('f32'), out.size),
+);
 registerKernel('cpu', 'swigluBackward', (dgate, dup, dy, gate, up) =>
-  cpu.swigluBackwardF32(dgate?.as('f32') ?? null, dup?.as('f32') ?? null, dy.as('f32'), gate.as('f32'), up.as('f32'), dy.size),
+  cpu.swigluBackwardF32(
+    dgate?.as('f32') ?? null,
+    dup?.as('f32') ?? null,
+    dy.as('f32'),
+    gate.as('f32'),
+    up.as('f32'),
+    dy.size,
+  ),
 );
 
 /** silu(gate) · up, elementwise; gate and up f32 of the same shape. */
@@ -32,7 +49,9 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   expectDType('swiglu', 'gate', gate, 'f32');
   expectDType('swiglu', 'up', up, 'f32');
   if (gate.shape.length !== up.shape.length || gate.shape.some((d, i) => d !== up.shape[i]))
-    throw new Error(`lorakit: swiglu: gate ${shapeString(gate.shape)} and up ${shapeString(up.shape)} must have the same shape.`);
+    throw new Error(
+      `lorakit: swiglu: gate ${shapeString(gate.shape)} and up ${shapeString(up.shape)} must have the same shape.`,
+    );
   const out = emptyLike(gate);
   kernel(gate.device, 'swigluForward')(out, gate, up);
   if (needsRecord([gate, up]))

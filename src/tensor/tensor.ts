@@ -92,6 +92,15 @@ export function keep<T extends Tensor>(t: T): T {
 
 let nextId = 1;
 
+/**
+ * Called for every reshape view; the tape sets it so that a view of a tensor that requires grad passes
+ * its gradient back to the source (tensor.ts cannot import the tape itself).
+ */
+let onView: ((source: Tensor, view: Tensor) => void) | null = null;
+export function setViewHook(hook: (source: Tensor, view: Tensor) => void): void {
+  onView = hook;
+}
+
 export class Tensor {
   readonly id = nextId++;
   /** True for trainable leaves and for results computed from them while the tape records. */
@@ -190,10 +199,12 @@ export class Tensor {
     if (infer >= 0) resolved[infer] = this.size / numel(resolved.filter((_, i) => i !== infer));
     if (numel(resolved) !== this.size)
       throw new Error(`lorakit: cannot reshape ${shapeString(this.shape)} to ${shapeString(shape)}.`);
-    return this.view(resolved, this.offset);
+    const v = this.view(resolved, this.offset);
+    onView?.(this, v);
+    return v;
   }
 
-  /** Rows [start, end) along the first dimension, as a view. */
+  /** Rows [start, end) along the first dimension, as a view (not differentiable). */
   sliceRows(start: number, end: number): Tensor {
     const row = this.size / this.shape[0];
     return this.view([end - start, ...this.shape.slice(1)], this.offset + start * row);
