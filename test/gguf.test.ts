@@ -31,12 +31,17 @@ function fromJson(v: JsonValue): GGUFValue {
   return v;
 }
 
-function loadFixture(name: string): { path: string; meta: Record<string, JsonValue>; tensors: FixtureInfo[]; deq: Float32Array } | null {
+function loadFixture(
+  name: string,
+): { path: string; meta: Record<string, JsonValue>; tensors: FixtureInfo[]; deq: Float32Array } | null {
   const path = fixture('io', `${name}.gguf`);
   const json = fixture('io', `${name}.json`);
   const bin = fixture('io', `${name}.deq.bin`);
   if (!path || !json || !bin) return null;
-  const { metadata, tensors } = JSON.parse(readFileSync(json, 'utf8')) as { metadata: Record<string, JsonValue>; tensors: FixtureInfo[] };
+  const { metadata, tensors } = JSON.parse(readFileSync(json, 'utf8')) as {
+    metadata: Record<string, JsonValue>;
+    tensors: FixtureInfo[];
+  };
   const raw = readFileSync(bin);
   const deq = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
   return { path, meta: metadata, tensors, deq };
@@ -45,7 +50,11 @@ function loadFixture(name: string): { path: string; meta: Record<string, JsonVal
 /** Bit patterns, so -0 / +0 and NaNs compare exactly. */
 const bits = (a: Float32Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length);
 
-async function checkFixture(name: string, path: string, fx: NonNullable<ReturnType<typeof loadFixture>>): Promise<void> {
+async function checkFixture(
+  name: string,
+  path: string,
+  fx: NonNullable<ReturnType<typeof loadFixture>>,
+): Promise<void> {
   const g = await readGGUF(path);
   // metadata: every value type, 64-bit values as bigint only beyond 2^53, floats as stored (f32)
   assert.deepEqual(Object.keys(g.metadata), Object.keys(fx.meta), `${name}: metadata keys in file order`);
@@ -55,7 +64,11 @@ async function checkFixture(name: string, path: string, fx: NonNullable<ReturnTy
   assert.equal(g.metadataTypes['test.uint8'], 'uint8');
   assert.equal(g.metadataTypes['test.float64'], 'float64');
   assert.equal(g.metadataTypes['test.array_nested'], 'array');
-  assert.deepEqual([...g.tensors.keys()], fx.tensors.map((t) => t.name), `${name}: tensor order`);
+  assert.deepEqual(
+    [...g.tensors.keys()],
+    fx.tensors.map((t) => t.name),
+    `${name}: tensor order`,
+  );
   for (const e of fx.tensors) {
     const info = g.info(e.name);
     assert.equal(info.typeName, e.type, e.name);
@@ -86,7 +99,8 @@ test('GGUF metadata of every type and every supported tensor type match gguf-py 
   assert.equal(g.version, 3);
   assert.equal(g.alignment, 32);
   const types = new Set(fx.tensors.map((e) => e.type));
-  for (const want of ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q4_K', 'Q5_K', 'Q6_K']) assert.ok(types.has(want), `fixture covers ${want}`);
+  for (const want of ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q4_K', 'Q5_K', 'Q6_K'])
+    assert.ok(types.has(want), `fixture covers ${want}`);
 });
 
 test('general.alignment is honored', async (t) => {
@@ -115,7 +129,10 @@ test('GGUF v2 (same layout, older version field) reads the same', async (t) => {
 
 test('the TypeScript dequantizers equal the native kernel when the addon has one', (t) => {
   const native = cpu.ggmlDequantize;
-  if (!native) return t.skip('the addon has no ggmlDequantize (native/cpu/gguf_dequant.cc not built): TypeScript path only');
+  if (!native)
+    return t.skip(
+      'the addon has no ggmlDequantize (native/cpu/gguf_dequant.cc not built): TypeScript path only',
+    );
   // Random bytes with sane f16 scales: every block type, odd block counts.
   let seed = 7;
   const next = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16) & 255;
@@ -183,7 +200,15 @@ interface CraftTensor {
   offset: number;
 }
 
-function craft(opts: { version?: number; kv?: (b: Builder) => number; tensors?: CraftTensor[]; data?: Uint8Array; alignment?: number; magic?: number; counts?: [number | bigint, number | bigint] }): Uint8Array {
+function craft(opts: {
+  version?: number;
+  kv?: (b: Builder) => number;
+  tensors?: CraftTensor[];
+  data?: Uint8Array;
+  alignment?: number;
+  magic?: number;
+  counts?: [number | bigint, number | bigint];
+}): Uint8Array {
   const b = new Builder();
   b.u32(opts.magic ?? 0x46554747).u32(opts.version ?? 3);
   const kvb = new Builder();
@@ -226,8 +251,14 @@ test('unknown or unsupported tensor types are listed, and reading them names ten
   const ok = g.read('ok');
   assert.equal(ok.size, 4);
   ok.dispose();
-  assert.throws(() => g.read('iq'), /^Error: lorakit: .*types\.gguf: tensor 'iq' has type IQ2_XXS \(16\), which lorakit cannot dequantize \(it reads F32, F16, BF16, Q4_0, .*Q6_K\)\.$/);
-  assert.throws(() => g.read('future'), /tensor 'future' has type unknown type 99 \(99\), which lorakit cannot dequantize/);
+  assert.throws(
+    () => g.read('iq'),
+    /^Error: lorakit: .*types\.gguf: tensor 'iq' has type IQ2_XXS \(16\), which lorakit cannot dequantize \(it reads F32, F16, BF16, Q4_0, .*Q6_K\)\.$/,
+  );
+  assert.throws(
+    () => g.read('future'),
+    /tensor 'future' has type unknown type 99 \(99\), which lorakit cannot dequantize/,
+  );
   assert.throws(() => g.read('nope'), /no tensor named 'nope' \(it has 3\)/);
   const raw = g.readRaw('iq');
   assert.equal(raw.dtype, 'u8');
@@ -242,9 +273,15 @@ test('metadata values of every type decode, including nested arrays and 64-bit e
       kv: (b) => {
         b.str('u8').u32(0).u8(255);
         b.str('f32').u32(6).f32(1.5);
-        b.str('u64max').u32(10).u64(2n ** 64n - 1n);
-        b.str('u64safe').u32(10).u64(2 ** 53 - 1);
-        b.str('u64unsafe').u32(10).u64(2n ** 53n + 1n);
+        b.str('u64max')
+          .u32(10)
+          .u64(2n ** 64n - 1n);
+        b.str('u64safe')
+          .u32(10)
+          .u64(2 ** 53 - 1);
+        b.str('u64unsafe')
+          .u32(10)
+          .u64(2n ** 53n + 1n);
         b.str('bool').u32(7).u8(1);
         b.str('nested').u32(9).u32(9).u64(2);
         b.u32(8).u64(2).str('a').str('bc'); // ["a", "bc"]
@@ -255,7 +292,16 @@ test('metadata values of every type decode, including nested arrays and 64-bit e
     }),
   );
   const g = await readGGUF(p);
-  assert.deepEqual(g.metadata, { u8: 255, f32: 1.5, u64max: 2n ** 64n - 1n, u64safe: 2 ** 53 - 1, u64unsafe: 2n ** 53n + 1n, bool: true, nested: [['a', 'bc'], [7]], empty: [] });
+  assert.deepEqual(g.metadata, {
+    u8: 255,
+    f32: 1.5,
+    u64max: 2n ** 64n - 1n,
+    u64safe: 2 ** 53 - 1,
+    u64unsafe: 2n ** 53n + 1n,
+    bool: true,
+    nested: [['a', 'bc'], [7]],
+    empty: [],
+  });
   assert.equal(g.alignment, 32);
   assert.equal(g.tensors.size, 0);
 });
@@ -276,24 +322,115 @@ test('corrupt GGUF files fail with a clear error naming the file', async () => {
     ['v1', craft({ version: 1 }), /GGUF version 1, which lorakit does not read/],
     ['big-endian', craft({ version: 0x03000000 }), /big-endian GGUF/],
     ['v9', craft({ version: 9 }), /has GGUF version 9; lorakit reads versions 2 and 3/],
-    ['counts', craft({ counts: [2n ** 40n, 3] }), /header claims 3 metadata entries and 1099511627776 tensors, more than the file holds/],
+    [
+      'counts',
+      craft({ counts: [2n ** 40n, 3] }),
+      /header claims 3 metadata entries and 1099511627776 tensors, more than the file holds/,
+    ],
     ['counts-huge', craft({ counts: [0, 2n ** 63n] }), /metadata count \d+ is impossibly large/],
-    ['truncated-header', good.subarray(0, 85), /file ends inside the header \(reading tensor 'w' dimension\)/],
-    ['truncated-counts', good.subarray(0, 60), /header claims 1 metadata entries and 1 tensors, more than the file holds/],
-    ['truncated-data', good.subarray(0, good.length - 1), /tensor 'w' \(Q8_0 \[3, 32\]\) lies beyond the end of the file; truncated or corrupt/],
-    ['string-len', craft({ kv: (b) => (b.u64(2n ** 40n), 1), counts: [0, 1], data: new Uint8Array(64) }), /metadata key 0 claims 1099511627776 bytes, beyond the end of the file/],
-    ['value-type', craft({ kv: (b) => (b.str('k').u32(13).u32(0), 1) }), /metadata 'k' has unknown value type 13/],
-    ['array-count', craft({ kv: (b) => (b.str('k').u32(9).u32(8).u64(2n ** 40n), 1) }), /metadata 'k' claims 1099511627776 elements, beyond the end of the file/],
+    [
+      'truncated-header',
+      good.subarray(0, 85),
+      /file ends inside the header \(reading tensor 'w' dimension\)/,
+    ],
+    [
+      'truncated-counts',
+      good.subarray(0, 60),
+      /header claims 1 metadata entries and 1 tensors, more than the file holds/,
+    ],
+    [
+      'truncated-data',
+      good.subarray(0, good.length - 1),
+      /tensor 'w' \(Q8_0 \[3, 32\]\) lies beyond the end of the file; truncated or corrupt/,
+    ],
+    [
+      'string-len',
+      craft({ kv: (b) => (b.u64(2n ** 40n), 1), counts: [0, 1], data: new Uint8Array(64) }),
+      /metadata key 0 claims 1099511627776 bytes, beyond the end of the file/,
+    ],
+    [
+      'value-type',
+      craft({ kv: (b) => (b.str('k').u32(13).u32(0), 1) }),
+      /metadata 'k' has unknown value type 13/,
+    ],
+    [
+      'array-count',
+      craft({
+        kv: (b) => (
+          b
+            .str('k')
+            .u32(9)
+            .u32(8)
+            .u64(2n ** 40n),
+          1
+        ),
+      }),
+      /metadata 'k' claims 1099511627776 elements, beyond the end of the file/,
+    ],
     ['bool', craft({ kv: (b) => (b.str('k').u32(7).u8(2), 1) }), /metadata 'k' has bool value 2/],
-    ['dup-key', craft({ kv: (b) => (b.str('k').u32(0).u8(1).str('k').u32(0).u8(2), 2) }), /metadata key 'k' appears twice/],
-    ['alignment', craft({ kv: (b) => (b.str('general.alignment').u32(4).u32(48), 1) }), /general\.alignment must be a uint32 power of two, got 48/],
-    ['alignment-type', craft({ kv: (b) => (b.str('general.alignment').u32(8).str('32'), 1) }), /general\.alignment must be a uint32 power of two/],
-    ['dims', craft({ tensors: [{ name: 'w', dims: [1, 1, 1, 1, 1], type: 0, offset: 0 }], data: new Uint8Array(32) }), /tensor 'w' has 5 dimensions \(at most 4\)/],
-    ['misaligned', craft({ tensors: [{ name: 'w', dims: [1], type: 0, offset: 4 }], data: new Uint8Array(64) }), /tensor 'w' has offset 4, not a multiple of the alignment 32/],
-    ['block', craft({ tensors: [{ name: 'w', dims: [33], type: 8, offset: 0 }], data: new Uint8Array(64) }), /tensor 'w' has rows of 33 values, not a multiple of the Q8_0 block size 32/],
-    ['overlap', craft({ tensors: [{ name: 'a', dims: [16], type: 0, offset: 0 }, { name: 'b', dims: [16], type: 0, offset: 32 }], data: new Uint8Array(128) }), /tensors 'a' and 'b' overlap in the data section/],
-    ['dup-tensor', craft({ tensors: [{ name: 'a', dims: [1], type: 0, offset: 0 }, { name: 'a', dims: [1], type: 0, offset: 32 }], data: new Uint8Array(64) }), /tensor 'a' appears twice/],
-    ['huge-dims', craft({ tensors: [{ name: 'w', dims: [2 ** 30, 2 ** 30, 2 ** 30], type: 0, offset: 0 }], data: new Uint8Array(64) }), /tensor 'w' has impossible dimensions/],
+    [
+      'dup-key',
+      craft({ kv: (b) => (b.str('k').u32(0).u8(1).str('k').u32(0).u8(2), 2) }),
+      /metadata key 'k' appears twice/,
+    ],
+    [
+      'alignment',
+      craft({ kv: (b) => (b.str('general.alignment').u32(4).u32(48), 1) }),
+      /general\.alignment must be a uint32 power of two, got 48/,
+    ],
+    [
+      'alignment-type',
+      craft({ kv: (b) => (b.str('general.alignment').u32(8).str('32'), 1) }),
+      /general\.alignment must be a uint32 power of two/,
+    ],
+    [
+      'dims',
+      craft({
+        tensors: [{ name: 'w', dims: [1, 1, 1, 1, 1], type: 0, offset: 0 }],
+        data: new Uint8Array(32),
+      }),
+      /tensor 'w' has 5 dimensions \(at most 4\)/,
+    ],
+    [
+      'misaligned',
+      craft({ tensors: [{ name: 'w', dims: [1], type: 0, offset: 4 }], data: new Uint8Array(64) }),
+      /tensor 'w' has offset 4, not a multiple of the alignment 32/,
+    ],
+    [
+      'block',
+      craft({ tensors: [{ name: 'w', dims: [33], type: 8, offset: 0 }], data: new Uint8Array(64) }),
+      /tensor 'w' has rows of 33 values, not a multiple of the Q8_0 block size 32/,
+    ],
+    [
+      'overlap',
+      craft({
+        tensors: [
+          { name: 'a', dims: [16], type: 0, offset: 0 },
+          { name: 'b', dims: [16], type: 0, offset: 32 },
+        ],
+        data: new Uint8Array(128),
+      }),
+      /tensors 'a' and 'b' overlap in the data section/,
+    ],
+    [
+      'dup-tensor',
+      craft({
+        tensors: [
+          { name: 'a', dims: [1], type: 0, offset: 0 },
+          { name: 'a', dims: [1], type: 0, offset: 32 },
+        ],
+        data: new Uint8Array(64),
+      }),
+      /tensor 'a' appears twice/,
+    ],
+    [
+      'huge-dims',
+      craft({
+        tensors: [{ name: 'w', dims: [2 ** 30, 2 ** 30, 2 ** 30], type: 0, offset: 0 }],
+        data: new Uint8Array(64),
+      }),
+      /tensor 'w' has impossible dimensions/,
+    ],
   ];
   for (const [name, bytes, re] of cases) {
     const p = save(`${name}.gguf`, bytes);
@@ -308,7 +445,10 @@ test('corrupt GGUF files fail with a clear error naming the file', async () => {
       name,
     );
   }
-  await assert.rejects(readGGUF(join(work, 'absent.gguf')), /^Error: lorakit: .*absent\.gguf: no such file\.$/);
+  await assert.rejects(
+    readGGUF(join(work, 'absent.gguf')),
+    /^Error: lorakit: .*absent\.gguf: no such file\.$/,
+  );
 });
 
 // ---- the real SmolLM2-135M-Instruct Q4_1 GGUF -----------------------------------------------------------
@@ -345,7 +485,13 @@ test('SmolLM2-135M-Instruct Q4_1: metadata, and tensors equal gguf-py dequantize
     const x = g.read(name);
     const d = x.as('f32');
     assert.deepEqual(Array.from(d.subarray(0, 8)), e.first, name);
-    assert.equal(createHash('sha256').update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)).digest('hex'), e.sha256, `${name} (${e.type}) bit for bit`);
+    assert.equal(
+      createHash('sha256')
+        .update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength))
+        .digest('hex'),
+      e.sha256,
+      `${name} (${e.type}) bit for bit`,
+    );
     x.dispose();
   }
   // Whole-model dequantization time (printed, not asserted).

@@ -37,7 +37,12 @@ test('adamwStep matches torch.optim.AdamW formulas (float64 re-implementation) o
       }
       // the total update itself, not just the parameters it is small against
       const moved = param.toFloat32().map((x, i) => x - Math.fround(p0[i]));
-      assertClose(moved, Float64Array.from(p, (x, i) => x - Math.fround(p0[i])), 1e-4, `update n ${n} wd ${weightDecay}`);
+      assertClose(
+        moved,
+        Float64Array.from(p, (x, i) => x - Math.fround(p0[i])),
+        1e-4,
+        `update n ${n} wd ${weightDecay}`,
+      );
       for (const t of [param, m, v]) t.dispose();
     }
 });
@@ -62,7 +67,7 @@ test('sgdStep matches torch.optim.SGD (weight decay, momentum with a zero-initia
         sgdStep(param, grad, { lr: 0.05, weightDecay, momentum, buf });
         grad.dispose();
         const d = Float64Array.from(g32, (g, i) => g + weightDecay * p[i]);
-        let upd = d;
+        let upd: Float64Array = d;
         if (momentum) {
           if (bufRef === null) bufRef = Float64Array.from(d);
           else for (let i = 0; i < n; i++) bufRef[i] = momentum * bufRef[i] + d[i];

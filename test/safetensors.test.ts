@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -27,11 +35,24 @@ test('files written by python safetensors read back identically', (t) => {
   const path = fixture('io', 'st_python.safetensors');
   const jsonPath = fixture('io', 'st_python.json');
   if (!path || !jsonPath) return t.skip(FIXTURE_HINT);
-  const expected = JSON.parse(readFileSync(jsonPath, 'utf8')) as { metadata: Record<string, string>; tensors: Record<string, Expected> };
+  const expected = JSON.parse(readFileSync(jsonPath, 'utf8')) as {
+    metadata: Record<string, string>;
+    tensors: Record<string, Expected>;
+  };
   const file = openSafetensors(path);
   assert.deepEqual(file.metadata, expected.metadata);
   assert.deepEqual([...file.tensors.keys()].sort(), Object.keys(expected.tensors).sort());
-  const nativeDtype: Record<string, string> = { F32: 'f32', F16: 'f16', BF16: 'bf16', I32: 'i32', I64: 'i32', U8: 'u8', I8: 'i32', BOOL: 'u8', F64: 'f32' };
+  const nativeDtype: Record<string, string> = {
+    F32: 'f32',
+    F16: 'f16',
+    BF16: 'bf16',
+    I32: 'i32',
+    I64: 'i32',
+    U8: 'u8',
+    I8: 'i32',
+    BOOL: 'u8',
+    F64: 'f32',
+  };
   for (const [name, e] of Object.entries(expected.tensors)) {
     const before = memoryStats().liveBytes;
     const info = file.tensors.get(name)!;
@@ -41,8 +62,13 @@ test('files written by python safetensors read back identically', (t) => {
     assert.equal(x.dtype, nativeDtype[e.dtype], `${name} dtype`);
     assert.deepEqual(x.shape, e.shape, `${name} shape`);
     const want = e.dtype === 'F64' ? e.values.map(Math.fround) : e.values;
-    assert.deepEqual(Array.from(x.toFloat32()), want.map((v) => Math.fround(Number(v))), `${name} values`);
-    if (e.dtype === 'I64' || e.dtype === 'I32' || e.dtype === 'I8') assert.deepEqual(Array.from(x.as('i32')), want, name);
+    assert.deepEqual(
+      Array.from(x.toFloat32()),
+      want.map((v) => Math.fround(Number(v))),
+      `${name} values`,
+    );
+    if (e.dtype === 'I64' || e.dtype === 'I32' || e.dtype === 'I8')
+      assert.deepEqual(Array.from(x.as('i32')), want, name);
     x.dispose();
     if (['F32', 'F16', 'BF16', 'F64'].includes(e.dtype)) {
       const f = file.read(name, 'f32');
@@ -50,7 +76,11 @@ test('files written by python safetensors read back identically', (t) => {
       assert.deepEqual(Array.from(f.as('f32')), want.map(Math.fround), `${name} as f32`);
       const b = file.read(name, 'bf16');
       assert.equal(b.dtype, 'bf16');
-      assert.deepEqual(Array.from(b.as('bf16')), want.map((v) => f32ToBf16(Math.fround(v))), `${name} as bf16`);
+      assert.deepEqual(
+        Array.from(b.as('bf16')),
+        want.map((v) => f32ToBf16(Math.fround(v))),
+        `${name} as bf16`,
+      );
       f.dispose();
       b.dispose();
     }
@@ -63,7 +93,10 @@ test('int64 values beyond int32 are refused, not wrapped', (t) => {
   const path = fixture('io', 'st_i64_big.safetensors');
   if (!path) return t.skip(FIXTURE_HINT);
   const before = memoryStats().liveBytes;
-  assert.throws(() => openSafetensors(path).read('big'), /^Error: lorakit: .*tensor 'big': int64 value 1099511627776 at index 1 does not fit in int32\.$/);
+  assert.throws(
+    () => openSafetensors(path).read('big'),
+    /^Error: lorakit: .*tensor 'big': int64 value 1099511627776 at index 1 does not fit in int32\.$/,
+  );
   assert.equal(memoryStats().liveBytes, before, 'the half-read tensor was freed');
 });
 
@@ -71,7 +104,10 @@ test('sharded model folder reads through one API; missing shard is a clear error
   const dir = fixture('io', 'sharded');
   const valuesPath = fixture('io', 'sharded.json');
   if (!dir || !valuesPath) return t.skip(FIXTURE_HINT);
-  const expected = JSON.parse(readFileSync(valuesPath, 'utf8')) as Record<string, { shape: number[]; values: number[] }>;
+  const expected = JSON.parse(readFileSync(valuesPath, 'utf8')) as Record<
+    string,
+    { shape: number[]; values: number[] }
+  >;
   const model = openSafetensorsModel(dir);
   assert.equal(model.files.length, 2);
   assert.deepEqual([...model.tensors.keys()].sort(), Object.keys(expected).sort());
@@ -91,19 +127,35 @@ test('sharded model folder reads through one API; missing shard is a clear error
   const broken = join(work, 'missing-shard');
   mkdirSync(broken);
   copyFileSync(join(dir, 'model.safetensors.index.json'), join(broken, 'model.safetensors.index.json'));
-  copyFileSync(join(dir, 'model-00001-of-00002.safetensors'), join(broken, 'model-00001-of-00002.safetensors'));
+  copyFileSync(
+    join(dir, 'model-00001-of-00002.safetensors'),
+    join(broken, 'model-00001-of-00002.safetensors'),
+  );
   assert.throws(
     () => openSafetensorsModel(broken),
     /^Error: lorakit: .*missing-shard: shard model-00002-of-00002\.safetensors listed in model\.safetensors\.index\.json is missing\.$/,
   );
   const lying = join(work, 'lying-index');
   mkdirSync(lying);
-  for (const f of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']) copyFileSync(join(dir, f), join(lying, f));
-  writeFileSync(join(lying, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'ghost.weight': 'model-00001-of-00002.safetensors' } }));
-  assert.throws(() => openSafetensorsModel(lying), /has no tensor 'ghost\.weight', which model\.safetensors\.index\.json places there\./);
-  writeFileSync(join(lying, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { x: '../escape.safetensors' } }));
+  for (const f of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'])
+    copyFileSync(join(dir, f), join(lying, f));
+  writeFileSync(
+    join(lying, 'model.safetensors.index.json'),
+    JSON.stringify({ weight_map: { 'ghost.weight': 'model-00001-of-00002.safetensors' } }),
+  );
+  assert.throws(
+    () => openSafetensorsModel(lying),
+    /has no tensor 'ghost\.weight', which model\.safetensors\.index\.json places there\./,
+  );
+  writeFileSync(
+    join(lying, 'model.safetensors.index.json'),
+    JSON.stringify({ weight_map: { x: '../escape.safetensors' } }),
+  );
   assert.throws(() => openSafetensorsModel(lying), /names an invalid shard/);
-  assert.throws(() => openSafetensorsModel(join(work)), /has neither model\.safetensors nor model\.safetensors\.index\.json/);
+  assert.throws(
+    () => openSafetensorsModel(join(work)),
+    /has neither model\.safetensors nor model\.safetensors\.index\.json/,
+  );
 });
 
 function sampleTensors(): Record<string, Tensor> {
@@ -112,10 +164,10 @@ function sampleTensors(): Record<string, Tensor> {
     'a.bias': Tensor.from(randn(127, 2), [127]),
     'z.half': Tensor.from(randn(33, 3), [3, 11], 'f16'),
     'm.bf16': Tensor.from(randn(7, 4), [7], 'bf16'),
-    'ids': Tensor.from([3, -1, 2147483647, -2147483648, 7], [5], 'i32'),
-    'mask': Tensor.from([1, 0, 255], [3], 'u8'),
-    'scalar': Tensor.from([0.5], []),
-    'empty': Tensor.empty([0, 3]),
+    ids: Tensor.from([3, -1, 2147483647, -2147483648, 7], [5], 'i32'),
+    mask: Tensor.from([1, 0, 255], [3], 'u8'),
+    scalar: Tensor.from([0.5], []),
+    empty: Tensor.empty([0, 3]),
     'ünïcode.wéight': Tensor.from(randn(3, 5), [3]),
   };
 }
@@ -151,7 +203,8 @@ test('writeSafetensors round-trips, aligns the header to 8 bytes, and leaves no 
 });
 
 test('files we write load in python safetensors, byte-identical to its own writer', (t) => {
-  if (!existsSync(python)) return t.skip('no .venv-ref python: create it from scripts/reference/requirements.txt');
+  if (!existsSync(python))
+    return t.skip('no .venv-ref python: create it from scripts/reference/requirements.txt');
   const path = join(work, 'for-python.safetensors');
   const tensors = sampleTensors();
   writeSafetensors(path, tensors, { format: 'pt' });
@@ -174,9 +227,18 @@ print(json.dumps({"metadata": meta, "tensors": out}))
   const resaved = join(work, 'resaved.safetensors');
   const r = spawnSync(python, ['-c', script, path, resaved], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
-  const got = JSON.parse(r.stdout) as { metadata: Record<string, string>; tensors: Record<string, { dtype: string; shape: number[]; sha256: string }> };
+  const got = JSON.parse(r.stdout) as {
+    metadata: Record<string, string>;
+    tensors: Record<string, { dtype: string; shape: number[]; sha256: string }>;
+  };
   assert.deepEqual(got.metadata, { format: 'pt' });
-  const torchDtype: Record<string, string> = { f32: 'torch.float32', bf16: 'torch.bfloat16', f16: 'torch.float16', i32: 'torch.int32', u8: 'torch.uint8' };
+  const torchDtype: Record<string, string> = {
+    f32: 'torch.float32',
+    bf16: 'torch.bfloat16',
+    f16: 'torch.float16',
+    i32: 'torch.int32',
+    u8: 'torch.uint8',
+  };
   for (const [name, x] of Object.entries(tensors)) {
     const g = got.tensors[name];
     assert.ok(g, `python sees ${name}`);
@@ -185,13 +247,22 @@ print(json.dumps({"metadata": meta, "tensors": out}))
     const d = x.data();
     assert.equal(g.sha256, sha256(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)), `${name} bytes`);
   }
-  assert.equal(sha256(new Uint8Array(readFileSync(resaved))), sha256(new Uint8Array(readFileSync(path))), 'python writes the very same file');
+  assert.equal(
+    sha256(new Uint8Array(readFileSync(resaved))),
+    sha256(new Uint8Array(readFileSync(path))),
+    'python writes the very same file',
+  );
   for (const x of Object.values(tensors)) x.dispose();
 });
 
 // ---- corruption --------------------------------------------------------------------------------------
 
-function craft(name: string, header: unknown, data: Uint8Array, opts: { lenOverride?: bigint; raw?: string } = {}): string {
+function craft(
+  name: string,
+  header: unknown,
+  data: Uint8Array,
+  opts: { lenOverride?: bigint; raw?: string } = {},
+): string {
   const json = new TextEncoder().encode(opts.raw ?? JSON.stringify(header));
   const len = new Uint8Array(8);
   new DataView(len.buffer).setBigUint64(0, opts.lenOverride ?? BigInt(json.length), true);
@@ -209,24 +280,106 @@ test('every kind of corrupt file fails with a clear error naming the file', () =
   const ok = { a: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 16] } };
   assert.doesNotThrow(() => openSafetensors(craft('ok.safetensors', ok, data)));
   const cases: [string, () => string, RegExp][] = [
-    ['tiny', () => { writeFileSync(join(work, 'tiny'), new Uint8Array(5)); return join(work, 'tiny'); }, /too short to be a safetensors file \(5 bytes\)/],
-    ['header-long', () => craft('header-long', ok, data, { lenOverride: 1000n }), /header length 1000 exceeds the file size/],
-    ['header-huge', () => craft('header-huge', ok, data, { lenOverride: 2n ** 63n }), /header length \d+ exceeds the file size/],
-    ['not-json', () => craft('not-json', null, data, { raw: '{"a": {"dtype": "F32"' }), /corrupt header \(not valid UTF-8 JSON\)/],
+    [
+      'tiny',
+      () => {
+        writeFileSync(join(work, 'tiny'), new Uint8Array(5));
+        return join(work, 'tiny');
+      },
+      /too short to be a safetensors file \(5 bytes\)/,
+    ],
+    [
+      'header-long',
+      () => craft('header-long', ok, data, { lenOverride: 1000n }),
+      /header length 1000 exceeds the file size/,
+    ],
+    [
+      'header-huge',
+      () => craft('header-huge', ok, data, { lenOverride: 2n ** 63n }),
+      /header length \d+ exceeds the file size/,
+    ],
+    [
+      'not-json',
+      () => craft('not-json', null, data, { raw: '{"a": {"dtype": "F32"' }),
+      /corrupt header \(not valid UTF-8 JSON\)/,
+    ],
     ['array', () => craft('array', [1, 2], data), /corrupt header \(the JSON is not an object\)/],
-    ['bad-utf8', () => { const p = craft('bad-utf8', null, data, { raw: '{"a":"\u00ff"}' }); const b = new Uint8Array(readFileSync(p)); b[10] = 0xff; b[11] = 0xfe; writeFileSync(p, b); return p; }, /corrupt header/],
-    ['dtype', () => craft('dtype', { a: { dtype: 'F8_E4M3', shape: [2], data_offsets: [0, 2] } }, data), /tensor 'a' has dtype 'F8_E4M3', which lorakit does not read/],
-    ['no-dtype', () => craft('no-dtype', { a: { shape: [2], data_offsets: [0, 8] } }, data), /tensor 'a' has no dtype/],
+    [
+      'bad-utf8',
+      () => {
+        const p = craft('bad-utf8', null, data, { raw: '{"a":"\u00ff"}' });
+        const b = new Uint8Array(readFileSync(p));
+        b[10] = 0xff;
+        b[11] = 0xfe;
+        writeFileSync(p, b);
+        return p;
+      },
+      /corrupt header/,
+    ],
+    [
+      'dtype',
+      () => craft('dtype', { a: { dtype: 'F8_E4M3', shape: [2], data_offsets: [0, 2] } }, data),
+      /tensor 'a' has dtype 'F8_E4M3', which lorakit does not read/,
+    ],
+    [
+      'no-dtype',
+      () => craft('no-dtype', { a: { shape: [2], data_offsets: [0, 8] } }, data),
+      /tensor 'a' has no dtype/,
+    ],
     ['entry', () => craft('entry', { a: 7 }, data), /tensor 'a' has no dtype\/shape\/data_offsets entry/],
-    ['shape-neg', () => craft('shape-neg', { a: { dtype: 'F32', shape: [-1, 2], data_offsets: [0, 8] } }, data), /tensor 'a' has an invalid shape \[-1,2\]/],
-    ['shape-float', () => craft('shape-float', { a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 8] } }, data), /invalid shape/],
-    ['offsets', () => craft('offsets', { a: { dtype: 'F32', shape: [2], data_offsets: [8] } }, data), /invalid data_offsets \[8\]/],
-    ['reversed', () => craft('reversed', { a: { dtype: 'F32', shape: [2], data_offsets: [8, 0] } }, data), /data_offsets \[8, 0\] outside the 64-byte data section/],
-    ['beyond', () => craft('beyond', { a: { dtype: 'F32', shape: [20], data_offsets: [0, 80] } }, data), /data_offsets \[0, 80\] outside the 64-byte data section \(truncated file\?\)/],
-    ['lying', () => craft('lying', { a: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, data), /tensor 'a' \(F32 \[3\]\) needs 12 bytes but its data_offsets span 16/],
-    ['overlap', () => craft('overlap', { a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] } }, data), /tensors 'a' and 'b' overlap in the data section/],
-    ['meta', () => craft('meta', { __metadata__: { format: 3 }, ...ok }, data), /__metadata__ value 'format' is not a string/],
-    ['meta-array', () => craft('meta-array', { __metadata__: ['x'], ...ok }, data), /__metadata__ must be an object of strings/],
+    [
+      'shape-neg',
+      () => craft('shape-neg', { a: { dtype: 'F32', shape: [-1, 2], data_offsets: [0, 8] } }, data),
+      /tensor 'a' has an invalid shape \[-1,2\]/,
+    ],
+    [
+      'shape-float',
+      () => craft('shape-float', { a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 8] } }, data),
+      /invalid shape/,
+    ],
+    [
+      'offsets',
+      () => craft('offsets', { a: { dtype: 'F32', shape: [2], data_offsets: [8] } }, data),
+      /invalid data_offsets \[8\]/,
+    ],
+    [
+      'reversed',
+      () => craft('reversed', { a: { dtype: 'F32', shape: [2], data_offsets: [8, 0] } }, data),
+      /data_offsets \[8, 0\] outside the 64-byte data section/,
+    ],
+    [
+      'beyond',
+      () => craft('beyond', { a: { dtype: 'F32', shape: [20], data_offsets: [0, 80] } }, data),
+      /data_offsets \[0, 80\] outside the 64-byte data section \(truncated file\?\)/,
+    ],
+    [
+      'lying',
+      () => craft('lying', { a: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, data),
+      /tensor 'a' \(F32 \[3\]\) needs 12 bytes but its data_offsets span 16/,
+    ],
+    [
+      'overlap',
+      () =>
+        craft(
+          'overlap',
+          {
+            a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+            b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] },
+          },
+          data,
+        ),
+      /tensors 'a' and 'b' overlap in the data section/,
+    ],
+    [
+      'meta',
+      () => craft('meta', { __metadata__: { format: 3 }, ...ok }, data),
+      /__metadata__ value 'format' is not a string/,
+    ],
+    [
+      'meta-array',
+      () => craft('meta-array', { __metadata__: ['x'], ...ok }, data),
+      /__metadata__ must be an object of strings/,
+    ],
   ];
   for (const [name, make, re] of cases) {
     const p = make();
@@ -246,7 +399,10 @@ test('every kind of corrupt file fails with a clear error naming the file', () =
   const cut = join(work, 'cut.safetensors');
   writeFileSync(cut, full.subarray(0, full.length - 60));
   assert.throws(() => openSafetensors(cut), /outside the 4-byte data section \(truncated file\?\)/);
-  assert.throws(() => openSafetensors(join(work, 'does-not-exist.safetensors')), /^Error: lorakit: .*does-not-exist\.safetensors: no such file\.$/);
+  assert.throws(
+    () => openSafetensors(join(work, 'does-not-exist.safetensors')),
+    /^Error: lorakit: .*does-not-exist\.safetensors: no such file\.$/,
+  );
   assert.throws(() => openSafetensors(work), /is a folder, not a file/);
 });
 
@@ -255,16 +411,30 @@ test('bad reads and writes are clear errors', () => {
   const x = Tensor.from([1, 2, 3], [3]);
   writeSafetensors(path, { x });
   const f = openSafetensors(path);
-  assert.throws(() => f.read('y'), /^Error: lorakit: .*small\.safetensors: no tensor named 'y' \(it has 1: x\)\.$/);
+  assert.throws(
+    () => f.read('y'),
+    /^Error: lorakit: .*small\.safetensors: no tensor named 'y' \(it has 1: x\)\.$/,
+  );
   x.dispose();
-  assert.throws(() => writeSafetensors(path, { x }), /^Error: lorakit: writeSafetensors: tensor 'x' was disposed\.$/);
-  assert.throws(() => writeSafetensors(join(work, 'no', 'such', 'dir.safetensors'), {}), /^Error: lorakit: .*dir\.safetensors: cannot write/);
-  assert.deepEqual(Object.keys(openSafetensors(path).metadata), [], 'the failed write left the file as it was');
+  assert.throws(
+    () => writeSafetensors(path, { x }),
+    /^Error: lorakit: writeSafetensors: tensor 'x' was disposed\.$/,
+  );
+  assert.throws(
+    () => writeSafetensors(join(work, 'no', 'such', 'dir.safetensors'), {}),
+    /^Error: lorakit: .*dir\.safetensors: cannot write/,
+  );
+  assert.deepEqual(
+    Object.keys(openSafetensors(path).metadata),
+    [],
+    'the failed write left the file as it was',
+  );
 });
 
 test('the real stories260K model.safetensors lists its tensors', (t) => {
   const path = sharedData('models', 'stories260K-hf', 'model.safetensors');
-  if (!path) return t.skip('shared data absent: ../shared/data/models/stories260K-hf (see shared/data/SOURCES.md)');
+  if (!path)
+    return t.skip('shared data absent: ../shared/data/models/stories260K-hf (see shared/data/SOURCES.md)');
   const model = openSafetensorsModel(join(path, '..'));
   const names = [...model.tensors.keys()];
   assert.ok(names.includes('model.embed_tokens.weight'));

@@ -9,7 +9,17 @@ import { CHUNK_BYTES, bytesOf, readExact, scratchBytes } from './file.js';
 /** Element types found in safetensors and GGUF files that convert elementwise. */
 export type RawType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I32' | 'I64' | 'I8' | 'U8' | 'BOOL';
 
-export const RAW_BYTES: Record<RawType, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I32: 4, I64: 8, I8: 1, U8: 1, BOOL: 1 };
+export const RAW_BYTES: Record<RawType, number> = {
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  F64: 8,
+  I32: 4,
+  I64: 8,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
 
 let f16Table: Float32Array | null = null;
 /** All 65536 half values as fp32 (exact), so f16 conversion is one table lookup per element. */
@@ -25,7 +35,13 @@ export function f16Lut(): Float32Array {
  * Writes `count` elements of raw type `src` (little-endian bytes in `raw`) into `out` as f32 values,
  * or for integer targets as i32/u8 values (integer sources only). `what` names the tensor for range errors.
  */
-function decode(src: RawType, raw: ArrayBuffer, count: number, out: Float32Array | Int32Array | Uint8Array, what: string): void {
+function decode(
+  src: RawType,
+  raw: ArrayBuffer,
+  count: number,
+  out: Float32Array | Int32Array | Uint8Array,
+  what: string,
+): void {
   switch (src) {
     case 'F32':
       out.set(new Float32Array(raw, 0, count));
@@ -40,7 +56,8 @@ function decode(src: RawType, raw: ArrayBuffer, count: number, out: Float32Array
       return;
     }
     case 'BF16': {
-      if (!(out instanceof Float32Array)) throw new Error(`lorakit: ${what}: bf16 values only convert to floats.`);
+      if (!(out instanceof Float32Array))
+        throw new Error(`lorakit: ${what}: bf16 values only convert to floats.`);
       const h = new Uint16Array(raw, 0, count);
       const u = new Uint32Array(out.buffer, out.byteOffset, count);
       for (let i = 0; i < count; i++) u[i] = h[i] << 16;
@@ -73,7 +90,14 @@ function decode(src: RawType, raw: ArrayBuffer, count: number, out: Float32Array
  * Fills tensor `dst` (f32, bf16, f16, i32 or u8) with `dst.size` elements of raw type `src` read from
  * fd at byte `position`. Float targets take any source; bf16 rounds to nearest even (as torch).
  */
-export function readConverted(fd: number, path: string, position: number, src: RawType, dst: Tensor, what: string): void {
+export function readConverted(
+  fd: number,
+  path: string,
+  position: number,
+  src: RawType,
+  dst: Tensor,
+  what: string,
+): void {
   const itemBytes = RAW_BYTES[src];
   const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / Math.max(itemBytes, 4)));
   const total = dst.size;

@@ -43,7 +43,8 @@ export function readExact(fd: number, into: Uint8Array, position: number, path: 
   while (done < into.length) {
     const want = Math.min(MAX_READ, into.length - done);
     const got = readSync(fd, into, done, want, position + done);
-    if (got === 0) throw new Error(`lorakit: ${path}: file ends early (wanted bytes up to ${position + into.length}).`);
+    if (got === 0)
+      throw new Error(`lorakit: ${path}: file ends early (wanted bytes up to ${position + into.length}).`);
     done += got;
   }
 }

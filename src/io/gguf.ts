@@ -10,7 +10,14 @@ import '../ops/elementwise.js'; // declares cpu.f32ToBf16
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import { readConverted, readDirect } from './convert.js';
 import { CHUNK_BYTES, fileSize, readExact, scratchBytes, withFile } from './file.js';
-import { BLOCK_TYPES, dequantizeBlocksJs, GGML_TYPES, ggmlTypeName, READABLE_TYPES, type GGMLType } from './gguf-quants.js';
+import {
+  BLOCK_TYPES,
+  dequantizeBlocksJs,
+  GGML_TYPES,
+  ggmlTypeName,
+  READABLE_TYPES,
+  type GGMLType,
+} from './gguf-quants.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
@@ -90,7 +97,8 @@ class HeaderReader {
 
   /** Makes bytes [pos, pos + n) available in buf; returns their offset inside buf. */
   private need(n: number, what: string): number {
-    if (n > this.size - this.pos) fail(this.path, `file ends inside the header (reading ${what}); truncated or corrupt.`);
+    if (n > this.size - this.pos)
+      fail(this.path, `file ends inside the header (reading ${what}); truncated or corrupt.`);
     if (this.pos < this.start || this.pos + n > this.end) {
       if (n > this.buf.length) {
         this.buf = new Uint8Array(Math.max(n, this.buf.length * 2));
@@ -120,13 +128,15 @@ class HeaderReader {
   /** A u64 that must be a safe JS integer (counts, sizes, offsets). */
   count(what: string): number {
     const v = this.u64(what);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) fail(this.path, `${what} ${v} is impossibly large; corrupt header.`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER))
+      fail(this.path, `${what} ${v} is impossibly large; corrupt header.`);
     return Number(v);
   }
 
   string(what: string): string {
     const len = this.count(`${what} length`);
-    if (len > this.remaining) fail(this.path, `${what} claims ${len} bytes, beyond the end of the file; corrupt header.`);
+    if (len > this.remaining)
+      fail(this.path, `${what} claims ${len} bytes, beyond the end of the file; corrupt header.`);
     const at = this.need(len, what);
     return this.decoder.decode(this.buf.subarray(at, at + len));
   }
@@ -172,11 +182,14 @@ function readValue(r: HeaderReader, type: number, key: string, path: string, dep
     case 8:
       return r.string(`metadata '${key}'`);
     case 9: {
-      if (depth >= MAX_NESTING) fail(path, `metadata '${key}' nests arrays deeper than ${MAX_NESTING}; corrupt header.`);
+      if (depth >= MAX_NESTING)
+        fail(path, `metadata '${key}' nests arrays deeper than ${MAX_NESTING}; corrupt header.`);
       const elemType = r.u32(key);
-      if (elemType >= MIN_BYTES.length) fail(path, `metadata '${key}' is an array of unknown value type ${elemType}; corrupt header.`);
+      if (elemType >= MIN_BYTES.length)
+        fail(path, `metadata '${key}' is an array of unknown value type ${elemType}; corrupt header.`);
       const n = r.count(`metadata '${key}' array length`);
-      if (n * MIN_BYTES[elemType] > r.remaining) fail(path, `metadata '${key}' claims ${n} elements, beyond the end of the file; corrupt header.`);
+      if (n * MIN_BYTES[elemType] > r.remaining)
+        fail(path, `metadata '${key}' claims ${n} elements, beyond the end of the file; corrupt header.`);
       return readArray(r, elemType, n, key, path, depth + 1);
     }
     case 10:
@@ -190,7 +203,14 @@ function readValue(r: HeaderReader, type: number, key: string, path: string, dep
   }
 }
 
-function readArray(r: HeaderReader, type: number, n: number, key: string, path: string, depth: number): GGUFValue[] {
+function readArray(
+  r: HeaderReader,
+  type: number,
+  n: number,
+  key: string,
+  path: string,
+  depth: number,
+): GGUFValue[] {
   // Fixed-size numeric arrays (token scores, token types) are read in one piece.
   const fixed: Partial<Record<number, (b: ArrayBuffer) => ArrayLike<number>>> = {
     0: (b) => new Uint8Array(b),
@@ -211,7 +231,8 @@ function readArray(r: HeaderReader, type: number, n: number, key: string, path: 
 
 function typeOfValue(type: number, key: string, path: string): GGUFValueType {
   const name = GGUF_VALUE_TYPES[type];
-  if (name === undefined) fail(path, `metadata '${key}' has unknown value type ${type}; corrupt header or a newer GGUF.`);
+  if (name === undefined)
+    fail(path, `metadata '${key}' has unknown value type ${type}; corrupt header or a newer GGUF.`);
   return name;
 }
 
@@ -238,13 +259,19 @@ export class GGUFFile {
       const magic = r.u32('magic');
       if (magic !== MAGIC) fail(path, 'not a GGUF file (bad magic).');
       const version = r.u32('version');
-      if (version === 1) fail(path, 'is GGUF version 1, which lorakit does not read; convert it with a current llama.cpp.');
+      if (version === 1)
+        fail(path, 'is GGUF version 1, which lorakit does not read; convert it with a current llama.cpp.');
       if (version > 0xffff) fail(path, 'is a big-endian GGUF, which lorakit does not read.');
-      if (version !== 2 && version !== 3) fail(path, `has GGUF version ${version}; lorakit reads versions 2 and 3.`);
+      if (version !== 2 && version !== 3)
+        fail(path, `has GGUF version ${version}; lorakit reads versions 2 and 3.`);
       const nTensors = r.count('tensor count');
       const nKv = r.count('metadata count');
       // Each kv takes at least 13 bytes and each tensor info at least 24: bounds loops on lying counts.
-      if (nKv * 13 + nTensors * 24 > r.remaining) fail(path, `header claims ${nKv} metadata entries and ${nTensors} tensors, more than the file holds; corrupt or truncated.`);
+      if (nKv * 13 + nTensors * 24 > r.remaining)
+        fail(
+          path,
+          `header claims ${nKv} metadata entries and ${nTensors} tensors, more than the file holds; corrupt or truncated.`,
+        );
 
       const metadata: Record<string, GGUFValue> = {};
       const types: Record<string, GGUFValueType> = {};
@@ -259,7 +286,12 @@ export class GGUFFile {
       let alignment = DEFAULT_ALIGNMENT;
       if ('general.alignment' in metadata) {
         const a = metadata['general.alignment'];
-        if (types['general.alignment'] !== 'uint32' || typeof a !== 'number' || a === 0 || (a & (a - 1)) !== 0)
+        if (
+          types['general.alignment'] !== 'uint32' ||
+          typeof a !== 'number' ||
+          a === 0 ||
+          (a & (a - 1)) !== 0
+        )
           fail(path, `general.alignment must be a uint32 power of two, got ${String(a)}.`);
         alignment = a;
       }
@@ -271,7 +303,8 @@ export class GGUFFile {
         if (seen.has(name)) fail(path, `tensor '${name}' appears twice; corrupt header.`);
         seen.add(name);
         const nDims = r.u32(`tensor '${name}' n_dims`);
-        if (nDims > MAX_DIMS) fail(path, `tensor '${name}' has ${nDims} dimensions (at most ${MAX_DIMS}); corrupt header.`);
+        if (nDims > MAX_DIMS)
+          fail(path, `tensor '${name}' has ${nDims} dimensions (at most ${MAX_DIMS}); corrupt header.`);
         const dims: number[] = [];
         let numel = 1;
         for (let d = 0; d < nDims; d++) {
@@ -279,10 +312,21 @@ export class GGUFFile {
           dims.push(v);
           numel *= v;
         }
-        if (!Number.isSafeInteger(numel)) fail(path, `tensor '${name}' has impossible dimensions [${dims.join(', ')}].`);
+        if (!Number.isSafeInteger(numel))
+          fail(path, `tensor '${name}' has impossible dimensions [${dims.join(', ')}].`);
         const type = r.u32(`tensor '${name}' type`);
         const offset = r.count(`tensor '${name}' offset`);
-        infos.push({ name, dims, shape: [...dims].reverse(), type, typeName: ggmlTypeName(type), offset, byteOffset: 0, byteLength: null, numel });
+        infos.push({
+          name,
+          dims,
+          shape: [...dims].reverse(),
+          type,
+          typeName: ggmlTypeName(type),
+          offset,
+          byteOffset: 0,
+          byteLength: null,
+          numel,
+        });
       }
 
       const dataOffset = Math.ceil(r.pos / alignment) * alignment;
@@ -290,21 +334,41 @@ export class GGUFFile {
       const ranges: [number, number, string][] = [];
       for (const t of infos) {
         t.byteOffset = dataOffset + t.offset;
-        if (t.offset % alignment !== 0) fail(path, `tensor '${t.name}' has offset ${t.offset}, not a multiple of the alignment ${alignment}; corrupt header.`);
+        if (t.offset % alignment !== 0)
+          fail(
+            path,
+            `tensor '${t.name}' has offset ${t.offset}, not a multiple of the alignment ${alignment}; corrupt header.`,
+          );
         const gt = GGML_TYPES.get(t.type);
         if (!gt) continue; // listed, but read() refuses it by name
         if (t.dims.length > 0 && t.dims[0] % gt.blockSize !== 0)
-          fail(path, `tensor '${t.name}' has rows of ${t.dims[0]} values, not a multiple of the ${gt.name} block size ${gt.blockSize}.`);
+          fail(
+            path,
+            `tensor '${t.name}' has rows of ${t.dims[0]} values, not a multiple of the ${gt.name} block size ${gt.blockSize}.`,
+          );
         t.byteLength = (t.numel / gt.blockSize) * gt.typeSize;
         if (t.offset + t.byteLength > dataSize)
-          fail(path, `tensor '${t.name}' (${gt.name} ${shapeString(t.shape)}) lies beyond the end of the file; truncated or corrupt.`);
+          fail(
+            path,
+            `tensor '${t.name}' (${gt.name} ${shapeString(t.shape)}) lies beyond the end of the file; truncated or corrupt.`,
+          );
         if (t.byteLength > 0) ranges.push([t.offset, t.offset + t.byteLength, t.name]);
       }
       ranges.sort((a, b) => a[0] - b[0]);
       for (let i = 1; i < ranges.length; i++)
-        if (ranges[i][0] < ranges[i - 1][1]) fail(path, `tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' overlap in the data section.`);
+        if (ranges[i][0] < ranges[i - 1][1])
+          fail(path, `tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' overlap in the data section.`);
 
-      return new GGUFFile(path, version, alignment, dataOffset, metadata, types, new Map(infos.map((t) => [t.name, t])), size);
+      return new GGUFFile(
+        path,
+        version,
+        alignment,
+        dataOffset,
+        metadata,
+        types,
+        new Map(infos.map((t) => [t.name, t])),
+        size,
+      );
     });
   }
 
@@ -331,15 +395,26 @@ export class GGUFFile {
     const t = this.info(name);
     if (!READABLE_TYPES.has(t.type) || t.byteLength === null) {
       const supported = [...READABLE_TYPES].map(ggmlTypeName).join(', ');
-      fail(this.path, `tensor '${name}' has type ${t.typeName} (${t.type}), which lorakit cannot dequantize (it reads ${supported}).`);
+      fail(
+        this.path,
+        `tensor '${name}' has type ${t.typeName} (${t.type}), which lorakit cannot dequantize (it reads ${supported}).`,
+      );
     }
     const out = Tensor.empty(t.shape, as);
     try {
       this.withData((fd) => {
         const what = `${this.path}: tensor '${name}'`;
-        if ((t.type === 0 && as === 'f32') || (t.type === 30 && as === 'bf16')) readDirect(fd, this.path, t.byteOffset, out);
+        if ((t.type === 0 && as === 'f32') || (t.type === 30 && as === 'bf16'))
+          readDirect(fd, this.path, t.byteOffset, out);
         else if (t.type === 0 || t.type === 1 || t.type === 30)
-          readConverted(fd, this.path, t.byteOffset, t.type === 0 ? 'F32' : t.type === 1 ? 'F16' : 'BF16', out, what);
+          readConverted(
+            fd,
+            this.path,
+            t.byteOffset,
+            t.type === 0 ? 'F32' : t.type === 1 ? 'F16' : 'BF16',
+            out,
+            what,
+          );
         else readBlocks(fd, this.path, t, GGML_TYPES.get(t.type)!, out);
       });
     } catch (e) {
@@ -355,7 +430,8 @@ export class GGUFFile {
    */
   readRaw(name: string): Tensor {
     const t = this.info(name);
-    if (t.byteLength === null) fail(this.path, `tensor '${name}' has unknown type ${t.type}; its size is unknown.`);
+    if (t.byteLength === null)
+      fail(this.path, `tensor '${name}' has unknown type ${t.type}; its size is unknown.`);
     const out = Tensor.empty([t.byteLength], 'u8');
     try {
       this.withData((fd) => readDirect(fd, this.path, t.byteOffset, out));
@@ -376,7 +452,8 @@ export class GGUFFile {
 
 /** Dequantizes a block-quantized tensor chunk by chunk: raw blocks into scratch, values into `out`. */
 function readBlocks(fd: number, path: string, t: GGUFTensorInfo, gt: GGMLType, out: Tensor): void {
-  if (!BLOCK_TYPES.has(gt.id)) throw new Error(`lorakit: ${path}: tensor '${t.name}': no dequantizer for ${gt.name}.`);
+  if (!BLOCK_TYPES.has(gt.id))
+    throw new Error(`lorakit: ${path}: tensor '${t.name}': no dequantizer for ${gt.name}.`);
   const totalBlocks = t.numel / gt.blockSize;
   const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / gt.typeSize));
   const rawSpan = Math.ceil((perChunk * gt.typeSize) / 64) * 64;

@@ -70,12 +70,16 @@ class HubError extends Error {}
 export async function resolveModel(idOrPath: string, opts: ResolveOptions = {}): Promise<string> {
   if (existsSync(idOrPath)) return idOrPath;
   if (!REPO_ID.test(idOrPath) || idOrPath.includes('..') || idOrPath.includes('--'))
-    throw new Error(`lorakit: ${idOrPath}: no such file or folder, and not a Hugging Face model id (org/name).`);
+    throw new Error(
+      `lorakit: ${idOrPath}: no such file or folder, and not a Hugging Face model id (org/name).`,
+    );
   const repo = new Repo(idOrPath, opts);
   if (isOffline(opts)) {
     const cached = repo.cachedSnapshot();
     if (cached) return cached;
-    throw new Error(`lorakit: ${idOrPath} is not in the Hugging Face cache (${repo.dir}) and downloads are off (HF_HUB_OFFLINE); ${repo.manualHint()}`);
+    throw new Error(
+      `lorakit: ${idOrPath} is not in the Hugging Face cache (${repo.dir}) and downloads are off (HF_HUB_OFFLINE); ${repo.manualHint()}`,
+    );
   }
   try {
     return await repo.download();
@@ -84,7 +88,9 @@ export async function resolveModel(idOrPath: string, opts: ResolveOptions = {}):
     const cached = repo.cachedSnapshot();
     if (cached) return cached; // the network is down but everything needed is already here
     const reason = e instanceof Error ? networkReason(e) : String(e);
-    throw new Error(`lorakit: could not download ${idOrPath} from ${repo.endpoint} (${reason}); ${repo.manualHint()}`);
+    throw new Error(
+      `lorakit: could not download ${idOrPath} from ${repo.endpoint} (${reason}); ${repo.manualHint()}`,
+    );
   }
 }
 
@@ -116,14 +122,21 @@ class Repo {
     private readonly opts: ResolveOptions,
   ) {
     this.dir = join(opts.cacheDir ?? hubCacheDir(), `models--${id.replace('/', '--')}`);
-    this.endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
+    this.endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(
+      /\/+$/,
+      '',
+    );
     this.revision = opts.revision ?? 'main';
     this.token = opts.token ?? (process.env.HF_TOKEN || undefined);
   }
 
   /** One sentence telling the user what to fetch by hand (the tail of the offline/network errors). */
   manualHint(): string {
-    const files = this.opts.files ?? [...REQUIRED, ...OPTIONAL.map((f) => `${f} (if present)`), `${SINGLE_FILE} (or ${INDEX_FILE} and its shards)`];
+    const files = this.opts.files ?? [
+      ...REQUIRED,
+      ...OPTIONAL.map((f) => `${f} (if present)`),
+      `${SINGLE_FILE} (or ${INDEX_FILE} and its shards)`,
+    ];
     return `download ${files.join(', ')} from ${this.endpoint}/${this.id} into one folder and pass that folder to --model (a local .gguf file works too).`;
   }
 
@@ -135,7 +148,8 @@ class Repo {
   private headers(url: string): Record<string, string> {
     const h: Record<string, string> = { 'Accept-Encoding': 'identity', 'User-Agent': 'lorakit' };
     // The token goes to the Hub only, never to the storage a large file redirects to.
-    if (this.token && new URL(url).origin === new URL(this.endpoint).origin) h.Authorization = `Bearer ${this.token}`;
+    if (this.token && new URL(url).origin === new URL(this.endpoint).origin)
+      h.Authorization = `Bearer ${this.token}`;
     return h;
   }
 
@@ -187,7 +201,9 @@ class Repo {
       for (const f of OPTIONAL) await fetchOne(f, true);
       if (!(await fetchOne(SINGLE_FILE, true))) {
         if (!(await fetchOne(INDEX_FILE, true)))
-          throw new HubError(`lorakit: ${this.id} has neither ${SINGLE_FILE} nor ${INDEX_FILE} at revision ${this.revision}; pass --model a folder or .gguf file instead.`);
+          throw new HubError(
+            `lorakit: ${this.id} has neither ${SINGLE_FILE} nor ${INDEX_FILE} at revision ${this.revision}; pass --model a folder or .gguf file instead.`,
+          );
         const snap = this.snapshotDir(commit ?? this.revision);
         for (const shard of new Set(readIndex(join(snap, INDEX_FILE)).values())) await fetchOne(shard, false);
       }
@@ -205,7 +221,12 @@ class Repo {
   private async head(file: string, optional: boolean): Promise<FileMeta | null> {
     let url = this.fileUrl(file);
     for (let hop = 0; hop < 10; hop++) {
-      const res = await fetch(url, { method: 'HEAD', redirect: 'manual', headers: this.headers(url), signal: AbortSignal.timeout(IDLE_TIMEOUT_MS) });
+      const res = await fetch(url, {
+        method: 'HEAD',
+        redirect: 'manual',
+        headers: this.headers(url),
+        signal: AbortSignal.timeout(IDLE_TIMEOUT_MS),
+      });
       const commit = res.headers.get('x-repo-commit');
       const etagRaw = res.headers.get('x-linked-etag') ?? res.headers.get('etag');
       const sizeRaw = res.headers.get('x-linked-size') ?? res.headers.get('content-length');
@@ -221,10 +242,14 @@ class Repo {
       }
       if (res.status === 404) {
         if (optional) return null;
-        throw new HubError(`lorakit: ${this.id} has no file ${file} at revision ${this.revision} (404 from ${this.endpoint}).`);
+        throw new HubError(
+          `lorakit: ${this.id} has no file ${file} at revision ${this.revision} (404 from ${this.endpoint}).`,
+        );
       }
       if (res.status === 401 || res.status === 403) {
-        const what = this.token ? 'the token in HF_TOKEN is not allowed to read it' : 'set HF_TOKEN to a token that may read it (gated or private repository)';
+        const what = this.token
+          ? 'the token in HF_TOKEN is not allowed to read it'
+          : 'set HF_TOKEN to a token that may read it (gated or private repository)';
         throw new HubError(`lorakit: ${this.id}: access denied (${res.status}) for ${file}; ${what}.`);
       }
       if (!res.ok) throw new Error(`HTTP ${res.status} for ${file}`);
@@ -233,9 +258,18 @@ class Repo {
     throw new Error(`too many redirects for ${file}`);
   }
 
-  private meta(file: string, commit: string | null, etagRaw: string | null, sizeRaw: string | null, url: string): FileMeta {
+  private meta(
+    file: string,
+    commit: string | null,
+    etagRaw: string | null,
+    sizeRaw: string | null,
+    url: string,
+  ): FileMeta {
     let etag = (etagRaw ?? '').replace(/^W\//, '').replace(/"/g, '');
-    if (!/^[\w.-]+$/.test(etag)) etag = createHash('sha256').update(`${commit ?? this.revision}/${file}`).digest('hex');
+    if (!/^[\w.-]+$/.test(etag))
+      etag = createHash('sha256')
+        .update(`${commit ?? this.revision}/${file}`)
+        .digest('hex');
     const size = sizeRaw !== null && /^\d+$/.test(sizeRaw) ? Number(sizeRaw) : null;
     return { commit: commit && /^[\w.-]+$/.test(commit) ? commit : null, etag, size, url };
   }
@@ -248,7 +282,14 @@ class Repo {
     const complete = existsSync(blob) && (meta.size === null || statSync(blob).size === meta.size);
     if (!complete) {
       const part = `${blob}.incomplete`;
-      await downloadResumable(meta.url, part, meta.size, (u) => this.headers(u), (n) => this.opts.onProgress?.(file, n, meta.size), file);
+      await downloadResumable(
+        meta.url,
+        part,
+        meta.size,
+        (u) => this.headers(u),
+        (n) => this.opts.onProgress?.(file, n, meta.size),
+        file,
+      );
       renameSync(part, blob);
     }
     const target = join(this.snapshotDir(commit), file);
@@ -294,7 +335,8 @@ async function downloadResumable(
           ftruncateSync(fd, 0); // the partial file is not a prefix of this one: start over
           continue;
         }
-        if (res.status === 401 || res.status === 403) throw new HubError(`lorakit: access denied (${res.status}) downloading ${file}.`);
+        if (res.status === 401 || res.status === 403)
+          throw new HubError(`lorakit: access denied (${res.status}) downloading ${file}.`);
         if (!res.ok) throw new Error(`HTTP ${res.status} downloading ${file}`);
         if (have > 0 && res.status !== 206) {
           ftruncateSync(fd, 0); // the server ignored Range and sends everything again
@@ -315,7 +357,8 @@ async function downloadResumable(
           if (done) break;
           clearTimeout(timer);
           timer = setTimeout(() => ctrl.abort(), IDLE_TIMEOUT_MS);
-          for (let off = 0; off < value.length; ) off += writeSync(fd, value, off, value.length - off, position + off);
+          for (let off = 0; off < value.length;)
+            off += writeSync(fd, value, off, value.length - off, position + off);
           position += value.length;
           progress(position);
         }

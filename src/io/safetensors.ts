@@ -5,7 +5,16 @@
 // data section; offsets are relative to its start. The whole header is validated when a file is
 // opened, before any tensor byte is read, so a truncated or lying file fails with one clear sentence
 // instead of an out-of-bounds read. Tensors are read one at a time straight into native memory.
-import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
@@ -14,7 +23,17 @@ import { bytesOf, fileSize, readExact, withFile } from './file.js';
 
 export type SafetensorsDType = RawType;
 
-const DTYPES: ReadonlySet<string> = new Set<SafetensorsDType>(['F32', 'F16', 'BF16', 'I32', 'I64', 'U8', 'I8', 'BOOL', 'F64']);
+const DTYPES: ReadonlySet<string> = new Set<SafetensorsDType>([
+  'F32',
+  'F16',
+  'BF16',
+  'I32',
+  'I64',
+  'U8',
+  'I8',
+  'BOOL',
+  'F64',
+]);
 
 /** The Python reference refuses headers above 100 MB; so do we (it also bounds our allocation). */
 const MAX_HEADER = 100_000_000;
@@ -66,7 +85,14 @@ const NATIVE: Record<SafetensorsDType, DType> = {
 };
 
 /** File types whose bytes are exactly a lorakit dtype's: read with no conversion at all. */
-const DIRECT: Partial<Record<SafetensorsDType, DType>> = { F32: 'f32', BF16: 'bf16', F16: 'f16', I32: 'i32', U8: 'u8', BOOL: 'u8' };
+const DIRECT: Partial<Record<SafetensorsDType, DType>> = {
+  F32: 'f32',
+  BF16: 'bf16',
+  F16: 'f16',
+  I32: 'i32',
+  U8: 'u8',
+  BOOL: 'u8',
+};
 
 /** One .safetensors file with a validated header. Each read() opens the file, reads, and closes it. */
 export class SafetensorsFile implements TensorSource {
@@ -93,8 +119,12 @@ export class SafetensorsFile implements TensorSource {
       readExact(fd, lenBytes, 0, path);
       const n = new DataView(lenBytes.buffer).getBigUint64(0, true);
       if (n > BigInt(size - 8))
-        fail(path, `header length ${n} exceeds the file size (${size} bytes): truncated or not a safetensors file.`);
-      if (n > BigInt(MAX_HEADER)) fail(path, `header length ${n} is larger than the 100 MB safetensors allows.`);
+        fail(
+          path,
+          `header length ${n} exceeds the file size (${size} bytes): truncated or not a safetensors file.`,
+        );
+      if (n > BigInt(MAX_HEADER))
+        fail(path, `header length ${n} is larger than the 100 MB safetensors allows.`);
       const headerLen = Number(n);
       const headerBytes = new Uint8Array(headerLen);
       readExact(fd, headerBytes, 8, path);
@@ -111,7 +141,10 @@ export class SafetensorsFile implements TensorSource {
     const t = this.tensors.get(name);
     if (!t) {
       const some = [...this.tensors.keys()].slice(0, 5).join(', ');
-      fail(this.path, `no tensor named '${name}' (it has ${this.tensors.size}${some ? `: ${some}${this.tensors.size > 5 ? ', …' : ''}` : ''}).`);
+      fail(
+        this.path,
+        `no tensor named '${name}' (it has ${this.tensors.size}${some ? `: ${some}${this.tensors.size > 5 ? ', …' : ''}` : ''}).`,
+      );
     }
     return t;
   }
@@ -169,25 +202,41 @@ function parseHeader(
     const { dtype, shape, data_offsets: offsets } = entry;
     if (typeof dtype !== 'string') fail(path, `tensor '${name}' has no dtype.`);
     if (!DTYPES.has(dtype))
-      fail(path, `tensor '${name}' has dtype '${dtype}', which lorakit does not read (${[...DTYPES].join(', ')}).`);
-    if (!Array.isArray(shape) || !shape.every(isCount)) fail(path, `tensor '${name}' has an invalid shape ${JSON.stringify(shape)}.`);
+      fail(
+        path,
+        `tensor '${name}' has dtype '${dtype}', which lorakit does not read (${[...DTYPES].join(', ')}).`,
+      );
+    if (!Array.isArray(shape) || !shape.every(isCount))
+      fail(path, `tensor '${name}' has an invalid shape ${JSON.stringify(shape)}.`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount))
       fail(path, `tensor '${name}' has invalid data_offsets ${JSON.stringify(offsets)}.`);
     const [begin, end] = offsets;
     if (begin > end || end > dataSize)
-      fail(path, `tensor '${name}' has data_offsets [${begin}, ${end}] outside the ${dataSize}-byte data section (truncated file?).`);
+      fail(
+        path,
+        `tensor '${name}' has data_offsets [${begin}, ${end}] outside the ${dataSize}-byte data section (truncated file?).`,
+      );
     const dt = dtype as SafetensorsDType;
     let numel = 1;
     for (const d of shape) numel *= d;
     const expected = numel * RAW_BYTES[dt];
     if (end - begin !== expected)
-      fail(path, `tensor '${name}' (${dt} ${shapeString(shape)}) needs ${expected} bytes but its data_offsets span ${end - begin}.`);
-    tensors.set(name, { dtype: dt, shape: [...shape], byteOffset: dataStart + begin, byteLength: end - begin });
+      fail(
+        path,
+        `tensor '${name}' (${dt} ${shapeString(shape)}) needs ${expected} bytes but its data_offsets span ${end - begin}.`,
+      );
+    tensors.set(name, {
+      dtype: dt,
+      shape: [...shape],
+      byteOffset: dataStart + begin,
+      byteLength: end - begin,
+    });
     if (end > begin) ranges.push([begin, end, name]);
   }
   ranges.sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < ranges.length; i++)
-    if (ranges[i][0] < ranges[i - 1][1]) fail(path, `tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' overlap in the data section.`);
+    if (ranges[i][0] < ranges[i - 1][1])
+      fail(path, `tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' overlap in the data section.`);
   return { tensors, metadata };
 }
 
@@ -251,18 +300,23 @@ export function openSafetensorsModel(dir: string): SafetensorsModel {
     return new SafetensorsModel(dir, [f], new Map([...f.tensors.keys()].map((k) => [k, f])), f.metadata);
   }
   const indexPath = join(dir, INDEX_FILE);
-  if (!existsSync(indexPath)) throw new Error(`lorakit: ${dir}: has neither ${SINGLE_FILE} nor ${INDEX_FILE}.`);
+  if (!existsSync(indexPath))
+    throw new Error(`lorakit: ${dir}: has neither ${SINGLE_FILE} nor ${INDEX_FILE}.`);
   const weightMap = readIndex(indexPath);
   const files = new Map<string, SafetensorsFile>();
   for (const shard of new Set(weightMap.values())) {
     const p = join(dir, shard);
-    if (!existsSync(p)) throw new Error(`lorakit: ${dir}: shard ${shard} listed in ${INDEX_FILE} is missing.`);
+    if (!existsSync(p))
+      throw new Error(`lorakit: ${dir}: shard ${shard} listed in ${INDEX_FILE} is missing.`);
     files.set(shard, openSafetensors(p));
   }
   const owner = new Map<string, SafetensorsFile>();
   for (const [name, shard] of weightMap) {
     const f = files.get(shard);
-    if (!f || !f.has(name)) throw new Error(`lorakit: ${join(dir, shard)}: has no tensor '${name}', which ${INDEX_FILE} places there.`);
+    if (!f || !f.has(name))
+      throw new Error(
+        `lorakit: ${join(dir, shard)}: has no tensor '${name}', which ${INDEX_FILE} places there.`,
+      );
     owner.set(name, f);
   }
   const index: unknown = JSON.parse(readFileSync(indexPath, 'utf8'));
@@ -278,11 +332,19 @@ export function readIndex(indexPath: string): Map<string, string> {
   } catch (e) {
     throw new Error(`lorakit: ${indexPath}: not valid JSON (${(e as Error).message}).`);
   }
-  if (!isRecord(json) || !isRecord(json.weight_map)) throw new Error(`lorakit: ${indexPath}: has no weight_map object.`);
+  if (!isRecord(json) || !isRecord(json.weight_map))
+    throw new Error(`lorakit: ${indexPath}: has no weight_map object.`);
   const map = new Map<string, string>();
   for (const [name, shard] of Object.entries(json.weight_map)) {
-    if (typeof shard !== 'string' || shard === '' || isAbsolute(shard) || normalize(shard).split(/[\\/]/).includes('..'))
-      throw new Error(`lorakit: ${indexPath}: weight_map entry '${name}' names an invalid shard ${JSON.stringify(shard)}.`);
+    if (
+      typeof shard !== 'string' ||
+      shard === '' ||
+      isAbsolute(shard) ||
+      normalize(shard).split(/[\\/]/).includes('..')
+    )
+      throw new Error(
+        `lorakit: ${indexPath}: weight_map entry '${name}' names an invalid shard ${JSON.stringify(shard)}.`,
+      );
     map.set(name, shard);
   }
   return map;
@@ -290,10 +352,26 @@ export function readIndex(indexPath: string): Map<string, string> {
 
 // ---- writing ----------------------------------------------------------------------------------------
 
-const WRITE_DTYPE: Partial<Record<DType, SafetensorsDType>> = { f32: 'F32', bf16: 'BF16', f16: 'F16', i32: 'I32', u8: 'U8' };
+const WRITE_DTYPE: Partial<Record<DType, SafetensorsDType>> = {
+  f32: 'F32',
+  bf16: 'BF16',
+  f16: 'F16',
+  i32: 'I32',
+  u8: 'U8',
+};
 
 // The Rust writer lays tensors out by dtype, largest enum value first, then by name; its enum order:
-const DTYPE_RANK: Record<SafetensorsDType, number> = { BOOL: 0, U8: 4, I8: 5, F16: 11, BF16: 12, I32: 13, F32: 15, F64: 17, I64: 18 };
+const DTYPE_RANK: Record<SafetensorsDType, number> = {
+  BOOL: 0,
+  U8: 4,
+  I8: 5,
+  F16: 11,
+  BF16: 12,
+  I32: 13,
+  F32: 15,
+  F64: 17,
+  I64: 18,
+};
 
 const encoder = new TextEncoder();
 const utf8 = (s: string): Uint8Array => encoder.encode(s);
@@ -311,12 +389,22 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  * that with at most one metadata entry the file is byte-identical to `save_file`'s (Python orders
  * several metadata keys randomly; we sort them). Written to `path.tmp`, then renamed over `path`.
  */
-export function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): void {
   const entries = Object.entries(tensors).map(([name, t]) => {
     if (t.disposed) throw new Error(`lorakit: writeSafetensors: tensor '${name}' was disposed.`);
-    if (t.device !== 'cpu') throw new Error(`lorakit: writeSafetensors: tensor '${name}' is on ${t.device}; copy it to the CPU first.`);
+    if (t.device !== 'cpu')
+      throw new Error(
+        `lorakit: writeSafetensors: tensor '${name}' is on ${t.device}; copy it to the CPU first.`,
+      );
     const dtype = WRITE_DTYPE[t.dtype];
-    if (!dtype) throw new Error(`lorakit: writeSafetensors: tensor '${name}' has dtype ${t.dtype}, which safetensors cannot hold.`);
+    if (!dtype)
+      throw new Error(
+        `lorakit: writeSafetensors: tensor '${name}' has dtype ${t.dtype}, which safetensors cannot hold.`,
+      );
     return { name, t, dtype, key: utf8(name) };
   });
   entries.sort((a, b) => DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || compareBytes(a.key, b.key));
@@ -324,13 +412,18 @@ export function writeSafetensors(path: string, tensors: Record<string, Tensor>, 
   if (metadata) {
     const keys = Object.keys(metadata).sort((a, b) => compareBytes(utf8(a), utf8(b)));
     for (const k of keys)
-      if (typeof metadata[k] !== 'string') throw new Error(`lorakit: writeSafetensors: metadata '${k}' must be a string.`);
-    parts.push(`"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(',')}}`);
+      if (typeof metadata[k] !== 'string')
+        throw new Error(`lorakit: writeSafetensors: metadata '${k}' must be a string.`);
+    parts.push(
+      `"__metadata__":{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`).join(',')}}`,
+    );
   }
   let offset = 0;
   for (const e of entries) {
     const bytes = e.t.size * RAW_BYTES[e.dtype];
-    parts.push(`${JSON.stringify(e.name)}:{"dtype":"${e.dtype}","shape":[${e.t.shape.join(',')}],"data_offsets":[${offset},${offset + bytes}]}`);
+    parts.push(
+      `${JSON.stringify(e.name)}:{"dtype":"${e.dtype}","shape":[${e.t.shape.join(',')}],"data_offsets":[${offset},${offset + bytes}]}`,
+    );
     offset += bytes;
   }
   const json = utf8(`{${parts.join(',')}}`);
@@ -361,7 +454,7 @@ export function writeSafetensors(path: string, tensors: Record<string, Tensor>, 
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length; ) {
+  for (let done = 0; done < bytes.length;) {
     done += writeSync(fd, bytes, done, Math.min(bytes.length - done, 1 << 30));
   }
 }

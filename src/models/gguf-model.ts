@@ -1,0 +1,137 @@
+// A Llama-family model from a GGUF file: llama.cpp's metadata keys and tensor names mapped back to the
+// Hugging Face ones, with the q/k row permutation llama.cpp's converter applies to Llama undone.
+import { readGGUF, type GGUFFile } from '../io/gguf.js';
+import { Tensor } from '../tensor/tensor.js';
+import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { parseModelConfig } from './config.js';
+import { CausalLM, type WeightDType, type WeightSource } from './llama.js';
+
+const ARCH_TO_MODEL_TYPE: Record<string, string> = { llama: 'llama', mistral: 'mistral', qwen2: 'qwen2', qwen3: 'qwen3' };
+
+/** HF config.json fields from GGUF metadata. */
+export function configFromGGUF(f: GGUFFile): Record<string, unknown> {
+  const arch = String(f.get('general.architecture') ?? '');
+  const modelType = ARCH_TO_MODEL_TYPE[arch];
+  if (!modelType) throw new Error(`lorakit: ${f.path}: unsupported GGUF architecture '${arch}' (supported: ${Object.keys(ARCH_TO_MODEL_TYPE).join(', ')}).`);
+  const num = (key: string): number | undefined => {
+    const v = f.get(`${arch}.${key}`);
+    return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : undefined;
+  };
+  const need = (key: string): number => {
+    const v = num(key);
+    if (v === undefined) throw new Error(`lorakit: ${f.path}: GGUF metadata lacks '${arch}.${key}'.`);
+    return v;
+  };
+  const tokens = f.get('tokenizer.ggml.tokens');
+  const heads = need('attention.head_count');
+  const hidden = need('embedding_length');
+  const keyLength = num('attention.key_length');
+  const scalingType = f.get(`${arch}.rope.scaling.type`);
+  if (scalingType !== undefined && scalingType !== 'none')
+    throw new Error(`lorakit: ${f.path}: GGUF rope scaling '${String(scalingType)}' is not supported.`);
+  if (f.has('rope_freqs.weight')) throw new Error(`lorakit: ${f.path}: GGUF rope frequency factors (Llama 3.1 style) are not supported; load the Hugging Face folder instead.`);
+  return {
+    model_type: modelType,
+    vocab_size: num('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : need('vocab_size')),
+    hidden_size: hidden,
+    intermediate_size: need('feed_forward_length'),
+    num_hidden_layers: need('block_count'),
+    num_attention_heads: heads,
+    num_key_value_heads: num('attention.head_count_kv') ?? heads,
+    head_dim: keyLength ?? hidden / heads,
+    max_position_embeddings: num('context_length') ?? 2048,
+    rms_norm_eps: num('attention.layer_norm_rms_epsilon') ?? 1e-5,
+    rope_theta: num('rope.freq_base') ?? 10000,
+    tie_word_embeddings: !f.has('output.weight'),
+    sliding_window: null,
+    hidden_act: 'silu',
+    bos_token_id: f.get('tokenizer.ggml.bos_token_id'),
+    eos_token_id: f.get('tokenizer.ggml.eos_token_id'),
+  };
+}
+
+const LAYER_NAMES: Record<string, string> = {
+  'input_layernorm.weight': 'attn_norm.weight',
+  'post_attention_layernorm.weight': 'ffn_norm.weight',
+  'self_attn.q_proj.weight': 'attn_q.weight',
+  'self_attn.k_proj.weight': 'attn_k.weight',
+  'self_attn.v_proj.weight': 'attn_v.weight',
+  'self_attn.o_proj.weight': 'attn_output.weight',
+  'self_attn.q_proj.bias': 'attn_q.bias',
+  'self_attn.k_proj.bias': 'attn_k.bias',
+  'self_attn.v_proj.bias': 'attn_v.bias',
+  'self_attn.q_norm.weight': 'attn_q_norm.weight',
+  'self_attn.k_norm.weight': 'attn_k_norm.weight',
+  'mlp.gate_proj.weight': 'ffn_gate.weight',
+  'mlp.up_proj.weight': 'ffn_up.weight',
+  'mlp.down_proj.weight': 'ffn_down.weight',
+};
+
+/** The GGUF tensor name of a Hugging Face tensor name. */
+export function ggufName(hf: string): string {
+  const global: Record<string, string> = {
+    'model.embed_tokens.weight': 'token_embd.weight',
+    'model.norm.weight': 'output_norm.weight',
+    'lm_head.weight': 'output.weight',
+  };
+  if (global[hf]) return global[hf];
+  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf);
+  if (m && LAYER_NAMES[m[2]]) return `blk.${m[1]}.${LAYER_NAMES[m[2]]}`;
+  return hf;
+}
+
+/**
+ * llama.cpp's converter reorders each head's q/k rows from rotate-half to interleaved pairs
+ * (HF row j·D/2 + i -> GGUF row 2i + j); this puts them back.
+ */
+function unpermuteRows(t: Tensor, heads: number): void {
+  const [rows, cols] = t.shape;
+  const d = rows / heads;
+  const half = d / 2;
+  const data = t.data();
+  const copy = data.slice();
+  for (let h = 0; h < heads; h++)
+    for (let i = 0; i < half; i++)
+      for (let j = 0; j < 2; j++) {
+        const from = (h * d + 2 * i + j) * cols;
+        const to = (h * d + j * half + i) * cols;
+        data.set(copy.subarray(from, from + cols), to);
+      }
+}
+
+class GGUFWeights implements WeightSource {
+  constructor(
+    private readonly f: GGUFFile,
+    private readonly permuted: boolean,
+    private readonly heads: number,
+    private readonly kvHeads: number,
+  ) {}
+
+  has(name: string): boolean {
+    return this.f.has(ggufName(name));
+  }
+
+  read(name: string, dtype: 'f32' | 'bf16'): Tensor {
+    const t = this.f.read(ggufName(name), dtype);
+    if (this.permuted && /self_attn\.[qk]_proj\.(weight|bias)$/.test(name)) {
+      const heads = name.includes('q_proj') ? this.heads : this.kvHeads;
+      if (t.shape.length === 1) {
+        const v = t.reshape([t.shape[0], 1]);
+        unpermuteRows(v, heads);
+        v.dispose();
+      } else unpermuteRows(t, heads);
+    }
+    return t;
+  }
+}
+
+export async function loadGGUFModel(path: string, dtype: WeightDType): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
+  const f = await readGGUF(path);
+  const raw = configFromGGUF(f);
+  const config = parseModelConfig(raw, path);
+  const tokenizer = Tokenizer.fromGGUF(f.metadata);
+  // Only the llama architecture (and Mistral, converted as llama) has its q/k rows permuted.
+  const permuted = f.get('general.architecture') === 'llama';
+  const model = CausalLM.load(config, new GGUFWeights(f, permuted, config.numHeads, config.numKvHeads), dtype);
+  return { model, tokenizer };
+}
