@@ -140,6 +140,9 @@ function hubHandler(req: IncomingMessage, res: ServerResponse): void {
     range: req.headers.range,
   });
   const m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(req.url ?? '');
+  // A renamed repo answers with a relative redirect to its new name.
+  if (m?.[1] === 'org/old-name')
+    return void res.writeHead(307, { Location: `/org/single/resolve/${m[2]}/${m[3]}` }).end();
   const repo = m ? repos.get(m[1]) : undefined;
   if (!m || !repo) return void res.writeHead(404, { 'X-Error-Code': 'RepositoryNotFound' }).end();
   if (m[1] === 'org/gated' && req.headers.authorization !== `Bearer ${TOKEN}`)
@@ -291,6 +294,13 @@ test(
       'model.safetensors',
     ]);
     assert.ok(!existsSync(join(snap, 'generation_config.json')));
+    const renamed = await resolveModel('org/old-name', { endpoint, cacheDir });
+    assert.equal(
+      renamed,
+      join(cacheDir, 'models--org--old-name', 'snapshots', COMMIT),
+      'a renamed repo is followed',
+    );
+    expectSnapshot(renamed, 'org/single', ['config.json', 'model.safetensors']);
     const only = await resolveModel('org/sharded', {
       endpoint,
       cacheDir,
@@ -328,7 +338,7 @@ test(
       );
       await assert.rejects(
         resolveModel('org/gated', { endpoint, cacheDir, token: 'wrong' }),
-        /access denied \(401\) for config\.json; the token in HF_TOKEN is not allowed to read it\./,
+        /access denied \(401\) for config\.json; the token \(HF_TOKEN\) is not allowed to read it\./,
       );
       process.env.HF_TOKEN = TOKEN;
       const snap = await resolveModel('org/gated', { endpoint, cacheDir });

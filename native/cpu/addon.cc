@@ -3,6 +3,7 @@
 // Memory: alloc(bytes) returns an ArrayBuffer over 64-byte-aligned native memory; free(buffer)
 // detaches it (every JS view becomes empty, so nothing can touch freed memory) and releases the memory
 // at once. The garbage collector's finalizer only frees what was never freed explicitly.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sys/mman.h>
@@ -86,20 +87,63 @@ bool Args::absent(size_t i) {
 // ---- native memory -------------------------------------------------------------------------------
 
 namespace {
-// Large buffers come straight from mmap and go straight back with munmap: glibc's heap keeps freed
-// multi-megabyte chunks resident (its mmap threshold adapts upwards), so a training step that frees
-// what it allocated would still grow the process step after step.
+// Large buffers come from mmap and return to it with munmap: glibc's heap keeps freed multi-megabyte
+// chunks resident (its mmap threshold adapts upwards), so a loop that frees what it allocates would
+// still grow. Between the two sits a cache of freed large buffers by exact size: a training step
+// allocates the same sizes every step, and reusing mapped pages avoids a page fault per 4 KiB.
 constexpr size_t kMmapThreshold = 256 * 1024;
+
+size_t cache_limit() {
+  static size_t limit = [] {
+    const char* env = std::getenv("LORAKIT_CPU_CACHE_BYTES");
+    return env ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) : size_t(2) << 30;
+  }();
+  return limit;
+}
+
+std::mutex cache_mutex;
+std::unordered_map<size_t, std::vector<void*>> cache;  // bytes -> free buffers
+size_t cached_bytes = 0;
 
 void* alloc_pages(size_t bytes) {
   if (bytes < kMmapThreshold) return std::aligned_alloc(64, bytes);
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    auto it = cache.find(bytes);
+    if (it != cache.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      cached_bytes -= bytes;
+      return p;
+    }
+  }
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
 void free_pages(void* p, size_t bytes) {
-  if (bytes < kMmapThreshold) std::free(p);
-  else munmap(p, bytes);
+  if (bytes < kMmapThreshold) {
+    std::free(p);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    if (cached_bytes + bytes <= cache_limit()) {
+      cache[bytes].push_back(p);
+      cached_bytes += bytes;
+      return;
+    }
+  }
+  munmap(p, bytes);
+}
+
+// Returns every cached buffer to the system.
+void trim_cache() {
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  for (auto& [bytes, list] : cache)
+    for (void* p : list) munmap(p, bytes);
+  cache.clear();
+  cached_bytes = 0;
 }
 
 std::mutex mem_mutex;
@@ -136,7 +180,8 @@ LK_ENTRY(js_alloc, 1, {
     if (live_bytes > peak_bytes) peak_bytes = live_bytes;
   }
   napi_value buf;
-  if (napi_create_external_arraybuffer(env, p, static_cast<size_t>(bytes), finalize, nullptr, &buf) != napi_ok) {
+  // Never length 0: an empty external ArrayBuffer reports a null data pointer, and free() could not find it.
+  if (napi_create_external_arraybuffer(env, p, std::max<size_t>(static_cast<size_t>(bytes), 1), finalize, nullptr, &buf) != napi_ok) {
     release(p);
     throw std::runtime_error("could not wrap native memory in an ArrayBuffer");
   }
@@ -164,6 +209,17 @@ LK_ENTRY(js_memory_stats, 1, {
   return arr;
 })
 
+// Frees the cache of reusable buffers; returns the bytes it held.
+LK_ENTRY(js_trim_cache, 0, {
+  size_t held;
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    held = cached_bytes;
+  }
+  trim_cache();
+  return number(env, static_cast<double>(held));
+})
+
 LK_ENTRY(js_set_threads, 1, {
   set_num_threads(static_cast<int>(a.int64(0)));
 })
@@ -173,6 +229,7 @@ LK_ENTRY(js_get_threads, 0, { return number(env, num_threads()); })
 LK_EXPORT("alloc", js_alloc);
 LK_EXPORT("free", js_free_buffer);
 LK_EXPORT("memoryStats", js_memory_stats);
+LK_EXPORT("trimCache", js_trim_cache);
 LK_EXPORT("setThreads", js_set_threads);
 LK_EXPORT("getThreads", js_get_threads);
 

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readGGUF } from '../io/gguf.js';
 import { openSafetensors, openSafetensorsModel, type TensorSource } from '../io/safetensors.js';
 import { readModelConfig } from '../models/config.js';
 import { readPeftConfig } from '../peft/config.js';
@@ -36,8 +37,21 @@ async function summarize(path: string): Promise<Summary> {
   if (!existsSync(path)) throw new UsageError(`lorakit inspect: ${path} does not exist.`);
   if (statSync(path).isFile()) {
     if (path.endsWith('.gguf')) {
-      const { inspectGGUF } = await import('../io/gguf-inspect.js');
-      return { kind: 'gguf', path, ...(await inspectGGUF(path)) };
+      const f = await readGGUF(path);
+      const metadata = Object.fromEntries(
+        Object.entries(f.metadata).map(([k, v]) => [k, Array.isArray(v) ? `[${v.length} values]` : typeof v === 'bigint' ? v.toString() : k === 'tokenizer.chat_template' ? '<present>' : v]),
+      );
+      const types: Record<string, number> = {};
+      let parameters = 0;
+      let bytes = 0;
+      const shapes: Record<string, number[]> = {};
+      for (const t of f.tensors.values()) {
+        types[t.typeName] = (types[t.typeName] ?? 0) + t.numel;
+        parameters += t.numel;
+        bytes += t.byteLength ?? 0;
+        shapes[t.name] = t.shape;
+      }
+      return { kind: 'gguf', path, version: f.version, metadata, tensors: f.tensors.size, parameters, bytes, types, shapes };
     }
     if (path.endsWith('.safetensors')) {
       const f = openSafetensors(path);

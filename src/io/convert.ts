@@ -33,7 +33,7 @@ export function f16Lut(): Float32Array {
 
 /**
  * Writes `count` elements of raw type `src` (little-endian bytes in `raw`) into `out` as f32 values,
- * or for integer targets as i32/u8 values (integer sources only). `what` names the tensor for range errors.
+ * or for integer targets as i32/u8 values (integer sources only). `what` and `base` (index of the first element) locate range errors.
  */
 function decode(
   src: RawType,
@@ -41,6 +41,7 @@ function decode(
   count: number,
   out: Float32Array | Int32Array | Uint8Array,
   what: string,
+  base: number,
 ): void {
   switch (src) {
     case 'F32':
@@ -71,7 +72,7 @@ function decode(
       for (let i = 0; i < count; i++) {
         const x = v[i];
         if (x > 2147483647n || x < -2147483648n)
-          throw new Error(`lorakit: ${what}: int64 value ${x} at index ${i} does not fit in int32.`);
+          throw new Error(`lorakit: ${what}: int64 value ${x} at index ${base + i} does not fit in int32.`);
         out[i] = Number(x);
       }
       return;
@@ -110,17 +111,17 @@ export function readConverted(
     const end = start + n;
     switch (dst.dtype) {
       case 'f32':
-        decode(src, buf, n, dst.as('f32').subarray(start, end), what);
+        decode(src, buf, n, dst.as('f32').subarray(start, end), what, start);
         break;
       case 'i32':
-        decode(src, buf, n, dst.as('i32').subarray(start, end), what);
+        decode(src, buf, n, dst.as('i32').subarray(start, end), what, start);
         break;
       case 'u8':
-        decode(src, buf, n, dst.as('u8').subarray(start, end), what);
+        decode(src, buf, n, dst.as('u8').subarray(start, end), what, start);
         break;
       case 'bf16': {
         const f = new Float32Array(buf, rawSpan, n);
-        decode(src, buf, n, f, what);
+        decode(src, buf, n, f, what, start);
         cpu.f32ToBf16(dst.as('bf16').subarray(start, end), f, n);
         break;
       }

@@ -229,16 +229,16 @@ class Repo {
       });
       const commit = res.headers.get('x-repo-commit');
       const etagRaw = res.headers.get('x-linked-etag') ?? res.headers.get('etag');
-      const sizeRaw = res.headers.get('x-linked-size') ?? res.headers.get('content-length');
       if (res.status >= 300 && res.status < 400) {
         const location = res.headers.get('location');
         if (!location) throw new Error(`redirect without a location for ${file}`);
         const next = new URL(location, url);
-        if (next.origin === new URL(url).origin && !etagRaw) {
-          url = next.toString(); // a renamed repo: ask again where it lives now
+        if (next.origin === new URL(url).origin) {
+          url = next.toString(); // a renamed repo, or the Hub's own cache: ask there
           continue;
         }
-        return this.meta(file, commit, etagRaw, sizeRaw, next.toString());
+        // A large file: the bytes live elsewhere; this response describes them.
+        return this.meta(file, commit, etagRaw, res.headers.get('x-linked-size'), next.toString());
       }
       if (res.status === 404) {
         if (optional) return null;
@@ -248,12 +248,18 @@ class Repo {
       }
       if (res.status === 401 || res.status === 403) {
         const what = this.token
-          ? 'the token in HF_TOKEN is not allowed to read it'
+          ? 'the token (HF_TOKEN) is not allowed to read it'
           : 'set HF_TOKEN to a token that may read it (gated or private repository)';
         throw new HubError(`lorakit: ${this.id}: access denied (${res.status}) for ${file}; ${what}.`);
       }
       if (!res.ok) throw new Error(`HTTP ${res.status} for ${file}`);
-      return this.meta(file, commit, etagRaw, sizeRaw, url);
+      return this.meta(
+        file,
+        commit,
+        etagRaw,
+        res.headers.get('x-linked-size') ?? res.headers.get('content-length'),
+        url,
+      );
     }
     throw new Error(`too many redirects for ${file}`);
   }

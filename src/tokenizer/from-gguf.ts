@@ -121,7 +121,7 @@ function preSpec(pre: string): PreSpec | null {
   }
 }
 
-function get(meta: Record<string, GGUFValue>, key: string): GGUFValue | undefined {
+function get(meta: Readonly<Record<string, GGUFValue>>, key: string): GGUFValue | undefined {
   return meta[key];
 }
 
@@ -176,7 +176,7 @@ function templateWith(bos: number | null, eos: number | null, addBos: boolean, a
   return { type: 'TemplateProcessing', single, pair: [], special_tokens: special };
 }
 
-export function tokenizerFromGGUF(meta: Record<string, GGUFValue>, opts: FromGGUFOptions = {}): TokenizerParts {
+export function tokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, opts: FromGGUFOptions = {}): TokenizerParts {
   const compat = opts.compat ?? 'llama.cpp';
   const kind = get(meta, 'tokenizer.ggml.model');
   if (typeof kind !== 'string') throw new Error('lorakit: GGUF metadata has no tokenizer (tokenizer.ggml.model is missing).');

@@ -254,7 +254,7 @@ export class Tokenizer {
   }
 
   /** Builds a tokenizer from GGUF metadata (tokenizer.ggml.* keys). */
-  static fromGGUF(metadata: Record<string, GGUFValue>, opts: FromGGUFOptions = {}): Tokenizer {
+  static fromGGUF(metadata: Readonly<Record<string, GGUFValue>>, opts: FromGGUFOptions = {}): Tokenizer {
     return new Tokenizer(tokenizerFromGGUF(metadata, opts));
   }
 

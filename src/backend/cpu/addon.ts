@@ -13,6 +13,8 @@ export interface CpuAddon {
   free(buffer: ArrayBuffer): void;
   /** [live bytes, peak bytes] of native tensor memory; `resetPeak` restarts the peak from now. */
   memoryStats(resetPeak: boolean): [number, number];
+  /** Releases the cache of freed large buffers kept for reuse; returns the bytes it held. */
+  trimCache(): number;
   setThreads(n: number): void;
   getThreads(): number;
 }
@@ -26,6 +28,11 @@ function findAddon(): string {
   }
   throw new Error('lorakit: the native CPU addon is not built; run `npm run build:native` in the lorakit package.');
 }
+
+// OpenMP threads spin after each parallel region by default; on a busy machine (a second process on
+// one of few cores) that spinning makes 2 threads far slower than 1. Spin briefly, then sleep. Read by
+// libgomp when the addon loads; a value the user set wins.
+process.env.GOMP_SPINCOUNT ??= '20000';
 
 const require = createRequire(import.meta.url);
 export const cpu = require(findAddon()) as CpuAddon;
