@@ -7,3 +7,4 @@ bash scripts/fetch-smollm2.sh >/dev/null || true; "$PY" scripts/reference/io_ref
 "$PY" scripts/reference/model_ref.py
 "$PY" scripts/reference/peft_ref.py
 "$PY" scripts/reference/rope_ref.py
+"$PY" scripts/reference/tokenizer_ref.py

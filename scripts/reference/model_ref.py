@@ -37,6 +37,29 @@ TINY = {
 }
 
 
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def write_tokenizer(d: str, vocab: int):
+    """A real BPE tokenizer (sentencepiece-style, Metaspace) trained with `tokenizers` to the tiny
+    model's vocabulary size, with ChatML special tokens and template, so tiny models take text too."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    path = os.path.join(SHARED, "datasets", "tinystories", "tinystories_val.txt")
+    with open(path, encoding="utf-8") as f:
+        text = f.read(200_000)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    specials = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=specials, limit_alphabet=60)
+    tok.train_from_iterator(text.split("\n"), trainer)
+    tok.save(os.path.join(d, "tokenizer.json"))
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "<|im_end|>", "unk_token": "<unk>", "chat_template": CHATML}, f)
+
+
 def to_v4(cfg: dict) -> dict:
     params = dict(cfg.pop("rope_parameters"))
     cfg["rope_theta"] = params.pop("rope_theta")
@@ -93,6 +116,7 @@ def tiny(name: str, cls_name: str, overrides: dict, v4: bool):
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
     model.save_pretrained(d, safe_serialization=True)
+    write_tokenizer(d, cfg.vocab_size)
     if v4:
         path = os.path.join(d, "config.json")
         with open(path) as f:

@@ -16,6 +16,8 @@ Writes into test/fixtures/tokenizer/:
 - synthetic.json: variants of stories260K/DeepSeek (patched normalizer, pre-tokenizer, model flags,
   added-token flags, post-processor, decoder) for pipeline components the real files do not use, each
   encoded/decoded by `tokenizers` on a small text set.
+- regex.json: Oniguruma patterns (those of real tokenizer files and each construct our JS translation
+  handles) split by tokenizers' Split pre-tokenizer (Oniguruma itself) on a few texts.
 - chat.json: chat templates (SmolLM2's from its GGUF, and several common families written here)
   rendered by transformers' apply_chat_template(tokenize=False) for a few conversations, with and
   without add_generation_prompt, and the errors raise_exception gives.
@@ -64,6 +66,20 @@ def real_samples() -> list:
 REAL = real_samples()
 
 
+def throughput(tok: Tokenizer) -> dict:
+    """tokens/s of tokenizers (Rust, one encode call per line, one thread) on tinystories_val.txt,
+    for the TS test to print beside its own number."""
+    p = SHARED / "datasets" / "tinystories" / "tinystories_val.txt"
+    if not p.exists():
+        return {}
+    import time
+
+    lines = p.read_bytes().decode("utf-8").split("\n")
+    t0 = time.perf_counter()
+    n = sum(len(tok.encode(l, add_special_tokens=False).ids) for l in lines)
+    return {"throughput": {"tokens": n, "seconds": time.perf_counter() - t0}}
+
+
 def fixture(tok: Tokenizer, name: str, source: str, extra: dict) -> None:
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     rnd = random.Random(1234)
@@ -108,6 +124,7 @@ def fixture(tok: Tokenizer, name: str, source: str, extra: dict) -> None:
         "whole": whole,
         "randomDecode": random_decode,
         "real": real,
+        **throughput(tok),
         **extra,
     }
     OUT.mkdir(parents=True, exist_ok=True)
@@ -499,9 +516,82 @@ def synthetic(stories_path):
     print(f"wrote {path.relative_to(ROOT)} ({len(cases)} variants)")
 
 
+# ---- regexes: our Oniguruma → JS translation against Oniguruma itself (tokenizers' Split) ----------
+
+REGEX_PATTERNS = [
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "'(?i:[sdmt]|ll|ve|re)|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+",
+    "\\s+",
+    "\\S+",
+    "\\w+|[^\\w\\s]+",
+    "\\W+",
+    "\\d+",
+    "\\D+",
+    "\\h+",
+    "\\bw\\w*",
+    "[[:alpha:]]+|[[:punct:]]",
+    "\\p{Han}+|\\p{Hiragana}+|\\p{Katakana}+|\\p{Hangul}+",
+    "\\p{^L}+",
+    "\\P{L}+",
+    ".+",
+    "^ ?\\w+|\\w+$",
+    "\\A\\s*\\S|\\S\\s*\\z",
+    "(?>\\s+)(?=\\S)|\\s+",
+    "a{2}+|b{,2}|c{2,}",
+    "[a-c\\S]",
+    "[^a-c\\S]+",
+    "(?<=\\s)\\p{L}+|(?<!\\p{L})\\p{N}+",
+    "(?<word>\\p{L}+)\\s*",
+    "\\x{4E00}-\\x{9FFF}|[\\x{4E00}-\\x{9FFF}]+|\\x41",
+    "[\\u3040-\\u309f]+",
+    "\\'|\\\"|\\#|\\ |\\-",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+",
+    "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
+    "[\\p{P}\\$\\+<=>\\^~\\|`]+",
+    " ?[^(\\s|.,!?…。，、।۔،)]+",
+    "(?i)hello",
+    "ab(?i)c|def|(x(?i)y|z)w",
+]
+
+REGEX_TEXTS = [
+    "Hello World! I'M fine, you'RE ok? hello HELLO",
+    "  leading\ttabs\n\nnewlines\r\n and trailing  ",
+    "Unicode\u00a0spaces\u3000here\u0085nel\ufeffbom\u2028ls",
+    "中文テストひらがなカタカナ한국어 mixed ＡＢＣ",
+    "digits 123 ١٢٣ ४५६ ½ deadBEEF 0x1f",
+    "snake_case camelCase e\u0301 naïve 😀👍🏽",
+    "aaaaa bbb ccc a b cc abC abc DEF deF xYw xyW Zw zw",
+    "'quotes\" #hash -dash (paren) [br] {cu} ~ `tick`",
+    "",
+]
+
+
+def regexes():
+    from tokenizers import Regex, pre_tokenizers
+
+    cases = []
+    for pat in REGEX_PATTERNS:
+        try:
+            split = pre_tokenizers.Split(Regex(pat), behavior="isolated")
+        except Exception as e:
+            cases.append({"pattern": pat, "error": str(e)})
+            continue
+        rows = []
+        for text in REGEX_TEXTS:
+            rows.append({"text": text, "pieces": [p for p, _ in split.pre_tokenize_str(text)]})
+        cases.append({"pattern": pat, "rows": rows})
+    path = OUT / "regex.json"
+    OUT.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cases": cases}, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"wrote {path.relative_to(ROOT)} ({len(cases)} patterns)")
+
+
 if __name__ == "__main__":
     sp = stories()
     deepseek()
     p = smollm2()
     chat(p)
     synthetic(sp)
+    regexes()

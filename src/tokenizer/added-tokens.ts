@@ -67,6 +67,8 @@ export class AddedVocabulary {
   readonly tokens: AddedToken[];
   readonly byContent = new Map<string, AddedToken>();
   readonly byId = new Map<number, AddedToken>();
+  /** id → token string, as tokenizers reports it: normalized tokens appear in normalized form. */
+  readonly idToContent = new Map<number, string>();
   private readonly raw: Matcher;
   private readonly norm: Matcher;
 
@@ -75,8 +77,11 @@ export class AddedVocabulary {
     for (const t of tokens) {
       this.byContent.set(t.content, t);
       this.byId.set(t.id, t);
+      this.idToContent.set(t.id, t.normalized && normalizer ? normalizer(t.content) : t.content);
     }
-    this.raw = new Matcher(tokens.filter((t) => !t.normalized).map((t) => ({ content: t.content, token: t })));
+    this.raw = new Matcher(
+      tokens.filter((t) => !t.normalized).map((t) => ({ content: t.content, token: t })),
+    );
     this.norm = new Matcher(
       tokens
         .filter((t) => t.normalized)
@@ -123,7 +128,8 @@ export class AddedVocabulary {
         const ws = LEADING_WS.exec(s.slice(stop));
         stop += ws ? ws[0].length : 0;
       }
-      if (offset < start) out.push({ text: s.slice(offset, start), id: -1, atStart: atStart && offset === 0 });
+      if (offset < start)
+        out.push({ text: s.slice(offset, start), id: -1, atStart: atStart && offset === 0 });
       out.push({ text: s.slice(start, stop), id: tok.id, atStart: false });
       offset = stop;
     }

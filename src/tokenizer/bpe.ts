@@ -110,7 +110,8 @@ export class BpeModel {
     let bound = 0;
     for (const id of cfg.vocab.values()) bound = Math.max(bound, id + 1);
     this.idBound = bound;
-    if (bound >= PAIR_SCALE) throw new Error(`lorakit: vocabulary of ${cfg.file} is too large (${bound} ids).`);
+    if (bound >= PAIR_SCALE)
+      throw new Error(`lorakit: vocabulary of ${cfg.file} is too large (${bound} ids).`);
     this.vocabR = new Array<string | undefined>(bound);
     for (const [tok, id] of cfg.vocab) this.vocabR[id] = tok;
     this.unkId = cfg.unkToken !== null ? (cfg.vocab.get(cfg.unkToken) ?? null) : null;
@@ -120,7 +121,9 @@ export class BpeModel {
     if (cfg.scores) {
       // Dense rank of scores, highest first: equal scores share a rank, so position breaks ties.
       const n = bound;
-      const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (cfg.scores![b] ?? 0) - (cfg.scores![a] ?? 0));
+      const order = Array.from({ length: n }, (_, i) => i).sort(
+        (a, b) => (cfg.scores![b] ?? 0) - (cfg.scores![a] ?? 0),
+      );
       const rank = new Int32Array(n);
       let r = 0;
       for (let i = 0; i < n; i++) {
@@ -136,11 +139,15 @@ export class BpeModel {
         const ia = cfg.vocab.get(a);
         const ib = cfg.vocab.get(b);
         if (ia === undefined || ib === undefined)
-          throw new Error(`lorakit: merge "${a} ${b}" of ${cfg.file} uses a token missing from the vocabulary.`);
+          throw new Error(
+            `lorakit: merge "${a} ${b}" of ${cfg.file} uses a token missing from the vocabulary.`,
+          );
         const merged = a + (prefix && b.startsWith(prefix) ? b.slice(prefix.length) : b);
         const id = cfg.vocab.get(merged);
         if (id === undefined)
-          throw new Error(`lorakit: merge "${a} ${b}" of ${cfg.file} makes "${merged}", which is not in the vocabulary.`);
+          throw new Error(
+            `lorakit: merge "${a} ${b}" of ${cfg.file} makes "${merged}", which is not in the vocabulary.`,
+          );
         this.pairs.set(ia * bound + ib, rank * PAIR_SCALE + id);
       }
     }
@@ -200,7 +207,7 @@ export class BpeModel {
     const syms: number[] = [];
     let unk = -1; // pending unk id (fused runs collapse into one)
     const chars: string[] = [];
-    for (let i = 0; i < w.length; ) {
+    for (let i = 0; i < w.length;) {
       const cp = w.codePointAt(i)!;
       const n = cp > 0xffff ? 2 : 1;
       chars.push(w.slice(i, i + n));
@@ -235,7 +242,9 @@ export class BpeModel {
       }
       if (cfg.unkToken !== null) {
         if (this.unkId === null)
-          throw new Error(`lorakit: the unknown token ${cfg.unkToken} of ${cfg.file} is not in its vocabulary.`);
+          throw new Error(
+            `lorakit: the unknown token ${cfg.unkToken} of ${cfg.file} is not in its vocabulary.`,
+          );
         if (unk >= 0 && !cfg.fuseUnk) syms.push(unk);
         unk = this.unkId;
       }

@@ -2,7 +2,7 @@
 // apply_chat_template(tokenize=False) renders it (trim_blocks + lstrip_blocks, which
 // @huggingface/jinja always applies; globals raise_exception and strftime_now; tools and documents
 // are None unless given).
-import { Template } from '@huggingface/jinja';
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
 
 /** One turn. Extra fields on the object (tool_calls, name, ...) reach the template too. */
 export interface ChatMessage {
@@ -90,12 +90,26 @@ export function strftime(date: Date, format: string): string {
   });
 }
 
+/** Python's range(stop) / range(start, stop[, step]). */
+function pyRange(a: unknown, b?: unknown, c?: unknown): number[] {
+  const [start, stop] = b === undefined || b === null ? [0, Number(a)] : [Number(a), Number(b)];
+  const step = c === undefined || c === null ? 1 : Number(c);
+  if (step === 0) throw new ChatTemplateError('lorakit: chat template error: range() step must not be zero.');
+  const out: number[] = [];
+  for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
+  return out;
+}
+
 function oneSentence(msg: string): string {
   return msg.replace(/\s+/g, ' ').trim().replace(/\.$/, '');
 }
 
 /** Renders a conversation with a Jinja chat template, as transformers' apply_chat_template(tokenize=False). */
-export function renderChat(template: string, messages: readonly ChatMessage[], opts: RenderChatOptions): string {
+export function renderChat(
+  template: string,
+  messages: readonly ChatMessage[],
+  opts: RenderChatOptions,
+): string {
   let t = compiled.get(template);
   if (t === undefined) {
     try {
@@ -107,21 +121,33 @@ export function renderChat(template: string, messages: readonly ChatMessage[], o
     }
     compiled.set(template, t);
   }
+  // Template.render declares its own raise_exception/strftime_now and refuses redeclaration, so the
+  // environment is built here with the same globals (plus ours) and the interpreter run directly.
   const vars: Record<string, unknown> = {
+    false: false,
+    true: true,
+    none: null,
+    False: false,
+    True: true,
+    None: null,
+    range: pyRange,
+    raise_exception: (message: unknown): never => {
+      throw new ChatTemplateError(`lorakit: chat template error: ${oneSentence(String(message))}.`);
+    },
+    strftime_now: (format: unknown): string => strftime(new Date(), String(format)),
     tools: opts.tools ?? null,
     documents: null,
     ...opts.extra,
     messages,
     add_generation_prompt: opts.addGenerationPrompt,
-    raise_exception: (message: unknown): never => {
-      throw new ChatTemplateError(`lorakit: chat template error: ${oneSentence(String(message))}.`);
-    },
-    strftime_now: (format: unknown): string => strftime(new Date(), String(format)),
   };
   if (opts.bosToken !== undefined) vars.bos_token = opts.bosToken;
   if (opts.eosToken !== undefined) vars.eos_token = opts.eosToken;
   try {
-    return t.render(vars);
+    const env = new Environment();
+    for (const [k, v] of Object.entries(vars)) env.set(k, v);
+    const out = new Interpreter(env).run(t.parsed).value;
+    return typeof out === 'string' ? out : String(out);
   } catch (e) {
     if (e instanceof ChatTemplateError) throw e;
     throw new ChatTemplateError(

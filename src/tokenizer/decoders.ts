@@ -1,7 +1,18 @@
 // Decoders of the HF tokenizers pipeline: each maps the token strings to new strings (decode_chain);
 // the results are concatenated at the end.
 import { pushTokenBytes } from './byte-level.js';
-import { arr, bool, componentType, type Json, num, objects, pattern, type Source, str, unsupported } from './json.js';
+import {
+  arr,
+  bool,
+  componentType,
+  type Json,
+  num,
+  objects,
+  pattern,
+  type Source,
+  str,
+  unsupported,
+} from './json.js';
 import { makeReplacer } from './normalizers.js';
 
 export type Decoder = (tokens: string[]) => string[];
@@ -49,7 +60,10 @@ export function buildDecoder(json: Json | undefined, src: Source): Decoder | nul
         };
         for (const t of tokens) {
           // tokens.len() == 6 counts bytes; "<0xNN>" is ASCII, so UTF-16 length agrees when it matches.
-          const m = t.length === 6 && t.startsWith('<0x') && t.endsWith('>') ? /^<0x([0-9A-Fa-f]{2})>$/.exec(t) : null;
+          const m =
+            t.length === 6 && t.startsWith('<0x') && t.endsWith('>')
+              ? /^<0x([0-9A-Fa-f]{2})>$/.exec(t)
+              : null;
           if (m) pending.push(parseInt(m[1], 16));
           else {
             flush();
@@ -61,11 +75,10 @@ export function buildDecoder(json: Json | undefined, src: Source): Decoder | nul
       };
     case 'Fuse':
       return (tokens) => [tokens.join('')];
-    case 'Replace':
-      {
-        const replace = makeReplacer(pattern(json, src), str(json, 'content', src), src);
-        return (tokens) => tokens.map(replace);
-      }
+    case 'Replace': {
+      const replace = makeReplacer(pattern(json, src), str(json, 'content', src), src);
+      return (tokens) => tokens.map(replace);
+    }
     case 'Strip': {
       const content = firstChar(str(json, 'content', src));
       const start = num(json, 'start', src, 0);

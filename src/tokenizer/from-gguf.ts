@@ -29,6 +29,7 @@ export interface FromGGUFOptions {
 const SRC: Source = { file: 'GGUF metadata' };
 
 // GGUF token types (llama.cpp llama_token_type).
+const TYPE_UNKNOWN = 2;
 const TYPE_CONTROL = 3;
 const TYPE_USER_DEFINED = 4;
 
@@ -40,7 +41,7 @@ const GPT2_NO_TAIL = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\
 const DEEPSEEK3 = [
   '\\p{N}{1,3}',
   '[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+',
-  "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+  '[!"#$%&\'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+',
 ];
 const TEKKEN =
   '[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+';
@@ -176,11 +177,18 @@ function templateWith(bos: number | null, eos: number | null, addBos: boolean, a
   return { type: 'TemplateProcessing', single, pair: [], special_tokens: special };
 }
 
-export function tokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, opts: FromGGUFOptions = {}): TokenizerParts {
+export function tokenizerFromGGUF(
+  meta: Readonly<Record<string, GGUFValue>>,
+  opts: FromGGUFOptions = {},
+): TokenizerParts {
   const compat = opts.compat ?? 'llama.cpp';
   const kind = get(meta, 'tokenizer.ggml.model');
-  if (typeof kind !== 'string') throw new Error('lorakit: GGUF metadata has no tokenizer (tokenizer.ggml.model is missing).');
-  if (kind !== 'gpt2' && kind !== 'llama') throw new Error(`lorakit: unsupported tokenizer component GGUF tokenizer model '${kind}' in GGUF metadata`);
+  if (typeof kind !== 'string')
+    throw new Error('lorakit: GGUF metadata has no tokenizer (tokenizer.ggml.model is missing).');
+  if (kind !== 'gpt2' && kind !== 'llama')
+    throw new Error(
+      `lorakit: unsupported tokenizer component GGUF tokenizer model '${kind}' in GGUF metadata`,
+    );
   const tokens = asStrings(get(meta, 'tokenizer.ggml.tokens'), 'tokenizer.ggml.tokens');
   const types = asNumbers(get(meta, 'tokenizer.ggml.token_type'), 'tokenizer.ggml.token_type');
   const idKey = (k: string): number | null => {
@@ -201,14 +209,17 @@ export function tokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, opt
   const vocab = new Map<string, number>();
   tokens.forEach((t, i) => vocab.set(t, i));
 
+  // Control and unknown tokens are special (llama.cpp matches both in text; HF marks <unk> special);
+  // user-defined ones are plain added tokens. transformers' GGUF loader adds control tokens only.
   const added: AddedToken[] = [];
   tokens.forEach((t, i) => {
     const ty = types[i];
-    if (ty === TYPE_CONTROL || ty === TYPE_USER_DEFINED)
+    const special = ty === TYPE_CONTROL || (ty === TYPE_UNKNOWN && compat !== 'transformers');
+    if (special || ty === TYPE_USER_DEFINED)
       added.push({
         id: i,
         content: t,
-        special: ty === TYPE_CONTROL,
+        special,
         lstrip: false,
         rstrip: false,
         singleWord: false,
@@ -255,7 +266,10 @@ export function tokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, opt
     };
     addBos = addBosKey ?? true;
   } else {
-    const merges: [string, string][] = asStrings(get(meta, 'tokenizer.ggml.merges'), 'tokenizer.ggml.merges').map((m) => {
+    const merges: [string, string][] = asStrings(
+      get(meta, 'tokenizer.ggml.merges'),
+      'tokenizer.ggml.merges',
+    ).map((m) => {
       const i = m.indexOf(' ', 1);
       if (i < 0) throw new Error(`lorakit: GGUF merge ${JSON.stringify(m)} is not "a b".`);
       return [m.slice(0, i), m.slice(i + 1)];
@@ -294,7 +308,9 @@ export function tokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, opt
       const pre = typeof preValue === 'string' && preValue !== '' ? preValue : 'default';
       const spec = preSpec(pre);
       if (spec === null)
-        throw new Error(`lorakit: unsupported tokenizer component GGUF pre-tokenizer '${pre}' in GGUF metadata`);
+        throw new Error(
+          `lorakit: unsupported tokenizer component GGUF pre-tokenizer '${pre}' in GGUF metadata`,
+        );
       model = new BpeModel({
         vocab,
         merges,

@@ -1,7 +1,17 @@
 // Normalizers of the HF tokenizers pipeline. Only the ids matter here, so each one is a plain string
 // function (no alignment tracking). Each runs on one piece of input between added tokens.
 import { bytesToUnicodeString } from './byte-level.js';
-import { arr, bool, componentType, type Json, objects, pattern, type Source, str, unsupported } from './json.js';
+import {
+  arr,
+  bool,
+  componentType,
+  type Json,
+  objects,
+  pattern,
+  type Source,
+  str,
+  unsupported,
+} from './json.js';
 import { compileOniguruma, WS_CLASS_BODY } from './regex.js';
 
 export type Normalizer = (s: string) => string;
@@ -10,7 +20,11 @@ const LEADING_WS = new RegExp(`^[${WS_CLASS_BODY}]+`, 'u');
 const TRAILING_WS = new RegExp(`[${WS_CLASS_BODY}]+$`, 'u');
 
 /** Replaces every non-overlapping match of a literal or regex with `content` (no `$` expansion). */
-export function makeReplacer(spec: ReturnType<typeof pattern>, content: string, src: Source): (s: string) => string {
+export function makeReplacer(
+  spec: ReturnType<typeof pattern>,
+  content: string,
+  src: Source,
+): (s: string) => string {
   if (spec.kind === 'string') {
     const needle = spec.value;
     if (needle === '') return (s) => s;

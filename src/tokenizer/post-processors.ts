@@ -1,6 +1,16 @@
 // Post-processors: what encode(add_special_tokens=True) adds around a single sequence (BOS and the
 // like). ByteLevel's post-processor only adjusts offsets, so it leaves ids unchanged.
-import { arr, componentType, isObject, type Json, type JsonObject, malformed, objects, type Source, unsupported } from './json.js';
+import {
+  arr,
+  componentType,
+  isObject,
+  type Json,
+  type JsonObject,
+  malformed,
+  objects,
+  type Source,
+  unsupported,
+} from './json.js';
 
 export type PostProcessor = (ids: number[]) => number[];
 

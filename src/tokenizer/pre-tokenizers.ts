@@ -2,7 +2,18 @@
 // the model tokenizes on its own. Splitting follows tokenizers' NormalizedString::split exactly
 // (match/non-match spans, then the delimiter behavior; empty pieces are dropped).
 import { bytesToUnicodeString } from './byte-level.js';
-import { arr, bool, componentType, type Json, type JsonObject, objects, pattern, type Source, str, unsupported } from './json.js';
+import {
+  arr,
+  bool,
+  componentType,
+  type Json,
+  type JsonObject,
+  objects,
+  pattern,
+  type Source,
+  str,
+  unsupported,
+} from './json.js';
 import { compileOniguruma, escapeRegExp, findAll, WS_CLASS_BODY } from './regex.js';
 
 /** A piece of text; `atStart` is true when it begins at offset 0 of the original input. */
@@ -19,7 +30,8 @@ export type SplitBehavior = 'Removed' | 'Isolated' | 'MergedWithPrevious' | 'Mer
 type Cover = [number, number, boolean][];
 
 /** The GPT-2 regex that ByteLevel applies when use_regex is true. */
-export const GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+export const GPT2_PATTERN =
+  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 function coverFromSpans(text: string, spans: [number, number][]): Cover {
   if (text.length === 0) return [[0, 0, false]];
@@ -39,7 +51,7 @@ function coverFromChars(text: string, pred: (cp: number) => boolean): Cover {
   if (text.length === 0) return [[0, 0, false]];
   const out: Cover = [];
   let last = 0;
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     const cp = text.codePointAt(i)!;
     const w = cp > 0xffff ? 2 : 1;
     if (pred(cp)) {
@@ -108,13 +120,20 @@ export function splitCover(p: Piece, cover: Cover, behavior: SplitBehavior, inve
 function behaviorOf(json: JsonObject, src: Source, fallback: SplitBehavior): SplitBehavior {
   const b = json.behavior;
   if (b === undefined || b === null) return fallback;
-  if (b === 'Removed' || b === 'Isolated' || b === 'MergedWithPrevious' || b === 'MergedWithNext' || b === 'Contiguous')
+  if (
+    b === 'Removed' ||
+    b === 'Isolated' ||
+    b === 'MergedWithPrevious' ||
+    b === 'MergedWithNext' ||
+    b === 'Contiguous'
+  )
     return b;
   throw unsupported(`split behavior ${String(b)}`, src);
 }
 
 function regexSplitter(re: RegExp, behavior: SplitBehavior, invert: boolean): PreTokenizer {
-  return (pieces) => pieces.flatMap((p) => splitCover(p, coverFromSpans(p.text, findAll(re, p.text)), behavior, invert));
+  return (pieces) =>
+    pieces.flatMap((p) => splitCover(p, coverFromSpans(p.text, findAll(re, p.text)), behavior, invert));
 }
 
 function charSplitter(pred: (cp: number) => boolean, behavior: SplitBehavior): PreTokenizer {
@@ -156,7 +175,8 @@ export function buildPreTokenizer(json: Json | undefined, src: Source): PreToken
       return (pieces) => {
         const out: Piece[] = [];
         for (const p0 of pieces) {
-          const p = addPrefixSpace && !p0.text.startsWith(' ') ? { text: ' ' + p0.text, atStart: p0.atStart } : p0;
+          const p =
+            addPrefixSpace && !p0.text.startsWith(' ') ? { text: ' ' + p0.text, atStart: p0.atStart } : p0;
           const parts = re ? splitCover(p, coverFromSpans(p.text, findAll(re, p.text)), 'Isolated') : [p];
           for (const q of parts) out.push({ text: bytesToUnicodeString(q.text), atStart: q.atStart });
         }
@@ -166,7 +186,9 @@ export function buildPreTokenizer(json: Json | undefined, src: Source): PreToken
     case 'Split': {
       const spec = pattern(json, src);
       const re =
-        spec.kind === 'regex' ? compileOniguruma(spec.value, src.file) : new RegExp(escapeRegExp(spec.value), 'gu');
+        spec.kind === 'regex'
+          ? compileOniguruma(spec.value, src.file)
+          : new RegExp(escapeRegExp(spec.value), 'gu');
       if (spec.kind === 'string' && spec.value === '') return (pieces) => pieces;
       return regexSplitter(re, behaviorOf(json, src, 'Isolated'), bool(json, 'invert', false));
     }
@@ -189,7 +211,14 @@ export function buildPreTokenizer(json: Json | undefined, src: Source): PreToken
           if (scheme === 'always' || (scheme === 'first' && p0.atStart))
             if (!text.startsWith(replacement)) text = replacement + text;
           const p = { text, atStart: p0.atStart };
-          if (split) out.push(...splitCover(p, coverFromChars(text, (cp) => cp === rcp), 'MergedWithNext'));
+          if (split)
+            out.push(
+              ...splitCover(
+                p,
+                coverFromChars(text, (cp) => cp === rcp),
+                'MergedWithNext',
+              ),
+            );
           else out.push(p);
         }
         return out;

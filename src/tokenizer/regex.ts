@@ -5,8 +5,14 @@
 // emulated; `^`/`$` are line anchors in Ruby syntax.
 
 /** Unicode White_Space, as Oniguruma's \s and Rust's char::is_whitespace (JS \s adds U+FEFF, lacks U+0085). */
-export const WS_CLASS_BODY = '\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
-const WORD_CLASS_BODY = '\\p{L}\\p{M}\\p{Nd}\\p{Pc}';
+export const WS_CLASS_BODY =
+  '\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+/**
+ * Oniguruma's Unicode \w, measured against it over U+0001..U+2FFFF: Alphabetic, marks, decimal digits,
+ * connector punctuation, and the Latin-1 ² ³ ¹ ¼ ½ ¾ (newer Unicode versions in Node add a few
+ * hundred recently assigned characters Oniguruma's tables lack).
+ */
+const WORD_CLASS_BODY = '\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\u00b2\\u00b3\\u00b9\\u00bc-\\u00be';
 const HEX_CLASS_BODY = '0-9a-fA-F';
 
 const SYNTAX_CHARS = new Set('^$\\.*+?()[]{}|/');
@@ -60,6 +66,8 @@ function escapeLiteral(ch: string): string {
 class Translator {
   private i = 0;
   private atomicCount = 0;
+  /** Open groups around the current position. */
+  private depth = 0;
   private readonly cps: string[];
 
   constructor(src: string) {
@@ -97,7 +105,7 @@ class Translator {
     return out;
   }
 
-  /** Applies a following quantifier; possessive ones become atomic groups. */
+  /** Applies a following quantifier; possessive ones (*+ ++ ?+) become atomic groups. */
   private quantified(atom: string): string {
     const c = this.peek();
     let q = '';
@@ -118,6 +126,8 @@ class Translator {
       this.i++;
       return `${atom}${q}?`;
     }
+    // In Ruby syntax x{n,m}+ is (x{n,m})+, not possessive; *+ ++ ?+ are possessive.
+    if (next === '+' && q.startsWith('{')) return this.quantified(`(?:${atom}${q})`);
     if (next === '+') {
       this.i++;
       return this.atomic(`${atom}${q}`);
@@ -135,7 +145,12 @@ class Translator {
     const c = this.cps[this.i++];
     switch (c) {
       case '(':
-        return this.group(ci);
+        this.depth++;
+        try {
+          return this.group(ci);
+        } finally {
+          this.depth--;
+        }
       case '[':
         return this.charClass(ci);
       case '.':
@@ -210,6 +225,12 @@ class Translator {
       const body = this.sequence(true, nextCi);
       this.i++;
       return `(?:${body})`;
+    }
+    if (this.peek() === ')' && flags !== '') {
+      // Isolated option: applies to the rest of the enclosing group, all its alternatives included
+      // (Oniguruma: /ab(?i)c|def/ == /ab(?i:c|def)/).
+      this.i++;
+      return `(?:${this.sequence(this.depth > 1, nextCi)})`;
     }
     throw new RegexTranslationError(`unsupported group syntax (?${flags}${this.peek() ?? ''}`);
   }
@@ -302,10 +323,12 @@ class Translator {
         if (outside) return '(?=\\n?(?![\\s\\S]))';
         break;
       case 'b':
-        if (outside) return `(?:(?<=[${WORD_CLASS_BODY}])(?![${WORD_CLASS_BODY}])|(?<![${WORD_CLASS_BODY}])(?=[${WORD_CLASS_BODY}]))`;
+        if (outside)
+          return `(?:(?<=[${WORD_CLASS_BODY}])(?![${WORD_CLASS_BODY}])|(?<![${WORD_CLASS_BODY}])(?=[${WORD_CLASS_BODY}]))`;
         return { inner: '\b' };
       case 'B':
-        if (outside) return `(?:(?<=[${WORD_CLASS_BODY}])(?=[${WORD_CLASS_BODY}])|(?<![${WORD_CLASS_BODY}])(?![${WORD_CLASS_BODY}]))`;
+        if (outside)
+          return `(?:(?<=[${WORD_CLASS_BODY}])(?=[${WORD_CLASS_BODY}])|(?<![${WORD_CLASS_BODY}])(?![${WORD_CLASS_BODY}]))`;
         break;
       case 'k':
         if (outside && this.peek() === '<') {
@@ -349,7 +372,8 @@ class Translator {
         }
         throw new RegexTranslationError('nested character classes are not supported');
       }
-      if (c === '&' && this.peek(1) === '&') throw new RegexTranslationError('class intersection (&&) is not supported');
+      if (c === '&' && this.peek(1) === '&')
+        throw new RegexTranslationError('class intersection (&&) is not supported');
       this.i++;
       let piece: string;
       if (c === '\\') {
@@ -397,26 +421,27 @@ function caseRange(lo: string, hi: string): string {
   return '';
 }
 
+/** POSIX brackets with Oniguruma's Unicode meanings (measured against it, as WORD_CLASS_BODY). */
 function posixClass(name: string): string {
   switch (name) {
     case 'alpha':
-      return '\\p{L}\\p{M}';
+      return '\\p{Alphabetic}';
     case 'digit':
       return '\\p{Nd}';
     case 'alnum':
-      return '\\p{L}\\p{M}\\p{Nd}';
+      return '\\p{Alphabetic}\\p{Nd}';
     case 'space':
       return WS_CLASS_BODY;
     case 'upper':
-      return '\\p{Lu}';
+      return '\\p{Uppercase}';
     case 'lower':
-      return '\\p{Ll}';
+      return '\\p{Lowercase}';
     case 'punct':
-      return '\\p{P}';
+      return '\\p{P}\\p{S}';
     case 'xdigit':
       return HEX_CLASS_BODY;
     case 'word':
-      return WORD_CLASS_BODY;
+      return '\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}';
     default:
       throw new RegexTranslationError(`unsupported POSIX class [:${name}:]`);
   }

@@ -7,7 +7,16 @@ import { AddedVocabulary, type AddedToken } from './added-tokens.js';
 import { BpeModel } from './bpe.js';
 import { renderChat, type ChatMessage, type RenderChatOptions } from './chat-template.js';
 import { buildDecoder, type Decoder } from './decoders.js';
-import { bool, isObject, type Json, type JsonObject, malformed, objects, type Source, unsupported } from './json.js';
+import {
+  bool,
+  isObject,
+  type Json,
+  type JsonObject,
+  malformed,
+  objects,
+  type Source,
+  unsupported,
+} from './json.js';
 import { buildNormalizer, type Normalizer } from './normalizers.js';
 import { buildPostProcessor, type PostProcessor } from './post-processors.js';
 import { buildPreTokenizer, type Piece, type PreTokenizer } from './pre-tokenizers.js';
@@ -99,7 +108,8 @@ function buildModel(json: Json | undefined, src: Source): BpeModel {
       if (parts.length !== 2) throw malformed(`merge ${JSON.stringify(m)} is not "a b"`, src);
       return [parts[0], parts[1]];
     }
-    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') return [m[0], m[1]];
+    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string')
+      return [m[0], m[1]];
     throw malformed(`merge ${JSON.stringify(m)} is not "a b" or ["a", "b"]`, src);
   });
   const optStr = (k: string): string | null => (typeof json[k] === 'string' ? (json[k] as string) : null);
@@ -120,7 +130,8 @@ function parseAddedTokens(json: Json | undefined, src: Source): AddedToken[] {
   if (json === undefined || json === null) return [];
   if (!Array.isArray(json)) throw malformed('"added_tokens" must be a list', src);
   return objects(json, 'added_tokens', src).map((t: JsonObject) => {
-    if (typeof t.id !== 'number' || typeof t.content !== 'string') throw malformed('an added token lacks id or content', src);
+    if (typeof t.id !== 'number' || typeof t.content !== 'string')
+      throw malformed('an added token lacks id or content', src);
     return {
       id: t.id,
       content: t.content,
@@ -194,18 +205,26 @@ export class Tokenizer {
     if (existsSync(genPath)) {
       const gen = toConfig(readJSONFile(genPath));
       if (gen.eos_token_id !== undefined) config.eos_token_id = gen.eos_token_id;
-      if (gen.bos_token_id !== undefined && config.bos_token_id === undefined) config.bos_token_id = gen.bos_token_id;
-      if (gen.pad_token_id !== undefined && config.pad_token_id === undefined) config.pad_token_id = gen.pad_token_id;
+      if (gen.bos_token_id !== undefined && config.bos_token_id === undefined)
+        config.bos_token_id = gen.bos_token_id;
+      if (gen.pad_token_id !== undefined && config.pad_token_id === undefined)
+        config.pad_token_id = gen.pad_token_id;
     }
     const jinjaPath = join(dir, 'chat_template.jinja');
-    if (config.chat_template == null && existsSync(jinjaPath)) config.chat_template = readFileSync(jinjaPath, 'utf8');
+    if (config.chat_template == null && existsSync(jinjaPath))
+      config.chat_template = readFileSync(jinjaPath, 'utf8');
     return Tokenizer.fromJSON(json, config, path);
   }
 
   /** Builds a tokenizer from parsed (or text) tokenizer.json and an optional tokenizer_config. */
   static fromJSON(json: Json | string, config: TokenizerConfig = {}, file = 'tokenizer.json'): Tokenizer {
     const src: Source = { file };
-    const root: Json = typeof json === 'string' ? (JSON.parse(json) as Json) : json;
+    let root: Json;
+    try {
+      root = typeof json === 'string' ? (JSON.parse(json) as Json) : json;
+    } catch (e) {
+      throw new Error(`lorakit: ${file} is not valid JSON (${e instanceof Error ? e.message : String(e)}).`);
+    }
     if (!isObject(root)) throw malformed('the top level must be an object', src);
     const model = buildModel(root.model, src);
     const added = parseAddedTokens(root.added_tokens, src);
@@ -246,7 +265,9 @@ export class Tokenizer {
       bosId,
       eosIds,
       padId: idOf(tokenContent(config.pad_token)) ?? config.pad_token_id ?? null,
-      unkId: idOf(tokenContent(config.unk_token)) ?? idOf(isObject(root.model) && typeof root.model.unk_token === 'string' ? root.model.unk_token : null),
+      unkId:
+        idOf(tokenContent(config.unk_token)) ??
+        idOf(isObject(root.model) && typeof root.model.unk_token === 'string' ? root.model.unk_token : null),
       chatTemplate,
       addBosToken: config.add_bos_token ?? false,
       addEosToken: config.add_eos_token ?? false,
@@ -312,8 +333,8 @@ export class Tokenizer {
 
   /** The token string of an id (added tokens first, as tokenizers), or null. */
   idToToken(id: number): string | null {
-    const a = this.added.byId.get(id);
-    if (a) return a.content;
+    const a = this.added.idToContent.get(id);
+    if (a !== undefined) return a;
     return this.model.vocabR[id] ?? null;
   }
 
