@@ -146,24 +146,35 @@ void trim_cache() {
   cached_bytes = 0;
 }
 
+// One record per allocation, owned by the ArrayBuffer's finalizer. The finalizer may run long after an
+// explicit free (Node defers it), when the same address may already belong to a new allocation: so it
+// must never free by address, only through its own record.
+struct Allocation {
+  void* data;
+  size_t bytes;
+  bool freed;
+};
+
 std::mutex mem_mutex;
-std::unordered_map<void*, size_t> live;  // pointer -> bytes, for explicit frees and accounting
+std::unordered_map<void*, Allocation*> live;  // data pointer -> record, for explicit frees
 size_t live_bytes = 0, peak_bytes = 0;
 
-void release(void* p) {
-  size_t bytes = 0;
+void release(Allocation* a) {
   {
     std::lock_guard<std::mutex> lock(mem_mutex);
-    auto it = live.find(p);
-    if (it == live.end()) return;  // already freed explicitly
-    bytes = it->second;
-    live.erase(it);
-    live_bytes -= bytes;
+    if (a->freed) return;
+    a->freed = true;
+    live.erase(a->data);
+    live_bytes -= a->bytes;
   }
-  free_pages(p, bytes);
+  free_pages(a->data, a->bytes);
 }
 
-void finalize(napi_env, void* data, void*) { release(data); }
+void finalize(napi_env, void*, void* hint) {
+  auto* a = static_cast<Allocation*>(hint);
+  release(a);
+  delete a;
+}
 }  // namespace
 
 LK_ENTRY(js_alloc, 1, {
@@ -173,16 +184,18 @@ LK_ENTRY(js_alloc, 1, {
   if (rounded == 0) rounded = 64;
   void* p = alloc_pages(rounded);
   if (!p) throw std::runtime_error("out of memory allocating " + std::to_string(bytes) + " bytes");
+  auto* record = new Allocation{p, rounded, false};
   {
     std::lock_guard<std::mutex> lock(mem_mutex);
-    live[p] = rounded;
+    live[p] = record;
     live_bytes += rounded;
     if (live_bytes > peak_bytes) peak_bytes = live_bytes;
   }
   napi_value buf;
   // Never length 0: an empty external ArrayBuffer reports a null data pointer, and free() could not find it.
-  if (napi_create_external_arraybuffer(env, p, std::max<size_t>(static_cast<size_t>(bytes), 1), finalize, nullptr, &buf) != napi_ok) {
-    release(p);
+  if (napi_create_external_arraybuffer(env, p, std::max<size_t>(static_cast<size_t>(bytes), 1), finalize, record, &buf) != napi_ok) {
+    release(record);
+    delete record;
     throw std::runtime_error("could not wrap native memory in an ArrayBuffer");
   }
   return buf;
@@ -193,8 +206,14 @@ LK_ENTRY(js_free_buffer, 1, {
   size_t length;
   if (napi_get_arraybuffer_info(env, a.raw(0), &data, &length) != napi_ok) throw ArgError("argument 0 must be an ArrayBuffer");
   if (data == nullptr) return undefined(env);  // already detached
+  Allocation* record = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mem_mutex);
+    auto it = live.find(data);
+    if (it != live.end()) record = it->second;
+  }
   napi_detach_arraybuffer(env, a.raw(0));
-  release(data);
+  if (record) release(record);  // the record itself is deleted by the finalizer, later
 })
 
 // [live bytes, peak bytes]; resetPeak sets the peak to the current live size.

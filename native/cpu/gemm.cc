@@ -344,6 +344,13 @@ inline int64_t k_block(int64_t K) {
   return (K + blocks - 1) / blocks;
 }
 
+// M likewise, in multiples of MR: M = 130 is two blocks of 70, not 112 + 18.
+inline int64_t m_block(int64_t M) {
+  int64_t blocks = (M + MC - 1) / MC;
+  int64_t rows = (M + blocks - 1) / blocks;
+  return std::min(MC, (rows + MR - 1) / MR * MR);
+}
+
 // Shared by a team: work counters for the tiles of the current A block (two, alternating per block).
 struct Team {
   std::atomic<int64_t> next[2];
@@ -366,7 +373,7 @@ void gemm_blocked(float* C, int64_t ldc, View<TA> A, View<TB> B, int64_t M, int6
 #pragma omp barrier
     }
   };
-  const int64_t kcb = k_block(K);
+  const int64_t kcb = k_block(K), mcb = m_block(M);
   int64_t iter = 0;
   for (int64_t jc = 0; jc < N; jc += NC) {
     int64_t nc = std::min(NC, N - jc);
@@ -378,8 +385,8 @@ void gemm_blocked(float* C, int64_t ldc, View<TA> A, View<TB> B, int64_t M, int6
       Tile tile{nullptr, ldc, 0, 0, alpha, pc == 0 ? beta : 1.f, nullptr};
       barrier();  // everyone is done with the previous B block
       pack_b(bpack, B, pc, kc, jc, nc, bfirst, npanels, tid, nt);
-      for (int64_t ic = 0; ic < M; ic += MC, iter++) {
-        int64_t mc = std::min(MC, M - ic);
+      for (int64_t ic = 0; ic < M; ic += mcb, iter++) {
+        int64_t mc = std::min(mcb, M - ic);
         int64_t mpanels = (mc + MR - 1) / MR;
         int64_t afirst = plan.direct_a ? mc / MR : 0;
         float* ab = apack + (iter & 1) * MC * kcb;

@@ -20,6 +20,8 @@ export interface CpuAddon {
 }
 
 function findAddon(): string {
+  // LORAKIT_CPU_ADDON points at another build (e.g. one with sanitizers) for debugging.
+  if (process.env.LORAKIT_CPU_ADDON) return process.env.LORAKIT_CPU_ADDON;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     const candidate = join(dir, 'build', 'lorakit_cpu.node');

@@ -1,0 +1,41 @@
+// Native memory ownership: explicit frees are immediate, the garbage collector's late finalizers never
+// touch memory that has since been handed to a new tensor, and repeated work does not grow memory.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { memoryStats, Tensor } from '../src/tensor/tensor.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+test('a late finalizer does not free a reused address', async () => {
+  const base = memoryStats().liveBytes;
+  for (const n of [7, 1 << 18]) {
+    // Small sizes come from malloc, large ones from the reuse cache: both hand the address out again.
+    const a = Tensor.empty([n]);
+    a.dispose();
+    const b = Tensor.empty([n]);
+    b.as('f32').fill(7);
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(memoryStats().liveBytes > base, 'the new tensor is still accounted live');
+    assert.equal(b.as('f32')[n - 1], 7);
+    b.dispose();
+    assert.equal(memoryStats().liveBytes, base);
+  }
+});
+
+test('empty tensors are freed too', () => {
+  const base = memoryStats().liveBytes;
+  Tensor.empty([0, 3]).dispose();
+  assert.equal(memoryStats().liveBytes, base);
+});
+
+test('disposed tensors refuse use', () => {
+  const t = Tensor.zeros([3]);
+  t.dispose();
+  assert.throws(() => t.data(), /used after dispose/);
+});
