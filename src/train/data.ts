@@ -184,9 +184,11 @@ function eos(tok: Tokenizer): number[] {
 }
 
 /**
- * Renders a conversation with the chat template. Text is split at each assistant message's start and
- * end (found by rendering the conversation up to that message with and without it) and the pieces
- * encoded separately, so labels cover exactly the assistant turns and the template's end-of-turn.
+ * Renders a conversation with the chat template and encodes it once, as inference will see it. The
+ * assistant messages' character spans (found by rendering the conversation up to each one with and
+ * without it) become token spans: a cut at character c falls after the tokens that encoding the text
+ * before c alone shares with the full encoding. Labels cover the assistant turns and the template's
+ * end-of-turn.
  */
 function chatExample(tok: Tokenizer, messages: ChatMessage[], opts: DataOptions): Example {
   const template = tok.chatTemplate;
@@ -199,30 +201,24 @@ function chatExample(tok: Tokenizer, messages: ChatMessage[], opts: DataOptions)
     }
   };
   const full = render(messages, false);
-  const cuts: { start: number; end: number }[] = [];
+  const ids = tok.encode(full, { addSpecialTokens: false });
+  const tokenCut = (chars: number): number => {
+    const prefix = tok.encode(full.slice(0, chars), { addSpecialTokens: false });
+    let k = 0;
+    while (k < prefix.length && prefix[k] === ids[k]) k++;
+    return k;
+  };
+  const target = new Array<boolean>(ids.length).fill(!opts.completionOnly);
+  let assistants = 0;
   messages.forEach((m, i) => {
     if (m.role !== 'assistant') return;
+    assistants++;
     const before = render(messages.slice(0, i), true);
     const upto = render(messages.slice(0, i + 1), false);
     if (!full.startsWith(before) || !full.startsWith(upto) || upto.length < before.length)
       throw new RowError(`the chat template does not render message ${i + 1} as a prefix of the conversation.`);
-    cuts.push({ start: before.length, end: upto.length });
+    for (let k = tokenCut(before.length); k < tokenCut(upto.length); k++) target[k] = true;
   });
-  if (cuts.length === 0) throw new RowError('the conversation has no assistant message to learn from.');
-  const ids: number[] = [];
-  const labels: number[] = [];
-  let pos = 0;
-  const push = (text: string, target: boolean) => {
-    if (!text) return;
-    const t = tok.encode(text, { addSpecialTokens: false });
-    ids.push(...t);
-    labels.push(...(target ? t : t.map(() => IGNORE)));
-  };
-  for (const c of cuts) {
-    push(full.slice(pos, c.start), !opts.completionOnly);
-    push(full.slice(c.start, c.end), true);
-    pos = c.end;
-  }
-  push(full.slice(pos), !opts.completionOnly);
-  return { ids, labels };
+  if (assistants === 0) throw new RowError('the conversation has no assistant message to learn from.');
+  return { ids, labels: ids.map((id, k) => (target[k] ? id : IGNORE)) };
 }
