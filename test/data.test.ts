@@ -62,11 +62,11 @@ test('chat formats render through the chat template; completion-only keeps assis
     // The assistant turns as the template ends them ("<|im_end|>\n"; this tiny vocabulary has no "\n").
     assert.equal(kept, 'hello friend<|im_end|> <unk>very well<|im_end|> <unk>', fmt);
   }
-  const alpaca = loadData(file('a.json', JSON.stringify([{ instruction: 'Add', input: '2 and 3', output: '5' }])), tok, { ...opts, completionOnly: true });
+  const alpaca = loadData(file('a.json', JSON.stringify([{ instruction: 'Add', input: 'two and three', output: 'five' }])), tok, { ...opts, completionOnly: true });
   assert.equal(alpaca.format, 'alpaca');
   const ex = alpaca.examples[0];
-  assert.match(tok.decode(ex.ids), /user\s*Add\s*2 and 3/);
-  assert.equal(tok.decode(ex.ids.filter((_, i) => ex.labels[i] !== IGNORE)).replace(/\s/g, ''), '5<|im_end|>');
+  assert.match(tok.decode(ex.ids), /user<unk>Add<unk><unk>two and three<\|im_end\|>/);
+  assert.equal(tok.decode(ex.ids.filter((_, i) => ex.labels[i] !== IGNORE)).trim(), 'five<|im_end|> <unk>');
 });
 
 test('pre-tokenized rows are used exactly as given', (t) => {
