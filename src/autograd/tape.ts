@@ -171,12 +171,13 @@ export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[]): 
     tapes.push(tape);
     let gradsIn: (Tensor | null)[] = [];
     try {
-      gradEnabled = true;
+      // Fresh leaves over the same memory, made while not recording so they are leaves of this tape.
       const fresh = inputs.map((t) => {
         const v = t.reshape(t.shape);
         v.requiresGrad = t.requiresGrad;
         return v;
       });
+      gradEnabled = true;
       const recomputed = fn(fresh);
       backward(recomputed, gOut[0].retain());
       gradsIn = fresh.map((v) => {

@@ -21,20 +21,27 @@ export interface LinearAdapter {
   dispose(): void;
 }
 
-let layerCounter = 0;
+/** FNV-1a of a string: a stable per-layer salt (same layer, same masks, in any process or model copy). */
+function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
 
 /** y = x Wᵀ (+ b), W [out, in] f32 or bf16, plus any named adapters attached to it. */
 export class Linear {
   readonly adapters = new Map<string, LinearAdapter>();
   /** Distinct per layer so dropout masks differ between layers. */
-  readonly seedSalt = ++layerCounter * 0x9e3779b1;
+  readonly seedSalt: number;
 
   constructor(
     /** The module path in Hugging Face naming, e.g. model.layers.0.self_attn.q_proj. */
     readonly path: string,
     public weight: Tensor,
     public bias: Tensor | null = null,
-  ) {}
+  ) {
+    this.seedSalt = hashString(path);
+  }
 
   get inFeatures(): number {
     return this.weight.shape[1];
