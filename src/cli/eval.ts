@@ -3,7 +3,10 @@ import { evaluate } from '../train/evaluate.js';
 import { parseFlags, UsageError, type Specs } from './args.js';
 import { MODEL_FLAGS, openModel } from './run.js';
 
-export const EVAL_FLAGS = {
+export const SYNOPSIS = '--model M [--adapter DIR] --data FILE [--json]';
+export const HELP = 'mean next-token loss of a data file';
+
+export const FLAGS = {
   ...MODEL_FLAGS,
   data: { type: 'string', help: 'evaluation data (JSONL or JSON)' },
   json: { type: 'bool', help: 'print one JSON object' },
@@ -12,8 +15,8 @@ export const EVAL_FLAGS = {
   'completion-only': { type: 'bool', help: 'loss only on completions / assistant turns' },
 } as const satisfies Specs;
 
-export async function evalCommand(argv: string[]): Promise<number> {
-  const f = parseFlags(argv, EVAL_FLAGS, 'eval');
+export async function run(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, FLAGS, 'eval');
   if (!f.data) throw new UsageError('lorakit eval: --data is required.');
   const { model, tokenizer } = await openModel('eval', f);
   try {

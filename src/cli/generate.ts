@@ -3,7 +3,10 @@ import type { ChatMessage } from '../train/data.js';
 import { parseFlags, UsageError, type Specs } from './args.js';
 import { MODEL_FLAGS, openModel } from './run.js';
 
-export const GENERATE_FLAGS = {
+export const SYNOPSIS = '--model M [--adapter DIR] (--prompt TEXT | --messages JSON | --input-ids 1,2,3) [flags]';
+export const HELP = 'generate text';
+
+export const FLAGS = {
   ...MODEL_FLAGS,
   prompt: { type: 'string', help: 'raw text prompt (BOS added, no chat template)' },
   messages: { type: 'string', help: 'JSON array of {role, content}, rendered with the chat template' },
@@ -29,8 +32,8 @@ function parseMessages(raw: string): ChatMessage[] {
   return v as ChatMessage[];
 }
 
-export async function generateCommand(argv: string[]): Promise<number> {
-  const f = parseFlags(argv, GENERATE_FLAGS, 'generate');
+export async function run(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, FLAGS, 'generate');
   const given = [f.prompt !== undefined, f.messages !== undefined, f['input-ids'] !== undefined].filter(Boolean).length;
   if (given !== 1) throw new UsageError('lorakit generate: give exactly one of --prompt, --messages, --input-ids.');
   const inputIds = f['input-ids']?.map((s) => {

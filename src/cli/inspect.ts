@@ -8,7 +8,10 @@ import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../peft/adapters.js';
 import { parseFlags, UsageError, type Specs } from './args.js';
 import { formatBytes } from './progress.js';
 
-export const INSPECT_FLAGS = {
+export const SYNOPSIS = 'PATH [--json]';
+export const HELP = 'describe a model, adapter, GGUF file or checkpoint';
+
+export const FLAGS = {
   json: { type: 'bool', help: 'print one JSON object' },
 } as const satisfies Specs;
 
@@ -106,8 +109,8 @@ function print(s: Summary, indent = ''): void {
   }
 }
 
-export async function inspectCommand(argv: string[]): Promise<number> {
-  const f = parseFlags(argv, INSPECT_FLAGS, 'inspect');
+export async function run(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, FLAGS, 'inspect');
   if (f._.length !== 1) throw new UsageError('lorakit inspect: give exactly one PATH.');
   const s = await summarize(f._[0]);
   if (f.json) process.stdout.write(`${JSON.stringify(s)}\n`);

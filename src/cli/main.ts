@@ -1,61 +1,56 @@
-// The lorakit command line: a thin layer over the library.
+// The lorakit command line: a thin layer over the library. Each command is a module in this folder
+// exporting FLAGS (its flag specs), SYNOPSIS, HELP and run(argv) -> exit code.
 import { usage, UsageError, type Specs } from './args.js';
 
-interface Command {
-  help: string;
-  synopsis: string;
-  flags: () => Promise<Specs>;
-  run: (argv: string[]) => Promise<number>;
+export interface CommandModule {
+  FLAGS: Specs;
+  SYNOPSIS: string;
+  HELP: string;
+  run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = {
-  train: {
-    help: 'fine-tune a LoRA adapter',
-    synopsis: '--model M --data FILE --out DIR [flags]',
-    flags: async () => (await import('./train.js')).TRAIN_FLAGS,
-    run: async (a) => (await import('./train.js')).trainCommand(a),
-  },
-  eval: {
-    help: 'mean next-token loss on a data file',
-    synopsis: '--model M [--adapter DIR] --data FILE [--json]',
-    flags: async () => (await import('./eval.js')).EVAL_FLAGS,
-    run: async (a) => (await import('./eval.js')).evalCommand(a),
-  },
-  generate: {
-    help: 'generate text',
-    synopsis: '--model M [--adapter DIR] (--prompt TEXT | --messages JSON | --input-ids 1,2,3) [flags]',
-    flags: async () => (await import('./generate.js')).GENERATE_FLAGS,
-    run: async (a) => (await import('./generate.js')).generateCommand(a),
-  },
-  inspect: {
-    help: 'describe a model, adapter, GGUF or checkpoint',
-    synopsis: 'PATH [--json]',
-    flags: async () => (await import('./inspect.js')).INSPECT_FLAGS,
-    run: async (a) => (await import('./inspect.js')).inspectCommand(a),
-  },
-};
+const COMMANDS = ['train', 'eval', 'generate', 'chat', 'merge', 'export', 'serve', 'inspect', 'dashboard'] as const;
+type CommandName = (typeof COMMANDS)[number];
 
-function help(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.help}`);
+function isCommand(s: string): s is CommandName {
+  return (COMMANDS as readonly string[]).includes(s);
+}
+
+async function load(name: CommandName): Promise<CommandModule | null> {
+  try {
+    return (await import(`./${name}.js`)) as CommandModule;
+  } catch (e) {
+    // A command whose module is not part of this build.
+    if (e && typeof e === 'object' && 'code' in e && (e.code === 'ERR_MODULE_NOT_FOUND' || e.code === 'MODULE_NOT_FOUND') && String(e).includes(`/${name}.`))
+      return null;
+    throw e;
+  }
+}
+
+async function help(): Promise<string> {
+  const lines: string[] = [];
+  for (const name of COMMANDS) {
+    const m = await load(name);
+    if (m) lines.push(`  ${name.padEnd(10)} ${m.HELP}`);
+  }
   return `usage: lorakit <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\nRun 'lorakit <command> --help' for a command's flags.\n`;
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(help());
+    process.stdout.write(await help());
     return name ? 0 : 2;
   }
-  const command = COMMANDS[name];
+  const command = isCommand(name) ? await load(name) : null;
   if (!command) {
-    const planned = ['chat', 'merge', 'export', 'serve', 'dashboard'];
     process.stderr.write(
-      planned.includes(name) ? `lorakit: '${name}' is not available in this version yet.\n` : `lorakit: unknown command '${name}'.\n${help()}`,
+      isCommand(name) ? `lorakit: '${name}' is not available in this build.\n` : `lorakit: unknown command '${name}'.\n${await help()}`,
     );
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(usage(name, command.synopsis, await command.flags()));
+    process.stdout.write(usage(name, command.SYNOPSIS, command.FLAGS));
     return 0;
   }
   try {

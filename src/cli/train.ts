@@ -9,7 +9,10 @@ import { train, type StepMetrics } from '../train/trainer.js';
 import { convertValue, didYouMean, parseFlags, UsageError, type Specs } from './args.js';
 import { Progress } from './progress.js';
 
-export const TRAIN_FLAGS = {
+export const SYNOPSIS = '--model M --data FILE --out DIR [flags]';
+export const HELP = 'fine-tune a LoRA adapter';
+
+export const FLAGS = {
   model: { type: 'string', help: 'model folder, .gguf file or hub id' },
   data: { type: 'string', help: 'training data (JSONL or JSON)' },
   out: { type: 'string', help: 'output folder' },
@@ -48,7 +51,7 @@ export const TRAIN_FLAGS = {
   config: { type: 'string', help: 'YAML file with any of these flags as keys' },
 } as const satisfies Specs;
 
-type TrainFlags = ReturnType<typeof parseFlags<typeof TRAIN_FLAGS>>;
+type TrainFlags = ReturnType<typeof parseFlags<typeof FLAGS>>;
 
 /** Reads --config: keys are flag names (kebab or snake case); flags on the command line win. */
 function readConfig(path: string): Record<string, unknown> {
@@ -61,17 +64,17 @@ function readConfig(path: string): Record<string, unknown> {
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new UsageError(`lorakit train: ${path}: expected a mapping of flag names to values.`);
   const out: Record<string, unknown> = {};
-  const known = Object.keys(TRAIN_FLAGS).filter((k) => k !== 'config');
+  const known = Object.keys(FLAGS).filter((k) => k !== 'config');
   for (const [rawKey, value] of Object.entries(doc)) {
     const key = rawKey.replace(/_/g, '-');
     if (!known.includes(key)) throw new UsageError(`lorakit train: ${path}: unknown key '${rawKey}'${didYouMean(key, known)}.`);
-    out[key] = convertValue(TRAIN_FLAGS[key as keyof typeof TRAIN_FLAGS], value, `${path}: key '${rawKey}'`);
+    out[key] = convertValue(FLAGS[key as keyof typeof FLAGS], value, `${path}: key '${rawKey}'`);
   }
   return out;
 }
 
 export function parseTrainFlags(argv: string[]): TrainFlags {
-  const cli = parseFlags(argv, TRAIN_FLAGS, 'train');
+  const cli = parseFlags(argv, FLAGS, 'train');
   const merged = (cli.config ? { ...readConfig(cli.config), ...cli } : cli) as TrainFlags;
   for (const req of ['model', 'data', 'out'] as const)
     if (!merged[req]) throw new UsageError(`lorakit train: --${req} is required.`);
@@ -86,7 +89,7 @@ export function parseTrainFlags(argv: string[]): TrainFlags {
   return merged;
 }
 
-export async function trainCommand(argv: string[]): Promise<number> {
+export async function run(argv: string[]): Promise<number> {
   const f = parseTrainFlags(argv);
   const out = f.out!;
   const log = (s: string) => process.stderr.write(`${s}\n`);

@@ -1,3 +1,4 @@
+import { isGradEnabled } from '../autograd/tape.js';
 import { linear } from '../ops/matmul.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -9,6 +10,11 @@ export interface ForwardContext {
   training: boolean;
   /** Seed for this forward's dropout masks; layers derive their own from it. */
   seed: number;
+  /**
+   * Serving several adapters in one batch: the adapter of each batch row (first dimension of the
+   * input), overriding `adapter`. Inference only (not recorded).
+   */
+  rowAdapters?: readonly (string | null)[];
 }
 
 /**
@@ -58,9 +64,27 @@ export class Linear {
 
   forward(x: Tensor, ctx: ForwardContext): Tensor {
     const base = linear(x, this.weight, this.bias);
+    if (ctx.rowAdapters) return this.forwardPerRow(x, base, ctx, ctx.rowAdapters);
     const adapter = ctx.adapter === null ? undefined : this.adapters.get(ctx.adapter);
     if (!adapter) return base;
     return adapter.forward(x, base, this, ctx, (ctx.seed ^ this.seedSalt) >>> 0);
+  }
+
+  // Each row b of x [B, ...] goes through its own adapter; the base GEMM ran once for all rows.
+  private forwardPerRow(x: Tensor, base: Tensor, ctx: ForwardContext, rows: readonly (string | null)[]): Tensor {
+    if (isGradEnabled()) throw new Error('lorakit: per-row adapters are for inference (run under noGrad).');
+    if (rows.length !== x.shape[0]) throw new Error(`lorakit: ${rows.length} row adapters for a batch of ${x.shape[0]}.`);
+    for (let b = 0; b < rows.length; b++) {
+      const name = rows[b];
+      const adapter = name === null ? undefined : this.adapters.get(name);
+      if (!adapter) continue;
+      const xb = x.sliceRows(b, b + 1);
+      const ob = base.sliceRows(b, b + 1);
+      const yb = adapter.forward(xb, ob, this, { ...ctx, rowAdapters: undefined, training: false }, 0);
+      ob.as('f32').set(yb.as('f32'));
+      for (const t of [xb, ob, yb]) t.dispose();
+    }
+    return base;
   }
 
   /** Base output only (merged weights, or when the adapter is handled elsewhere). */
