@@ -7,9 +7,10 @@
 //                                    [--settle]
 //
 // --llm adds a table of LLM-shaped products (decode, small batches, LoRA's rank-16 sides, lm_head).
-// Rates are medians of timed runs after warm-up; "spread" is slowest/fastest run (≫ 1: noisy machine).
+// Rates are medians of timed runs after warm-up; "spread" is p90/p10 of the run times (≫ 1: noisy).
 // --settle (Linux, for shared machines): before each measurement wait until the CPUs are idle, and
-// measure again (up to 3 times, keeping the steadiest) when the spread shows another process got in.
+// measure again (up to 3 times, keeping the least disturbed) when other processes took CPU time during
+// it; "others" is the share of all CPUs they took during the row's worst measurement.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -56,7 +57,10 @@ interface Shape {
 
 interface Rate {
   gflops: number;
+  /** p90 / p10 of the timed runs. */
   spread: number;
+  /** Share of all CPUs that other processes used during the measurement (--settle). */
+  others?: number;
 }
 
 function fill(t: Tensor, seed: number): Tensor {
@@ -71,42 +75,62 @@ function fill(t: Tensor, seed: number): Tensor {
   return out;
 }
 
-// Busy fraction of all CPUs over `ms` (from /proc/stat), or null where there is no /proc/stat.
-function busy(ms: number): number | null {
-  const sample = (): number[] | null => {
-    try {
-      return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    } catch {
-      return null;
-    }
-  };
-  const a = sample();
-  if (!a) return null;
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-  const b = sample();
-  if (!b) return null;
-  const total = b.reduce((x, y) => x + y, 0) - a.reduce((x, y) => x + y, 0);
-  const idle = b[3] + b[4] - a[3] - a[4]; // idle + iowait
-  return total > 0 ? 1 - idle / total : 0;
+// CPU time in clock ticks: [all CPUs busy, all CPUs total, this process and its waited-for children],
+// or null where there is no /proc.
+function ticks(): [number, number, number] | null {
+  try {
+    const cpuLine = readFileSync('/proc/stat', 'utf8')
+      .split('\n')[0]
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const total = cpuLine.reduce((x, y) => x + y, 0);
+    const idle = cpuLine[3] + cpuLine[4]; // idle + iowait
+    const self = readFileSync('/proc/self/stat', 'utf8');
+    const f = self
+      .slice(self.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number); // fields from 3 (state) on
+    return [total - idle, total, f[11] + f[12] + f[13] + f[14]]; // utime stime cutime cstime
+  } catch {
+    return null;
+  }
 }
 
-let unsettled = 0;
+// Share of all CPUs other processes used while fn ran (null where unknown).
+function othersDuring<T>(fn: () => T): [T, number | null] {
+  const a = ticks();
+  const r = fn();
+  const b = ticks();
+  if (!a || !b || b[1] === a[1]) return [r, null];
+  return [r, Math.max(0, (b[0] - a[0] - (b[2] - a[2])) / (b[1] - a[1]))];
+}
 
-// With --settle: waits (up to 2 minutes) for other processes to leave the CPUs alone, then measures,
-// again while the spread says something interfered; keeps the steadiest measurement.
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+let disturbed = 0;
+
+// With --settle: waits (up to 2 minutes) until other processes leave the CPUs alone, measures, and
+// measures again (3 tries) when other processes took CPU time meanwhile; keeps the least disturbed.
 function settled(measure: () => Rate | null): Rate | null {
   if (!values.settle) return measure();
   let best: Rate | null = null;
   for (let attempt = 0; attempt < 3; attempt++) {
     const deadline = Date.now() + 120_000;
-    let load = busy(500);
-    while (load !== null && load > 0.05 && Date.now() < deadline) load = busy(500);
-    if (load !== null && load > 0.05) unsettled++;
-    const r = measure();
+    while (Date.now() < deadline) {
+      const [, idleCheck] = othersDuring(() => sleep(500));
+      if (idleCheck === null || idleCheck < 0.02) break;
+    }
+    const [r, others] = othersDuring(measure);
     if (!r) return best;
-    if (!best || r.spread < best.spread) best = r;
-    if (r.spread < 1.2) break;
+    r.others = others ?? undefined;
+    if (!best || (r.others ?? 0) < (best.others ?? 0)) best = r;
+    if ((r.others ?? 0) < 0.02) break;
   }
+  if ((best?.others ?? 0) >= 0.02) disturbed++;
   return best;
 }
 
@@ -127,7 +151,8 @@ function ours(s: Shape, bType: 'f32' | 'bf16'): Rate {
   for (const t of [a, b, c]) t.dispose();
   times.sort((x, y) => x - y);
   const median = times[times.length >> 1] / 1000;
-  return { gflops: (2 * s.m * s.n * s.k) / median / 1e9, spread: times[times.length - 1] / times[0] };
+  const q = (f: number): number => times[Math.min(times.length - 1, Math.floor(f * times.length))];
+  return { gflops: (2 * s.m * s.n * s.k) / median / 1e9, spread: q(0.9) / q(0.1) };
 }
 
 function python(): string {
@@ -172,10 +197,9 @@ function numpy(s: Shape): Rate | null {
 
 const fmt = (r: Rate | null): string => (r ? r.gflops.toFixed(1) : 'n/a');
 const ratio = (a: Rate, b: Rate | null): string => (b ? (a.gflops / b.gflops).toFixed(2) : 'n/a');
-const spread = (...rs: (Rate | null)[]): string =>
-  Math.max(...rs.map((r) => r?.spread ?? 1))
-    .toFixed(2)
-    .padStart(6);
+const spread = (...rs: (Rate | null)[]): string => Math.max(...rs.map((r) => r?.spread ?? 1)).toFixed(2);
+const others = (...rs: (Rate | null)[]): string =>
+  values.settle ? `${(100 * Math.max(...rs.map((r) => r?.others ?? 0))).toFixed(0)}%` : '-';
 
 function row(cells: string[], widths: number[]): string {
   return `| ${cells.map((c, i) => c.padStart(widths[i])).join(' | ')} |`;
@@ -183,7 +207,7 @@ function row(cells: string[], widths: number[]): string {
 
 console.log(`lorakit CPU GEMM benchmark — ${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} thread(s)`);
 console.log('');
-const widths = [6, 19, 22, 17, 13, 13, 6];
+const widths = [6, 19, 22, 17, 11, 12, 6, 6];
 console.log(
   row(
     [
@@ -194,6 +218,7 @@ console.log(
       'f32 / numpy',
       'bf16 / numpy',
       'spread',
+      'others',
     ],
     widths,
   ),
@@ -211,7 +236,16 @@ for (const n of sizes) {
   const np = settled(() => numpy(sq));
   console.log(
     row(
-      [String(n), fmt(f32), fmt(bf16), fmt(np), ratio(f32, np), ratio(bf16, np), spread(f32, bf16, np)],
+      [
+        String(n),
+        fmt(f32),
+        fmt(bf16),
+        fmt(np),
+        ratio(f32, np),
+        ratio(bf16, np),
+        spread(f32, bf16, np),
+        others(f32, bf16, np),
+      ],
       widths,
     ),
   );
@@ -232,9 +266,12 @@ if (values.llm) {
     [{ name: 'lm_head 512x49152x576', m: 512, n: 49152, k: 576, transA: false, transB: true }, 'bf16'],
   ];
   console.log('');
-  const w2 = [28, 5, 15, 17, 15, 6];
+  const w2 = [28, 5, 15, 17, 15, 6, 6];
   console.log(
-    row(['shape (MxNxK)', 'B', 'lorakit GFLOP/s', 'numpy f32 GFLOP/s', 'lorakit / numpy', 'spread'], w2),
+    row(
+      ['shape (MxNxK)', 'B', 'lorakit GFLOP/s', 'numpy f32 GFLOP/s', 'lorakit / numpy', 'spread', 'others'],
+      w2,
+    ),
   );
   console.log(
     row(
@@ -245,12 +282,14 @@ if (values.llm) {
   for (const [s, bType] of shapes) {
     const r = settled(() => ours(s, bType))!;
     const np = settled(() => numpy(s));
-    console.log(row([s.name, bType, fmt(r), fmt(np), ratio(r, np), spread(r, np)], w2));
+    console.log(row([s.name, bType, fmt(r), fmt(np), ratio(r, np), spread(r, np), others(r, np)], w2));
   }
 }
 
 console.log('');
-if (values.settle && unsettled > 0)
-  console.log(`note: ${unsettled} measurement(s) started while other processes kept the CPUs busy.`);
+if (disturbed > 0)
+  console.log(
+    `note: ${disturbed} measurement(s) stayed disturbed by other processes after 3 tries (see "others").`,
+  );
 if (numpyError) console.log(`numpy: not measured — ${numpyError}`);
 else if (numpyInfo) console.log(`numpy: ${JSON.stringify(numpyInfo)}`);

@@ -1,7 +1,7 @@
 """numpy's fp32 matmul rate, the reference side of bench/gemm.ts (which starts this script).
 
 Prints JSON lines: first {"info": ...} (numpy version, BLAS library and kernel, threads), then one
-{"shape": [M, N, K, transA, transB], "gflops": median rate, "reps": n} per shape.
+{"shape": [M, N, K, transA, transB], "gflops": median rate, "reps": n, "spread": p90/p10} per shape.
 Thread counts come from the environment (OMP/OPENBLAS/MKL_NUM_THREADS), set by the caller before
 numpy is imported.
 """
@@ -87,11 +87,9 @@ def main():
             times.append(time.perf_counter() - t)
         times.sort()
         median = times[len(times) // 2]
-        print(
-            json.dumps({"shape": [m, n, k, ta, tb], "gflops": 2 * m * n * k / median / 1e9, "reps": len(times),
-                        "spread": times[-1] / times[0]}),
-            flush=True,
-        )
+        p90, p10 = times[min(len(times) - 1, int(0.9 * len(times)))], times[int(0.1 * len(times))]
+        rate = {"shape": [m, n, k, ta, tb], "gflops": 2 * m * n * k / median / 1e9, "reps": len(times), "spread": p90 / p10}
+        print(json.dumps(rate), flush=True)
     return 0
 
 

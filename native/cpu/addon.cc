@@ -105,6 +105,15 @@ std::mutex cache_mutex;
 std::unordered_map<size_t, std::vector<void*>> cache;  // bytes -> free buffers
 size_t cached_bytes = 0;
 
+// Large sizes are rounded up to one of four classes per power of two (≤ 25% slack), so that buffers
+// whose shapes vary a little from step to step (sequence lengths) still find a cached buffer.
+size_t size_class(size_t bytes) {
+  if (bytes < kMmapThreshold) return bytes;
+  size_t top = size_t(1) << (63 - __builtin_clzll(bytes));  // largest power of two <= bytes
+  size_t step = top / 4;
+  return (bytes + step - 1) / step * step;
+}
+
 void* alloc_pages(size_t bytes) {
   if (bytes < kMmapThreshold) return std::aligned_alloc(64, bytes);
   {
@@ -180,7 +189,7 @@ void finalize(napi_env, void*, void* hint) {
 LK_ENTRY(js_alloc, 1, {
   int64_t bytes = a.int64(0);
   if (bytes < 0) throw ArgError("negative size");
-  size_t rounded = (static_cast<size_t>(bytes) + 63) / 64 * 64;
+  size_t rounded = size_class((static_cast<size_t>(bytes) + 63) / 64 * 64);
   if (rounded == 0) rounded = 64;
   void* p = alloc_pages(rounded);
   if (!p) throw std::runtime_error("out of memory allocating " + std::to_string(bytes) + " bytes");

@@ -8,3 +8,4 @@ bash scripts/fetch-smollm2.sh >/dev/null || true; "$PY" scripts/reference/io_ref
 "$PY" scripts/reference/peft_ref.py
 "$PY" scripts/reference/rope_ref.py
 "$PY" scripts/reference/tokenizer_ref.py
+"$PY" scripts/reference/quant_ref.py

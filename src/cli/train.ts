@@ -1,11 +1,13 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { isMap, isNode, isScalar, LineCounter, parseDocument } from 'yaml';
 import { loadModel } from '../models/load.js';
 import { LORA_DEFAULTS, type LoraConfig } from '../peft/config.js';
 import { addAdapter, loadAdapter } from '../peft/adapters.js';
 import { evaluate } from '../train/evaluate.js';
 import { loadData } from '../train/data.js';
 import { train, type StepMetrics } from '../train/trainer.js';
+import { writeReport } from '../dashboard/report.js';
+import { writeRunInfo } from '../dashboard/runs.js';
 import { convertValue, didYouMean, parseFlags, UsageError, type Specs } from './args.js';
 import { Progress } from './progress.js';
 
@@ -53,29 +55,65 @@ export const FLAGS = {
 
 type TrainFlags = ReturnType<typeof parseFlags<typeof FLAGS>>;
 
-/** Reads --config: keys are flag names (kebab or snake case); flags on the command line win. */
-function readConfig(path: string): Record<string, unknown> {
+/** Pairs of flags that exclude each other: one given on the command line overrides the other's config key. */
+const EXCLUSIVE: [string, string][] = [
+  ['epochs', 'max-steps'],
+  ['warmup-steps', 'warmup-ratio'],
+];
+
+/**
+ * Reads --config FILE.yaml: keys are flag names (kebab-case, snake_case or camelCase), checked before
+ * any work starts: unknown keys (with a did-you-mean), wrong types and out-of-range values fail with
+ * the file and line. Flags on the command line win, including over a config key they exclude.
+ */
+function readConfig(path: string, cli: Record<string, unknown>): Record<string, unknown> {
   if (!existsSync(path)) throw new UsageError(`lorakit train: --config ${path} does not exist.`);
-  let doc: unknown;
-  try {
-    doc = parseYaml(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new UsageError(`lorakit train: ${path}: invalid YAML (${e instanceof Error ? e.message.split('\n')[0] : String(e)}).`);
+  if (!statSync(path).isFile()) throw new UsageError(`lorakit train: --config ${path} is not a file.`);
+  const lines = new LineCounter();
+  const doc = parseDocument(readFileSync(path, 'utf8'), { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const at = (offset: number | undefined) => (offset === undefined ? path : `${path} line ${lines.linePos(offset).line}`);
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    throw new UsageError(`lorakit train: ${at(e.pos[0])}: invalid YAML (${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}).`);
   }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new UsageError(`lorakit train: ${path}: expected a mapping of flag names to values.`);
+  const root = doc.contents;
+  if (root === null) throw new UsageError(`lorakit train: ${path} is empty; expected flag names as keys (e.g. 'lr: 2e-4').`);
+  if (!isMap(root)) throw new UsageError(`lorakit train: ${path}: expected a mapping of flag names to values (e.g. 'lr: 2e-4').`);
   const out: Record<string, unknown> = {};
+  const from: Record<string, string> = {};
   const known = Object.keys(FLAGS).filter((k) => k !== 'config');
-  for (const [rawKey, value] of Object.entries(doc)) {
-    const key = rawKey.replace(/_/g, '-');
-    if (!known.includes(key)) throw new UsageError(`lorakit train: ${path}: unknown key '${rawKey}'${didYouMean(key, known)}.`);
-    out[key] = convertValue(FLAGS[key as keyof typeof FLAGS], value, `${path}: key '${rawKey}'`);
+  for (const pair of root.items) {
+    const keyNode = pair.key;
+    const where = at(isNode(keyNode) ? keyNode.range?.[0] : undefined);
+    if (!isScalar(keyNode) || (typeof keyNode.value !== 'string' && typeof keyNode.value !== 'number'))
+      throw new UsageError(`lorakit train: ${where}: keys must be flag names.`);
+    const rawKey = String(keyNode.value);
+    const key = rawKey.replace(/([a-z0-9])([A-Z])/g, '$1-$2').replace(/_/g, '-').toLowerCase();
+    if (key === 'config') throw new UsageError(`lorakit train: ${where}: a config file cannot name another config file.`);
+    if (!known.includes(key)) throw new UsageError(`lorakit train: ${where}: unknown key '${rawKey}'${didYouMean(key, known)}.`);
+    if (from[key] !== undefined) throw new UsageError(`lorakit train: ${where}: key '${rawKey}' sets ${key} again (already set by '${from[key]}').`);
+    from[key] = rawKey;
+    const value: unknown = isNode(pair.value) ? pair.value.toJSON() : pair.value;
+    if (value === null || value === undefined) throw new UsageError(`lorakit train: ${where}: key '${rawKey}' has no value.`);
+    const spec = FLAGS[key as keyof typeof FLAGS];
+    if (spec.type === 'list' && Array.isArray(value) && value.some((v) => typeof v !== 'string'))
+      throw new UsageError(`lorakit train: ${where}: key '${rawKey}' must be a list of names, got ${JSON.stringify(value)}.`);
+    try {
+      out[key] = convertValue(spec, value, `${where}: key '${rawKey}'`);
+    } catch (e) {
+      throw e instanceof UsageError ? new UsageError(e.message.replace(/^lorakit: /, 'lorakit train: ')) : e;
+    }
+  }
+  for (const [a, b] of EXCLUSIVE) {
+    if (cli[a] !== undefined) delete out[b];
+    if (cli[b] !== undefined) delete out[a];
   }
   return out;
 }
 
 export function parseTrainFlags(argv: string[]): TrainFlags {
   const cli = parseFlags(argv, FLAGS, 'train');
-  const merged = (cli.config ? { ...readConfig(cli.config), ...cli } : cli) as TrainFlags;
+  const merged = (cli.config ? { ...readConfig(cli.config, cli), ...cli } : cli) as TrainFlags;
   for (const req of ['model', 'data', 'out'] as const)
     if (!merged[req]) throw new UsageError(`lorakit train: --${req} is required.`);
   if (merged.epochs !== undefined && merged['max-steps'] !== undefined)
@@ -130,6 +168,22 @@ export async function run(argv: string[]): Promise<number> {
       before = evaluate(model, evalData.examples, f['batch-size'] ?? 4).loss;
       log(`lorakit: eval loss before training: ${before.toFixed(4)}`);
     }
+    // The run's config for the dashboard and the report (the flags as given; defaults are in --help).
+    const lora = model.adapterConfigs.get(name);
+    mkdirSync(out, { recursive: true });
+    writeRunInfo(out, {
+      started: new Date().toISOString(),
+      model: f.model,
+      data: f.data,
+      eval_data: f['eval-data'] ?? null,
+      train_rows: trainData.examples.length,
+      eval_rows: evalData?.examples.length ?? null,
+      data_format: trainData.format,
+      eval_loss_before: before,
+      trainable_parameters: params,
+      lora: lora ? { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, target_modules: lora.targetModules, rslora: lora.useRslora, dora: lora.useDora } : null,
+      flags: Object.fromEntries(Object.entries(f).filter(([k, v]) => k !== '_' && v !== undefined)),
+    });
     const stop = { stop: false };
     const onSigint = () => {
       if (stop.stop) process.exit(130);
@@ -137,7 +191,14 @@ export async function run(argv: string[]): Promise<number> {
       log('\nlorakit: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)');
     };
     process.on('SIGINT', onSigint);
-    const progress = new Progress(process.stderr);
+    const progress = new Progress(process.stderr, { evalLoss: before ?? undefined });
+    const report = () => {
+      try {
+        log(`lorakit: report written to ${writeReport(out)}`);
+      } catch (e) {
+        log(`lorakit: warning: could not write ${out}/report.html (${e instanceof Error ? e.message : String(e)}).`);
+      }
+    };
     try {
       const result = await train(model, tokenizer, {
         data: trainData.examples,
@@ -165,9 +226,10 @@ export async function run(argv: string[]): Promise<number> {
         resume: f.resume,
         stopSignal: stop,
         onStep: (m: StepMetrics) => progress.step(m),
-        onEval: (step, r) => progress.note(`step ${step}: eval loss ${r.loss.toFixed(4)}`),
+        onEval: (step, r) => progress.eval(step, r.loss),
       });
       progress.done();
+      report();
       if (result.stoppedEarly) {
         log(`lorakit: stopped at step ${result.steps}; resume with --resume ${out}/checkpoints/step-${result.steps}`);
         return 130;

@@ -1,0 +1,184 @@
+// lorakit CUDA backend: the host API the N-API CUDA addon links against (build/liblorakit_cuda.a).
+//
+// Conventions (as the CPU backend and llm.c): outputs first, then inputs, then sizes and attributes;
+// raw device pointers; row-major; every launcher takes the stream it enqueues on and returns at once.
+// bf16 activations and weights with fp32 accumulation; fp32 LoRA master weights, gradients of trainable
+// tensors and optimizer state. Errors are std::runtime_error / std::invalid_argument whose message
+// starts with "lorakit: ".
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace lkc {
+
+using bf16 = __nv_bfloat16;
+
+// ---- memory (memory.cu) --------------------------------------------------------------------------
+
+enum class DType : int { F32 = 0, BF16 = 1, I32 = 2, U8 = 3 };
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+
+struct AllocatorStats {
+  size_t allocated = 0;       // bytes handed out and not yet freed (rounded to size classes)
+  size_t reserved = 0;        // bytes held from cudaMalloc (allocated + cached)
+  size_t peak_allocated = 0;  // high-water mark of `allocated` since the last reset_peak()
+  size_t peak_reserved = 0;
+  uint64_t cuda_mallocs = 0;  // cudaMalloc calls made
+  uint64_t cache_hits = 0;    // allocations served from the cache
+};
+
+// Caching allocator: size-class free lists per stream, stream-ordered reuse. A block freed on stream S
+// is immediately reusable by later work on S (the stream orders the reuse after every use); a block
+// that was used on other streams too (record_stream) waits for those streams' events before reuse.
+// When cudaMalloc fails, the cache is emptied and the allocation retried once. Thread-safe.
+void* device_alloc(size_t bytes, cudaStream_t stream);
+void device_free(void* p);
+void record_stream(void* p, cudaStream_t stream);  // p is also used on `stream`: its reuse waits for it
+void empty_cache();                                // cudaFree every cached (free) block
+AllocatorStats allocator_stats();
+void reset_peak();
+size_t size_class(size_t bytes);  // the rounded size a request of `bytes` gets
+
+// An owning device tensor (move-only); its memory comes from and returns to the caching allocator.
+class Tensor {
+ public:
+  Tensor() = default;
+  Tensor(std::vector<int64_t> shape, DType dtype, cudaStream_t stream = nullptr);
+  ~Tensor();
+  Tensor(Tensor&& o) noexcept;
+  Tensor& operator=(Tensor&& o) noexcept;
+  Tensor(const Tensor&) = delete;
+  Tensor& operator=(const Tensor&) = delete;
+
+  void* data() const { return data_; }
+  template <typename T>
+  T* ptr() const { return static_cast<T*>(data_); }
+  DType dtype() const { return dtype_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int64_t numel() const;
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+  cudaStream_t stream() const { return stream_; }
+  void reset();  // frees now (stream-ordered)
+
+ private:
+  void* data_ = nullptr;
+  DType dtype_ = DType::F32;
+  std::vector<int64_t> shape_;
+  cudaStream_t stream_ = nullptr;
+};
+
+// ---- GEMM through cuBLASLt (gemm.cu) -------------------------------------------------------------
+
+// Row-major C[b] (M×N) = alpha · op(A[b]) · op(B[b]) + beta · C[b] (+ bias[N] broadcast over rows).
+// op(A) is M×K: A is stored [M, K] (lda ≥ K), or [K, M] when trans_a (lda ≥ M); op(B) is K×N: B is
+// stored [K, N] (ldb ≥ N), or [N, K] when trans_b (ldb ≥ K). ld* = 0 means packed. A and B are both
+// bf16 (fp32 accumulation, C bf16 or f32) or both f32 (C f32, exact fp32 math unless tf32 is set).
+// bias: same dtype as C, only with beta = 0. The cuBLASLt library is loaded at first use (dlopen of
+// $LORAKIT_CUBLASLT, else libcublasLt.so.13/.12/.so); descriptors and the chosen algorithm are cached
+// per shape. One workspace per process: calls on different streams must not overlap in time.
+struct GemmOpts {
+  bool trans_a = false, trans_b = false;
+  float alpha = 1.f, beta = 0.f;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  int batch = 1;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch entries
+  const void* bias = nullptr;
+  bool tf32 = false;  // f32 inputs: allow tf32 tensor cores
+};
+void gemm(void* C, DType c_type, const void* A, DType a_type, const void* B, DType b_type, int64_t M, int64_t N, int64_t K,
+          const GemmOpts& opts, cudaStream_t stream);
+bool cublaslt_available();  // loads the library if needed; false when it cannot be found
+
+// ---- elementwise (elementwise.cu) ----------------------------------------------------------------
+// dtypes: F32 or BF16 for every float tensor; math in fp32.
+
+void add(void* out, const void* a, const void* b, DType t, int64_t n, cudaStream_t stream);     // out = a + b
+void scale(void* out, const void* x, float alpha, DType t, int64_t n, cudaStream_t stream);     // out = alpha·x
+void axpy(void* y, DType y_type, const void* x, DType x_type, float alpha, int64_t n, cudaStream_t stream);  // y += alpha·x
+void cast(void* out, DType out_type, const void* in, DType in_type, int64_t n, cudaStream_t stream);
+void fill(void* out, DType t, float value, int64_t n, cudaStream_t stream);
+// acc[0] += Σ x² (fp32 atomics into a caller-zeroed accumulator; call once per gradient tensor).
+void sum_squares(float* acc, const void* x, DType t, int64_t n, cudaStream_t stream);
+// coef[0] = min(1, max_norm / (sqrt(sumsq[0]) + 1e-6)) as torch.nn.utils.clip_grad_norm_; norm[0] (nullable)
+// = sqrt(sumsq[0]). Stays on the device so the optimizer step needs no host sync.
+void clip_coef(float* coef, float* norm, const float* sumsq, float max_norm, cudaStream_t stream);
+
+// ---- RMSNorm (rmsnorm.cu) ------------------------------------------------------------------------
+// out, x [N, C] bf16; w [C] bf16; rstd [N] f32 (saved for backward). y = x · rstd · w, rstd = 1/sqrt(mean(x²)+eps).
+void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int64_t N, int C, float eps, cudaStream_t stream);
+// dx [N, C] bf16; dw [C] f32 accumulated (+=) when not null (frozen norms pass null).
+void rmsnorm_backward(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w, const float* rstd, int64_t N, int C,
+                      cudaStream_t stream);
+
+// ---- RoPE, rotate-half (rope.cu) -----------------------------------------------------------------
+// out, x [rows, H, D] bf16 (in place allowed); cos, sin [P, half] f32; pos [rows] i32 in [0, P).
+// out[i] = x[i]·cos − x[i+half]·sin, out[i+half] = x[i+half]·cos + x[i]·sin for i < half; dims ≥ 2·half pass.
+void rope_forward(bf16* out, const bf16* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+                  int half, cudaStream_t stream);
+void rope_backward(bf16* dx, const bf16* dy, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+                   int half, cudaStream_t stream);
+// cos, sin [P, half] = cos/sin(p · inv_freq[i]) · attn_scale (inv_freq carries any llama3/yarn scaling).
+void rope_tables(float* cos, float* sin, const float* inv_freq, int P, int half, float attn_scale, cudaStream_t stream);
+
+// ---- SwiGLU (swiglu.cu) --------------------------------------------------------------------------
+// h = silu(g) · u over [n] bf16. Backward needs g and u (no saved state).
+void swiglu_forward(bf16* h, const bf16* g, const bf16* u, int64_t n, cudaStream_t stream);
+void swiglu_backward(bf16* dg, bf16* du, const bf16* dh, const bf16* g, const bf16* u, int64_t n, cudaStream_t stream);
+
+// ---- embedding (embedding.cu) --------------------------------------------------------------------
+// out [N, C] = table[ids[n], :]; table [V, C] bf16. Ids outside [0, V) give zero rows (the caller
+// validates ids on the host; the kernel never reads out of bounds).
+void embedding_forward(bf16* out, const int32_t* ids, const bf16* table, int64_t N, int C, int64_t V, cudaStream_t stream);
+// dtable [V, C] f32 += scatter of dout [N, C] bf16 by ids (fp32 atomics).
+void embedding_backward(float* dtable, const bf16* dout, const int32_t* ids, int64_t N, int C, int64_t V, cudaStream_t stream);
+
+// ---- fused linear + cross-entropy over vocabulary chunks (cross_entropy.cu) ----------------------
+// logits = h · Wᵀ are only ever materialized [N, chunk] at a time. targets [N] i32, −100 = ignored.
+// Forward: lse [N] f32 (saved), loss [N] f32 = lse − logit[target] (0 for ignored rows).
+// Backward: dh [N, C] bf16 = Σ_chunks dz · W_chunk with dz = grad_scale · (softmax − onehot) (0 on ignored
+// rows); dW [V, C] f32 += dzᵀ · h when not null. grad_scale is dL/dloss[n] (1/count for a mean).
+size_t linear_cross_entropy_workspace(int64_t N, int C, int chunk);
+void linear_cross_entropy_forward(float* loss, float* lse, const bf16* h, const bf16* W, const int32_t* targets, int64_t N, int C,
+                                  int64_t V, int chunk, void* workspace, cudaStream_t stream);
+void linear_cross_entropy_backward(bf16* dh, float* dW, const bf16* h, const bf16* W, const int32_t* targets, const float* lse,
+                                   float grad_scale, int64_t N, int C, int64_t V, int chunk, void* workspace, cudaStream_t stream);
+// Plain cross-entropy over given logits [N, V] (bf16 or f32), one pass per row: loss, lse [N] f32.
+void cross_entropy_forward(float* loss, float* lse, const void* logits, DType t, const int32_t* targets, int64_t N, int64_t V,
+                           cudaStream_t stream);
+
+// ---- AdamW (adamw.cu) ----------------------------------------------------------------------------
+// torch.optim.AdamW on flat f32 buffers, step ≥ 1: p *= 1 − lr·wd; m = m + (1−β1)(g·s − m);
+// v = β2·v + (1−β2)(g·s)²; p −= lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + eps), where s = grad_scale[0]
+// (clip coefficient on the device) or 1 when null. p_bf16 (nullable) receives the updated p in bf16.
+void adamw_step(float* p, float* m, float* v, bf16* p_bf16, const float* g, const float* grad_scale, int64_t n, float lr,
+                float beta1, float beta2, float eps, float weight_decay, int step, cudaStream_t stream);
+
+// ---- NF4 dequantize (nf4.cu) ---------------------------------------------------------------------
+// bitsandbytes layout: element i sits in byte i/2, high nibble first; blocks of `blocksize` elements
+// share absmax[i / blocksize]; value = NF4[code] · absmax. out [n] bf16.
+void nf4_dequantize(bf16* out, const uint8_t* packed, const float* absmax, int64_t n, int blocksize, cudaStream_t stream);
+// Double quantization: absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset.
+void nf4_dequantize_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
+                       float offset, int64_t n, int blocksize, int blocksize2, cudaStream_t stream);
+
+// ---- causal attention, GQA, packed sequences (attention.cu) --------------------------------------
+// q, out, dout [B, Tq, Hq, D]; k, v [B, Tk, Hkv, D] bf16; segments [B, Tk] i32; lse [B, Hq, Tq] f32.
+// Query row i sits at key position p = Tk − Tq + i and attends to key j iff j ≤ p and
+// segments[b, j] == segments[b, p] != 0 (0 marks padding). Query head h reads kv head h / (Hq / Hkv).
+// A padded query row outputs zeros, has lse = −inf and gets zero gradient. Never materializes T×T:
+// flash-attention tiles on tensor cores for D ∈ {64, 128}, a CUDA-core tiled path for other D ≤ 256.
+void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* segments, int B, int Tq,
+                       int Tk, int Hq, int Hkv, int D, float scale, cudaStream_t stream);
+size_t attention_backward_workspace(int B, int Tq, int Hq, int D);
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const bf16* q, const bf16* k,
+                        const bf16* v, const float* lse, const int32_t* segments, int B, int Tq, int Tk, int Hq, int Hkv, int D,
+                        float scale, void* workspace, cudaStream_t stream);
+// Forces the CUDA-core path (tests compare the two paths).
+void attention_set_force_generic(bool on);
+
+}  // namespace lkc

@@ -1,0 +1,77 @@
+// The output head and the loss in one op: Σ NLL of h Wᵀ over rows with a target, computed in chunks
+// of rows so [N, V] logits never exist at once (V is 32K-150K for real models), and only for rows that
+// have a target (completion-only training skips most rows). Forward also computes dh (the head's input
+// gradient for a unit loss gradient), since it has each chunk's softmax at hand; backward scales it.
+import { kernel } from '../backend/kernels.js';
+import { needsRecord, record } from '../autograd/tape.js';
+import { shapeString, Tensor, tidy } from '../tensor/tensor.js';
+import { IGNORE_INDEX } from './cross-entropy.js';
+import { scale } from './elementwise.js';
+import type { GemmAttrs } from './matmul.js';
+import { expectDType } from './util.js';
+
+const CHUNK_ROWS = 256;
+
+function gemm(c: Tensor, a: Tensor, b: Tensor, attrs: Pick<GemmAttrs, 'm' | 'n' | 'k'> & Partial<GemmAttrs>): void {
+  const { m, n, k } = attrs;
+  kernel(c.device, 'gemm')(c, a, b, null, {
+    batch: 1, transA: false, transB: false, alpha: 1, beta: 0, strideA: m * k, strideB: k * n, strideC: m * n, ...attrs,
+  });
+}
+
+/**
+ * h [N, D] f32, w [V, D] f32 or bf16 (frozen), targets [N] i32 (−100 ignored) -> scalar Σ NLL.
+ * Differentiable with respect to h.
+ */
+export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tensor {
+  expectDType('linearCrossEntropy', 'h', h, 'f32');
+  expectDType('linearCrossEntropy', 'targets', targets, 'i32');
+  const [N, D] = h.shape;
+  const V = w.shape[0];
+  if (h.shape.length !== 2 || w.shape.length !== 2 || w.shape[1] !== D || targets.size !== N)
+    throw new Error(`lorakit: linearCrossEntropy: shapes h ${shapeString(h.shape)}, w ${shapeString(w.shape)}, targets ${shapeString(targets.shape)} do not fit.`);
+  if (w.requiresGrad) throw new Error('lorakit: linearCrossEntropy: a trainable output head is not supported here.');
+  const tgt = targets.as('i32');
+  const rows: number[] = [];
+  for (let i = 0; i < N; i++) {
+    const t = tgt[i];
+    if (t === IGNORE_INDEX) continue;
+    if (t < 0 || t >= V) throw new Error(`lorakit: target ${t} at row ${i} is out of range for a vocabulary of ${V}.`);
+    rows.push(i);
+  }
+  const grad = needsRecord([h]);
+  const dh = grad ? Tensor.zeros([N, D]) : null;
+  let total = 0;
+  const hd = h.as('f32');
+  for (let c0 = 0; c0 < rows.length; c0 += CHUNK_ROWS) {
+    const chunk = rows.slice(c0, c0 + CHUNK_ROWS);
+    const n = chunk.length;
+    total += tidy(() => {
+      const hc = Tensor.empty([n, D]);
+      const hcd = hc.as('f32');
+      chunk.forEach((r, j) => hcd.set(hd.subarray(r * D, (r + 1) * D), j * D));
+      const tc = Tensor.from(chunk.map((r) => tgt[r]), [n], 'i32');
+      const logits = Tensor.empty([n, V]);
+      gemm(logits, hc, w, { m: n, n: V, k: D, transB: true });
+      const loss = Tensor.empty([]);
+      const lse = Tensor.empty([n]);
+      kernel(h.device, 'crossEntropyForward')(loss, lse, null, logits, tc);
+      if (dh) {
+        // dlogits = softmax − onehot (unit loss gradient), written over the logits; dh rows = dlogits · w.
+        kernel(h.device, 'crossEntropyBackward')(logits, logits, tc, lse, Tensor.scalar(1));
+        const dhc = Tensor.empty([n, D]);
+        gemm(dhc, logits, w, { m: n, n: D, k: V });
+        const src = dhc.as('f32');
+        const dst = dh.as('f32');
+        chunk.forEach((r, j) => dst.set(src.subarray(j * D, (j + 1) * D), r * D));
+      }
+      return loss.item();
+    });
+  }
+  const out = Tensor.scalar(total);
+  if (dh) {
+    record([h], [out], [dh], ([g]) => [scale(dh, g.item())]);
+    dh.dispose();
+  }
+  return out;
+}

@@ -1,0 +1,154 @@
+// One forward pass over many sequences at once, each at its own length and with its own adapter
+// ("ragged" continuous batching): the tokens of every sequence in the step — a whole prompt or a
+// chunk of one, or the single newest token of a sequence that is decoding — are laid out as the rows
+// of one [N, 1, D] batch. Every linear layer runs once over all N rows (the base GEMM reads each
+// weight once per step; ForwardContext.rowAdapters applies each row's LoRA adapter), and only
+// attention, which needs each sequence's own past, runs per sequence against its own KV cache.
+//
+// Per token this computes exactly what CausalLM.hidden + lmHead compute for that sequence alone
+// (same ops in the same order); results can differ from a separate run only in the last bits, where
+// the GEMM takes another route for another number of rows.
+import { noGrad } from '../autograd/tape.js';
+import type { KVCache } from '../models/kv-cache.js';
+import type { CausalLM } from '../models/llama.js';
+import type { ForwardContext } from '../nn/linear.js';
+import { attention } from '../ops/attention.js';
+import { add } from '../ops/elementwise.js';
+import { embedding } from '../ops/embedding.js';
+import { rmsnorm } from '../ops/rmsnorm.js';
+import { rope, ropeTables } from '../ops/rope.js';
+import { swiglu } from '../ops/swiglu.js';
+import { keep, Tensor, tidy } from '../tensor/tensor.js';
+
+/** One sequence's part of a step. */
+export interface Span {
+  /** This sequence's cache; the tokens go at positions cache.length, cache.length + 1, … */
+  cache: KVCache;
+  tokens: readonly number[];
+  adapter: string | null;
+  /** Whether the step should return next-token logits after this span's last token. */
+  wantLogits: boolean;
+}
+
+export class BatchForward {
+  private cos: Tensor | null = null;
+  private sin: Tensor | null = null;
+  private ropeRows = 0;
+
+  constructor(readonly model: CausalLM) {}
+
+  // RoPE tables covering positions [0, n), grown by doubling (as CausalLM does).
+  private tables(n: number): { cos: Tensor; sin: Tensor } {
+    if (!this.cos || !this.sin || this.ropeRows < n) {
+      let rows = Math.max(256, this.ropeRows);
+      while (rows < n) rows *= 2;
+      this.cos?.dispose();
+      this.sin?.dispose();
+      const t = ropeTables(this.model.rope, this.model.config.headDim, rows);
+      this.cos = keep(t.cos);
+      this.sin = keep(t.sin);
+      this.ropeRows = rows;
+    }
+    return { cos: this.cos, sin: this.sin };
+  }
+
+  /**
+   * Runs the spans through the model, appends their keys and values to their caches, and returns one
+   * logits row [V] for each span with wantLogits (in span order).
+   */
+  run(spans: readonly Span[]): Float32Array[] {
+    const m = this.model;
+    const c = m.config;
+    const N = spans.reduce((a, s) => a + s.tokens.length, 0);
+    if (N === 0) return [];
+    const ids = new Int32Array(N);
+    const pos = new Int32Array(N);
+    const rowAdapters: (string | null)[] = new Array<string | null>(N);
+    const offsets: number[] = [];
+    let maxPos = 0;
+    let o = 0;
+    for (const s of spans) {
+      if (s.tokens.length === 0) throw new Error('lorakit: a batch span has no tokens.');
+      offsets.push(o);
+      for (let i = 0; i < s.tokens.length; i++, o++) {
+        ids[o] = s.tokens[i];
+        pos[o] = s.cache.length + i;
+        rowAdapters[o] = s.adapter;
+      }
+      maxPos = Math.max(maxPos, s.cache.length + s.tokens.length);
+    }
+    const { cos, sin } = this.tables(maxPos);
+    const Hq = c.numHeads;
+    const Hkv = c.numKvHeads;
+    const Dh = c.headDim;
+    const eps = c.rmsNormEps;
+    const ctx: ForwardContext = { adapter: null, training: false, seed: 0, rowAdapters };
+    return noGrad(() => {
+      const positions = keep(Tensor.from(pos, [N, 1], 'i32'));
+      // Segment ids of each span's new positions (one sequence: all 1, as generate() uses).
+      const segments = spans.map((s) => keep(Tensor.from(new Int32Array(s.tokens.length).fill(1), [1, s.tokens.length], 'i32')));
+      let x = keep(tidy(() => embedding(m.embedTokens, Tensor.from(ids, [N, 1], 'i32'))));
+      try {
+        for (const L of m.layers) {
+          // One layer per scope, so a long prefill holds one layer's activations at a time.
+          const next = tidy(() => {
+            const h = rmsnorm(x, L.inputNorm, eps);
+            let q = L.q.forward(h, ctx).reshape([N, 1, Hq, Dh]);
+            let k = L.k.forward(h, ctx).reshape([N, 1, Hkv, Dh]);
+            const v = L.v.forward(h, ctx).reshape([N, 1, Hkv, Dh]);
+            if (L.qNorm && L.kNorm) {
+              q = rmsnorm(q, L.qNorm, eps);
+              k = rmsnorm(k, L.kNorm, eps);
+            }
+            q = rope(q, cos, sin, positions);
+            k = rope(k, cos, sin, positions);
+            const a = Tensor.empty([N, 1, Hq * Dh]);
+            const ad = a.as('f32');
+            spans.forEach((s, j) => {
+              const n = s.tokens.length;
+              const at = offsets[j];
+              const qs = q.sliceRows(at, at + n).reshape([1, n, Hq, Dh]);
+              const ks = k.sliceRows(at, at + n).reshape([1, n, Hkv, Dh]);
+              const vs = v.sliceRows(at, at + n).reshape([1, n, Hkv, Dh]);
+              const past = s.cache.append(L.index, ks, vs, segments[j]);
+              ad.set(attention(qs, past.k, past.v, past.segments).as('f32'), at * Hq * Dh);
+            });
+            const x1 = add(x, L.o.forward(a, ctx));
+            const h2 = rmsnorm(x1, L.postAttnNorm, eps);
+            const mlp = swiglu(L.gate.forward(h2, ctx), L.up.forward(h2, ctx));
+            return keep(add(x1, L.down.forward(mlp, ctx)));
+          });
+          x.dispose();
+          x = next;
+        }
+        spans.forEach((s) => s.cache.commit(s.tokens.length));
+        // Next-token logits only where asked: the last row of those spans (norm and head are per row).
+        const picked = spans.map((s, j) => (s.wantLogits ? offsets[j] + s.tokens.length - 1 : -1)).filter((r) => r >= 0);
+        if (picked.length === 0) return [];
+        const D = c.hiddenSize;
+        const xd = x.as('f32');
+        return tidy(() => {
+          const last = Tensor.empty([picked.length, 1, D]);
+          const ld = last.as('f32');
+          picked.forEach((r, i) => ld.set(xd.subarray(r * D, (r + 1) * D), i * D));
+          const h = rmsnorm(last, m.finalNorm, eps);
+          const logits = m.lmHead.forward(h, { ...ctx, rowAdapters: picked.map((r) => rowAdapters[r]) });
+          const V = logits.shape[2];
+          const ldata = logits.as('f32');
+          return picked.map((_, i) => ldata.slice(i * V, (i + 1) * V));
+        });
+      } finally {
+        x.dispose();
+        positions.dispose();
+        segments.forEach((t) => t.dispose());
+      }
+    });
+  }
+
+  dispose(): void {
+    this.cos?.dispose();
+    this.sin?.dispose();
+    this.cos = this.sin = null;
+    this.ropeRows = 0;
+  }
+}
