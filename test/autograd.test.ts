@@ -1,0 +1,94 @@
+// Composed gradients: central finite differences of a real decoder's loss against the tape's
+// gradients (LoRA weights of every kind of layer, through attention, RoPE, norms, SwiGLU, the fused
+// head + cross-entropy, with and without activation checkpointing); and the fused head against the
+// plain head + cross-entropy.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { backward, noGrad } from '../src/autograd/tape.js';
+import { loadModel } from '../src/models/load.js';
+import { crossEntropy } from '../src/ops/cross-entropy.js';
+import { linearCrossEntropy } from '../src/ops/linear-cross-entropy.js';
+import { linear } from '../src/ops/matmul.js';
+import { cast } from '../src/ops/elementwise.js';
+import { adapterParameters, addAdapter } from '../src/peft/adapters.js';
+import { LORA_DEFAULTS } from '../src/peft/config.js';
+import { padBatch, toDevice } from '../src/train/batching.js';
+import { lossSum } from '../src/train/loss.js';
+import { Tensor, tidy } from '../src/tensor/tensor.js';
+import { assertClose, fixture, randn } from './helpers.js';
+
+test('finite differences agree with backward through a whole decoder', async (t) => {
+  const dir = fixture('models', 'qwen2');
+  if (!dir) return t.skip('fixture missing: run scripts/reference/make-all.sh');
+  const { model } = await loadModel(dir);
+  try {
+    addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 3, alpha: 6, dropout: 0 }, 9);
+    const params = adapterParameters(model, 'default');
+    for (const [, p] of params) p.as('f32').set(Float32Array.from(randn(p.size, p.size, 0.05)));
+    const ids = [5, 17, 33, 2, 80, 41, 9, 60, 11, 70, 3];
+    const hb = padBatch([
+      { ids, labels: ids },
+      { ids: ids.slice(0, 6).reverse(), labels: [-100, -100, ...ids.slice(2, 6)] },
+    ]);
+    const lossOf = (checkpointing: boolean, grad: boolean): number =>
+      tidy(() => {
+        const { batch, targets } = toDevice(hb);
+        const l = lossSum(model, batch, targets, { checkpointing });
+        const v = l.item();
+        if (grad) backward(l);
+        return v;
+      });
+    for (const checkpointing of [false, true]) {
+      lossOf(checkpointing, true);
+      const eps = 1e-2;
+      let checked = 0;
+      for (const [key, p] of params) {
+        if (!/layers\.1\.(self_attn\.(q|v)|mlp\.(gate|down))_proj\.lora_[AB]/.test(key)) continue;
+        const w = p.as('f32');
+        const g = p.grad!.toFloat32();
+        for (const i of [0, Math.floor(p.size / 2), p.size - 1]) {
+          const orig = w[i];
+          w[i] = orig + eps;
+          const up = noGrad(() => lossOf(checkpointing, false));
+          w[i] = orig - eps;
+          const down = noGrad(() => lossOf(checkpointing, false));
+          w[i] = orig;
+          const fd = (up - down) / (2 * eps);
+          assert.ok(Math.abs(fd - g[i]) < 2e-3 + 2e-2 * Math.abs(fd), `${key}[${i}] checkpointing=${checkpointing}: fd ${fd} vs ${g[i]}`);
+          checked++;
+        }
+      }
+      assert.ok(checked >= 20);
+      for (const [, p] of params) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+    }
+  } finally {
+    model.dispose();
+  }
+});
+
+test('fused head + cross-entropy equals head then cross-entropy (f32 and bf16 weights, ignored rows)', () => {
+  const [N, D, V] = [37, 33, 513];
+  const targets = Array.from({ length: N }, (_, i) => (i % 4 === 1 ? -100 : (i * 97) % V));
+  for (const dtype of ['f32', 'bf16'] as const) {
+    tidy(() => {
+      const h1 = Tensor.from(randn(N * D, 1), [N, D]);
+      const h2 = Tensor.from(randn(N * D, 1), [N, D]);
+      h1.requiresGrad = h2.requiresGrad = true;
+      const w32 = Tensor.from(randn(V * D, 2, 0.2), [V, D]);
+      const w = dtype === 'bf16' ? cast(w32, 'bf16') : w32;
+      const t = Tensor.from(targets, [N], 'i32');
+      // One backward per tape: each clears what was recorded.
+      const fused = linearCrossEntropy(h1, w, t);
+      backward(fused);
+      const plain = crossEntropy(linear(h2, w), t);
+      backward(plain);
+      assertClose([fused.item()], [plain.item()], 1e-5, `${dtype} loss`);
+      assertClose(h1.grad!.toFloat32(), h2.grad!.toFloat32(), 1e-5, `${dtype} dh`);
+      h1.dispose();
+      h2.dispose();
+    });
+  }
+});
