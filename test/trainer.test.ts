@@ -114,7 +114,7 @@ test('lorakit train/eval/generate/inspect from the command line', async (t) => {
   const r = cli(['train', '--model', model, '--data', data, '--eval-data', data, '--out', out, '--max-steps', '3', '--batch-size', '4', '--r', '4', '--save-every', '2']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /eval loss .* -> /);
-  assert.deepEqual(readdirSync(out).sort(), ['adapter', 'checkpoints', 'metrics.jsonl']);
+  assert.deepEqual(readdirSync(out).sort(), ['adapter', 'checkpoints', 'metrics.jsonl', 'report.html', 'run.json']);
   const ev = cli(['eval', '--model', model, '--adapter', join(out, 'adapter'), '--data', data, '--json']);
   assert.equal(ev.status, 0, ev.stderr);
   const e = JSON.parse(ev.stdout) as { loss: number; perplexity: number; tokens: number };

@@ -84,42 +84,40 @@ export class Progress {
     return Math.max(0, perStep * (m.totalSteps - m.step));
   }
 
-  /** The fields after the step count, most important first (a narrow terminal drops from the end). */
-  private fields(m: StepMetrics): string[] {
-    const out = [`loss ${m.loss.toFixed(4)}`];
-    if (this.evalLoss !== null) out.push(`eval ${this.evalLoss.toFixed(4)}`);
-    out.push(`lr ${m.lr.toExponential(2)}`);
-    out.push(`${Math.round(this.tokensPerSecond()).toLocaleString('en-US')} tok/s`);
-    out.push(`mem ${formatBytes(m.memory)}`);
-    out.push(m.step >= m.totalSteps ? `took ${formatDuration(m.elapsed)}` : `ETA ${formatDuration(this.eta())}`);
+  /** The fields after the step count, in display order, each with its rank (1 = dropped last). */
+  private fields(m: StepMetrics): [string, number][] {
+    const out: [string, number][] = [[`loss ${m.loss.toFixed(4)}`, 1]];
+    if (this.evalLoss !== null) out.push([`eval ${this.evalLoss.toFixed(4)}`, 3]);
+    out.push([`lr ${m.lr.toExponential(2)}`, 5]);
+    out.push([`${Math.round(this.tokensPerSecond()).toLocaleString('en-US')} tok/s`, 4]);
+    out.push([`mem ${formatBytes(m.memory)}`, 6]);
+    out.push([m.step >= m.totalSteps ? `took ${formatDuration(m.elapsed)}` : `ETA ${formatDuration(this.eta())}`, 2]);
     return out;
   }
 
   /** One plain line (non-TTY). */
   line(m: StepMetrics): string {
     const pct = Math.floor((100 * m.step) / m.totalSteps);
-    const f = this.fields(m);
+    const f = this.fields(m).map(([t]) => t);
     f.splice(this.evalLoss !== null ? 3 : 2, 0, `grad ${m.grad_norm.toFixed(3)}`);
     return `step ${m.step}/${m.totalSteps} (${pct}%) | ${f.join(' | ')}`;
   }
 
-  /** The bar (TTY), never wider than the terminal so the in-place redraw never wraps. */
+  /**
+   * The bar (TTY), never wider than the terminal so the in-place redraw never wraps: a narrow
+   * terminal first shrinks the bar to 10 cells, then drops the least useful fields.
+   */
   bar(m: StepMetrics, columns: number): string {
     const width = Math.max(20, columns - 1);
     const count = `${String(m.step).padStart(String(m.totalSteps).length)}/${m.totalSteps}`;
-    const fields = this.fields(m);
-    let tail = '';
-    for (const f of fields) {
-      const next = tail ? `${tail} | ${f}` : f;
-      // Keep room for a bar of at least 10 cells when anything beyond the loss is shown.
-      if (tail && count.length + next.length + 16 > width) break;
-      tail = next;
-    }
-    const barCells = Math.min(30, width - count.length - tail.length - 6);
-    if (barCells < 5) return `${count} ${tail}`.slice(0, width);
+    let fields = this.fields(m);
+    const tail = () => fields.map(([t]) => t).join(' | ');
+    while (fields.length > 1 && 10 + 1 + count.length + 3 + tail().length > width)
+      fields = fields.filter((f) => f[1] !== Math.max(...fields.map(([, r]) => r)));
+    const barCells = Math.min(30, width - count.length - tail().length - 4);
+    if (barCells < 5) return `${count} | ${tail()}`.slice(0, width);
     const filled = Math.round((barCells * m.step) / m.totalSteps);
-    const bar = '█'.repeat(filled) + '░'.repeat(barCells - filled);
-    return `${bar} ${count} | ${tail}`.slice(0, width);
+    return `${'█'.repeat(filled)}${'░'.repeat(barCells - filled)} ${count} | ${tail()}`;
   }
 
   step(m: StepMetrics): void {
@@ -130,7 +128,7 @@ export class Progress {
     const edge = m.step === 1 || m.step >= m.totalSteps;
     if (this.tty) {
       if (!edge && now - this.lastWrite < this.redraw) return;
-      this.stream.write(`\r\x1b[2K${this.bar(m, this.stream.columns ?? 80)}`);
+      this.stream.write(`\r\x1b[2K${this.bar(m, this.stream.columns || 80)}`);
       this.drawn = true;
     } else {
       if (!edge && now - this.lastWrite < this.interval) return;
@@ -151,7 +149,7 @@ export class Progress {
   note(text: string): void {
     if (this.tty && this.drawn) {
       this.stream.write(`\r\x1b[2K${text}\n`);
-      if (this.last) this.stream.write(this.bar(this.last, this.stream.columns ?? 80));
+      if (this.last) this.stream.write(this.bar(this.last, this.stream.columns || 80));
       return;
     }
     this.stream.write(`${text}\n`);
@@ -161,7 +159,7 @@ export class Progress {
   done(): void {
     const m = this.last;
     if (this.tty) {
-      if (m && m.step !== this.printedStep) this.stream.write(`\r\x1b[2K${this.bar(m, this.stream.columns ?? 80)}`);
+      if (m && m.step !== this.printedStep) this.stream.write(`\r\x1b[2K${this.bar(m, this.stream.columns || 80)}`);
       if (this.drawn || (m && m.step !== this.printedStep)) this.stream.write('\n');
       this.drawn = false;
     } else if (m && m.step !== this.printedStep) this.stream.write(`${this.line(m)}\n`);

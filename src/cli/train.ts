@@ -10,6 +10,7 @@ import { writeReport } from '../dashboard/report.js';
 import { writeRunInfo } from '../dashboard/runs.js';
 import { convertValue, didYouMean, parseFlags, UsageError, type Specs } from './args.js';
 import { Progress } from './progress.js';
+import { describeBaseWeights } from './run.js';
 
 export const SYNOPSIS = '--model M --data FILE --out DIR [flags]';
 export const HELP = 'fine-tune a LoRA adapter';
@@ -120,8 +121,8 @@ export function parseTrainFlags(argv: string[]): TrainFlags {
     throw new UsageError('lorakit train: give --epochs or --max-steps, not both.');
   if (merged['warmup-steps'] !== undefined && merged['warmup-ratio'] !== undefined)
     throw new UsageError('lorakit train: give --warmup-steps or --warmup-ratio, not both.');
-  if (merged.quantize || merged['double-quant'])
-    throw new UsageError('lorakit train: --quantize/--double-quant (QLoRA) are not available in this version yet; train on an unquantized base (--dtype bfloat16 halves its memory).');
+  if (merged['double-quant'] && merged.quantize !== 'nf4' && merged.quantize !== 'fp4')
+    throw new UsageError('lorakit train: --double-quant needs --quantize nf4 or fp4.');
   if (merged['modules-to-save']) throw new UsageError('lorakit train: --modules-to-save is not available in this version yet.');
   if (merged.device === 'cuda') throw new UsageError('lorakit train: --device cuda is not available in this build; use --device cpu.');
   return merged;
@@ -132,7 +133,12 @@ export async function run(argv: string[]): Promise<number> {
   const out = f.out!;
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`lorakit: loading ${f.model}`);
-  const { model, tokenizer } = await loadModel(f.model!, { dtype: f.dtype as 'float32' | 'bfloat16' | undefined });
+  const { model, tokenizer } = await loadModel(f.model!, {
+    dtype: f.dtype as 'float32' | 'bfloat16' | undefined,
+    quantize: f.quantize as 'nf4' | 'fp4' | 'int8' | undefined,
+    doubleQuant: f['double-quant'] === true,
+  });
+  log(`lorakit: ${describeBaseWeights(model)}`);
   try {
     const name = 'default';
     if (f.adapter) {
