@@ -35,16 +35,20 @@ using bf16 = __nv_bfloat16;
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }
 
-// Grid size for a grid-stride loop over n elements: enough blocks to fill the chip several times.
-inline unsigned grid_for(int64_t n, int block) {
+inline int num_sms() {
   static int sms = [] {
     int dev = 0, v = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
       return 132;
     return v;
   }();
+  return sms;
+}
+
+// Grid size for a grid-stride loop over n elements: enough blocks to fill the chip several times.
+inline unsigned grid_for(int64_t n, int block) {
   int64_t want = (n + block - 1) / block;
-  int64_t cap = static_cast<int64_t>(sms) * 16;
+  int64_t cap = static_cast<int64_t>(num_sms()) * 16;
   return static_cast<unsigned>(want < 1 ? 1 : (want < cap ? want : cap));
 }
 

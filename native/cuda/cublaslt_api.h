@@ -1,7 +1,7 @@
 // The part of the cuBLASLt C API that gemm.cu uses, declared here so the backend builds with nvcc alone
 // (the CUDA toolkit on CI has no cuBLAS headers; the library itself is loaded with dlopen at run time).
 // Values are those of cuBLAS 12.x/13.x's cublas_api.h and cublasLt.h; bench/gpu/run-all.sh checks them
-// with static_asserts against the real headers wherever those exist (native/cuda/harness/abi_check.cu).
+// with static_asserts against the real headers wherever those exist (native/cuda/harness/cublaslt_abi.cu).
 #pragma once
 #include <cuda_runtime.h>
 #include <library_types.h>

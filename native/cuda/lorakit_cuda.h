@@ -160,7 +160,8 @@ void adamw_step(float* p, float* m, float* v, bf16* p_bf16, const float* g, cons
 
 // ---- NF4 dequantize (nf4.cu) ---------------------------------------------------------------------
 // bitsandbytes layout: element i sits in byte i/2, high nibble first; blocks of `blocksize` elements
-// share absmax[i / blocksize]; value = NF4[code] · absmax. out [n] bf16.
+// share absmax[i / blocksize] (a power of two, 16…4096); value = NF4[code] · absmax. out [n] bf16,
+// out 16-byte and packed 4-byte aligned.
 void nf4_dequantize(bf16* out, const uint8_t* packed, const float* absmax, int64_t n, int blocksize, cudaStream_t stream);
 // Double quantization: absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset.
 void nf4_dequantize_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
@@ -174,7 +175,7 @@ void nf4_dequantize_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q
 // flash-attention tiles on tensor cores for D ∈ {64, 128}, a CUDA-core tiled path for other D ≤ 256.
 void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* segments, int B, int Tq,
                        int Tk, int Hq, int Hkv, int D, float scale, cudaStream_t stream);
-size_t attention_backward_workspace(int B, int Tq, int Hq, int D);
+size_t attention_backward_workspace(int B, int Tq, int Tk, int Hq, int Hkv, int D);
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const bf16* q, const bf16* k,
                         const bf16* v, const float* lse, const int32_t* segments, int B, int Tq, int Tk, int Hq, int Hkv, int D,
                         float scale, void* workspace, cudaStream_t stream);

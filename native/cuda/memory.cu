@@ -40,8 +40,8 @@ const char* dtype_name(DType t) {
   return "?";
 }
 
-// Up to 32 MiB: four classes per power of two (at most 25% rounding waste), at least 512 bytes so
-// every block is 256-byte aligned for cuBLASLt and 16-byte vector access. Above: multiples of 2 MiB.
+// Up to 32 MiB: four classes per power of two (at most 25% rounding waste), at least 512 bytes. Above:
+// multiples of 2 MiB. Every block is its own cudaMalloc, so 256-byte aligned (cuBLASLt, 16-byte vectors).
 size_t size_class(size_t bytes) {
   constexpr size_t kMin = 512, kLarge = size_t(32) << 20, kLargeStep = size_t(2) << 20;
   if (bytes <= kMin) return kMin;

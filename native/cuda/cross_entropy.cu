@@ -1,0 +1,189 @@
+// Fused linear + cross-entropy over vocabulary chunks, forward and backward. The logits h · Wᵀ exist
+// only [N, chunk] at a time (fp32, from a bf16 cuBLASLt GEMM), never as the full [N, V] matrix or its
+// log-softmax.
+//   forward:  per chunk, logits = h · W_cᵀ, then each row's running (max, Σexp) is merged with the
+//             chunk's (online logsumexp) and the target logit picked when it falls in the chunk.
+//             lse[n] = max + log Σexp, loss[n] = lse[n] − logit[n, target] (0 for target −100).
+//   backward: needs h, W, targets and the saved lse [N]. Per chunk the logits are recomputed and
+//             dz = grad_scale · (exp(logit − lse) − onehot) written in bf16, then dh += dz · W_c
+//             (fp32 accumulation across chunks) and, when W is trained, dW_c += dzᵀ · h.
+#include "common.cuh"
+#include "lorakit_cuda.h"
+
+namespace lkc {
+namespace {
+
+constexpr int kBlock = 256;
+constexpr int32_t kIgnore = -100;
+
+// Per-thread online (max, Σexp) over a strided slice of one row, then merged across the block.
+template <typename T>
+__device__ void row_stats(const T* z, int64_t n, float& M, float& S) {
+  float m = -INFINITY, s = 0.f;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float x = to_f32(z[j]);
+    if (x > m) {
+      s = s * __expf(m - x) + 1.f;
+      m = x;
+    } else {
+      s += __expf(x - m);
+    }
+  }
+  M = block_max(m);
+  s = m == -INFINITY ? 0.f : s * __expf(m - M);
+  S = block_sum(s);
+}
+
+// Running stats m, s, zt [N] merged with chunk logits [N, vc] covering vocab ids [v0, v0 + vc).
+__global__ void __launch_bounds__(kBlock) ce_chunk_stats_kernel(float* m, float* s, float* zt, const float* logits,
+                                                                const int32_t* targets, int vc, int64_t v0, bool first) {
+  const int64_t row = blockIdx.x;
+  const float* z = logits + row * vc;
+  float M, S;
+  row_stats(z, vc, M, S);
+  if (threadIdx.x == 0) {
+    if (first) {
+      m[row] = M;
+      s[row] = S;
+      zt[row] = 0.f;
+    } else {
+      const float mo = m[row], mn = fmaxf(mo, M);
+      s[row] = s[row] * __expf(mo - mn) + S * __expf(M - mn);
+      m[row] = mn;
+    }
+    const int64_t t = targets[row];
+    if (t >= v0 && t < v0 + vc) zt[row] = z[t - v0];
+  }
+}
+
+// loss, lse [N] <- m, s, zt [N]
+__global__ void ce_finish_kernel(float* loss, float* lse, const float* m, const float* s, const float* zt, const int32_t* targets,
+                                 int64_t N) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  const float l = m[i] + logf(s[i]);
+  lse[i] = l;
+  loss[i] = targets[i] == kIgnore ? 0.f : l - zt[i];
+}
+
+// dz [N, vc] bf16 <- logits [N, vc], lse [N], targets [N]
+__global__ void __launch_bounds__(kBlock) ce_chunk_grad_kernel(bf16* dz, const float* logits, const float* lse,
+                                                               const int32_t* targets, float grad_scale, int vc, int64_t v0) {
+  const int64_t row = blockIdx.x;
+  const int64_t t = targets[row];
+  const float l = lse[row], g = t == kIgnore ? 0.f : grad_scale;
+  const float* z = logits + row * vc;
+  bf16* d = dz + row * vc;
+  for (int j = threadIdx.x; j < vc; j += blockDim.x) {
+    const float p = __expf(z[j] - l);
+    d[j] = __float2bfloat16_rn(g * (p - (v0 + j == t ? 1.f : 0.f)));
+  }
+}
+
+// Plain cross-entropy on full logits [N, V]: loss, lse [N].
+template <typename T>
+__global__ void __launch_bounds__(kBlock) ce_logits_kernel(float* loss, float* lse, const T* logits, const int32_t* targets,
+                                                           int64_t V) {
+  const int64_t row = blockIdx.x;
+  const T* z = logits + row * V;
+  float M, S;
+  row_stats(z, V, M, S);
+  if (threadIdx.x == 0) {
+    const float l = M + logf(S);
+    const int64_t t = targets[row];
+    lse[row] = l;
+    loss[row] = (t == kIgnore || t < 0 || t >= V) ? 0.f : l - to_f32(z[t]);
+  }
+}
+
+struct Workspace {
+  float* logits;  // [N, chunk]
+  bf16* dz;       // [N, chunk]
+  float* dh;      // [N, C]
+  float *m, *s, *zt;
+};
+
+size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+
+Workspace carve(void* base, int64_t N, int C, int chunk) {
+  char* p = static_cast<char*>(base);
+  Workspace w;
+  w.logits = reinterpret_cast<float*>(p);
+  p += align256(size_t(N) * chunk * 4);
+  w.dz = reinterpret_cast<bf16*>(p);
+  p += align256(size_t(N) * chunk * 2);
+  w.dh = reinterpret_cast<float*>(p);
+  p += align256(size_t(N) * C * 4);
+  w.m = reinterpret_cast<float*>(p);
+  p += align256(size_t(N) * 4);
+  w.s = reinterpret_cast<float*>(p);
+  p += align256(size_t(N) * 4);
+  w.zt = reinterpret_cast<float*>(p);
+  return w;
+}
+
+void check_sizes(int64_t N, int C, int64_t V, int chunk) {
+  LKC_REQUIRE(N > 0 && C > 0 && V > 0, "cross-entropy sizes must be positive.");
+  LKC_REQUIRE(chunk > 0, "cross-entropy vocabulary chunk must be positive.");
+  LKC_REQUIRE(N <= INT32_MAX, "cross-entropy supports at most 2^31 rows.");
+}
+
+}  // namespace
+
+size_t linear_cross_entropy_workspace(int64_t N, int C, int chunk) {
+  return align256(size_t(N) * chunk * 4) + align256(size_t(N) * chunk * 2) + align256(size_t(N) * C * 4) + 3 * align256(size_t(N) * 4);
+}
+
+void linear_cross_entropy_forward(float* loss, float* lse, const bf16* h, const bf16* W, const int32_t* targets, int64_t N, int C,
+                                  int64_t V, int chunk, void* workspace, cudaStream_t stream) {
+  check_sizes(N, C, V, chunk);
+  Workspace w = carve(workspace, N, C, chunk);
+  for (int64_t v0 = 0; v0 < V; v0 += chunk) {
+    const int vc = int(std::min<int64_t>(chunk, V - v0));
+    GemmOpts o;
+    o.trans_b = true;  // logits [N, vc] = h [N, C] · W_c [vc, C]ᵀ
+    gemm(w.logits, DType::F32, h, DType::BF16, W + v0 * C, DType::BF16, N, vc, C, o, stream);
+    ce_chunk_stats_kernel<<<unsigned(N), kBlock, 0, stream>>>(w.m, w.s, w.zt, w.logits, targets, vc, v0, v0 == 0);
+    LKC_CHECK_LAUNCH("ce_chunk_stats");
+  }
+  ce_finish_kernel<<<ceil_div(N, 256), 256, 0, stream>>>(loss, lse, w.m, w.s, w.zt, targets, N);
+  LKC_CHECK_LAUNCH("ce_finish");
+}
+
+void linear_cross_entropy_backward(bf16* dh, float* dW, const bf16* h, const bf16* W, const int32_t* targets, const float* lse,
+                                   float grad_scale, int64_t N, int C, int64_t V, int chunk, void* workspace, cudaStream_t stream) {
+  check_sizes(N, C, V, chunk);
+  Workspace w = carve(workspace, N, C, chunk);
+  for (int64_t v0 = 0; v0 < V; v0 += chunk) {
+    const int vc = int(std::min<int64_t>(chunk, V - v0));
+    GemmOpts o;
+    o.trans_b = true;
+    gemm(w.logits, DType::F32, h, DType::BF16, W + v0 * C, DType::BF16, N, vc, C, o, stream);
+    ce_chunk_grad_kernel<<<unsigned(N), kBlock, 0, stream>>>(w.dz, w.logits, lse, targets, grad_scale, vc, v0);
+    LKC_CHECK_LAUNCH("ce_chunk_grad");
+    GemmOpts od;  // dh [N, C] (+)= dz [N, vc] · W_c [vc, C]
+    od.beta = v0 == 0 ? 0.f : 1.f;
+    gemm(w.dh, DType::F32, w.dz, DType::BF16, W + v0 * C, DType::BF16, N, C, vc, od, stream);
+    if (dW) {
+      GemmOpts ow;  // dW_c [vc, C] += dz [N, vc]ᵀ · h [N, C]
+      ow.trans_a = true;
+      ow.beta = 1.f;
+      gemm(dW + v0 * C, DType::F32, w.dz, DType::BF16, h, DType::BF16, vc, C, N, ow, stream);
+    }
+  }
+  cast(dh, DType::BF16, w.dh, DType::F32, N * C, stream);
+}
+
+void cross_entropy_forward(float* loss, float* lse, const void* logits, DType t, const int32_t* targets, int64_t N, int64_t V,
+                           cudaStream_t stream) {
+  LKC_REQUIRE(t == DType::F32 || t == DType::BF16, "cross-entropy logits must be f32 or bf16.");
+  if (N <= 0) return;
+  LKC_REQUIRE(V > 0, "cross-entropy needs a non-empty vocabulary.");
+  if (t == DType::F32)
+    ce_logits_kernel<<<unsigned(N), kBlock, 0, stream>>>(loss, lse, static_cast<const float*>(logits), targets, V);
+  else
+    ce_logits_kernel<<<unsigned(N), kBlock, 0, stream>>>(loss, lse, static_cast<const bf16*>(logits), targets, V);
+  LKC_CHECK_LAUNCH("cross_entropy_forward");
+}
+
+}  // namespace lkc

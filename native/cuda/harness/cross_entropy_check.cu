@@ -1,0 +1,120 @@
+// Fused linear + cross-entropy harness: loss and lse forward, dh and dW backward over several
+// vocabulary chunks (one partial), ignored targets, against float64 references on the bf16 inputs;
+// plain cross-entropy over given logits; then times at the three models' lm_head shapes.
+#include "harness.h"
+
+using namespace hx;
+
+namespace {
+
+void correctness() {
+  Rng r(61);
+  struct Case {
+    int64_t N;
+    int C;
+    int64_t V;
+    int chunk;
+  };
+  for (Case c : {Case{1, 8, 7, 7}, Case{33, 64, 1000, 300}, Case{127, 96, 2053, 1024}, Case{17, 40, 130, 1000}}) {
+    const std::string tag = dims({c.N, c.C}) + " V=" + std::to_string(c.V) + " chunk=" + std::to_string(c.chunk);
+    auto h = randn(r, c.N * c.C, 1.f), W = randn(r, c.V * c.C, 0.3f);
+    std::vector<int32_t> t(c.N);
+    int count = 0;
+    for (int64_t n = 0; n < c.N; n++) {
+      t[n] = (n % 5 == 3) ? -100 : r.below(int(c.V));
+      count += t[n] != -100;
+    }
+    const float gs = 1.f / std::max(count, 1);
+    Buf dh_ = up_bf16(h), dW_ = up_bf16(W), dt = up(t), loss(c.N * 4), lse(c.N * 4), dhg(c.N * c.C * 2), dWg(c.V * c.C * 4);
+    Buf ws(lkc::linear_cross_entropy_workspace(c.N, c.C, c.chunk));
+    loss.poison(), lse.poison();
+    lkc::linear_cross_entropy_forward(loss.f(), lse.f(), dh_.bf(), dW_.bf(), dt.as<int32_t>(), c.N, c.C, c.V, c.chunk, ws.p, nullptr);
+    std::vector<double> lref(c.N), lseref(c.N), dhref(c.N * c.C, 0.0), dWref(c.V * c.C, 0.0);
+    std::vector<double> z(c.V);
+    for (int64_t n = 0; n < c.N; n++) {
+      double m = -1e300;
+      for (int64_t v = 0; v < c.V; v++) {
+        double a = 0;
+        for (int k = 0; k < c.C; k++) a += double(h[n * c.C + k]) * W[v * c.C + k];
+        z[v] = a, m = std::max(m, a);
+      }
+      double s = 0;
+      for (int64_t v = 0; v < c.V; v++) s += std::exp(z[v] - m);
+      lseref[n] = m + std::log(s);
+      lref[n] = t[n] == -100 ? 0.0 : lseref[n] - z[t[n]];
+      if (t[n] == -100) continue;
+      for (int64_t v = 0; v < c.V; v++) {
+        const double g = gs * (std::exp(z[v] - lseref[n]) - (v == t[n] ? 1.0 : 0.0));
+        for (int k = 0; k < c.C; k++) {
+          dhref[n * c.C + k] += g * W[v * c.C + k];
+          dWref[v * c.C + k] += g * h[n * c.C + k];
+        }
+      }
+    }
+    check("linear CE fwd loss", tag, compare(down<float>(loss.p, c.N), lref), 1e-5);
+    check("linear CE fwd lse", tag, compare(down<float>(lse.p, c.N), lseref), 1e-5);
+    dhg.poison();
+    dWg.zero();
+    lkc::linear_cross_entropy_backward(dhg.bf(), dWg.f(), dh_.bf(), dW_.bf(), dt.as<int32_t>(), lse.f(), gs, c.N, c.C, c.V, c.chunk,
+                                       ws.p, nullptr);
+    // dz is rounded to bf16 before the GEMMs: ~3e-3 relative, so a bf16 tolerance.
+    check("linear CE bwd dh", tag, compare(down_bf16(dhg.p, c.N * c.C), dhref), 1e-2);
+    check("linear CE bwd dW", tag, compare(down<float>(dWg.p, c.V * c.C), dWref), 1e-2);
+    // plain cross-entropy on the full logits, bf16 and f32
+    std::vector<float> logits(c.N * c.V);
+    for (int64_t n = 0; n < c.N; n++)
+      for (int64_t v = 0; v < c.V; v++) {
+        double a = 0;
+        for (int k = 0; k < c.C; k++) a += double(h[n * c.C + k]) * W[v * c.C + k];
+        logits[n * c.V + v] = float(a);
+      }
+    Buf dl = up(logits);
+    loss.poison();
+    lkc::cross_entropy_forward(loss.f(), lse.f(), dl.p, lkc::DType::F32, dt.as<int32_t>(), c.N, c.V, nullptr);
+    check("cross-entropy on logits f32", tag, compare(down<float>(loss.p, c.N), lref), 1e-5);
+  }
+  expect_throw("linear CE", "zero chunk", [] {
+    lkc::linear_cross_entropy_forward(nullptr, nullptr, nullptr, nullptr, nullptr, 4, 4, 4, 0, nullptr, nullptr);
+  });
+}
+
+void timings() {
+  struct M {
+    const char* name;
+    int C;
+    int64_t V;
+  };
+  const int64_t N = 8192;  // 4 × 2048 tokens
+  const int chunk = 16384;
+  for (M m : {M{"Llama-3.2-1B", 2048, 128256}, M{"Qwen2.5-0.5B", 896, 151936}, M{"Llama-3.1-8B", 4096, 128256}}) {
+    Buf h = rand_bf16(N * m.C, 1), W = rand_bf16(m.V * m.C, 2, 0.05f), loss(N * 4), lse(N * 4), dh(N * m.C * 2);
+    std::vector<int32_t> t(N);
+    Rng r(3);
+    for (auto& x : t) x = r.below(int(m.V));
+    Buf dt = up(t), ws(lkc::linear_cross_entropy_workspace(N, m.C, chunk));
+    const double flops = 2.0 * N * m.C * m.V;
+    const std::string shape = std::string(m.name) + " " + dims({N, m.C}) + " V=" + std::to_string(m.V);
+    double us = time_us(
+        [&] { lkc::linear_cross_entropy_forward(loss.f(), lse.f(), h.bf(), W.bf(), dt.as<int32_t>(), N, m.C, m.V, chunk, ws.p, nullptr); },
+        2, 10);
+    timing("linear CE fwd (1 GEMM)", shape, us, tflops(flops, us));
+    us = time_us(
+        [&] {
+          lkc::linear_cross_entropy_backward(dh.bf(), nullptr, h.bf(), W.bf(), dt.as<int32_t>(), lse.f(), 1.f / N, N, m.C, m.V, chunk,
+                                             ws.p, nullptr);
+        },
+        2, 10);
+    timing("linear CE bwd (2 GEMMs)", shape, us, tflops(2 * flops, us));
+    std::printf("| time | linear CE workspace | %s | - | %.0f MiB |\n", shape.c_str(),
+                double(lkc::linear_cross_entropy_workspace(N, m.C, chunk)) / (1 << 20));
+  }
+}
+
+}  // namespace
+
+int main() {
+  return run("cross_entropy", [] {
+    correctness();
+    if (!quick()) timings();
+  });
+}

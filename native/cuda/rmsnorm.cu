@@ -1,0 +1,155 @@
+// RMSNorm, forward and backward. One warp per row of C channels (16-byte accesses when C % 8 == 0),
+// fp32 statistics. Forward rounds as transformers' LlamaRMSNorm does: t = bf16(x · rstd), then
+// y = bf16(w · t). Backward needs x, w and the rstd [N] that forward saved.
+//   forward:  rstd = 1 / sqrt(mean(x²) + eps),  y = w · x · rstd
+//   backward: g = dy · w,  dx = rstd · (g − x · rstd² · mean(g · x)),  dw += Σ_rows dy · x · rstd
+#include <algorithm>
+
+#include "common.cuh"
+#include "lorakit_cuda.h"
+
+namespace lkc {
+namespace {
+
+constexpr int kWarps = 8;
+
+// out [N, C], rstd [N] <- x [N, C], w [C]
+template <bool VEC>
+__global__ void __launch_bounds__(kWarps * 32) rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, const bf16* w,
+                                                                      int64_t N, int C, float eps) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (row >= N) return;
+  const bf16* xr = x + row * C;
+  bf16* orow = out + row * C;
+  float ss = 0.f;
+  if (VEC) {
+    for (int c = lane * 8; c < C; c += 256) {
+      float v[8];
+      load8(xr + c, v);
+#pragma unroll
+      for (int k = 0; k < 8; k++) ss += v[k] * v[k];
+    }
+  } else {
+    for (int c = lane; c < C; c += 32) {
+      float v = to_f32(xr[c]);
+      ss += v * v;
+    }
+  }
+  const float r = rsqrtf(warp_sum(ss) / C + eps);
+  if (lane == 0) rstd[row] = r;
+  if (VEC) {
+    for (int c = lane * 8; c < C; c += 256) {
+      float v[8], g[8];
+      load8(xr + c, v);
+      load8(w + c, g);
+#pragma unroll
+      for (int k = 0; k < 8; k++) v[k] = g[k] * __bfloat162float(__float2bfloat16_rn(v[k] * r));
+      store8(orow + c, v);
+    }
+  } else {
+    for (int c = lane; c < C; c += 32)
+      orow[c] = __float2bfloat16_rn(to_f32(w[c]) * __bfloat162float(__float2bfloat16_rn(to_f32(xr[c]) * r)));
+  }
+}
+
+// dx [N, C] <- dy [N, C], x [N, C], w [C], rstd [N]
+template <bool VEC>
+__global__ void __launch_bounds__(kWarps * 32) rmsnorm_backward_kernel(bf16* dx, const bf16* dy, const bf16* x, const bf16* w,
+                                                                       const float* rstd, int64_t N, int C) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  {
+    const int64_t row = int64_t(blockIdx.x) * kWarps + warp;
+    if (row >= N) return;
+    const bf16 *xr = x + row * C, *dyr = dy + row * C;
+    bf16* dxr = dx + row * C;
+    const float r = rstd[row];
+    float dot = 0.f;  // Σ g·x
+    if (VEC) {
+      for (int c = lane * 8; c < C; c += 256) {
+        float a[8], b[8], g[8];
+        load8(xr + c, a);
+        load8(dyr + c, b);
+        load8(w + c, g);
+#pragma unroll
+        for (int k = 0; k < 8; k++) dot += b[k] * g[k] * a[k];
+      }
+    } else {
+      for (int c = lane; c < C; c += 32) dot += to_f32(dyr[c]) * to_f32(w[c]) * to_f32(xr[c]);
+    }
+    const float m = warp_sum(dot) / C * r * r;
+    if (VEC) {
+      for (int c = lane * 8; c < C; c += 256) {
+        float a[8], b[8], g[8], o[8];
+        load8(xr + c, a);
+        load8(dyr + c, b);
+        load8(w + c, g);
+#pragma unroll
+        for (int k = 0; k < 8; k++) o[k] = r * (b[k] * g[k] - a[k] * m);
+        store8(dxr + c, o);
+      }
+    } else {
+      for (int c = lane; c < C; c += 32) {
+        const float a = to_f32(xr[c]), b = to_f32(dyr[c]);
+        dxr[c] = __float2bfloat16_rn(r * (b * to_f32(w[c]) - a * m));
+      }
+    }
+  }
+}
+
+// dw [C] += Σ_rows dy · x · rstd: a column reduction. Each thread owns two adjacent columns over a
+// chunk of rows (a warp reads 128 contiguous bytes per row), then adds its sums to dw once.
+__global__ void rmsnorm_dw_kernel(float* dw, const bf16* dy, const bf16* x, const float* rstd, int64_t N, int C, int64_t rows_per_block) {
+  const int c = (blockIdx.x * blockDim.x + threadIdx.x) * 2;
+  if (c >= C) return;
+  const int64_t r0 = int64_t(blockIdx.y) * rows_per_block, r1 = min(N, r0 + rows_per_block);
+  const bool pair = c + 1 < C;
+  float a0 = 0.f, a1 = 0.f;
+#pragma unroll 4
+  for (int64_t r = r0; r < r1; r++) {
+    const float rs = rstd[r];
+    const bf16 *dyr = dy + r * C + c, *xr = x + r * C + c;
+    a0 += __bfloat162float(dyr[0]) * __bfloat162float(xr[0]) * rs;
+    if (pair) a1 += __bfloat162float(dyr[1]) * __bfloat162float(xr[1]) * rs;
+  }
+  atomicAdd(dw + c, a0);
+  if (pair) atomicAdd(dw + c + 1, a1);
+}
+
+}  // namespace
+
+void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int64_t N, int C, float eps, cudaStream_t stream) {
+  LKC_REQUIRE(C > 0, "rmsnorm needs at least one channel.");
+  if (N <= 0) return;
+  const bool vec = C % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w);
+  const unsigned grid = ceil_div(N, kWarps);
+  if (vec)
+    rmsnorm_forward_kernel<true><<<grid, kWarps * 32, 0, stream>>>(out, rstd, x, w, N, C, eps);
+  else
+    rmsnorm_forward_kernel<false><<<grid, kWarps * 32, 0, stream>>>(out, rstd, x, w, N, C, eps);
+  LKC_CHECK_LAUNCH("rmsnorm_forward");
+}
+
+void rmsnorm_backward(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w, const float* rstd, int64_t N, int C,
+                      cudaStream_t stream) {
+  LKC_REQUIRE(C > 0, "rmsnorm needs at least one channel.");
+  if (N <= 0) return;
+  const bool vec = C % 8 == 0 && aligned16(dx) && aligned16(dy) && aligned16(x) && aligned16(w);
+  const unsigned grid = ceil_div(N, kWarps);
+  if (vec)
+    rmsnorm_backward_kernel<true><<<grid, kWarps * 32, 0, stream>>>(dx, dy, x, w, rstd, N, C);
+  else
+    rmsnorm_backward_kernel<false><<<grid, kWarps * 32, 0, stream>>>(dx, dy, x, w, rstd, N, C);
+  if (dw) {
+    LKC_CHECK_LAUNCH("rmsnorm_backward");
+    const unsigned gx = ceil_div(C, 2 * 256);
+    // About 8 blocks per SM in all, each over a chunk of at least 16 rows.
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>((N + 15) / 16, int64_t(num_sms()) * 8 / gx));
+    const int64_t rows_per_block = (N + chunks - 1) / chunks;
+    rmsnorm_dw_kernel<<<dim3(gx, unsigned((N + rows_per_block - 1) / rows_per_block)), 256, 0, stream>>>(dw, dy, x, rstd, N, C,
+                                                                                                          rows_per_block);
+  }
+  LKC_CHECK_LAUNCH("rmsnorm_backward");
+}
+
+}  // namespace lkc

@@ -1,0 +1,90 @@
+// Rotary position embedding, Hugging Face "rotate_half" layout, forward and backward. Per head, with
+// half the rotary half-width (dims ≥ 2·half pass through unrotated, for partial rotary):
+//   forward:  out[i] = x[i]·cos[p,i] − x[i+half]·sin[p,i],  out[i+half] = x[i+half]·cos[p,i] + x[i]·sin[p,i]
+//   backward: the transpose, a rotation by −θ (sin → −sin). Nothing is saved: backward needs only the
+//   tables and positions. Positions come per token, so packed sequences restart at 0 wherever they start.
+// One warp per (token, head); lanes cover consecutive i, so loads and stores are coalesced. In place
+// (out == x) is allowed: each lane reads its pair before writing it.
+#include "common.cuh"
+#include "lorakit_cuda.h"
+
+namespace lkc {
+namespace {
+
+// out, x [rows, H, D]; cos, sin [P, half]; pos [rows]. sign = +1 forward, −1 backward.
+// One warp per (row, head): lanes walk the pairs i < half (coalesced) and then the passed-through dims.
+template <bool PAIRS>
+__global__ void rope_kernel(bf16* out, const bf16* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H,
+                            int D, int half, float sign) {
+  const int lane = threadIdx.x & 31;
+  const int64_t rh = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;  // row · H + head
+  if (rh >= rows * H) return;
+  const int64_t row = rh / H, base = rh * D, p = pos[row];
+  const float *cr = cos + p * half, *sr = sin + p * half;
+  if (PAIRS) {  // two adjacent i per lane: 4-byte bf16 and 8-byte table accesses
+    for (int i = 2 * lane; i < half; i += 64) {
+      const float2 c = *reinterpret_cast<const float2*>(cr + i), s0 = *reinterpret_cast<const float2*>(sr + i);
+      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + base + i));
+      const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + base + i + half));
+      const float sx = sign * s0.x, sy = sign * s0.y;
+      *reinterpret_cast<__nv_bfloat162*>(out + base + i) = __floats2bfloat162_rn(a.x * c.x - b.x * sx, a.y * c.y - b.y * sy);
+      *reinterpret_cast<__nv_bfloat162*>(out + base + i + half) = __floats2bfloat162_rn(b.x * c.x + a.x * sx, b.y * c.y + a.y * sy);
+    }
+  } else {
+    for (int i = lane; i < half; i += 32) {
+      const float c = cr[i], s = sign * sr[i];
+      const float x1 = __bfloat162float(x[base + i]), x2 = __bfloat162float(x[base + i + half]);
+      out[base + i] = __float2bfloat16_rn(x1 * c - x2 * s);
+      out[base + i + half] = __float2bfloat16_rn(x2 * c + x1 * s);
+    }
+  }
+  if (out != x)
+    for (int i = 2 * half + lane; i < D; i += 32) out[base + i] = x[base + i];
+}
+
+// cos, sin [P, half] <- inv_freq [half]
+__global__ void rope_tables_kernel(float* cos, float* sin, const float* inv_freq, int P, int half, float attn_scale) {
+  const int64_t n = int64_t(P) * half;
+  for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < n; t += int64_t(gridDim.x) * blockDim.x) {
+    const int i = int(t % half), p = int(t / half);
+    const float a = float(p) * inv_freq[i];  // fp32 product, as torch forms the angles
+    float s, c;
+    sincosf(a, &s, &c);
+    cos[t] = c * attn_scale;
+    sin[t] = s * attn_scale;
+  }
+}
+
+void launch(bf16* out, const bf16* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D, int half,
+            float sign, cudaStream_t stream) {
+  LKC_REQUIRE(half > 0 && 2 * half <= D, "rope's rotary half-width must be in [1, head_dim / 2].");
+  if (rows <= 0 || H <= 0) return;
+  const bool pairs = half % 2 == 0 && D % 2 == 0 && (reinterpret_cast<uintptr_t>(out) & 3) == 0 &&
+                     (reinterpret_cast<uintptr_t>(x) & 3) == 0 && (reinterpret_cast<uintptr_t>(cos) & 7) == 0 &&
+                     (reinterpret_cast<uintptr_t>(sin) & 7) == 0;
+  if (pairs)
+    rope_kernel<true><<<ceil_div(rows * H, 8), 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
+  else
+    rope_kernel<false><<<ceil_div(rows * H, 8), 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
+  LKC_CHECK_LAUNCH("rope");
+}
+
+}  // namespace
+
+void rope_forward(bf16* out, const bf16* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+                  int half, cudaStream_t stream) {
+  launch(out, x, cos, sin, pos, rows, H, D, half, 1.f, stream);
+}
+
+void rope_backward(bf16* dx, const bf16* dy, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+                   int half, cudaStream_t stream) {
+  launch(dx, dy, cos, sin, pos, rows, H, D, half, -1.f, stream);
+}
+
+void rope_tables(float* cos, float* sin, const float* inv_freq, int P, int half, float attn_scale, cudaStream_t stream) {
+  if (P <= 0 || half <= 0) return;
+  rope_tables_kernel<<<grid_for(int64_t(P) * half, 256), 256, 0, stream>>>(cos, sin, inv_freq, P, half, attn_scale);
+  LKC_CHECK_LAUNCH("rope_tables");
+}
+
+}  // namespace lkc
