@@ -15,3 +15,7 @@ export { loadData, type Example, type ChatMessage } from './train/data.js';
 export { generate, type GenerateOptions, type GenerateResult } from './infer/generate.js';
 export { openSafetensors, openSafetensorsModel, writeSafetensors } from './io/safetensors.js';
 export { readGGUF } from './io/gguf.js';
+export { mergeAdapter, unmergeAdapter, mergedAdapters, isMerged } from './peft/merge.js';
+export { exportHF, exportGGUF, exportGGUFLora } from './export/index.js';
+export { startDashboard } from './dashboard/server.js';
+export { writeReport } from './dashboard/report.js';

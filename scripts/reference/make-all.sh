@@ -6,6 +6,7 @@ PY="${PYTHON:-.venv-ref/bin/python}"
 bash scripts/fetch-smollm2.sh >/dev/null || true; "$PY" scripts/reference/io_ref.py
 "$PY" scripts/reference/model_ref.py
 "$PY" scripts/reference/peft_ref.py
+"$PY" scripts/reference/merge_ref.py
 "$PY" scripts/reference/rope_ref.py
 "$PY" scripts/reference/tokenizer_ref.py
 "$PY" scripts/reference/quant_ref.py

@@ -60,7 +60,9 @@ export function tensorBytes(t: GGUFTensorSpec): number {
   const n = t.shape.reduce((a, b) => a * b, 1);
   const rowLen = t.shape[t.shape.length - 1] ?? 1;
   if (rowLen % block !== 0)
-    throw new Error(`lorakit: tensor '${t.name}' has rows of ${rowLen} values, not a multiple of the ${t.type} block size ${block}.`);
+    throw new Error(
+      `lorakit: tensor '${t.name}' has rows of ${rowLen} values, not a multiple of the ${t.type} block size ${block}.`,
+    );
   return (n / block) * size;
 }
 
@@ -145,12 +147,14 @@ class Bytes {
 
 function writeScalar(b: Bytes, kind: ScalarKind, v: number | bigint | boolean | string, key: string): void {
   const num = (): number => {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`lorakit: GGUF metadata '${key}' needs a finite number, got ${String(v)}.`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new Error(`lorakit: GGUF metadata '${key}' needs a finite number, got ${String(v)}.`);
     return v;
   };
   const int = (lo: number, hi: number): number => {
     const n = num();
-    if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`lorakit: GGUF metadata '${key}' value ${n} does not fit ${kind}.`);
+    if (!Number.isInteger(n) || n < lo || n > hi)
+      throw new Error(`lorakit: GGUF metadata '${key}' value ${n} does not fit ${kind}.`);
     return n;
   };
   switch (kind) {
@@ -187,7 +191,10 @@ function writeScalar(b: Bytes, kind: ScalarKind, v: number | bigint | boolean | 
  * The header of a GGUF v3 file (everything before the first tensor's data, padding included) and the
  * data offset of each tensor. Keys must be unique.
  */
-export function ggufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorSpec[]): { header: Uint8Array; offsets: number[] } {
+export function ggufHeader(
+  kvs: readonly GGUFKV[],
+  tensors: readonly GGUFTensorSpec[],
+): { header: Uint8Array; offsets: number[] } {
   const seen = new Set<string>();
   for (const kv of kvs) {
     if (seen.has(kv.key)) throw new Error(`lorakit: GGUF metadata key '${kv.key}' is set twice.`);
@@ -230,14 +237,20 @@ export function ggufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorS
  * Writes a whole GGUF file to `out`: the header, then for each tensor the bytes `data(i)` returns
  * (checked against the size its type and shape imply), padded to the alignment.
  */
-export function writeGGUF(out: OutFile, kvs: readonly GGUFKV[], tensors: readonly GGUFTensorSpec[], data: (i: number) => Uint8Array): void {
+export function writeGGUF(
+  out: OutFile,
+  kvs: readonly GGUFKV[],
+  tensors: readonly GGUFTensorSpec[],
+  data: (i: number) => Uint8Array,
+): void {
   const { header } = ggufHeader(kvs, tensors);
   out.write(header);
   const start = out.written;
   tensors.forEach((t, i) => {
     const bytes = data(i);
     const want = tensorBytes(t);
-    if (bytes.length !== want) throw new Error(`lorakit: GGUF tensor '${t.name}' produced ${bytes.length} bytes, expected ${want}.`);
+    if (bytes.length !== want)
+      throw new Error(`lorakit: GGUF tensor '${t.name}' produced ${bytes.length} bytes, expected ${want}.`);
     out.write(bytes);
     const rel = out.written - start;
     const pad = (GGUF_ALIGNMENT - (rel % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;

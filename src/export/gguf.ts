@@ -18,6 +18,11 @@ import { ggufTokenizerFromGGUF, ggufTokenizerFromHF } from './tokenizer-meta.js'
 
 export type GGUFQuant = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 
+/** The GGUF weight type a string names, or undefined. */
+export function ggufQuant(s: string | undefined): GGUFQuant | undefined {
+  return s === 'f32' || s === 'f16' || s === 'q8_0' || s === 'q4_0' ? s : undefined;
+}
+
 /** llama_ftype of each choice (general.file_type). */
 const FILE_TYPE: Record<GGUFQuant, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };
 
@@ -78,7 +83,16 @@ export function permuteRows(values: Float32Array, heads: number, cols: number): 
 }
 
 /** convert_hf_to_gguf's Llama-3 rope_freqs: the per-frequency divisor of rope type llama3. */
-function llama3RopeFactors(theta: number, dim: number, s: { factor?: number; lowFreqFactor?: number; highFreqFactor?: number; originalMaxPositionEmbeddings?: number }): Float32Array {
+function llama3RopeFactors(
+  theta: number,
+  dim: number,
+  s: {
+    factor?: number;
+    lowFreqFactor?: number;
+    highFreqFactor?: number;
+    originalMaxPositionEmbeddings?: number;
+  },
+): Float32Array {
   const factor = s.factor ?? 8;
   const low = s.lowFreqFactor ?? 1;
   const high = s.highFreqFactor ?? 4;
@@ -101,7 +115,10 @@ function llama3RopeFactors(theta: number, dim: number, s: { factor?: number; low
 }
 
 /** Architecture metadata ({arch}.*) and any extra tensors (rope_freqs) for llama.cpp. */
-export function archMetadata(model: CausalLM, warnings: string[]): { kvs: GGUFKV[]; extra: { name: string; values: Float32Array }[] } {
+export function archMetadata(
+  model: CausalLM,
+  warnings: string[],
+): { kvs: GGUFKV[]; extra: { name: string; values: Float32Array }[] } {
   const c = model.config;
   const arch = ggufArch(model);
   const rope = parseRopeConfig(c.raw, c.headDim);
@@ -115,7 +132,11 @@ export function archMetadata(model: CausalLM, warnings: string[]): { kvs: GGUFKV
     { key: `${arch}.attention.head_count_kv`, type: 'u32', value: c.numKvHeads },
     { key: `${arch}.rope.freq_base`, type: 'f32', value: rope.theta },
     { key: `${arch}.attention.layer_norm_rms_epsilon`, type: 'f32', value: c.rmsNormEps },
-    { key: `${arch}.rope.dimension_count`, type: 'u32', value: Math.round(c.headDim * (rope.partialRotaryFactor ?? 1)) },
+    {
+      key: `${arch}.rope.dimension_count`,
+      type: 'u32',
+      value: Math.round(c.headDim * (rope.partialRotaryFactor ?? 1)),
+    },
   ];
   if (c.headDim * c.numHeads !== c.hiddenSize) {
     kvs.push({ key: `${arch}.attention.key_length`, type: 'u32', value: c.headDim });
@@ -133,10 +154,20 @@ export function archMetadata(model: CausalLM, warnings: string[]): { kvs: GGUFKV
       kvs.push({ key: `${arch}.rope.scaling.type`, type: 'string', value: 'yarn' });
       kvs.push({ key: `${arch}.rope.scaling.factor`, type: 'f32', value: s.factor ?? 1 });
       if (s.originalMaxPositionEmbeddings !== undefined)
-        kvs.push({ key: `${arch}.rope.scaling.original_context_length`, type: 'u32', value: s.originalMaxPositionEmbeddings });
-    } else throw new Error(`lorakit: rope scaling '${s.type}' has no GGUF equivalent in llama.cpp; this model cannot be exported to GGUF.`);
+        kvs.push({
+          key: `${arch}.rope.scaling.original_context_length`,
+          type: 'u32',
+          value: s.originalMaxPositionEmbeddings,
+        });
+    } else
+      throw new Error(
+        `lorakit: rope scaling '${s.type}' has no GGUF equivalent in llama.cpp; this model cannot be exported to GGUF.`,
+      );
   }
-  if (c.slidingWindow !== null) warnings.push(`llama.cpp's ${arch} architecture ignores the sliding window of ${c.slidingWindow} tokens.`);
+  if (c.slidingWindow !== null)
+    warnings.push(
+      `llama.cpp's ${arch} architecture ignores the sliding window of ${c.slidingWindow} tokens.`,
+    );
   return { kvs, extra };
 }
 
@@ -165,25 +196,43 @@ function encode(values: Float32Array, type: GGMLOut): Uint8Array {
 }
 
 /** general.* and tokenizer.* metadata of the source (an HF folder or a .gguf file). */
-async function sourceMetadata(source: string, tok: Tokenizer, model: CausalLM, warnings: string[]): Promise<{ name: string; tokenizer: GGUFKV[] }> {
+async function sourceMetadata(
+  source: string,
+  tok: Tokenizer,
+  model: CausalLM,
+  warnings: string[],
+): Promise<{ name: string; tokenizer: GGUFKV[] }> {
   if (statSync(source).isFile()) {
     const f: GGUFFile = await readGGUF(source);
     const n = f.get('general.name');
-    return { name: typeof n === 'string' ? n : basename(source, '.gguf'), tokenizer: ggufTokenizerFromGGUF(f) };
+    return {
+      name: typeof n === 'string' ? n : basename(source, '.gguf'),
+      tokenizer: ggufTokenizerFromGGUF(f),
+    };
   }
   const meta = ggufTokenizerFromHF(source, tok, model.config.vocabSize);
   warnings.push(...meta.warnings);
   const raw = model.config.raw._name_or_path;
-  return { name: typeof raw === 'string' && raw !== '' ? basename(raw) : basename(source), tokenizer: meta.kvs };
+  return {
+    name: typeof raw === 'string' && raw !== '' ? basename(raw) : basename(source),
+    tokenizer: meta.kvs,
+  };
 }
 
 /**
  * Writes the model as one GGUF file at `out` (temporary name, then renamed). `source` is the model's
  * folder or .gguf file (LoadedModel.path): the tokenizer and name come from it.
  */
-export async function exportGGUF(model: CausalLM, tokenizer: Tokenizer, source: string, out: string, opts: GGUFExportOptions = {}): Promise<ExportReport> {
+export async function exportGGUF(
+  model: CausalLM,
+  tokenizer: Tokenizer,
+  source: string,
+  out: string,
+  opts: GGUFExportOptions = {},
+): Promise<ExportReport> {
   const quant = opts.quant ?? 'f16';
-  if (!(quant in FILE_TYPE)) throw new Error(`lorakit: unknown GGUF weight type '${quant}' (choose f32, f16, q8_0 or q4_0).`);
+  if (!(quant in FILE_TYPE))
+    throw new Error(`lorakit: unknown GGUF weight type '${quant}' (choose f32, f16, q8_0 or q4_0).`);
   const warnings: string[] = [];
   const arch = ggufArch(model);
   const { kvs: archKvs, extra } = archMetadata(model, warnings);

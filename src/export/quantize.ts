@@ -68,7 +68,7 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
   return out;
 }
 
-/** IEEE half bits of each value (round to nearest even), little-endian bytes. */
+/** IEEE half bits of each value (round to nearest even, as numpy's astype(float16)), little-endian bytes. */
 export function encodeF16(x: Float32Array): Uint8Array {
   const h = new Uint16Array(x.length);
   for (let i = 0; i < x.length; i++) h[i] = f32ToF16(x[i]);

@@ -1,9 +1,9 @@
 // Writing large files one tensor at a time: a file whose layout (header, offsets) is known before any
 // tensor is computed, filled in order, written under a temporary name and renamed when complete.
 import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { f32ToF16 } from '../tensor/dtype.js';
 import { cast } from '../ops/elementwise.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { encodeF16 } from './quantize.js';
 
 /** An open output file: sequential writes, then commit() renames it into place or abort() removes it. */
 export class OutFile {
@@ -21,7 +21,8 @@ export class OutFile {
   }
 
   write(bytes: Uint8Array): void {
-    for (let done = 0; done < bytes.length; ) done += writeSync(this.fd, bytes, done, Math.min(bytes.length - done, 1 << 30));
+    for (let done = 0; done < bytes.length;)
+      done += writeSync(this.fd, bytes, done, Math.min(bytes.length - done, 1 << 30));
     this.written += bytes.length;
   }
 
@@ -60,10 +61,10 @@ export type FloatOut = 'F32' | 'BF16' | 'F16';
 
 export const FLOAT_BYTES: Record<FloatOut, number> = { F32: 4, BF16: 2, F16: 2 };
 
-/** The little-endian bytes of an f32 tensor's values in the given float type (round to nearest even). */
+/** The little-endian bytes of an f32 tensor's values in the given float type (round to nearest even); F32 is a view. */
 export function floatBytes(t: Tensor, type: FloatOut): Uint8Array {
   const v = t.as('f32');
-  if (type === 'F32') return new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+  if (type === 'F32') return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   if (type === 'BF16') {
     const b = cast(t, 'bf16');
     const bits = b.as('bf16');
@@ -71,7 +72,5 @@ export function floatBytes(t: Tensor, type: FloatOut): Uint8Array {
     b.dispose();
     return out;
   }
-  const h = new Uint16Array(v.length);
-  for (let i = 0; i < v.length; i++) h[i] = f32ToF16(v[i]);
-  return new Uint8Array(h.buffer);
+  return encodeF16(v);
 }

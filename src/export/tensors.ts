@@ -9,7 +9,7 @@ export interface ExportTensor {
   /** Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight. */
   name: string;
   shape: number[];
-  /** Whether the model stores this tensor in bf16 (a hint for the default export dtype). */
+  /** Whether the model stores this tensor in 16 bits or less (bf16 or quantized): a hint for the default export dtype. */
   bf16: boolean;
   /** The values as a fresh f32 tensor the caller disposes. */
   read(): Tensor;
@@ -32,7 +32,9 @@ function copyF32(t: Tensor): Tensor {
  */
 export function modelTensors(model: CausalLM, adapter: string | null): ModelTensors {
   if (adapter !== null && !model.adapterConfigs.has(adapter))
-    throw new Error(`lorakit: no adapter named '${adapter}' (have: ${[...model.adapterConfigs.keys()].join(', ') || 'none'}).`);
+    throw new Error(
+      `lorakit: no adapter named '${adapter}' (have: ${[...model.adapterConfigs.keys()].join(', ') || 'none'}).`,
+    );
   const out: ExportTensor[] = [];
   const plain = (name: string, t: Tensor): void => {
     out.push({ name, shape: [...t.shape], bf16: t.dtype === 'bf16', read: () => copyF32(t) });
@@ -42,7 +44,14 @@ export function modelTensors(model: CausalLM, adapter: string | null): ModelTens
     const p = `model.layers.${layer.index}`;
     plain(`${p}.input_layernorm.weight`, layer.inputNorm);
     for (const l of layer.linears()) {
-      out.push({ name: `${l.path}.weight`, shape: [...l.weight.shape], bf16: l.weight.dtype === 'bf16', read: () => mergedWeight(l, adapter) });
+      const w = l.weight;
+      // A quantized weight is written dequantized (at 16 bits unless asked otherwise), never re-quantized.
+      out.push({
+        name: `${l.path}.weight`,
+        shape: [...w.shape],
+        bf16: !(w instanceof Tensor) || w.dtype === 'bf16',
+        read: () => mergedWeight(l, adapter),
+      });
       if (l.bias) plain(`${l.path}.bias`, l.bias);
     }
     if (layer.qNorm) plain(`${p}.self_attn.q_norm.weight`, layer.qNorm);
@@ -55,6 +64,11 @@ export function modelTensors(model: CausalLM, adapter: string | null): ModelTens
   const headChanged = adapter !== null && head.adapters.has(adapter);
   const untied = !tied || headChanged;
   if (untied)
-    out.push({ name: 'lm_head.weight', shape: [...head.weight.shape], bf16: head.weight.dtype === 'bf16', read: () => mergedWeight(head, adapter) });
+    out.push({
+      name: 'lm_head.weight',
+      shape: [...head.weight.shape],
+      bf16: head.weight.dtype === 'bf16',
+      read: () => mergedWeight(head, adapter),
+    });
   return { tensors: out, untied };
 }

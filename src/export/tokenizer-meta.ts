@@ -36,7 +36,9 @@ function readJson(path: string): Json {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as Json;
   } catch (e) {
-    throw new Error(`lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`);
+    throw new Error(
+      `lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`,
+    );
   }
 }
 
@@ -46,7 +48,10 @@ function addsSpecial(tok: Tokenizer): { bos: boolean; eos: boolean } {
   const plain = tok.encode('a', { addSpecialTokens: false });
   return {
     bos: tok.bosId !== null && withSpecial.length > plain.length && withSpecial[0] === tok.bosId,
-    eos: tok.eosId !== null && withSpecial.length > plain.length && withSpecial[withSpecial.length - 1] === tok.eosId,
+    eos:
+      tok.eosId !== null &&
+      withSpecial.length > plain.length &&
+      withSpecial[withSpecial.length - 1] === tok.eosId,
   };
 }
 
@@ -62,7 +67,18 @@ export function sameEncoding(a: Tokenizer, b: Tokenizer, text = TOKENIZER_CHECK_
 // llama.cpp pre-tokenizer names tried for a byte-level BPE, most likely first; the one whose encoding
 // of the check text matches the source tokenizer is written (llama.cpp's converter picks the name by a
 // hash of such an encoding the same way).
-const BYTE_LEVEL_PRES = ['smollm', 'llama-bpe', 'qwen2', 'gpt-2', 'default', 'deepseek-v3', 'gpt-4o', 'tekken', 'falcon', 'dbrx'];
+const BYTE_LEVEL_PRES = [
+  'smollm',
+  'llama-bpe',
+  'qwen2',
+  'gpt-2',
+  'default',
+  'deepseek-v3',
+  'gpt-4o',
+  'tekken',
+  'falcon',
+  'dbrx',
+];
 
 function preComponents(pre: Json | undefined): JsonObj[] {
   if (!isObj(pre)) return [];
@@ -94,16 +110,21 @@ export interface TokenizerMeta {
 function idsKVs(tok: Tokenizer, vocabSize: number): GGUFKV[] {
   const kvs: GGUFKV[] = [];
   const id = (key: string, v: number | null): void => {
-    if (v !== null && v >= 0 && v < vocabSize) kvs.push({ key: `tokenizer.ggml.${key}`, type: 'u32', value: v });
+    if (v !== null && v >= 0 && v < vocabSize)
+      kvs.push({ key: `tokenizer.ggml.${key}`, type: 'u32', value: v });
   };
   id('bos_token_id', tok.bosId);
   id('eos_token_id', tok.eosId);
+  // A second id that ends generation (generation_config may list several): llama.cpp's end-of-turn.
+  const more = tok.eosIds.filter((e) => e !== tok.eosId);
+  if (more.length > 0) id('eot_token_id', more[0]);
   id('unknown_token_id', tok.unkId);
   id('padding_token_id', tok.padId);
   const adds = addsSpecial(tok);
   kvs.push({ key: 'tokenizer.ggml.add_bos_token', type: 'bool', value: adds.bos });
   kvs.push({ key: 'tokenizer.ggml.add_eos_token', type: 'bool', value: adds.eos });
-  if (tok.chatTemplate !== null) kvs.push({ key: 'tokenizer.chat_template', type: 'string', value: tok.chatTemplate });
+  if (tok.chatTemplate !== null)
+    kvs.push({ key: 'tokenizer.chat_template', type: 'string', value: tok.chatTemplate });
   return kvs;
 }
 
@@ -120,7 +141,9 @@ export function ggufTokenizerFromHF(dir: string, tok: Tokenizer, vocabSize: numb
   if (!isObj(json) || !isObj(json.model)) throw new Error(`lorakit: ${path}: has no "model".`);
   const model = json.model;
   if (model.type !== 'BPE' && !(model.type === undefined && model.merges !== undefined))
-    throw new Error(`lorakit: ${path}: only BPE tokenizers can be written to GGUF, not '${String(model.type)}'.`);
+    throw new Error(
+      `lorakit: ${path}: only BPE tokenizers can be written to GGUF, not '${String(model.type)}'.`,
+    );
   if (!isObj(model.vocab)) throw new Error(`lorakit: ${path}: model.vocab must be an object.`);
   const merges: [string, string][] = (Array.isArray(model.merges) ? model.merges : []).map((m) => {
     if (typeof m === 'string') {
@@ -135,22 +158,28 @@ export function ggufTokenizerFromHF(dir: string, tok: Tokenizer, vocabSize: numb
   for (const [t, i] of Object.entries(model.vocab)) if (typeof i === 'number' && i < n) tokens[i] = t;
   const added = Array.isArray(json.added_tokens) ? json.added_tokens.filter(isObj) : [];
   const addedById = new Map<number, JsonObj>();
-  for (const a of added) if (typeof a.id === 'number' && typeof a.content === 'string' && a.id < n) {
-    tokens[a.id] = a.content;
-    addedById.set(a.id, a);
-  }
+  for (const a of added)
+    if (typeof a.id === 'number' && typeof a.content === 'string' && a.id < n) {
+      tokens[a.id] = a.content;
+      addedById.set(a.id, a);
+    }
+  const byteLevel =
+    preComponents(json.pre_tokenizer).some((p) => p.type === 'ByteLevel') ||
+    (isObj(json.decoder) && json.decoder.type === 'ByteLevel');
+  // Special added tokens are CONTROL; only a sentencepiece vocabulary has an UNKNOWN token (a byte-level
+  // one never needs it), as llama.cpp's converters write them.
   const types = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const a = addedById.get(i);
+    const unk = !byteLevel && i === tok.unkId;
     if (tokens[i] === undefined) {
       tokens[i] = `[PAD${i}]`;
       types[i] = UNUSED;
-    } else if (a) types[i] = a.special === true ? (i === tok.unkId ? UNKNOWN : CONTROL) : USER_DEFINED;
-    else if (i === tok.unkId) types[i] = UNKNOWN;
+    } else if (unk) types[i] = UNKNOWN;
+    else if (a) types[i] = a.special === true ? CONTROL : USER_DEFINED;
     else if (model.byte_fallback === true && /^<0x[0-9A-F]{2}>$/.test(tokens[i])) types[i] = BYTE;
     else types[i] = NORMAL;
   }
-  const byteLevel = preComponents(json.pre_tokenizer).some((p) => p.type === 'ByteLevel') || (isObj(json.decoder) && json.decoder.type === 'ByteLevel');
   const common = idsKVs(tok, n);
   const warnings: string[] = [];
   if (byteLevel) {
@@ -158,12 +187,18 @@ export function ggufTokenizerFromHF(dir: string, tok: Tokenizer, vocabSize: numb
       { key: 'tokenizer.ggml.model', type: 'string', value: 'gpt2' },
       { key: 'tokenizer.ggml.tokens', type: 'array', elem: 'string', value: tokens },
       { key: 'tokenizer.ggml.token_type', type: 'array', elem: 'i32', value: types },
-      { key: 'tokenizer.ggml.merges', type: 'array', elem: 'string', value: merges.map(([a, b]) => `${a} ${b}`) },
+      {
+        key: 'tokenizer.ggml.merges',
+        type: 'array',
+        elem: 'string',
+        value: merges.map(([a, b]) => `${a} ${b}`),
+      },
     ];
     const guess = guessPre(json.pre_tokenizer);
     const order = guess ? [guess, ...BYTE_LEVEL_PRES.filter((p) => p !== guess)] : BYTE_LEVEL_PRES;
     for (const pre of order) {
-      const kvs = [...base, { key: 'tokenizer.ggml.pre', type: 'string', value: pre } as GGUFKV, ...common];
+      const preKV: GGUFKV = { key: 'tokenizer.ggml.pre', type: 'string', value: pre };
+      const kvs = [...base, preKV, ...common];
       let ok = false;
       try {
         ok = sameEncoding(Tokenizer.fromGGUF(metadataOf(kvs)), tok);
@@ -172,8 +207,13 @@ export function ggufTokenizerFromHF(dir: string, tok: Tokenizer, vocabSize: numb
       }
       if (ok) return { kvs, warnings };
     }
-    warnings.push(`no llama.cpp pre-tokenizer reproduces ${path} exactly; wrote '${guess ?? 'default'}', so llama.cpp may split some text differently.`);
-    return { kvs: [...base, { key: 'tokenizer.ggml.pre', type: 'string', value: guess ?? 'default' }, ...common], warnings };
+    warnings.push(
+      `no llama.cpp pre-tokenizer reproduces ${path} exactly; wrote '${guess ?? 'default'}', so llama.cpp may split some text differently.`,
+    );
+    return {
+      kvs: [...base, { key: 'tokenizer.ggml.pre', type: 'string', value: guess ?? 'default' }, ...common],
+      warnings,
+    };
   }
   // Sentencepiece style: a token made by merge k scores −k (earlier merges win, as in llama.cpp's
   // score-ordered merging); single characters score 0; other multi-character tokens never come from a
@@ -187,7 +227,9 @@ export function ggufTokenizerFromHF(dir: string, tok: Tokenizer, vocabSize: numb
     if (id !== undefined && scores[id] === -1e6) scores[id] = -(k + 1);
   });
   for (let i = 0; i < n; i++) if (types[i] !== NORMAL) scores[i] = types[i] === UNUSED ? -1e6 : 0;
-  const prepends = isObj(json.normalizer) || preComponents(json.pre_tokenizer).some((p) => p.type === 'Metaspace' && p.prepend_scheme !== 'never');
+  const prepends =
+    isObj(json.normalizer) ||
+    preComponents(json.pre_tokenizer).some((p) => p.type === 'Metaspace' && p.prepend_scheme !== 'never');
   const kvs: GGUFKV[] = [
     { key: 'tokenizer.ggml.model', type: 'string', value: 'llama' },
     { key: 'tokenizer.ggml.pre', type: 'string', value: 'default' },
@@ -203,14 +245,25 @@ export function ggufTokenizerFromHF(dir: string, tok: Tokenizer, vocabSize: numb
   } catch {
     ok = false;
   }
-  if (!ok) warnings.push(`the sentencepiece-style vocabulary written from ${path} does not split the check text exactly as tokenizer.json does.`);
+  if (!ok)
+    warnings.push(
+      `the sentencepiece-style vocabulary written from ${path} does not split the check text exactly as tokenizer.json does.`,
+    );
+  if (!vocab.has('<0x0A>') && !vocab.has('\n'))
+    warnings.push(
+      `${path} has neither a <0x0A> nor a newline token, which llama.cpp requires of a sentencepiece vocabulary: llama.cpp will not load this file.`,
+    );
   return { kvs, warnings };
 }
 
 /** The metadata record GGUF readers see for a list of KVs (to load the result back for checks). */
 export function metadataOf(kvs: readonly GGUFKV[]): Record<string, GGUFValue> {
   const out: Record<string, GGUFValue> = {};
-  for (const kv of kvs) out[kv.key] = kv.type === 'array' ? Array.from(kv.value as ArrayLike<number | string | boolean>) : kv.value;
+  for (const kv of kvs) {
+    if (kv.type !== 'array') out[kv.key] = kv.value;
+    else if (kv.elem === 'string' || kv.elem === 'bool') out[kv.key] = [...kv.value];
+    else out[kv.key] = Array.from(kv.value);
+  }
   return out;
 }
 
@@ -243,13 +296,20 @@ export function ggufTokenizerFromGGUF(f: GGUFFile): GGUFKV[] {
     if (type === 'array') {
       if (!Array.isArray(value)) continue;
       const strings = value.every((v) => typeof v === 'string');
-      const elem = ARRAY_ELEM[key] ?? (strings ? 'string' : value.every((v) => typeof v === 'number' && Number.isInteger(v)) ? 'i32' : 'f32');
+      const elem =
+        ARRAY_ELEM[key] ??
+        (strings
+          ? 'string'
+          : value.every((v) => typeof v === 'number' && Number.isInteger(v))
+            ? 'i32'
+            : 'f32');
       if (elem === 'string') out.push({ key, type: 'array', elem, value: value.map(String) });
       else out.push({ key, type: 'array', elem, value: value.map(Number) });
     } else if (type === 'string') out.push({ key, type, value: String(value) });
     else if (type === 'bool') out.push({ key, type, value: value === true });
     else if (type === 'uint64' || type === 'int64') {
-      if (typeof value === 'number' || typeof value === 'bigint') out.push({ key, type: type === 'uint64' ? 'u64' : 'i64', value });
+      if (typeof value === 'number' || typeof value === 'bigint')
+        out.push({ key, type: type === 'uint64' ? 'u64' : 'i64', value });
     } else if (type !== undefined && typeof value === 'number') out.push({ key, type: SCALAR[type], value });
   }
   return out;
@@ -293,7 +353,10 @@ function specialTokens(meta: Readonly<Record<string, GGUFValue>>, tokens: string
  * a merged model written from a GGUF base. The result is checked against `tok` (the GGUF's tokenizer
  * as lorakit reads it) on the check text; a mismatch throws.
  */
-export function hfTokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, tok: Tokenizer): { tokenizer: JsonObj; config: JsonObj } {
+export function hfTokenizerFromGGUF(
+  meta: Readonly<Record<string, GGUFValue>>,
+  tok: Tokenizer,
+): { tokenizer: JsonObj; config: JsonObj } {
   const kind = meta['tokenizer.ggml.model'];
   const tokensV = meta['tokenizer.ggml.tokens'];
   if (!Array.isArray(tokensV) || !tokensV.every((t): t is string => typeof t === 'string'))
@@ -309,7 +372,15 @@ export function hfTokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, t
   tokens.forEach((t, i) => {
     const ty = types[i];
     if (ty === CONTROL || ty === UNKNOWN || ty === USER_DEFINED)
-      added.push({ id: i, content: t, single_word: false, lstrip: false, rstrip: false, normalized: ty === USER_DEFINED, special: ty !== USER_DEFINED });
+      added.push({
+        id: i,
+        content: t,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: ty === USER_DEFINED,
+        special: ty !== USER_DEFINED,
+      });
   });
   const adds = addsSpecial(tok);
   const single: Json[] = [];
@@ -323,12 +394,23 @@ export function hfTokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, t
     single.push({ SpecialToken: { id: tokens[tok.eosId], type_id: 0 } });
     special[tokens[tok.eosId]] = { id: tokens[tok.eosId], ids: [tok.eosId], tokens: [tokens[tok.eosId]] };
   }
-  const postProcessor: Json = { type: 'TemplateProcessing', single, pair: [...single, { Sequence: { id: 'B', type_id: 1 } }], special_tokens: special };
+  const postProcessor: Json = {
+    type: 'TemplateProcessing',
+    single,
+    pair: [...single, { Sequence: { id: 'B', type_id: 1 } }],
+    special_tokens: special,
+  };
   let tokenizer: JsonObj;
   if (kind === 'gpt2') {
-    const pre = typeof meta['tokenizer.ggml.pre'] === 'string' && meta['tokenizer.ggml.pre'] !== '' ? meta['tokenizer.ggml.pre'] : 'default';
+    const pre =
+      typeof meta['tokenizer.ggml.pre'] === 'string' && meta['tokenizer.ggml.pre'] !== ''
+        ? meta['tokenizer.ggml.pre']
+        : 'default';
     const regexes = PRE_REGEXES[pre];
-    if (!regexes) throw new Error(`lorakit: cannot write a tokenizer.json for the GGUF pre-tokenizer '${pre}' (supported: ${Object.keys(PRE_REGEXES).join(', ')}).`);
+    if (!regexes)
+      throw new Error(
+        `lorakit: cannot write a tokenizer.json for the GGUF pre-tokenizer '${pre}' (supported: ${Object.keys(PRE_REGEXES).join(', ')}).`,
+      );
     const mergesV = meta['tokenizer.ggml.merges'];
     const merges = Array.isArray(mergesV) ? mergesV.map(String) : [];
     tokenizer = {
@@ -340,7 +422,12 @@ export function hfTokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, t
       pre_tokenizer: {
         type: 'Sequence',
         pretokenizers: [
-          ...regexes.map((r): Json => ({ type: 'Split', pattern: { Regex: r }, behavior: 'Isolated', invert: false })),
+          ...regexes.map((r): Json => ({
+            type: 'Split',
+            pattern: { Regex: r },
+            behavior: 'Isolated',
+            invert: false,
+          })),
           { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
         ],
       },
@@ -387,7 +474,10 @@ export function hfTokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, t
       added_tokens: added,
       normalizer: {
         type: 'Sequence',
-        normalizers: [...(prefix ? [{ type: 'Prepend', prepend: '▁' }] : []), { type: 'Replace', pattern: { String: ' ' }, content: '▁' }],
+        normalizers: [
+          ...(prefix ? [{ type: 'Prepend', prepend: '▁' }] : []),
+          { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+        ],
       },
       pre_tokenizer: null,
       post_processor: postProcessor,
@@ -413,10 +503,13 @@ export function hfTokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, t
         merges: merges.map(([a, b]) => [a, b]),
       },
     };
-  } else throw new Error(`lorakit: cannot write a tokenizer.json for GGUF tokenizer model '${String(kind)}'.`);
+  } else
+    throw new Error(`lorakit: cannot write a tokenizer.json for GGUF tokenizer model '${String(kind)}'.`);
   const names = specialTokens(meta, tokens);
   const config: JsonObj = {
-    ...Object.fromEntries(Object.entries(names).filter((e): e is [string, string] => typeof e[1] === 'string')),
+    ...Object.fromEntries(
+      Object.entries(names).filter((e): e is [string, string] => typeof e[1] === 'string'),
+    ),
     add_bos_token: adds.bos,
     add_eos_token: adds.eos,
     clean_up_tokenization_spaces: false,
@@ -426,6 +519,8 @@ export function hfTokenizerFromGGUF(meta: Readonly<Record<string, GGUFValue>>, t
   if (tok.chatTemplate !== null) config.chat_template = tok.chatTemplate;
   const check = Tokenizer.fromJSON(tokenizer, { ...names, add_bos_token: adds.bos, add_eos_token: adds.eos });
   if (!sameEncoding(check, tok))
-    throw new Error('lorakit: the tokenizer.json written from the GGUF metadata would split text differently from the GGUF tokenizer; refusing to write it.');
+    throw new Error(
+      'lorakit: the tokenizer.json written from the GGUF metadata would split text differently from the GGUF tokenizer; refusing to write it.',
+    );
   return { tokenizer, config };
 }

@@ -11,14 +11,15 @@ import { axpyInPlace, cast, scale } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
 import type { CausalLM } from '../models/llama.js';
 import type { ForwardContext, Linear, LinearAdapter } from '../nn/linear.js';
+import { dequantizeWeight, QuantizedWeight } from '../quant/weight.js';
 import { keep, Tensor, tidy } from '../tensor/tensor.js';
 import { loraScale } from './config.js';
 import { LoraLinear } from './lora.js';
 
 /** What unmerging one layer needs besides the adapter's own tensors. */
 interface MergeRecord {
-  /** The weight the merge replaced (non f32/bf16 storage, or a tied output head), restored on unmerge. */
-  original: Tensor | null;
+  /** The weight the merge replaced (quantized or other storage, or a tied output head), restored on unmerge. */
+  original: Tensor | QuantizedWeight | null;
   /** `original` is shared with another module (the embedding of a tied head): never disposed here. */
   shared: boolean;
   /** DoRA: the per-row factor m/‖W + sBA‖ at merge time (PEFT caches the norm the same way). */
@@ -35,7 +36,9 @@ export class MergedLora implements LinearAdapter {
   // The weight already carries the adapter: the base output is the adapted output.
   forward(_x: Tensor, baseOut: Tensor, base: Linear, ctx: ForwardContext): Tensor {
     if (ctx.training)
-      throw new Error(`lorakit: an adapter of ${base.path} is merged into the weights; unmerge it before training.`);
+      throw new Error(
+        `lorakit: an adapter of ${base.path} is merged into the weights; unmerge it before training.`,
+      );
     return baseOut;
   }
 
@@ -52,11 +55,26 @@ export class MergedLora implements LinearAdapter {
 /** Adapters merged into each model, in merge order (unmerging goes in reverse). */
 const mergeOrder = new WeakMap<CausalLM, string[]>();
 
+/** Whether any base weight is stored quantized, or was before an adapter was merged into a copy of it. */
+export function hasQuantizedBase(model: CausalLM): boolean {
+  return model
+    .linears()
+    .some(
+      (l) =>
+        l.weight instanceof QuantizedWeight ||
+        [...l.adapters.values()].some(
+          (a) => a instanceof MergedLora && a.record.original instanceof QuantizedWeight,
+        ),
+    );
+}
+
 /** Names of the adapters merged into the model's weights, oldest first. */
 export function mergedAdapters(model: CausalLM): string[] {
   // An adapter deleted (or deleted and added again) since its merge is no longer merged.
   const linears = model.linears();
-  return (mergeOrder.get(model) ?? []).filter((n) => linears.some((l) => l.adapters.get(n) instanceof MergedLora));
+  return (mergeOrder.get(model) ?? []).filter((n) =>
+    linears.some((l) => l.adapters.get(n) instanceof MergedLora),
+  );
 }
 
 export function isMerged(model: CausalLM, name: string): boolean {
@@ -65,12 +83,15 @@ export function isMerged(model: CausalLM, name: string): boolean {
 
 function adaptedLinears(model: CausalLM, name: string): Linear[] {
   if (!model.adapterConfigs.has(name))
-    throw new Error(`lorakit: no adapter named '${name}' (have: ${[...model.adapterConfigs.keys()].join(', ') || 'none'}).`);
+    throw new Error(
+      `lorakit: no adapter named '${name}' (have: ${[...model.adapterConfigs.keys()].join(', ') || 'none'}).`,
+    );
   return model.linears().filter((l) => l.adapters.has(name));
 }
 
-/** The weight as f32 values (a fresh tensor the caller owns). */
-function denseF32(w: Tensor): Tensor {
+/** The weight as f32 values (a fresh tensor the caller owns), dequantized when stored quantized. */
+function denseF32(w: Tensor | QuantizedWeight): Tensor {
+  if (w instanceof QuantizedWeight) return dequantizeWeight(w);
   if (w.dtype === 'f32') return Tensor.from(w.as('f32'), w.shape);
   if (w.dtype === 'bf16') return cast(w, 'f32');
   return Tensor.from(w.toFloat32(), w.shape);
@@ -99,7 +120,9 @@ export function mergedWeight(linear: Linear, adapter: string | null): Tensor {
         const delta = a.delta(linear);
         axpyInPlace(w, delta, 1);
       } else if (a !== undefined && !(a instanceof MergedLora))
-        throw new Error(`lorakit: the adapter '${adapter}' of ${linear.path} is not a LoRA adapter and cannot be merged.`);
+        throw new Error(
+          `lorakit: the adapter '${adapter}' of ${linear.path} is not a LoRA adapter and cannot be merged.`,
+        );
       return w;
     }),
   );
@@ -115,24 +138,30 @@ export function mergeAdapter(model: CausalLM, name: string): void {
   if (isMerged(model, name)) throw new Error(`lorakit: adapter '${name}' is already merged.`);
   for (const l of layers)
     if (!(l.adapters.get(name) instanceof LoraLinear))
-      throw new Error(`lorakit: the adapter '${name}' of ${l.path} is not a LoRA adapter and cannot be merged.`);
+      throw new Error(
+        `lorakit: the adapter '${name}' of ${l.path} is not a LoRA adapter and cannot be merged.`,
+      );
   noGrad(() => {
     for (const l of layers) {
-      const lora = l.adapters.get(name) as LoraLinear;
+      const lora = l.adapters.get(name);
+      if (!(lora instanceof LoraLinear)) continue; // checked above
       const record: MergeRecord = { original: null, shared: false, rowFactor: null };
       if (lora.magnitude) record.rowFactor = doraRowFactor(l, lora);
       const merged = mergedWeight(l, name);
-      const tiedHead = l === model.lmHead && l.weight === model.embedTokens;
-      if (tiedHead || (l.weight.dtype !== 'f32' && l.weight.dtype !== 'bf16')) {
-        // A tied head gets a weight of its own (the embedding must not change); other storage gets a
-        // bf16 copy, the original kept to restore.
-        record.original = l.weight;
-        record.shared = tiedHead;
-        l.weight = keep(tiedHead && l.weight.dtype === 'f32' ? merged : cast(merged, 'bf16'));
-        if (l.weight !== merged) merged.dispose();
-      } else {
-        storeInto(l.weight, merged);
+      const w = l.weight;
+      const tiedHead = l === model.lmHead && w === model.embedTokens;
+      if (w instanceof Tensor && !tiedHead && (w.dtype === 'f32' || w.dtype === 'bf16')) {
+        storeInto(w, merged);
         merged.dispose();
+      } else {
+        // A tied head gets a weight of its own (the embedding must not change); a quantized (or other)
+        // weight gets a dequantized bf16 copy holding the merge. The original is kept to restore.
+        record.original = w;
+        record.shared = tiedHead;
+        const own =
+          tiedHead && w instanceof Tensor && w.dtype === 'f32' ? merged : keep(cast(merged, 'bf16'));
+        if (own !== merged) merged.dispose();
+        l.weight = keep(own);
       }
       l.adapters.set(name, new MergedLora(lora, record));
     }
@@ -159,7 +188,9 @@ export function unmergeAdapter(model: CausalLM, name: string): void {
   const order = mergedAdapters(model);
   if (!order.includes(name)) throw new Error(`lorakit: adapter '${name}' is not merged.`);
   if (order.at(-1) !== name)
-    throw new Error(`lorakit: unmerge '${order.at(-1)}' first: adapters are unmerged in the reverse order they were merged.`);
+    throw new Error(
+      `lorakit: unmerge '${order.at(-1)}' first: adapters are unmerged in the reverse order they were merged.`,
+    );
   noGrad(() => {
     for (const l of layers) {
       const m = l.adapters.get(name);
@@ -170,7 +201,10 @@ export function unmergeAdapter(model: CausalLM, name: string): void {
         l.weight = record.original;
       } else
         tidy(() => {
-          const w = denseF32(l.weight);
+          const stored = l.weight;
+          if (!(stored instanceof Tensor))
+            throw new Error(`lorakit: ${l.path}: a merged weight is quantized.`);
+          const w = denseF32(stored);
           const sba = scale(matmul(lora.B, lora.A), loraScale(lora.config)); // [out, in]
           const f = record.rowFactor;
           if (f) {
@@ -183,7 +217,7 @@ export function unmergeAdapter(model: CausalLM, name: string): void {
             }
           }
           axpyInPlace(w, sba, -1);
-          storeInto(l.weight, w);
+          storeInto(stored, w);
         });
       l.adapters.set(name, lora);
     }
