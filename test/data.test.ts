@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { packBatches, padBatch } from '../src/train/batching.js';
-import { IGNORE, loadData } from '../src/train/data.js';
+import { IGNORE, loadData, type Example } from '../src/train/data.js';
 import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { fixture, sharedData } from './helpers.js';
 
@@ -55,7 +55,7 @@ test('chat formats render through the chat template; completion-only keeps assis
     sharegpt: { conversations: messages.map((m) => ({ from: m.role === 'user' ? 'human' : 'gpt', value: m.content })) },
   };
   for (const [fmt, row] of Object.entries(sources)) {
-    const full = loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, opts).examples[0];
+    const full: Example = loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, opts).examples[0];
     assert.equal(tok.decode(full.ids), tok.decode(tok.encode(rendered, { addSpecialTokens: false })), fmt);
     const co = loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, { ...opts, completionOnly: true }).examples[0];
     const kept = tok.decode(co.ids.filter((_, i) => co.labels[i] !== IGNORE));
