@@ -19,3 +19,4 @@ export { mergeAdapter, unmergeAdapter, mergedAdapters, isMerged } from './peft/m
 export { exportHF, exportGGUF, exportGGUFLora } from './export/index.js';
 export { startDashboard } from './dashboard/server.js';
 export { writeReport } from './dashboard/report.js';
+export { quantizeWeight, dequantizeWeight, quantizeModel, baseWeightBytes, QuantizedWeight } from './quant/index.js';

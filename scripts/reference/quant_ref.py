@@ -4,7 +4,9 @@ Writes test/fixtures/quant/:
   blockwise.json + blockwise.safetensors  4-bit NF4/FP4 quantize/dequantize cases (random and real
                                           stories260K weights, odd sizes, with and without double
                                           quantization), 8-bit dynamic blockwise cases, int8 rows
-  tiny-nf4-dq/, tiny-fp4/                 the tiny llama of model_ref.py quantized by transformers +
+  tiny-base/                              a tiny llama (model_ref.py's, with intermediate_size 128: see
+                                          make_tiny_base) in fp32
+  tiny-nf4-dq/, tiny-fp4/, tiny-int8/     tiny-base quantized by transformers +
                                           bitsandbytes and saved (pre-quantized checkpoints), with
                                           expected.json: a batch and its logits
   qlora.json + qlora.safetensors          PEFT LoRA on the NF4+DQ model: loss, gradients, one SGD step
@@ -21,7 +23,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "test", "fixtures", "quant")
-TINY = os.path.join(ROOT, "test", "fixtures", "models", "llama")
+SRC_MODEL = os.path.join(ROOT, "test", "fixtures", "models", "llama")
+TINY = os.path.join(OUT, "tiny-base")
 STORIES = os.path.join(ROOT, "..", "shared", "data", "models", "stories260K-hf", "model.safetensors")
 
 
@@ -94,14 +97,15 @@ def blockwise_cases():
         x = (torch.rand(n, generator=g) * 0.2 + 0.01).contiguous()
         tensors[f"mean.{i}"] = x
         means.append({"name": f"mean.{i}", "mean": x.mean().item()})
-    # int8 weight-only: bitsandbytes' Int8Params row format (CB int8, SCB = per-row absmax).
+    # int8 weight-only: bitsandbytes' Int8Params row format (CB int8, SCB = per-row absmax), which
+    # casts the weight to fp16 before quantizing.
     int8 = []
     for name in ["rand1", "rand2", "rand9", "stories.gate_proj"]:
         if name not in inputs:
             continue
         x = inputs[name][0]
         x2 = x.reshape(-1, x.shape[-1])
-        cb, scb, _ = F.int8_vectorwise_quant(x2.clone())
+        cb, scb, _ = F.int8_vectorwise_quant(x2.to(torch.float16))
         tensors[f"int8.{name}.cb"] = cb.contiguous()
         tensors[f"int8.{name}.scb"] = scb.contiguous()
         tensors[f"int8.{name}.deq"] = F.int8_vectorwise_dequant(cb, scb).contiguous()
@@ -124,8 +128,11 @@ def batch(vocab):
 
 def quantized_model(src, qt, dq):
     import transformers
-    cfg = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=qt, bnb_4bit_use_double_quant=dq,
-                                          bnb_4bit_compute_dtype=torch.float32)
+    if qt == "int8":
+        cfg = transformers.BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        cfg = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=qt, bnb_4bit_use_double_quant=dq,
+                                              bnb_4bit_compute_dtype=torch.float32)
     return transformers.AutoModelForCausalLM.from_pretrained(src, quantization_config=cfg, device_map="cpu",
                                                              dtype=torch.float32)
 
@@ -138,8 +145,31 @@ def logits_of(model, ids, mask):
         return model(input_ids=ids, attention_mask=mask).logits
 
 
+def make_tiny_base():
+    """model_ref.py's tiny llama with intermediate_size 128 instead of 96. bitsandbytes 0.50.2's AVX-512
+    CPU dequantize kernel mis-scales weights whose rows are a multiple of 16 but not of the block size
+    (it takes absmax per row, as rows // blocksize), so transformers' own CPU forward of a 96-wide
+    down_proj is wrong; real models (multiples of 64) never hit it."""
+    import transformers
+    shutil.rmtree(TINY, ignore_errors=True)
+    cfg = transformers.AutoConfig.from_pretrained(SRC_MODEL)
+    cfg.intermediate_size = 128
+    torch.manual_seed(99)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.08)
+    model.save_pretrained(TINY)
+    for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        if os.path.exists(os.path.join(SRC_MODEL, f)):
+            shutil.copy(os.path.join(SRC_MODEL, f), os.path.join(TINY, f))
+
+
 def tiny_models():
-    for name, qt, dq in [("tiny-nf4-dq", "nf4", True), ("tiny-fp4", "fp4", False)]:
+    # int8 (LLM.int8) also quantizes activations in its forward: its logits are only close to a
+    # weight-only int8 model's; the weights themselves must match exactly.
+    for name, qt, dq in [("tiny-nf4-dq", "nf4", True), ("tiny-fp4", "fp4", False), ("tiny-int8", "int8", False)]:
         d = os.path.join(OUT, name)
         shutil.rmtree(d, ignore_errors=True)
         model = quantized_model(TINY, qt, dq)
@@ -212,6 +242,7 @@ def main():
         json.dump(meta, f)
     print("wrote blockwise:", len(meta["cases"]), "4-bit cases;",
           sum(not c["bnb_cpu_kernel_agrees"] for c in meta["cases"]), "where bitsandbytes' CPU dequantize kernel differs")
+    make_tiny_base()
     tiny_models()
     qlora()
 

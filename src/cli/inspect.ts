@@ -36,6 +36,39 @@ function tensorSummary(src: TensorSource): { tensors: number; parameters: number
   return { tensors: src.tensors.size, parameters, bytes, dtypes, shapes };
 }
 
+/**
+ * The bytes a model's weights take once loaded: as stored, with bitsandbytes 4-bit weights counted at
+ * their packed size (codes, absmax constants and the double-quantization offset; the shared code
+ * tables not counted), and the bits per quantized parameter.
+ */
+function baseWeights(src: TensorSource): { bytes: number; quantizedParameters: number; quantizedBytes: number; bitsPerQuantizedParameter: number | null } {
+  let bytes = 0;
+  let quantizedParameters = 0;
+  let quantizedBytes = 0;
+  const size = (name: string): number => src.tensors.get(name)?.byteLength ?? 0;
+  for (const [name, info] of src.tensors) {
+    const m = /^(.*)\.quant_state\.bitsandbytes__(nf4|fp4)$/.exec(name);
+    if (m) {
+      const t = src.read(name, 'native');
+      try {
+        const state = JSON.parse(new TextDecoder().decode(t.as('u8'))) as { shape?: number[] };
+        quantizedParameters += (state.shape ?? []).reduce((a, b) => a * b, 1);
+      } finally {
+        t.dispose();
+      }
+      const w = m[1];
+      const q = size(w) + size(`${w}.absmax`) + size(`${w}.nested_absmax`) + (src.tensors.has(`${w}.nested_absmax`) ? 4 : 0);
+      quantizedBytes += q;
+      continue;
+    }
+    if (/\.(absmax|nested_absmax|quant_map|nested_quant_map)$/.test(name)) continue;
+    if (src.tensors.has(`${name}.quant_state.bitsandbytes__nf4`) || src.tensors.has(`${name}.quant_state.bitsandbytes__fp4`)) continue;
+    bytes += info.byteLength;
+  }
+  bytes += quantizedBytes;
+  return { bytes, quantizedParameters, quantizedBytes, bitsPerQuantizedParameter: quantizedParameters ? (quantizedBytes * 8) / quantizedParameters : null };
+}
+
 async function summarize(path: string): Promise<Summary> {
   if (!existsSync(path)) throw new UsageError(`lorakit inspect: ${path} does not exist.`);
   if (statSync(path).isFile()) {
@@ -85,8 +118,8 @@ async function summarize(path: string): Promise<Summary> {
     const src = openSafetensorsModel(path);
     try {
       const { raw, ...shape } = config;
-      void raw;
-      return { kind: 'model', path, config: shape, ...tensorSummary(src) };
+      const quantization = raw.quantization_config ?? null;
+      return { kind: 'model', path, config: shape, quantization, baseWeights: baseWeights(src), ...tensorSummary(src) };
     } finally {
       src.close();
     }

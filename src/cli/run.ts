@@ -2,6 +2,9 @@ import { loadModel } from '../models/load.js';
 import { loadAdapter } from '../peft/adapters.js';
 import type { LoadedModel } from '../models/load.js';
 import type { Specs } from './args.js';
+import type { CausalLM } from '../models/llama.js';
+import { baseWeightBytes, QuantizedWeight } from '../quant/weight.js';
+import { formatBytes } from './progress.js';
 
 /** Flags shared by commands that run a model. */
 export const MODEL_FLAGS = {
@@ -19,9 +22,16 @@ export async function openModel(
 ): Promise<LoadedModel> {
   const { UsageError } = await import('./args.js');
   if (!f.model) throw new UsageError(`lorakit ${command}: --model is required.`);
-  if (f.quantize || f['double-quant']) throw new UsageError(`lorakit ${command}: --quantize is not available in this version yet.`);
+  if (f['double-quant'] && f.quantize !== 'nf4' && f.quantize !== 'fp4')
+    throw new UsageError(`lorakit ${command}: --double-quant needs --quantize nf4 or fp4.`);
   if (f.device === 'cuda') throw new UsageError(`lorakit ${command}: --device cuda is not available in this build; use --device cpu.`);
-  const loaded = await loadModel(f.model, { dtype: f.dtype === 'bfloat16' ? 'bfloat16' : 'float32' });
+  const loaded = await loadModel(f.model, {
+    dtype: f.dtype === 'bfloat16' ? 'bfloat16' : 'float32',
+    quantize: f.quantize === 'nf4' || f.quantize === 'fp4' || f.quantize === 'int8' ? f.quantize : undefined,
+    doubleQuant: f['double-quant'] === true,
+  });
+  const q = describeBaseWeights(loaded.model);
+  if (q.includes('quantized')) process.stderr.write(`lorakit: ${q}\n`);
   if (f.adapter) {
     try {
       loadAdapter(loaded.model, f.adapter, 'default');
@@ -31,4 +41,14 @@ export async function openModel(
     }
   }
   return loaded;
+}
+
+/** One line on the memory the base weights take, e.g. "base weights 71.2 MiB (nf4+dq: 4.13 bits per quantized parameter)". */
+export function describeBaseWeights(model: CausalLM): string {
+  const { bytes, quantizedParams, quantizedBytes } = baseWeightBytes(model);
+  if (quantizedParams === 0) return `base weights ${formatBytes(bytes)}`;
+  const kinds = new Set<string>();
+  for (const l of model.linears()) if (l.weight instanceof QuantizedWeight) kinds.add(`${l.weight.type}${l.weight.nested ? '+dq' : ''}`);
+  const bits = ((quantizedBytes * 8) / quantizedParams).toFixed(3);
+  return `base weights ${formatBytes(bytes)} (${bytes} bytes); ${quantizedParams.toLocaleString('en-US')} parameters quantized (${[...kinds].join(', ')}): ${formatBytes(quantizedBytes)}, ${bits} bits each`;
 }

@@ -11,6 +11,8 @@ import { keep, Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { LoraConfig } from '../peft/config.js';
 import type { KVCache } from './kv-cache.js';
+import { readPrequantized, type RawWeights } from '../quant/bnb.js';
+import { quantizeWeight, type QuantizeOptions } from '../quant/weight.js';
 
 /** Where weights come from: a safetensors folder or a GGUF file, in Hugging Face tensor names. */
 export interface WeightSource {
@@ -104,13 +106,18 @@ export class CausalLM {
     readonly embedTokens: Tensor,
     readonly layers: DecoderLayer[],
     readonly finalNorm: Tensor,
-    /** The output head; with tied embeddings its weight is embedTokens itself. */
-    readonly lmHead: Linear,
+    /** The output head; with tied embeddings its weight is embedTokens itself. Never quantized. */
+    readonly lmHead: Linear<Tensor>,
   ) {
     this.rope = parseRopeConfig(config.raw, config.headDim);
   }
 
-  static load(config: ModelConfig, source: WeightSource, dtype: WeightDType = 'f32'): CausalLM {
+  /**
+   * Builds the model from its weights. With `quant`, each decoder linear weight is quantized right
+   * after it is read and its dense copy freed (the embeddings and the output head stay dense, as
+   * bitsandbytes leaves them); weights stored pre-quantized by bitsandbytes load as they are.
+   */
+  static load(config: ModelConfig, source: WeightSource, dtype: WeightDType = 'f32', quant?: QuantizeOptions): CausalLM {
     const read = (name: string, big: boolean): Tensor => {
       if (!source.has(name)) throw new Error(`lorakit: the checkpoint has no tensor '${name}' required by ${config.modelType}.`);
       const t = keep(source.read(name, big ? dtype : 'f32'));
@@ -122,10 +129,24 @@ export class CausalLM {
       return t;
     };
     const c = config;
-    const linear = (path: string, out: number, inp: number, bias: boolean): Linear => {
+    const dense = (path: string, out: number, inp: number, bias: boolean): Linear<Tensor> => {
       const w = expect(read(`${path}.weight`, true), `${path}.weight`, [out, inp]);
       const b = bias ? expect(read(`${path}.bias`, false), `${path}.bias`, [out]) : null;
       return new Linear(path, w, b);
+    };
+    const raw: RawWeights = source;
+    const linear = (path: string, out: number, inp: number, bias: boolean): Linear => {
+      const pre = readPrequantized(raw, `${path}.weight`, out, inp);
+      if (!pre && !quant) return dense(path, out, inp, bias);
+      const b = bias ? expect(read(`${path}.bias`, false), `${path}.bias`, [out]) : null;
+      if (pre) return new Linear(path, pre, b);
+      // One dense weight at a time: read it in fp32, quantize, free it.
+      const w = expect(read(`${path}.weight`, false), `${path}.weight`, [out, inp]);
+      try {
+        return new Linear(path, quantizeWeight(w, quant!), b);
+      } finally {
+        w.dispose();
+      }
     };
     const embed = expect(read('model.embed_tokens.weight', true), 'model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
     const qDim = c.numHeads * c.headDim;
@@ -154,7 +175,7 @@ export class CausalLM {
     const finalNorm = expect(read('model.norm.weight', false), 'model.norm.weight', [c.hiddenSize]);
     // Tied: the head shares the embedding table (PEFT's "lm_head" then still names this layer).
     const tied = c.tieWordEmbeddings || !source.has('lm_head.weight');
-    const lmHead = tied ? new Linear('lm_head', embed) : linear('lm_head', c.vocabSize, c.hiddenSize, false);
+    const lmHead = tied ? new Linear('lm_head', embed) : dense('lm_head', c.vocabSize, c.hiddenSize, false);
     return new CausalLM(config, embed, layers, finalNorm, lmHead);
   }
 

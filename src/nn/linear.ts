@@ -1,5 +1,7 @@
 import { isGradEnabled } from '../autograd/tape.js';
 import { linear } from '../ops/matmul.js';
+import { quantizedLinear } from '../quant/linear.js';
+import { QuantizedWeight } from '../quant/weight.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** Per-forward settings that reach every layer. */
@@ -34,8 +36,11 @@ function hashString(s: string): number {
   return h;
 }
 
-/** y = x Wᵀ (+ b), W [out, in] f32 or bf16, plus any named adapters attached to it. */
-export class Linear {
+/**
+ * y = x Wᵀ (+ b), W [out, in] f32, bf16 or quantized (NF4/FP4/int8, frozen), plus any named adapters
+ * attached to it. `W` narrows the weight's type where it is known (the output head is never quantized).
+ */
+export class Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeight> {
   readonly adapters = new Map<string, LinearAdapter>();
   /** Distinct per layer so dropout masks differ between layers. */
   readonly seedSalt: number;
@@ -43,7 +48,7 @@ export class Linear {
   constructor(
     /** The module path in Hugging Face naming, e.g. model.layers.0.self_attn.q_proj. */
     readonly path: string,
-    public weight: Tensor,
+    public weight: W,
     public bias: Tensor | null = null,
   ) {
     this.seedSalt = hashString(path);
@@ -62,34 +67,55 @@ export class Linear {
     return this.path.slice(this.path.lastIndexOf('.') + 1);
   }
 
+  /** Whether the base weight is stored quantized (QLoRA). */
+  get quantized(): boolean {
+    return this.weight instanceof QuantizedWeight;
+  }
+
   forward(x: Tensor, ctx: ForwardContext): Tensor {
-    const base = linear(x, this.weight, this.bias);
+    const base = this.forwardBase(x);
     if (ctx.rowAdapters) return this.forwardPerRow(x, base, ctx, ctx.rowAdapters);
     const adapter = ctx.adapter === null ? undefined : this.adapters.get(ctx.adapter);
     if (!adapter) return base;
     return adapter.forward(x, base, this, ctx, (ctx.seed ^ this.seedSalt) >>> 0);
   }
 
-  // Each row b of x [B, ...] goes through its own adapter; the base GEMM ran once for all rows.
+  // Each row b of x [B, ...] goes through its own adapter; the base GEMM ran once for all rows. Each
+  // run of adjacent rows with the same adapter goes through it as one block (a view), so a batch laid
+  // out adapter by adapter costs one adapter call per adapter, not one per row.
   private forwardPerRow(x: Tensor, base: Tensor, ctx: ForwardContext, rows: readonly (string | null)[]): Tensor {
     if (isGradEnabled()) throw new Error('lorakit: per-row adapters are for inference (run under noGrad).');
     if (rows.length !== x.shape[0]) throw new Error(`lorakit: ${rows.length} row adapters for a batch of ${x.shape[0]}.`);
-    for (let b = 0; b < rows.length; b++) {
+    const sub: ForwardContext = { ...ctx, rowAdapters: undefined, training: false };
+    const out = base.as('f32');
+    const oRow = base.size / base.shape[0];
+    for (let b = 0; b < rows.length; ) {
       const name = rows[b];
+      let e = b + 1;
+      while (e < rows.length && rows[e] === name) e++;
       const adapter = name === null ? undefined : this.adapters.get(name);
-      if (!adapter) continue;
-      const xb = x.sliceRows(b, b + 1);
-      const ob = base.sliceRows(b, b + 1);
-      const yb = adapter.forward(xb, ob, this, { ...ctx, rowAdapters: undefined, training: false }, 0);
-      ob.as('f32').set(yb.as('f32'));
-      for (const t of [xb, ob, yb]) t.dispose();
+      if (adapter) {
+        const xg = x.sliceRows(b, e);
+        const og = base.sliceRows(b, e);
+        const yg = adapter.forward(xg, og, this, sub, 0);
+        out.set(yg.as('f32'), b * oRow);
+        for (const t of [xg, og, yg]) t.dispose();
+      }
+      b = e;
     }
     return base;
   }
 
   /** Base output only (merged weights, or when the adapter is handled elsewhere). */
   forwardBase(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias);
+    const w: Tensor | QuantizedWeight = this.weight;
+    return w instanceof QuantizedWeight ? quantizedLinear(x, w, this.bias) : linear(x, w, this.bias);
+  }
+
+  /** x Wᵀ without the bias (DoRA needs it on a dropped-out input). */
+  matmulWeight(x: Tensor): Tensor {
+    const w: Tensor | QuantizedWeight = this.weight;
+    return w instanceof QuantizedWeight ? quantizedLinear(x, w) : linear(x, w);
   }
 
   dispose(): void {

@@ -5,6 +5,7 @@ import { add, mul, scale } from '../ops/elementwise.js';
 import { linear, matmul } from '../ops/matmul.js';
 import type { ForwardContext, Linear, LinearAdapter } from '../nn/linear.js';
 import { keep, Tensor, tidy } from '../tensor/tensor.js';
+import { weightToFloat32 } from '../quant/weight.js';
 import { loraScale, type LoraConfig } from './config.js';
 
 /** A seeded uniform generator for initialisation (splitmix32). */
@@ -60,7 +61,7 @@ export class LoraLinear implements LinearAdapter {
     return noGrad(() =>
       tidy(() => {
         const ba = matmul(B, A); // [out, in]
-        const w = base.weight.toFloat32();
+        const w = weightToFloat32(base.weight); // dense copy (dequantized for a QLoRA base)
         const d = ba.as('f32');
         const out = base.outFeatures;
         const inF = base.inFeatures;
@@ -90,7 +91,7 @@ export class LoraLinear implements LinearAdapter {
     const inv = Tensor.from(Array.from(norm.as('f32'), (v) => 1 / v), norm.shape);
     const magScale = mul(this.magnitude, inv); // [out]
     let baseX: Tensor;
-    if (dropping) baseX = linear(xd, base.weight);
+    if (dropping) baseX = base.matmulWeight(xd);
     else if (base.bias) baseX = add(baseOut, scale(base.bias, -1));
     else baseX = baseOut;
     const scaled = mul(add(baseX, scale(lora, s)), magScale);
@@ -114,7 +115,7 @@ export class LoraLinear implements LinearAdapter {
         const ba = scale(matmul(this.B, this.A), s);
         if (!this.magnitude) return ba;
         const norm = LoraLinear.weightNorm(base, this.A, this.B, s).as('f32');
-        const w = base.weight.toFloat32();
+        const w = weightToFloat32(base.weight); // dense copy (dequantized for a QLoRA base)
         const d = ba.as('f32');
         const m = this.magnitude.as('f32');
         const inF = base.inFeatures;

@@ -1,0 +1,75 @@
+// The quantized linear op: y = x · Wᵀ (+ b) with W stored quantized. The kernel dequantizes W a tile of
+// rows at a time into a small fp32 buffer and multiplies it there, so no dense copy of W ever exists.
+// Backward gives dx (and dbias); W is frozen and gets no gradient.
+import { cpu } from '../backend/cpu/addon.js';
+import { kernel, registerKernel } from '../backend/kernels.js';
+import { needsRecord, record } from '../autograd/tape.js';
+import { numel, shapeString, Tensor } from '../tensor/tensor.js';
+import { gemmInto } from '../ops/matmul.js';
+import { expectDType, sameDevice } from '../ops/util.js';
+import type { QuantArgs, QuantizedWeight } from './weight.js';
+
+declare module '../backend/cpu/addon.js' {
+  interface CpuAddon {
+    /** y [m, rows] = x [m, cols] · Wᵀ (+ bias [rows]), W quantized as QuantArgs describes. */
+    quantLinear(y: Float32Array, x: Float32Array, bias: Float32Array | null, ...rest: [...QuantArgs, number]): void;
+    /** dx [m, cols] = g [m, rows] · W. */
+    quantLinearBackward(dx: Float32Array, g: Float32Array, ...rest: [...QuantArgs, number]): void;
+  }
+}
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /** y [m, out] = x [m, in] · Wᵀ (+ bias [out]) for a quantized W [out, in]. */
+    quantLinear(y: Tensor, x: Tensor, w: QuantizedWeight, bias: Tensor | null, m: number): void;
+    /** dx [m, in] = g [m, out] · W for a quantized W [out, in]. */
+    quantLinearBackward(dx: Tensor, g: Tensor, w: QuantizedWeight, m: number): void;
+  }
+}
+
+registerKernel('cpu', 'quantLinear', (y, x, w, bias, m) =>
+  cpu.quantLinear(y.as('f32'), x.as('f32'), bias ? bias.as('f32') : null, ...w.args(), m),
+);
+registerKernel('cpu', 'quantLinearBackward', (dx, g, w, m) => cpu.quantLinearBackward(dx.as('f32'), g.as('f32'), ...w.args(), m));
+
+/**
+ * y = x · Wᵀ (+ bias): x [..., in] f32, W quantized [out, in] (frozen), bias [out] f32 or null.
+ * Result [..., out] f32. Differentiable in x and bias.
+ */
+export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null = null): Tensor {
+  sameDevice('quantizedLinear', x, w.data, bias);
+  expectDType('quantizedLinear', 'x', x, 'f32');
+  if (bias) expectDType('quantizedLinear', 'bias', bias, 'f32');
+  if (w.disposed) throw new Error('lorakit: quantizedLinear: the quantized weight was disposed.');
+  const [out, inF] = w.shape;
+  if (x.shape.length < 1 || x.shape.at(-1) !== inF)
+    throw new Error(`lorakit: quantizedLinear: x ${shapeString(x.shape)} does not match the weight [${out}, ${inF}]; x must be [..., ${inF}].`);
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== out))
+    throw new Error(`lorakit: quantizedLinear: bias ${shapeString(bias.shape)} does not match the weight [${out}, ${inF}]; expected [${out}].`);
+  const m = numel(x.shape.slice(0, -1));
+  const y = Tensor.empty([...x.shape.slice(0, -1), out], 'f32', x.device);
+  kernel(x.device, 'quantLinear')(y, x, w, bias, m);
+  if (needsRecord([x, bias])) {
+    // dx needs only W (held by the layer, frozen); dbias needs nothing.
+    record([x, bias], [y], [], ([g], [gx, gb]) => {
+      let dx: Tensor | null = null;
+      let db: Tensor | null = null;
+      if (gx) {
+        if (w.disposed) throw new Error('lorakit: quantizedLinear backward: the quantized weight was disposed.');
+        dx = Tensor.empty(x.shape, 'f32', x.device);
+        kernel(x.device, 'quantLinearBackward')(dx, g, w, m);
+      }
+      if (gb && bias) {
+        db = Tensor.empty(bias.shape, 'f32', bias.device); // column sums of g
+        const ones = Tensor.empty([1, m], 'f32', g.device);
+        ones.as('f32').fill(1);
+        const g2 = g.reshape([m, out]);
+        const db2 = db.reshape([1, out]);
+        gemmInto(db2, ones, g2);
+        for (const t of [ones, g2, db2]) t.dispose();
+      }
+      return [dx, db];
+    });
+  }
+  return y;
+}
