@@ -1,6 +1,7 @@
 // A Llama-family model from a GGUF file: llama.cpp's metadata keys and tensor names mapped back to the
 // Hugging Face ones, with the q/k row permutation llama.cpp's converter applies to Llama undone.
 import { readGGUF, type GGUFFile } from '../io/gguf.js';
+import type { QuantizeOptions } from '../quant/weight.js';
 import { Tensor } from '../tensor/tensor.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { parseModelConfig } from './config.js';
@@ -129,13 +130,13 @@ class GGUFWeights implements WeightSource {
   }
 }
 
-export async function loadGGUFModel(path: string, dtype: WeightDType): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
+export async function loadGGUFModel(path: string, dtype: WeightDType, quant?: QuantizeOptions): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
   const f = await readGGUF(path);
   const raw = configFromGGUF(f);
   const config = parseModelConfig(raw, path);
   const tokenizer = Tokenizer.fromGGUF(f.metadata);
   // Only the llama architecture (and Mistral, converted as llama) has its q/k rows permuted.
   const permuted = f.get('general.architecture') === 'llama';
-  const model = CausalLM.load(config, new GGUFWeights(f, permuted, config.numHeads, config.numKvHeads), dtype);
+  const model = CausalLM.load(config, new GGUFWeights(f, permuted, config.numHeads, config.numKvHeads), dtype, quant);
   return { model, tokenizer };
 }

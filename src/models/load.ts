@@ -6,7 +6,7 @@ import { openSafetensorsModel } from '../io/safetensors.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { readModelConfig } from './config.js';
 import { CausalLM, type WeightDType } from './llama.js';
-import { quantizeModel, type QuantType } from '../quant/weight.js';
+import type { QuantType } from '../quant/weight.js';
 
 export interface LoadOptions {
   /** Storage of the large matrices: float32 or bfloat16 (compute stays fp32 on the CPU). */
@@ -47,10 +47,8 @@ export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<L
   if (statSync(path).isFile()) {
     if (!path.endsWith('.gguf')) throw new Error(`lorakit: --model ${spec}: a file must be a .gguf; otherwise pass a Hugging Face model folder.`);
     const { loadGGUFModel } = await import('./gguf-model.js');
-    const loaded = await loadGGUFModel(path, weightDType(opts.dtype));
-    // GGUF weights are read dense, then quantized layer by layer (each dense copy freed at once).
-    const quant = quantOptions(opts);
-    if (quant) quantizeModel(loaded.model, quant);
+    // Each weight is quantized right after it is read, so the dense model never exists whole.
+    const loaded = await loadGGUFModel(path, weightDType(opts.dtype), quantOptions(opts));
     return { ...loaded, path };
   }
   const configPath = join(path, 'config.json');
