@@ -351,6 +351,7 @@ test('linear forward and backward against float64 (bias or not, frozen or traina
     [[5], 127, 129],
     [[65], 127, 33],
     [[3, 43], 64, 16],
+    [[65], 33, 3],
   ] as [number[], number, number][])
     for (const bias of [false, true]) {
       checkLinear(rows, inF, out, { bias, wType: 'f32', needX: true, needW: true }, seed++);

@@ -12,8 +12,10 @@
 // this same kernel with the transposes flipped; forward saves A (for dB) and B (for dA) only.
 //
 // Shapes: A [M, K] ([K, M] with transA), B [K, N] ([N, K] with transB), C [M, N], bias [N], per item.
+#if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 reports a false positive inside its own AVX-512 headers (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include "gemm.h"
 
 #include <omp.h>
