@@ -172,11 +172,18 @@ export class Tensor {
     return this.typed(dtype);
   }
 
+  // The typed view is made once: creating one costs about a microsecond, several per kernel call.
+  private view_: DTypeArray[DType] | null = null;
+
   private typed<D extends DType>(dtype: D): DTypeArray[D] {
     if (this.disposed) throw new Error(`lorakit: tensor ${this.id} ${shapeString(this.shape)} was used after dispose().`);
+    if (dtype !== this.dtype) throw new Error(`lorakit: expected a ${dtype} tensor, got ${this.dtype}.`);
+    if (this.view_) return this.view_ as DTypeArray[D];
     const buffer = this.storage.buffer;
     if (!buffer) throw new Error(`lorakit: tensor data on ${this.device} must be copied to the CPU first.`);
-    return typedView(dtype, buffer, this.offset * DTYPE_BYTES[dtype], this.size);
+    const v = typedView(dtype, buffer, this.offset * DTYPE_BYTES[dtype], this.size);
+    this.view_ = v;
+    return v;
   }
 
   /** A Float32Array copy of the values, whatever the dtype. */
@@ -228,6 +235,7 @@ export class Tensor {
     if (this.refs <= 0) return;
     this.refs--;
     if (this.refs > 0) return;
+    this.view_ = null;
     this.grad?.dispose();
     this.grad = null;
     if (--this.storage.refs === 0) this.storage.free();
