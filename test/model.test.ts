@@ -98,3 +98,19 @@ test('transformers parity: pre-trained stories260K (../shared/data)', async (t) 
 test('bad model folders give one clear sentence', async () => {
   await assert.rejects(loadModel('/nonexistent/model-folder'), /lorakit: .*nonexistent/);
 });
+
+test('SmolLM2-135M-Instruct from its GGUF: eval loss and greedy tokens as transformers on the same file', async (t) => {
+  const fx = fixture('smollm2', 'expected.json');
+  if (!fx) return t.skip('fixture missing: run scripts/reference/make-all.sh (needs SmolLM2 via scripts/fetch-smollm2.sh)');
+  const e = JSON.parse(readFileSync(fx, 'utf8')) as { gguf: string; rows: number[][]; loss: number; tokens: number; prompt: number[]; greedy: number[] };
+  const { model, tokenizer } = await loadModel(e.gguf);
+  try {
+    const r = evaluate(model, e.rows.map((ids) => ({ ids, labels: ids })), 3);
+    assert.equal(r.tokens, e.tokens);
+    assert.ok(Math.abs(r.loss - e.loss) / e.loss < 1e-4, `loss ${r.loss} vs transformers ${e.loss}`);
+    const g = generate(model, tokenizer, { inputIds: e.prompt, maxNewTokens: e.greedy.length, temperature: 0 });
+    assert.deepEqual(g.tokenIds, e.greedy.slice(0, g.tokenIds.length));
+  } finally {
+    model.dispose();
+  }
+});
