@@ -20,3 +20,6 @@ export { exportHF, exportGGUF, exportGGUFLora } from './export/index.js';
 export { startDashboard } from './dashboard/server.js';
 export { writeReport } from './dashboard/report.js';
 export { quantizeWeight, dequantizeWeight, quantizeModel, baseWeightBytes, QuantizedWeight } from './quant/index.js';
+export { BatchEngine } from './serve/engine.js';
+export { LorakitServer, startServer } from './serve/server.js';
+export { AdapterRegistry } from './serve/adapters.js';

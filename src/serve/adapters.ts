@@ -13,7 +13,11 @@ export class ServeError extends Error {
     readonly code: string,
     message: string,
     readonly param: string | null = null,
-    readonly type = status === 401 ? 'authentication_error' : status >= 500 ? 'server_error' : 'invalid_request_error',
+    readonly type = status === 401
+      ? 'authentication_error'
+      : status >= 500
+        ? 'server_error'
+        : 'invalid_request_error',
   ) {
     super(message);
   }
@@ -42,22 +46,40 @@ function inside(root: string, p: string): boolean {
  */
 export function resolveAdapterPath(root: string, rel: unknown): string {
   const bad = (why: string): never => {
-    throw new ServeError(400, 'invalid_adapter_path', `lorakit: adapter path ${JSON.stringify(rel)} ${why}`, 'path');
+    throw new ServeError(
+      400,
+      'invalid_adapter_path',
+      `lorakit: adapter path ${JSON.stringify(rel)} ${why}`,
+      'path',
+    );
   };
   if (typeof rel !== 'string' || rel.trim() === '') return bad('must be a non-empty string.');
   if (rel.includes('\0')) return bad('contains a NUL character.');
-  if (isAbsolute(rel) || /^[A-Za-z]:/.test(rel) || rel.startsWith('\\')) return bad('must be relative to the adapter folder.');
+  if (isAbsolute(rel) || /^[A-Za-z]:/.test(rel) || rel.startsWith('\\'))
+    return bad('must be relative to the adapter folder.');
   if (rel.split(/[\\/]+/).includes('..')) return bad("must not contain '..'.");
   const base = realpathSync(root);
   const target = resolve(base, rel);
   if (!inside(base, target)) return bad('leaves the adapter folder.');
-  if (!existsSync(target)) throw new ServeError(404, 'adapter_path_not_found', `lorakit: there is no folder ${JSON.stringify(rel)} in the adapter folder.`, 'path');
+  if (!existsSync(target))
+    throw new ServeError(
+      404,
+      'adapter_path_not_found',
+      `lorakit: there is no folder ${JSON.stringify(rel)} in the adapter folder.`,
+      'path',
+    );
   const real = realpathSync(target);
   if (!inside(base, real)) return bad('leaves the adapter folder (through a symbolic link).');
   if (!statSync(real).isDirectory()) return bad('is not a folder.');
   for (const f of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) {
     const p = join(real, f);
-    if (!existsSync(p)) throw new ServeError(400, 'invalid_adapter', `lorakit: ${JSON.stringify(rel)} is not a PEFT adapter folder (it has no ${f}).`, 'path');
+    if (!existsSync(p))
+      throw new ServeError(
+        400,
+        'invalid_adapter',
+        `lorakit: ${JSON.stringify(rel)} is not a PEFT adapter folder (it has no ${f}).`,
+        'path',
+      );
     if (!inside(base, realpathSync(p))) return bad(`has a ${f} that links outside the adapter folder.`);
   }
   return real;
@@ -94,24 +116,46 @@ export class AdapterRegistry {
 
   /** The adapter a request's `model` field names: null for the base model. */
   resolveModel(model: unknown): string | null {
-    if (typeof model !== 'string' || model === '') throw new ServeError(400, 'invalid_request', "lorakit: 'model' must be a non-empty string.", 'model');
+    if (typeof model !== 'string' || model === '')
+      throw new ServeError(400, 'invalid_request', "lorakit: 'model' must be a non-empty string.", 'model');
     if (model === this.baseName) return null;
     if (this.infos.has(model) && !this.unloading.has(model)) return model;
-    throw new ServeError(404, 'model_not_found', `The model '${model}' does not exist (this server has: ${[this.baseName, ...this.list().map((a) => a.name)].join(', ')}).`, 'model');
+    throw new ServeError(
+      404,
+      'model_not_found',
+      `The model '${model}' does not exist (this server has: ${[this.baseName, ...this.list().map((a) => a.name)].join(', ')}).`,
+      'model',
+    );
   }
 
   /** Loads an adapter from any folder (the operator's command line). */
   loadFrom(name: string, dir: string, source = dir): AdapterInfo {
     checkAdapterName(name);
-    if (name === this.baseName) throw new ServeError(400, 'invalid_adapter_name', `lorakit: adapter name '${name}' is the base model's name.`, 'name');
+    if (name === this.baseName)
+      throw new ServeError(
+        400,
+        'invalid_adapter_name',
+        `lorakit: adapter name '${name}' is the base model's name.`,
+        'name',
+      );
     if (this.infos.has(name))
-      throw new ServeError(409, 'adapter_exists', `lorakit: an adapter named '${name}' is already ${this.unloading.has(name) ? 'being unloaded' : 'loaded'}.`, 'name');
+      throw new ServeError(
+        409,
+        'adapter_exists',
+        `lorakit: an adapter named '${name}' is already ${this.unloading.has(name) ? 'being unloaded' : 'loaded'}.`,
+        'name',
+      );
     const previous = this.model.activeAdapter;
     try {
       loadAdapter(this.model, dir, name);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      throw new ServeError(400, 'invalid_adapter', msg.startsWith('lorakit') ? msg : `lorakit: ${msg}`, 'path');
+      throw new ServeError(
+        400,
+        'invalid_adapter',
+        msg.startsWith('lorakit') ? msg : `lorakit: ${msg}`,
+        'path',
+      );
     } finally {
       // loadAdapter activates the new adapter; serving picks adapters per row instead.
       this.model.activeAdapter = previous;
@@ -124,7 +168,11 @@ export class AdapterRegistry {
   /** A run-time load: `path` must lie inside the adapter folder. */
   load(name: unknown, path: unknown): AdapterInfo {
     if (this.root === null)
-      throw new ServeError(403, 'adapter_loading_disabled', 'lorakit: loading adapters at run time is off; start the server with --adapter-dir DIR.');
+      throw new ServeError(
+        403,
+        'adapter_loading_disabled',
+        'lorakit: loading adapters at run time is off; start the server with --adapter-dir DIR.',
+      );
     checkAdapterName(name);
     const dir = resolveAdapterPath(this.root, path);
     return this.loadFrom(name, dir, String(path));
@@ -133,9 +181,19 @@ export class AdapterRegistry {
   /** Stops new requests for the adapter now; frees it when its running requests have ended. */
   async unload(name: unknown): Promise<void> {
     if (this.root === null)
-      throw new ServeError(403, 'adapter_loading_disabled', 'lorakit: unloading adapters at run time is off; start the server with --adapter-dir DIR.');
+      throw new ServeError(
+        403,
+        'adapter_loading_disabled',
+        'lorakit: unloading adapters at run time is off; start the server with --adapter-dir DIR.',
+      );
     checkAdapterName(name);
-    if (!this.infos.has(name) || this.unloading.has(name)) throw new ServeError(404, 'adapter_not_found', `lorakit: no adapter named '${name}' is loaded.`, 'name');
+    if (!this.infos.has(name) || this.unloading.has(name))
+      throw new ServeError(
+        404,
+        'adapter_not_found',
+        `lorakit: no adapter named '${name}' is loaded.`,
+        'name',
+      );
     this.unloading.add(name);
     await this.engine.whenUnused(name);
     deleteAdapter(this.model, name);

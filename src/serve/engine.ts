@@ -44,7 +44,8 @@ export interface GenerationResult {
   completionTokens: number;
 }
 
-export type EngineErrorCode = 'queue_full' | 'context_length_exceeded' | 'adapter_not_found' | 'invalid_request' | 'closed';
+export type EngineErrorCode =
+  'queue_full' | 'context_length_exceeded' | 'adapter_not_found' | 'invalid_request' | 'closed';
 
 /** A request the engine refuses (the server maps the code to an HTTP status). */
 export class EngineError extends Error {
@@ -108,7 +109,12 @@ class Sequence {
     this.pending = [...req.promptIds];
     this.capacity = req.promptIds.length + req.maxTokens;
     this.text = new TextStream(tokenizer, req.stop ?? []);
-    this.sampler = new FastSampler({ temperature: req.temperature ?? 0, topK: req.topK ?? 0, topP: req.topP ?? 1, seed: (req.seed ?? 0) >>> 0 });
+    this.sampler = new FastSampler({
+      temperature: req.temperature ?? 0,
+      topK: req.topK ?? 0,
+      topP: req.topP ?? 1,
+      seed: (req.seed ?? 0) >>> 0,
+    });
   }
 }
 
@@ -121,7 +127,14 @@ export class BatchEngine {
   readonly policy: 'mixed' | 'single-adapter';
   /** KV-cache bytes per cached position (all layers, keys and values). */
   readonly bytesPerPosition: number;
-  readonly stats: EngineStats = { steps: 0, rows: 0, promptTokens: 0, generatedTokens: 0, busyMs: 0, maxRows: 0 };
+  readonly stats: EngineStats = {
+    steps: 0,
+    rows: 0,
+    promptTokens: 0,
+    generatedTokens: 0,
+    busyMs: 0,
+    maxRows: 0,
+  };
 
   private readonly queue: Sequence[] = [];
   private readonly active: Sequence[] = [];
@@ -163,10 +176,15 @@ export class BatchEngine {
       throw new EngineError('adapter_not_found', `lorakit: no adapter named '${adapter}' is loaded.`);
     const n = req.promptIds.length;
     if (n === 0) throw new EngineError('invalid_request', 'lorakit: the prompt encodes to no tokens.');
-    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) throw new EngineError('invalid_request', 'lorakit: max tokens must be a positive integer.');
+    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1)
+      throw new EngineError('invalid_request', 'lorakit: max tokens must be a positive integer.');
     const V = this.model.config.vocabSize;
     const bad = req.promptIds.find((id) => !Number.isInteger(id) || id < 0 || id >= V);
-    if (bad !== undefined) throw new EngineError('invalid_request', `lorakit: prompt token id ${bad} is outside the vocabulary (${V}).`);
+    if (bad !== undefined)
+      throw new EngineError(
+        'invalid_request',
+        `lorakit: prompt token id ${bad} is outside the vocabulary (${V}).`,
+      );
     if (n + req.maxTokens > this.contextLength)
       throw new EngineError(
         'context_length_exceeded',
@@ -177,7 +195,11 @@ export class BatchEngine {
         'context_length_exceeded',
         `lorakit: the request needs ${n + req.maxTokens} positions of KV cache, more than the server's cache holds (${Math.floor(this.kvCacheBytes / this.bytesPerPosition)}).`,
       );
-    if (this.queue.length >= this.maxQueue) throw new EngineError('queue_full', `lorakit: the server is busy (${this.queue.length} requests waiting); retry later.`);
+    if (this.queue.length >= this.maxQueue)
+      throw new EngineError(
+        'queue_full',
+        `lorakit: the server is busy (${this.queue.length} requests waiting); retry later.`,
+      );
     if (req.signal?.aborted) return Promise.resolve(this.result(req, [], '', 'abort'));
     return new Promise<GenerationResult>((resolve, reject) => {
       this.queue.push(new Sequence(req, adapter, this.tokenizer, resolve, reject));
@@ -214,9 +236,14 @@ export class BatchEngine {
   private async loop(): Promise<void> {
     try {
       while (!this.closed && (this.queue.length > 0 || this.active.length > 0)) {
-        this.dropAborted();
-        this.admit();
-        if (this.active.length > 0) this.step();
+        try {
+          this.dropAborted();
+          this.admit();
+          if (this.active.length > 0) this.step();
+        } catch (e) {
+          // A bug, not a bad request: fail what was running rather than the whole process.
+          for (const s of this.active.splice(0)) this.fail(s, e);
+        }
         // Let I/O run: new requests arrive, streamed text goes out, clients disconnect.
         await new Promise<void>((r) => setImmediate(r));
       }
@@ -242,8 +269,9 @@ export class BatchEngine {
   private admit(): void {
     let used = this.kvInUse();
     let only: string | null | undefined; // single-adapter policy: the adapter of this batch
-    if (this.policy === 'single-adapter') only = this.active.length > 0 ? this.active[0].adapter : this.queue[0]?.adapter;
-    for (let i = 0; i < this.queue.length && this.active.length < this.maxBatch; ) {
+    if (this.policy === 'single-adapter')
+      only = this.active.length > 0 ? this.active[0].adapter : this.queue[0]?.adapter;
+    for (let i = 0; i < this.queue.length && this.active.length < this.maxBatch;) {
       const s = this.queue[i];
       if (only !== undefined && s.adapter !== only) {
         i++;
@@ -328,8 +356,19 @@ export class BatchEngine {
     this.finish(seq, reason);
   }
 
-  private result(req: GenerationRequest, ids: number[], text: string, reason: GenerationResult['finishReason']): GenerationResult {
-    return { text, tokenIds: ids, finishReason: reason, promptTokens: req.promptIds.length, completionTokens: ids.length };
+  private result(
+    req: GenerationRequest,
+    ids: number[],
+    text: string,
+    reason: GenerationResult['finishReason'],
+  ): GenerationResult {
+    return {
+      text,
+      tokenIds: ids,
+      finishReason: reason,
+      promptTokens: req.promptIds.length,
+      completionTokens: ids.length,
+    };
   }
 
   private release(seq: Sequence): void {

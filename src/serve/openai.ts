@@ -19,7 +19,8 @@ function invalid(param: string, what: string): never {
 function num(body: JsonObject, key: string, min: number, max: number, integer = false): number | undefined {
   const v = body[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v)) invalid(key, `must be a number, got ${JSON.stringify(v)}.`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    invalid(key, `must be a number, got ${JSON.stringify(v)}.`);
   if (integer && !Number.isInteger(v)) invalid(key, `must be an integer, got ${v}.`);
   if (v < min || v > max) invalid(key, `must be between ${min} and ${max}, got ${v}.`);
   return v;
@@ -35,7 +36,13 @@ function bool(body: JsonObject, key: string): boolean | undefined {
 /** Fields a request may carry only with their neutral value. */
 function refuse(body: JsonObject, key: string, ok: (v: unknown) => boolean, what: string): void {
   const v = body[key];
-  if (v !== undefined && v !== null && !ok(v)) throw new ServeError(400, 'unsupported_parameter', `lorakit: '${key}' is not supported by this server (${what}).`, key);
+  if (v !== undefined && v !== null && !ok(v))
+    throw new ServeError(
+      400,
+      'unsupported_parameter',
+      `lorakit: '${key}' is not supported by this server (${what}).`,
+      key,
+    );
 }
 
 /** Sampling and length settings common to both completion endpoints. */
@@ -54,22 +61,27 @@ export interface SamplingRequest {
 
 export function parseSampling(body: JsonObject): SamplingRequest {
   const model = body.model;
-  if (typeof model !== 'string' || model === '') invalid('model', 'is required and must be a non-empty string.');
-  const maxTokens = num(body, 'max_completion_tokens', 1, Number.MAX_SAFE_INTEGER, true) ?? num(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, true);
+  if (typeof model !== 'string' || model === '')
+    invalid('model', 'is required and must be a non-empty string.');
+  const maxTokens =
+    num(body, 'max_completion_tokens', 1, Number.MAX_SAFE_INTEGER, true) ??
+    num(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, true);
   const temperature = num(body, 'temperature', 0, 2) ?? 1;
   const topP = num(body, 'top_p', 0, 1) ?? 1;
   if (topP === 0) invalid('top_p', 'must be greater than 0.');
   const topKRaw = num(body, 'top_k', -1, 1e9, true) ?? 0;
   const seedRaw = num(body, 'seed', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, true);
   // No seed: a fresh one per request, as OpenAI samples differently each time.
-  const seed = seedRaw === undefined ? randomBytes(4).readUInt32LE(0) : Number(BigInt.asUintN(32, BigInt(seedRaw)));
+  const seed =
+    seedRaw === undefined ? randomBytes(4).readUInt32LE(0) : Number(BigInt.asUintN(32, BigInt(seedRaw)));
   let stop: string[] = [];
   const s = body.stop;
   if (typeof s === 'string') stop = [s];
   else if (Array.isArray(s)) stop = s as string[];
   else if (s !== undefined && s !== null) invalid('stop', 'must be a string or an array of strings.');
   if (stop.length > 4) invalid('stop', `may hold at most 4 sequences, got ${stop.length}.`);
-  if (stop.some((x) => typeof x !== 'string' || x === '')) invalid('stop', 'must hold only non-empty strings.');
+  if (stop.some((x) => typeof x !== 'string' || x === ''))
+    invalid('stop', 'must hold only non-empty strings.');
   const stream = bool(body, 'stream') ?? false;
   const so = body.stream_options;
   if (so !== undefined && so !== null && !isObject(so)) invalid('stream_options', 'must be an object.');
@@ -80,7 +92,18 @@ export function parseSampling(body: JsonObject): SamplingRequest {
   refuse(body, 'logit_bias', (v) => isObject(v) && Object.keys(v).length === 0, 'no logit bias');
   refuse(body, 'logprobs', (v) => v === false, 'no log probabilities');
   refuse(body, 'top_logprobs', (v) => v === 0, 'no log probabilities');
-  return { model, maxTokens, temperature, topP, topK: Math.max(0, topKRaw), seed, stop, stream, includeUsage, ignoreEos: bool(body, 'ignore_eos') ?? false };
+  return {
+    model,
+    maxTokens,
+    temperature,
+    topP,
+    topK: Math.max(0, topKRaw),
+    seed,
+    stop,
+    stream,
+    includeUsage,
+    ignoreEos: bool(body, 'ignore_eos') ?? false,
+  };
 }
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
@@ -95,7 +118,8 @@ export function parseMessages(body: JsonObject): ChatMessage[] {
   return list.map((m, i): ChatMessage => {
     const at = `messages[${i}]`;
     if (!isObject(m)) invalid(at, 'must be an object.');
-    if (typeof m.role !== 'string' || !ROLES.has(m.role)) invalid(`${at}.role`, `must be one of ${[...ROLES].join(', ')}, got ${JSON.stringify(m.role)}.`);
+    if (typeof m.role !== 'string' || !ROLES.has(m.role))
+      invalid(`${at}.role`, `must be one of ${[...ROLES].join(', ')}, got ${JSON.stringify(m.role)}.`);
     const c = m.content;
     let content: string;
     if (typeof c === 'string') content = c;
@@ -104,7 +128,10 @@ export function parseMessages(body: JsonObject): ChatMessage[] {
       content = c
         .map((part, j) => {
           if (!isObject(part) || part.type !== 'text' || typeof part.text !== 'string')
-            invalid(`${at}.content[${j}]`, "must be a {type: 'text', text} part; this server reads text only.");
+            invalid(
+              `${at}.content[${j}]`,
+              "must be a {type: 'text', text} part; this server reads text only.",
+            );
           return part.text;
         })
         .join('');
@@ -122,14 +149,22 @@ export function parsePrompts(body: JsonObject, maxPrompts: number): PromptInput[
   refuse(body, 'suffix', (v) => v === '', 'no suffix');
   refuse(body, 'best_of', (v) => v === 1, 'one candidate per prompt');
   const p = body.prompt;
-  const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number' && Number.isInteger(x));
+  const isIds = (v: unknown): v is number[] =>
+    Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number' && Number.isInteger(x));
   let prompts: PromptInput[];
   if (typeof p === 'string') prompts = [{ text: p }];
   else if (isIds(p)) prompts = [{ ids: p }];
-  else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string')) prompts = (p as string[]).map((text) => ({ text }));
-  else if (Array.isArray(p) && p.length > 0 && p.every(isIds)) prompts = (p as number[][]).map((ids) => ({ ids }));
-  else invalid('prompt', 'must be a string, an array of strings, an array of token ids, or an array of such arrays.');
-  if (prompts.length > maxPrompts) invalid('prompt', `may hold at most ${maxPrompts} prompts, got ${prompts.length}.`);
+  else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string'))
+    prompts = (p as string[]).map((text) => ({ text }));
+  else if (Array.isArray(p) && p.length > 0 && p.every(isIds))
+    prompts = (p as number[][]).map((ids) => ({ ids }));
+  else
+    invalid(
+      'prompt',
+      'must be a string, an array of strings, an array of token ids, or an array of such arrays.',
+    );
+  if (prompts.length > maxPrompts)
+    invalid('prompt', `may hold at most ${maxPrompts} prompts, got ${prompts.length}.`);
   return prompts;
 }
 
@@ -158,6 +193,11 @@ export function usage(results: readonly GenerationResult[]): Usage {
 }
 
 /** OpenAI's error body. */
-export function errorBody(message: string, type: string, code: string | null, param: string | null = null): JsonObject {
+export function errorBody(
+  message: string,
+  type: string,
+  code: string | null,
+  param: string | null = null,
+): JsonObject {
   return { error: { message, type, param, code } };
 }

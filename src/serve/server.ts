@@ -57,15 +57,28 @@ const STATUS_CODE: Record<string, number> = {
   closed: 503,
 };
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
+function digest(s: string): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(s).digest());
+}
+
+// A percent-encoded path segment (a model or adapter name).
+function decodePart(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new ServeError(
+      400,
+      'invalid_request',
+      `lorakit: the URL segment '${s}' is not valid percent-encoding.`,
+    );
+  }
 }
 
 export class LorakitServer {
   readonly engine: BatchEngine;
   readonly adapters: AdapterRegistry;
   readonly http: Server;
-  private readonly keyDigest: Buffer | null;
+  private readonly keyDigest: Uint8Array | null;
   private readonly maxBodyBytes: number;
   private readonly maxPromptTokens: number;
   private readonly maxTokens: number;
@@ -81,7 +94,13 @@ export class LorakitServer {
     this.maxPromptTokens = Math.min(opts.maxPromptTokens ?? Infinity, this.engine.contextLength - 1);
     this.maxTokens = opts.maxTokens ?? 1024;
     this.maxPrompts = opts.maxPrompts ?? 16;
-    this.http = createServer((req, res) => void this.handle(req, res));
+    this.http = createServer((req, res) => {
+      // handle() answers every error itself; anything escaping it must not take the server down.
+      this.handle(req, res).catch((e: unknown) => {
+        this.opts.log?.(`error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        res.destroy();
+      });
+    });
   }
 
   /** Starts listening; resolves with the address (port 0 picks a free port). */
@@ -108,18 +127,29 @@ export class LorakitServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const t0 = performance.now();
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const path = url.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
+    let path = req.url ?? '/';
     let note = '';
     try {
-      if (path === '/health' && method === 'GET') return this.json(res, 200, { status: 'ok', model: this.opts.modelName, ...this.engine.load });
-      if (!path.startsWith('/v1/')) throw new ServeError(404, 'unknown_url', `lorakit: unknown request URL: ${method} ${path}.`);
+      path = new URL(path, 'http://localhost').pathname.replace(/\/+$/, '') || '/';
+      if (path === '/health' && method === 'GET')
+        return this.json(res, 200, {
+          status: 'ok',
+          model: this.opts.modelName,
+          ...this.engine.load,
+          stats: this.engine.stats,
+        });
+      if (!path.startsWith('/v1/'))
+        throw new ServeError(404, 'unknown_url', `lorakit: unknown request URL: ${method} ${path}.`);
       this.authorize(req);
       const route = (allowed: string[]): void => {
         if (!allowed.includes(method)) {
           res.setHeader('Allow', allowed.join(', '));
-          throw new ServeError(405, 'method_not_allowed', `lorakit: ${path} accepts ${allowed.join(' or ')}, not ${method}.`);
+          throw new ServeError(
+            405,
+            'method_not_allowed',
+            `lorakit: ${path} accepts ${allowed.join(' or ')}, not ${method}.`,
+          );
         }
       };
       if (path === '/v1/models') {
@@ -128,7 +158,7 @@ export class LorakitServer {
       }
       if (path.startsWith('/v1/models/')) {
         route(['GET']);
-        const id = decodeURIComponent(path.slice('/v1/models/'.length));
+        const id = decodePart(path.slice('/v1/models/'.length));
         const m = this.models().find((x) => x.id === id);
         if (!m) throw new ServeError(404, 'model_not_found', `The model '${id}' does not exist.`, 'model');
         return this.json(res, 200, m);
@@ -144,7 +174,8 @@ export class LorakitServer {
         return;
       }
       if (path === '/v1/adapters' || path.startsWith('/v1/adapters/')) {
-        const named = path.length > '/v1/adapters/'.length ? decodeURIComponent(path.slice('/v1/adapters/'.length)) : null;
+        const named =
+          path.length > '/v1/adapters/'.length ? decodePart(path.slice('/v1/adapters/'.length)) : null;
         route(named === null ? ['GET', 'POST', 'DELETE'] : ['GET', 'DELETE']);
         return await this.adapterRoute(req, res, method, named);
       }
@@ -164,7 +195,9 @@ export class LorakitServer {
     throw new ServeError(
       401,
       'invalid_api_key',
-      m ? 'Incorrect API key provided. Pass the key the server was started with (--api-key).' : "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.",
+      m
+        ? 'Incorrect API key provided. Pass the key the server was started with (--api-key).'
+        : "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.",
       null,
       'invalid_request_error',
     );
@@ -172,28 +205,57 @@ export class LorakitServer {
 
   private models(): JsonObject[] {
     const base = { id: this.opts.modelName, object: 'model', created: this.created, owned_by: 'lorakit' };
-    return [base, ...this.adapters.list().map((a) => ({ id: a.name, object: 'model', created: a.created, owned_by: 'lorakit', parent: this.opts.modelName }))];
+    return [
+      base,
+      ...this.adapters.list().map((a) => ({
+        id: a.name,
+        object: 'model',
+        created: a.created,
+        owned_by: 'lorakit',
+        parent: this.opts.modelName,
+      })),
+    ];
   }
 
   // The request body as JSON, at most maxBodyBytes (413 beyond).
   private async body(req: IncomingMessage): Promise<JsonObject> {
     const limit = this.maxBodyBytes;
-    const tooLarge = () => new ServeError(413, 'request_too_large', `lorakit: the request body is larger than this server accepts (${limit} bytes).`);
+    const tooLarge = () =>
+      new ServeError(
+        413,
+        'request_too_large',
+        `lorakit: the request body is larger than this server accepts (${limit} bytes).`,
+      );
     if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > limit) throw tooLarge(); // node discards the rest of the body after the response
-      chunks.push(chunk);
-    }
+    const text = await new Promise<string>((resolve, reject) => {
+      const decoder = new TextDecoder();
+      let body = '';
+      let size = 0;
+      req.on('data', (chunk: Uint8Array) => {
+        size += chunk.length;
+        // Past the limit, read on without keeping anything so the client still gets its 413 (a
+        // client that keeps sending far beyond it is cut off).
+        if (size > 16 * limit) req.destroy();
+        else if (size <= limit) body += decoder.decode(chunk, { stream: true });
+      });
+      req.on('end', () => (size > limit ? reject(tooLarge()) : resolve(body + decoder.decode())));
+      req.on('error', reject);
+      req.on('close', () =>
+        reject(
+          size > limit
+            ? tooLarge()
+            : new ServeError(400, 'incomplete_body', 'lorakit: the request body ended early.'),
+        ),
+      );
+    });
     let v: unknown;
     try {
-      v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      v = JSON.parse(text);
     } catch {
       throw new ServeError(400, 'invalid_json', 'lorakit: the request body is not valid JSON.');
     }
-    if (!isObject(v)) throw new ServeError(400, 'invalid_json', 'lorakit: the request body must be a JSON object.');
+    if (!isObject(v))
+      throw new ServeError(400, 'invalid_json', 'lorakit: the request body must be a JSON object.');
     return v;
   }
 
@@ -207,7 +269,12 @@ export class LorakitServer {
         'messages',
       );
     if (s.maxTokens !== undefined && s.maxTokens > this.maxTokens)
-      throw new ServeError(400, 'invalid_request', `lorakit: 'max_tokens' is ${s.maxTokens}; this server allows at most ${this.maxTokens}.`, 'max_tokens');
+      throw new ServeError(
+        400,
+        'invalid_request',
+        `lorakit: 'max_tokens' is ${s.maxTokens}; this server allows at most ${this.maxTokens}.`,
+        'max_tokens',
+      );
     const room = this.engine.contextLength - promptLength;
     const max = s.maxTokens ?? Math.min(this.maxTokens, room);
     if (max > room)
@@ -225,26 +292,55 @@ export class LorakitServer {
     const adapter = this.adapters.resolveModel(s.model);
     const messages = parseMessages(body);
     if (!this.opts.tokenizer.chatTemplate)
-      throw new ServeError(400, 'no_chat_template', 'lorakit: this model has no chat template; use /v1/completions.');
+      throw new ServeError(
+        400,
+        'no_chat_template',
+        'lorakit: this model has no chat template; use /v1/completions.',
+      );
     let ids: number[];
     try {
       ids = promptIds(this.opts.tokenizer, { messages });
     } catch (e) {
-      if (e instanceof ChatTemplateError) throw new ServeError(400, 'invalid_request', `lorakit: the chat template rejected the messages: ${e.message}`, 'messages');
+      if (e instanceof ChatTemplateError)
+        throw new ServeError(
+          400,
+          'invalid_request',
+          `lorakit: the chat template rejected the messages: ${e.message}`,
+          'messages',
+        );
       throw e;
     }
     const id = newId('chatcmpl');
     const created = now();
     const base = { id, created, model: s.model, system_fingerprint: 'lorakit' };
     return this.run(req, res, s, adapter, [ids], {
-      first: () => ({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] }),
-      delta: (_, text) => ({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }] }),
-      end: (_, r) => ({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(r) }] }),
+      first: () => ({
+        ...base,
+        object: 'chat.completion.chunk',
+        choices: [
+          { index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null },
+        ],
+      }),
+      delta: (_, text) => ({
+        ...base,
+        object: 'chat.completion.chunk',
+        choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }],
+      }),
+      end: (_, r) => ({
+        ...base,
+        object: 'chat.completion.chunk',
+        choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(r) }],
+      }),
       usageChunk: (u) => ({ ...base, object: 'chat.completion.chunk', choices: [], usage: u }),
       whole: (rs) => ({
         ...base,
         object: 'chat.completion',
-        choices: rs.map((r, index) => ({ index, message: { role: 'assistant', content: r.text, refusal: null }, logprobs: null, finish_reason: finishReason(r) })),
+        choices: rs.map((r, index) => ({
+          index,
+          message: { role: 'assistant', content: r.text, refusal: null },
+          logprobs: null,
+          finish_reason: finishReason(r),
+        })),
         usage: usage(rs),
       }),
     });
@@ -258,20 +354,37 @@ export class LorakitServer {
     const all = prompts.map((p) => {
       const ids = 'ids' in p ? p.ids : this.opts.tokenizer.encode(p.text);
       const bad = ids.find((t) => t < 0 || t >= V);
-      if (bad !== undefined) throw new ServeError(400, 'invalid_request', `lorakit: prompt token id ${bad} is outside the vocabulary (${V}).`, 'prompt');
-      if (ids.length === 0) throw new ServeError(400, 'invalid_request', 'lorakit: the prompt encodes to no tokens.', 'prompt');
+      if (bad !== undefined)
+        throw new ServeError(
+          400,
+          'invalid_request',
+          `lorakit: prompt token id ${bad} is outside the vocabulary (${V}).`,
+          'prompt',
+        );
+      if (ids.length === 0)
+        throw new ServeError(400, 'invalid_request', 'lorakit: the prompt encodes to no tokens.', 'prompt');
       return ids;
     });
     const id = newId('cmpl');
     const created = now();
     const base = { id, created, model: s.model, system_fingerprint: 'lorakit' };
-    const choice = (index: number, text: string, reason: string | null) => ({ index, text, logprobs: null, finish_reason: reason });
+    const choice = (index: number, text: string, reason: string | null) => ({
+      index,
+      text,
+      logprobs: null,
+      finish_reason: reason,
+    });
     return this.run(req, res, s, adapter, all, {
       first: null,
       delta: (i, text) => ({ ...base, object: 'text_completion', choices: [choice(i, text, null)] }),
       end: (i, r) => ({ ...base, object: 'text_completion', choices: [choice(i, '', finishReason(r))] }),
       usageChunk: (u) => ({ ...base, object: 'text_completion', choices: [], usage: u }),
-      whole: (rs) => ({ ...base, object: 'text_completion', choices: rs.map((r, i) => choice(i, r.text, finishReason(r))), usage: usage(rs) }),
+      whole: (rs) => ({
+        ...base,
+        object: 'text_completion',
+        choices: rs.map((r, i) => choice(i, r.text, finishReason(r))),
+        usage: usage(rs),
+      }),
     });
   }
 
@@ -303,7 +416,12 @@ export class LorakitServer {
     const start = () => {
       if (started) return;
       started = true;
-      res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+      res.writeHead(200, {
+        'Content-Type': 'text/event-stream; charset=utf-8',
+        'Cache-Control': 'no-cache',
+        Connection: 'keep-alive',
+        'X-Accel-Buffering': 'no',
+      });
       if (shape.first) send(shape.first());
     };
     const submit = (ids: number[], i: number) =>
@@ -332,13 +450,25 @@ export class LorakitServer {
       abort.abort(); // prompts already queued give their rows back
       throw e;
     }
-    const results = await Promise.all(pending.map((p) => p.catch((e: unknown) => e)));
-    const failed = results.find((r): r is unknown => !(isObject(r) && 'finishReason' in r));
-    const ok = results as GenerationResult[];
-    if (abort.signal.aborted && !failed) return ' (client gone)';
-    if (failed !== undefined) {
-      if (!started) throw failed;
-      send(errorBody(failed instanceof Error ? failed.message : String(failed), 'server_error', 'generation_failed'));
+    const settled = await Promise.allSettled(pending);
+    if (abort.signal.aborted) return ' (client gone)';
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    const ok = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    // Ended without the client leaving: the server is shutting down.
+    const error = failed
+      ? failed.reason
+      : ok.some((r) => r.finishReason === 'abort')
+        ? new EngineError('closed', 'lorakit: the server is shutting down.')
+        : null;
+    if (error !== null) {
+      if (!started) throw error;
+      send(
+        errorBody(
+          error instanceof Error ? error.message : String(error),
+          'server_error',
+          'generation_failed',
+        ),
+      );
       res.end();
       return ' (failed)';
     }
@@ -354,12 +484,29 @@ export class LorakitServer {
     return note;
   }
 
-  private async adapterRoute(req: IncomingMessage, res: ServerResponse, method: string, named: string | null): Promise<void> {
-    const describe = (a: { name: string; source: string; created: number }) => ({ id: a.name, object: 'adapter', path: a.source, created: a.created });
+  private async adapterRoute(
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: string,
+    named: string | null,
+  ): Promise<void> {
+    const describe = (a: { name: string; source: string; created: number }) => ({
+      id: a.name,
+      object: 'adapter',
+      path: a.source,
+      created: a.created,
+    });
     if (method === 'GET') {
-      if (named === null) return this.json(res, 200, { object: 'list', data: this.adapters.list().map(describe) });
+      if (named === null)
+        return this.json(res, 200, { object: 'list', data: this.adapters.list().map(describe) });
       const a = this.adapters.list().find((x) => x.name === named);
-      if (!a) throw new ServeError(404, 'adapter_not_found', `lorakit: no adapter named '${named}' is loaded.`, 'name');
+      if (!a)
+        throw new ServeError(
+          404,
+          'adapter_not_found',
+          `lorakit: no adapter named '${named}' is loaded.`,
+          'name',
+        );
       return this.json(res, 200, describe(a));
     }
     if (method === 'POST') {
@@ -378,7 +525,10 @@ export class LorakitServer {
       return;
     }
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+    res.writeHead(status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(text),
+    });
     res.end(text);
   }
 
@@ -390,10 +540,18 @@ export class LorakitServer {
       body = errorBody(e.message, e.type, e.code, e.param);
     } else if (e instanceof EngineError) {
       status = STATUS_CODE[e.code] ?? 400;
-      body = errorBody(e.message, status === 429 ? 'rate_limit_error' : status >= 500 ? 'server_error' : 'invalid_request_error', e.code);
+      body = errorBody(
+        e.message,
+        status === 429 ? 'rate_limit_error' : status >= 500 ? 'server_error' : 'invalid_request_error',
+        e.code,
+      );
     } else {
       const msg = e instanceof Error ? e.message : String(e);
-      body = errorBody(msg.startsWith('lorakit') ? msg : `lorakit: internal error: ${msg}`, 'server_error', 'internal_error');
+      body = errorBody(
+        msg.startsWith('lorakit') ? msg : `lorakit: internal error: ${msg}`,
+        'server_error',
+        'internal_error',
+      );
       this.opts.log?.(`error: ${e instanceof Error ? (e.stack ?? msg) : msg}`);
     }
     if (res.headersSent) {
@@ -406,7 +564,9 @@ export class LorakitServer {
 }
 
 /** Creates the server and starts listening. */
-export async function startServer(opts: ServerOptions & { port?: number; host?: string }): Promise<{ server: LorakitServer; url: string; port: number }> {
+export async function startServer(
+  opts: ServerOptions & { port?: number; host?: string },
+): Promise<{ server: LorakitServer; url: string; port: number }> {
   const server = new LorakitServer(opts);
   const { url, port } = await server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1');
   return { server, url, port };

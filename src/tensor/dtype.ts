@@ -13,14 +13,22 @@ export interface DTypeArray {
 }
 
 export function typedView<D extends DType>(dtype: D, buffer: ArrayBuffer, byteOffset: number, length: number): DTypeArray[D] {
-  const views: { [K in DType]: () => DTypeArray[K] } = {
-    f32: () => new Float32Array(buffer, byteOffset, length),
-    bf16: () => new Uint16Array(buffer, byteOffset, length),
-    f16: () => new Uint16Array(buffer, byteOffset, length),
-    i32: () => new Int32Array(buffer, byteOffset, length),
-    u8: () => new Uint8Array(buffer, byteOffset, length),
-  };
-  return views[dtype]();
+  // A switch, not a table of closures: this runs for every kernel argument.
+  let v: DTypeArray[DType];
+  switch (dtype) {
+    case 'f32':
+      v = new Float32Array(buffer, byteOffset, length);
+      break;
+    case 'i32':
+      v = new Int32Array(buffer, byteOffset, length);
+      break;
+    case 'u8':
+      v = new Uint8Array(buffer, byteOffset, length);
+      break;
+    default:
+      v = new Uint16Array(buffer, byteOffset, length);
+  }
+  return v as DTypeArray[D];
 }
 
 const f32Scratch = new Float32Array(1);
