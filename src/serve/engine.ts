@@ -11,7 +11,7 @@ import { KVCache } from '../models/kv-cache.js';
 import type { CausalLM } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { BatchForward, type Span } from './batch-forward.js';
-import { FastSampler } from './sampler.js';
+import { Sampler } from '../infer/sampling.js';
 import { TextStream } from './text.js';
 
 export interface GenerationRequest {
@@ -95,7 +95,7 @@ class Sequence {
   prefilled = false;
   generated = 0;
   readonly text: TextStream;
-  readonly sampler: FastSampler;
+  readonly sampler: Sampler;
   readonly capacity: number;
   done = false;
 
@@ -109,7 +109,7 @@ class Sequence {
     this.pending = [...req.promptIds];
     this.capacity = req.promptIds.length + req.maxTokens;
     this.text = new TextStream(tokenizer, req.stop ?? []);
-    this.sampler = new FastSampler({
+    this.sampler = new Sampler({
       temperature: req.temperature ?? 0,
       topK: req.topK ?? 0,
       topP: req.topP ?? 1,
