@@ -164,7 +164,9 @@ export function clearTape(): void {
  * Parameters that fn closes over receive their gradients as usual.
  */
 export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
-  if (!needsRecordOrParams()) return fn(inputs);
+  // Records whenever grad mode is on, even if no input requires grad: the parameters fn closes over
+  // (a block's LoRA weights, fed by frozen embeddings) still need their gradients.
+  if (!gradEnabled) return fn(inputs);
   const out = noGrad(() => fn(inputs));
   record(inputs, [out], inputs, (gOut) => {
     const tape = new Tape();
@@ -195,8 +197,3 @@ export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[]): 
   return out;
 }
 
-// A block's parameters may require grad even when its input (the embeddings of a frozen table) does
-// not; checkpoint records whenever grad mode is on so those parameters still get gradients.
-function needsRecordOrParams(): boolean {
-  return gradEnabled;
-}

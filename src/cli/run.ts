@@ -1,7 +1,7 @@
 import { loadModel } from '../models/load.js';
 import { loadAdapter } from '../peft/adapters.js';
 import type { LoadedModel } from '../models/load.js';
-import type { Specs } from './args.js';
+import { UsageError, type Specs } from './args.js';
 import type { CausalLM } from '../models/llama.js';
 import { baseWeightBytes, QuantizedWeight } from '../quant/weight.js';
 import { formatBytes } from './progress.js';
@@ -20,7 +20,6 @@ export async function openModel(
   command: string,
   f: { model?: string; adapter?: string; dtype?: string; device?: string; quantize?: string; 'double-quant'?: boolean },
 ): Promise<LoadedModel> {
-  const { UsageError } = await import('./args.js');
   if (!f.model) throw new UsageError(`lorakit ${command}: --model is required.`);
   if (f['double-quant'] && f.quantize !== 'nf4' && f.quantize !== 'fp4')
     throw new UsageError(`lorakit ${command}: --double-quant needs --quantize nf4 or fp4.`);

@@ -269,11 +269,8 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, options: Trai
 }
 
 function describe(o: TrainOptions): Record<string, unknown> {
-  const { data, evalData, onStep, onEval, onWarning, stopSignal, ...rest } = o;
-  void onStep;
-  void onEval;
-  void onWarning;
-  void stopSignal;
+  // Callbacks and the stop flag are not options worth recording.
+  const { data, evalData, onStep: _s, onEval: _e, onWarning: _w, stopSignal: _x, ...rest } = o;
   return { ...rest, data: typeof data === 'string' ? data : '<examples>', evalData: typeof evalData === 'string' ? evalData : undefined };
 }
 
