@@ -167,33 +167,36 @@ export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[]): 
   // Records whenever grad mode is on, even if no input requires grad: the parameters fn closes over
   // (a block's LoRA weights, fed by frozen embeddings) still need their gradients.
   if (!gradEnabled) return fn(inputs);
-  const out = noGrad(() => fn(inputs));
-  record(inputs, [out], inputs, (gOut) => {
-    const tape = new Tape();
-    tapes.push(tape);
-    let gradsIn: (Tensor | null)[] = [];
-    try {
-      // Fresh leaves over the same memory, made while not recording so they are leaves of this tape.
-      const fresh = inputs.map((t) => {
-        const v = t.reshape(t.shape);
-        v.requiresGrad = t.requiresGrad;
-        return v;
-      });
-      gradEnabled = true;
-      const recomputed = fn(fresh);
-      backward(recomputed, gOut[0].retain());
-      gradsIn = fresh.map((v) => {
-        const g = v.grad;
-        v.grad = null;
-        return g;
-      });
-    } finally {
-      gradEnabled = false;
-      tape.clear();
-      tapes.pop();
-    }
-    return gradsIn;
-  });
+  // Forward keeps only the block's output: its intermediates are freed as soon as it returns.
+  const out = noGrad(() => tidy(() => fn(inputs)));
+  record(inputs, [out], inputs, (gOut) =>
+    // The recomputed intermediates live only while this block's backward runs.
+    tidy(() => {
+      const tape = new Tape();
+      tapes.push(tape);
+      let gradsIn: (Tensor | null)[] = [];
+      try {
+        // Fresh leaves over the same memory, made while not recording so they are leaves of this tape.
+        const fresh = inputs.map((t) => {
+          const v = t.reshape(t.shape);
+          v.requiresGrad = t.requiresGrad;
+          return v;
+        });
+        gradEnabled = true;
+        const recomputed = fn(fresh);
+        backward(recomputed, gOut[0].retain());
+        gradsIn = fresh.map((v) => {
+          const g = v.grad;
+          v.grad = null;
+          return g;
+        });
+      } finally {
+        gradEnabled = false;
+        tape.clear();
+        tapes.pop();
+      }
+      return gradsIn;
+    }),
+  );
   return out;
 }
-

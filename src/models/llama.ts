@@ -7,7 +7,7 @@ import { rmsnorm } from '../ops/rmsnorm.js';
 import { parseRopeConfig, rope, ropeTables, type RopeConfig } from '../ops/rope.js';
 import { swiglu } from '../ops/swiglu.js';
 import { Linear, type ForwardContext } from '../nn/linear.js';
-import { keep, Tensor } from '../tensor/tensor.js';
+import { keep, Tensor, tidy } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { LoraConfig } from '../peft/config.js';
 import type { KVCache } from './kv-cache.js';
@@ -207,7 +207,12 @@ export class CausalLM {
     let x = embedding(this.embedTokens, batch.ids);
     for (const layer of this.layers) {
       if (opts.checkpointing && !opts.cache) x = checkpoint(([xin]) => layer.forward(xin, batch, rt, this.config, ctx), [x]);
-      else x = layer.forward(x, batch, rt, this.config, ctx, opts.cache);
+      else {
+        // A layer's intermediates that backward does not need are freed as soon as it returns (the
+        // tape holds its own references to what it saved).
+        const xin = x;
+        x = tidy(() => layer.forward(xin, batch, rt, this.config, ctx, opts.cache));
+      }
     }
     opts.cache?.commit(T);
     return rmsnorm(x, this.finalNorm, this.config.rmsNormEps);
