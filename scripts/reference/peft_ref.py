@@ -22,9 +22,10 @@ VARIANTS = {
     "rslora": dict(r=4, lora_alpha=8, target_modules="all-linear", use_rslora=True),
     "dora": dict(r=4, lora_alpha=8, target_modules="all-linear", use_dora=True),
     "qv": dict(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
+    "mts": dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head", "embed_tokens"]),
 }
 CASES = [("llama", "lora"), ("llama", "rslora"), ("llama", "dora"), ("llama3-tied", "lora"), ("llama-linear", "dora"),
-         ("mistral", "qv"), ("qwen2", "lora"), ("qwen3", "lora")]
+         ("mistral", "qv"), ("qwen2", "lora"), ("qwen3", "lora"), ("llama", "mts")]
 
 
 def batch(vocab):
@@ -54,7 +55,8 @@ def loss_of(model, ids, mask, labels):
 
 
 def saved_name(param_name):
-    return param_name.replace(".default", "")
+    # PEFT's saved names: no adapter name, and modules_to_save copies under the module's own name.
+    return param_name.replace(".modules_to_save.default", "").replace(".default", "")
 
 
 def adapter_state(model):

@@ -123,7 +123,6 @@ export function parseTrainFlags(argv: string[]): TrainFlags {
     throw new UsageError('lorakit train: give --warmup-steps or --warmup-ratio, not both.');
   if (merged['double-quant'] && merged.quantize !== 'nf4' && merged.quantize !== 'fp4')
     throw new UsageError('lorakit train: --double-quant needs --quantize nf4 or fp4.');
-  if (merged['modules-to-save']) throw new UsageError('lorakit train: --modules-to-save is not available in this version yet.');
   if (merged.device === 'cuda') throw new UsageError('lorakit train: --device cuda is not available in this build; use --device cpu.');
   return merged;
 }
@@ -142,7 +141,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const name = 'default';
     if (f.adapter) {
-      const given = (['r', 'alpha', 'dropout', 'target-modules', 'rslora', 'dora'] as const).filter((k) => f[k] !== undefined);
+      const given = (['r', 'alpha', 'dropout', 'target-modules', 'rslora', 'dora', 'modules-to-save'] as const).filter((k) => f[k] !== undefined);
       if (given.length) log(`lorakit: note: --adapter ${f.adapter} fixes the LoRA settings; ignoring ${given.map((k) => `--${k}`).join(', ')}.`);
       loadAdapter(model, f.adapter, name);
     } else {
@@ -155,6 +154,7 @@ export async function run(argv: string[]): Promise<number> {
         targetModules: !tm || (tm.length === 1 && tm[0] === 'all-linear') ? 'all-linear' : tm,
         useRslora: f.rslora === true,
         useDora: f.dora === true,
+        modulesToSave: f['modules-to-save'] ?? [],
         baseModel: f.model!,
       };
       addAdapter(model, name, config, f.seed ?? 42);

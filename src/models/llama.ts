@@ -99,6 +99,8 @@ export class CausalLM {
   readonly rope: RopeConfig;
   /** Adapters attached to this model by name (see peft/), and the one forward passes use. */
   readonly adapterConfigs = new Map<string, LoraConfig>();
+  /** Per-adapter trainable copies of the embedding table (PEFT's modules_to_save: embed_tokens). */
+  readonly embedCopies = new Map<string, Tensor>();
   activeAdapter: string | null = null;
 
   constructor(
@@ -204,7 +206,9 @@ export class CausalLM {
     if (this.config.slidingWindow !== null && maxPos > this.config.slidingWindow)
       throw new Error(`lorakit: sequences of ${maxPos} tokens exceed this model's sliding window (${this.config.slidingWindow}).`);
     const rt = this.ropeFor(maxPos);
-    let x = embedding(this.embedTokens, batch.ids);
+    if (ctx.rowAdapters?.some((a) => a !== null && this.embedCopies.has(a)))
+      throw new Error('lorakit: adapters with their own embeddings (modules_to_save) cannot be batched per row.');
+    let x = embedding((ctx.adapter !== null && this.embedCopies.get(ctx.adapter)) || this.embedTokens, batch.ids);
     for (const layer of this.layers) {
       if (opts.checkpointing && !opts.cache) x = checkpoint(([xin]) => layer.forward(xin, batch, rt, this.config, ctx), [x]);
       else {
@@ -228,6 +232,7 @@ export class CausalLM {
     for (const l of this.layers) l.dispose();
     if (this.lmHead.weight !== this.embedTokens) this.lmHead.dispose();
     else for (const a of this.lmHead.adapters.values()) a.dispose();
+    for (const t of this.embedCopies.values()) t.dispose();
     this.embedTokens.dispose();
     this.finalNorm.dispose();
     this.ropeRuntime?.cos.dispose();

@@ -8,6 +8,7 @@ import type { Linear } from '../nn/linear.js';
 import { shapeString, type Tensor } from '../tensor/tensor.js';
 import { readPeftConfig, toPeftJson, validateLoraConfig, type LoraConfig } from './config.js';
 import { LoraLinear } from './lora.js';
+import { embeddingCopy, FullLinearCopy, SAVABLE_MODULES } from './modules-to-save.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -42,9 +43,15 @@ function checkName(model: CausalLM, name: string, mustExist: boolean): void {
 export function addAdapter(model: CausalLM, name: string, config: LoraConfig, seed = 0): void {
   checkName(model, name, false);
   validateLoraConfig(config);
-  if (config.modulesToSave.length > 0) throw new Error('lorakit: modules_to_save is not supported yet.');
+  for (const m of config.modulesToSave)
+    if (!(SAVABLE_MODULES as readonly string[]).includes(m))
+      throw new Error(`lorakit: modules_to_save '${m}' is not supported (supported: ${SAVABLE_MODULES.join(', ')}).`);
   const targets = targetLinears(model, config);
+  if (config.modulesToSave.includes('lm_head') && targets.includes(model.lmHead))
+    throw new Error('lorakit: lm_head cannot be both a LoRA target and in modules_to_save.');
   targets.forEach((l, i) => l.adapters.set(name, LoraLinear.create(l, config, (seed * 7919 + i * 104729 + 1) >>> 0)));
+  if (config.modulesToSave.includes('lm_head')) model.lmHead.adapters.set(name, new FullLinearCopy(model.lmHead));
+  if (config.modulesToSave.includes('embed_tokens')) model.embedCopies.set(name, embeddingCopy(model.embedTokens));
   model.adapterConfigs.set(name, config);
   model.activeAdapter = name;
 }
@@ -55,6 +62,8 @@ export function deleteAdapter(model: CausalLM, name: string): void {
     l.adapters.get(name)?.dispose();
     l.adapters.delete(name);
   }
+  model.embedCopies.get(name)?.dispose();
+  model.embedCopies.delete(name);
   model.adapterConfigs.delete(name);
   if (model.activeAdapter === name) model.activeAdapter = null;
 }
@@ -73,6 +82,8 @@ export function adapterParameters(model: CausalLM, name: string): [string, Tenso
     const a = l.adapters.get(name);
     if (a) for (const [key, t] of a.parameters()) out.push([`base_model.model.${l.path}.${key}`, t]);
   }
+  const embed = model.embedCopies.get(name);
+  if (embed) out.push(['base_model.model.model.embed_tokens.weight', embed]);
   return out;
 }
 

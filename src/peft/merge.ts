@@ -134,6 +134,8 @@ export function mergedWeight(linear: Linear, adapter: string | null): Tensor {
  * adapted output whichever adapter is active; merging the same adapter twice is refused.
  */
 export function mergeAdapter(model: CausalLM, name: string): void {
+  if (model.embedCopies.has(name))
+    throw new Error(`lorakit: adapter '${name}' trains its own embeddings (modules_to_save) and cannot be merged.`);
   const layers = adaptedLinears(model, name);
   if (isMerged(model, name)) throw new Error(`lorakit: adapter '${name}' is already merged.`);
   for (const l of layers)
