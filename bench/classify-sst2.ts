@@ -19,13 +19,23 @@ import { train } from '../src/train/trainer.js';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
-const { values } = parseArgs({ options: { train: { type: 'string', default: '600' }, epochs: { type: 'string', default: '1' }, model: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    train: { type: 'string', default: '600' },
+    epochs: { type: 'string', default: '1' },
+    model: { type: 'string' },
+  },
+});
 const root = new URL('..', import.meta.url).pathname;
 const tsv = join(root, '..', 'shared', 'data', 'datasets', 'sst2', 'dev.tsv');
-const rows = readFileSync(tsv, 'utf8').trim().split('\n').slice(1).map((l) => {
-  const [sentence, label] = l.split('\t');
-  return { sentence, label: label === '1' ? 'positive' : 'negative' };
-});
+const rows = readFileSync(tsv, 'utf8')
+  .trim()
+  .split('\n')
+  .slice(1)
+  .map((l) => {
+    const [sentence, label] = l.split('\t');
+    return { sentence, label: label === '1' ? 'positive' : 'negative' };
+  });
 const nTrain = Number(values.train);
 const SYSTEM = 'Classify the sentiment of the movie review. Answer with one word: positive or negative.';
 const chat = (r: { sentence: string; label: string }) => ({
@@ -38,8 +48,20 @@ const chat = (r: { sentence: string; label: string }) => ({
 const dir = mkdtempSync(join(tmpdir(), 'lorakit-sst2-'));
 const trainPath = join(dir, 'train.jsonl');
 const testPath = join(dir, 'test.jsonl');
-writeFileSync(trainPath, rows.slice(0, nTrain).map((r) => JSON.stringify(chat(r))).join('\n') + '\n');
-writeFileSync(testPath, rows.slice(nTrain).map((r) => JSON.stringify(chat(r))).join('\n') + '\n');
+writeFileSync(
+  trainPath,
+  rows
+    .slice(0, nTrain)
+    .map((r) => JSON.stringify(chat(r)))
+    .join('\n') + '\n',
+);
+writeFileSync(
+  testPath,
+  rows
+    .slice(nTrain)
+    .map((r) => JSON.stringify(chat(r)))
+    .join('\n') + '\n',
+);
 const test = rows.slice(nTrain);
 
 function accuracy(model: CausalLM, tokenizer: Tokenizer): number {
@@ -58,19 +80,32 @@ function accuracy(model: CausalLM, tokenizer: Tokenizer): number {
   return right / test.length;
 }
 
-const model_path = values.model ?? execFileSync('bash', [join(root, 'scripts/fetch-smollm2.sh')], { encoding: 'utf8' }).trim();
+const model_path =
+  values.model ?? execFileSync('bash', [join(root, 'scripts/fetch-smollm2.sh')], { encoding: 'utf8' }).trim();
 const { model, tokenizer } = await loadModel(model_path);
 const testSet: Example[] = loadData(testPath, tokenizer, { completionOnly: true, maxSeqLen: 512 }).examples;
 const t0 = Date.now();
 const before = { acc: accuracy(model, tokenizer), loss: evaluate(model, testSet).loss };
 addAdapter(model, 'sst2', { ...LORA_DEFAULTS, r: 8, alpha: 16, dropout: 0.05 }, 1);
 const t1 = Date.now();
-const r = await train(model, tokenizer, { data: trainPath, epochs: Number(values.epochs), batchSize: 8, lr: 1e-3, completionOnly: true, warmupSteps: 5, seed: 1 });
+const r = await train(model, tokenizer, {
+  data: trainPath,
+  epochs: Number(values.epochs),
+  batchSize: 8,
+  lr: 1e-3,
+  completionOnly: true,
+  warmupSteps: 5,
+  seed: 1,
+});
 const trainSeconds = (Date.now() - t1) / 1000;
 setActiveAdapter(model, 'sst2');
 const after = { acc: accuracy(model, tokenizer), loss: evaluate(model, testSet).loss };
-console.log(`SST-2 (GLUE validation split): ${nTrain} rows trained, ${test.length} held out; SmolLM2-135M-Instruct fp32, LoRA r=8 all-linear, ${r.steps} steps, batch 8, lr 1e-3, completion-only`);
-console.log(`machine: ${cpus()[0]?.model ?? '?'}, ${cpus().length} threads; training took ${trainSeconds.toFixed(0)} s; whole run ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+console.log(
+  `SST-2 (GLUE validation split): ${nTrain} rows trained, ${test.length} held out; SmolLM2-135M-Instruct fp32, LoRA r=8 all-linear, ${r.steps} steps, batch 8, lr 1e-3, completion-only`,
+);
+console.log(
+  `machine: ${cpus()[0]?.model ?? '?'}, ${cpus().length} threads; training took ${trainSeconds.toFixed(0)} s; whole run ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+);
 console.log('| | accuracy | eval loss (label tokens) |');
 console.log('|---|---|---|');
 console.log(`| before (zero-shot) | ${(100 * before.acc).toFixed(1)}% | ${before.loss.toFixed(4)} |`);

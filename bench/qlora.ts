@@ -37,10 +37,21 @@ const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 // Real text: TinyStories validation paragraphs (perplexity), Alpaca subset (training / eval).
-const paras = readFileSync(join(shared, 'tinystories', 'tinystories_val.txt'), 'utf8').split('\n\n').map((p) => p.trim()).filter((p) => p.length > 200);
+const paras = readFileSync(join(shared, 'tinystories', 'tinystories_val.txt'), 'utf8')
+  .split('\n\n')
+  .map((p) => p.trim())
+  .filter((p) => p.length > 200);
 const pplFile = join(work, 'ppl.jsonl');
-writeFileSync(pplFile, paras.slice(0, Number(values['ppl-rows'])).map((text) => JSON.stringify({ text })).join('\n') + '\n');
-const alpaca = JSON.parse(readFileSync(join(shared, 'alpaca_subset', 'alpaca_5000.json'), 'utf8')) as unknown[];
+writeFileSync(
+  pplFile,
+  paras
+    .slice(0, Number(values['ppl-rows']))
+    .map((text) => JSON.stringify({ text }))
+    .join('\n') + '\n',
+);
+const alpaca = JSON.parse(
+  readFileSync(join(shared, 'alpaca_subset', 'alpaca_5000.json'), 'utf8'),
+) as unknown[];
 const trainFile = join(work, 'train.json');
 const evalFile = join(work, 'eval.json');
 const steps = Number(values.steps);
@@ -68,26 +79,51 @@ for (const [name, opts] of variants) {
     const r = evaluate(model, data, 8);
     if (!opts.quantize) basePpl = r.perplexity;
     const bits = w.quantizedParams ? ((w.quantizedBytes * 8) / w.quantizedParams).toFixed(3) : '32';
-    rows.push(`| ${name} | ${bits} | ${mib(w.quantizedParams ? w.quantizedBytes : w.bytes - model.embedTokens.size * 4 - (model.lmHead.weight === model.embedTokens ? 0 : model.lmHead.weight.size * 4))} | ${mib(w.bytes)} | ${r.loss.toFixed(4)} | ${r.perplexity.toFixed(3)} | ${opts.quantize ? `+${(((r.perplexity - basePpl) / basePpl) * 100).toFixed(2)}%` : '—'} | ${r.tokens} |`);
-    log(`${name}: ${bits} bits, ppl ${r.perplexity.toFixed(3)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    rows.push(
+      `| ${name} | ${bits} | ${mib(w.quantizedParams ? w.quantizedBytes : w.bytes - model.embedTokens.size * 4 - (model.lmHead.weight === model.embedTokens ? 0 : model.lmHead.weight.size * 4))} | ${mib(w.bytes)} | ${r.loss.toFixed(4)} | ${r.perplexity.toFixed(3)} | ${opts.quantize ? `+${(((r.perplexity - basePpl) / basePpl) * 100).toFixed(2)}%` : '—'} | ${r.tokens} |`,
+    );
+    log(
+      `${name}: ${bits} bits, ppl ${r.perplexity.toFixed(3)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`,
+    );
   } finally {
     model.dispose();
   }
 }
 
-async function finetune(name: string, opts: LoadOptions): Promise<{ peak: number; evalLoss: number; before: number; seconds: number; baseBytes: number }> {
+async function finetune(
+  name: string,
+  opts: LoadOptions,
+): Promise<{ peak: number; evalLoss: number; before: number; seconds: number; baseBytes: number }> {
   const { model, tokenizer } = await loadModel(gguf, opts);
   try {
-    addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 16, alpha: 32, dropout: 0.05, targetModules: 'all-linear' }, 7);
+    addAdapter(
+      model,
+      'default',
+      { ...LORA_DEFAULTS, r: 16, alpha: 32, dropout: 0.05, targetModules: 'all-linear' },
+      7,
+    );
     const evalSet: Example[] = loadData(evalFile, tokenizer, { completionOnly: true, maxSeqLen: T }).examples;
     const before = evaluate(model, evalSet, 8).loss;
     memoryStats(true);
     const t0 = performance.now();
-    const r = await train(model, tokenizer, { data: trainFile, maxSteps: steps, batchSize: B, lr: 2e-4, maxSeqLen: T, completionOnly: true, seed: 1, scheduler: 'linear', warmupSteps: 2, gradCheckpointing: true });
+    const r = await train(model, tokenizer, {
+      data: trainFile,
+      maxSteps: steps,
+      batchSize: B,
+      lr: 2e-4,
+      maxSeqLen: T,
+      completionOnly: true,
+      seed: 1,
+      scheduler: 'linear',
+      warmupSteps: 2,
+      gradCheckpointing: true,
+    });
     const seconds = (performance.now() - t0) / 1000;
     const peak = memoryStats().peakBytes;
     const evalLoss = evaluate(model, evalSet, 8).loss;
-    log(`${name}: eval loss ${before.toFixed(4)} -> ${evalLoss.toFixed(4)}, peak ${mib(peak)} MiB, ${seconds.toFixed(0)} s, ${r.steps} steps`);
+    log(
+      `${name}: eval loss ${before.toFixed(4)} -> ${evalLoss.toFixed(4)}, peak ${mib(peak)} MiB, ${seconds.toFixed(0)} s, ${r.steps} steps`,
+    );
     return { peak, evalLoss, before, seconds, baseBytes: baseWeightBytes(model).bytes };
   } finally {
     model.dispose();
@@ -98,13 +134,28 @@ const lora = await finetune('LoRA (fp32 base)', {});
 const qlora = await finetune('QLoRA (NF4 + DQ)', { quantize: 'nf4', doubleQuant: true });
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
-console.log(`machine: ${cpu}, ${availableParallelism()} threads; model ${gguf.split('/').pop()} (dequantized to fp32 as the unquantized base)\n`);
-console.log('| base weights | bits / quantized param | decoder linears MiB | all base weights MiB | TinyStories loss | perplexity | vs fp32 | tokens |');
+console.log(
+  `machine: ${cpu}, ${availableParallelism()} threads; model ${gguf.split('/').pop()} (dequantized to fp32 as the unquantized base)\n`,
+);
+console.log(
+  '| base weights | bits / quantized param | decoder linears MiB | all base weights MiB | TinyStories loss | perplexity | vs fp32 | tokens |',
+);
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(r);
-console.log(`\nFine-tuning: Alpaca subset, ${steps} steps × batch ${B}, max ${T} tokens, completion-only loss, r 16, alpha 32, dropout 0.05, all-linear, AdamW lr 2e-4 (linear, 2 warm-up), activation checkpointing, seed 1; eval on ${values['eval-rows']} held-out rows.\n`);
-console.log('| run | base weights MiB | peak native memory in training MiB | eval loss before | eval loss after | time s |');
+console.log(
+  `\nFine-tuning: Alpaca subset, ${steps} steps × batch ${B}, max ${T} tokens, completion-only loss, r 16, alpha 32, dropout 0.05, all-linear, AdamW lr 2e-4 (linear, 2 warm-up), activation checkpointing, seed 1; eval on ${values['eval-rows']} held-out rows.\n`,
+);
+console.log(
+  '| run | base weights MiB | peak native memory in training MiB | eval loss before | eval loss after | time s |',
+);
 console.log('| --- | --- | --- | --- | --- | --- |');
-for (const [name, r] of [['LoRA (fp32 base)', lora], ['QLoRA (NF4 + DQ)', qlora]] as const)
-  console.log(`| ${name} | ${mib(r.baseBytes)} | ${mib(r.peak)} | ${r.before.toFixed(4)} | ${r.evalLoss.toFixed(4)} | ${r.seconds.toFixed(0)} |`);
-console.log(`\nQLoRA eval loss vs LoRA: ${(((qlora.evalLoss - lora.evalLoss) / lora.evalLoss) * 100).toFixed(2)}%; peak memory ratio ${(qlora.peak / lora.peak).toFixed(3)}.`);
+for (const [name, r] of [
+  ['LoRA (fp32 base)', lora],
+  ['QLoRA (NF4 + DQ)', qlora],
+] as const)
+  console.log(
+    `| ${name} | ${mib(r.baseBytes)} | ${mib(r.peak)} | ${r.before.toFixed(4)} | ${r.evalLoss.toFixed(4)} | ${r.seconds.toFixed(0)} |`,
+  );
+console.log(
+  `\nQLoRA eval loss vs LoRA: ${(((qlora.evalLoss - lora.evalLoss) / lora.evalLoss) * 100).toFixed(2)}%; peak memory ratio ${(qlora.peak / lora.peak).toFixed(3)}.`,
+);

@@ -11,7 +11,11 @@ import { clipGradNorm, Optimizer } from '../src/train/optimizer.js';
 import { memoryStats, tidy } from '../src/tensor/tensor.js';
 
 const [gguf, batchesPath, r, checkpointing] = process.argv.slice(2);
-const batches = JSON.parse(readFileSync(batchesPath, 'utf8')) as { ids: number[][]; mask: number[][]; labels: number[][] }[];
+const batches = JSON.parse(readFileSync(batchesPath, 'utf8')) as {
+  ids: number[][];
+  mask: number[][];
+  labels: number[][];
+}[];
 const { model } = await loadModel(gguf);
 addAdapter(model, 'default', { ...LORA_DEFAULTS, r: Number(r), alpha: 2 * Number(r), dropout: 0.05 }, 0);
 const params = adapterParameters(model, 'default');
@@ -28,14 +32,27 @@ batches.forEach((b, step) => {
   const t0 = performance.now();
   tidy(() => {
     const { batch, targets } = toDevice(hb);
-    const total = lossSum(model, batch, targets, { ctx: { training: true, seed: step }, checkpointing: checkpointing === '1' });
+    const total = lossSum(model, batch, targets, {
+      ctx: { training: true, seed: step },
+      checkpointing: checkpointing === '1',
+    });
     backward(scale(total, 1 / hb.targetCount));
   });
-  clipGradNorm(params.map(([, t]) => t), 1.0);
+  clipGradNorm(
+    params.map(([, t]) => t),
+    1.0,
+  );
   opt.update(1e-4);
   opt.zeroGrad();
   times.push((performance.now() - t0) / 1000);
   tokens.push(examples.reduce((n, e) => n + e.ids.length, 0));
 });
 const rate = tokens.slice(1).reduce((a, b) => a + b, 0) / times.slice(1).reduce((a, b) => a + b, 0);
-console.log(JSON.stringify({ tokens_per_s: rate, peak_rss: process.resourceUsage().maxRSS * 1024, peak_tensor_bytes: memoryStats().peakBytes, steps: batches.length }));
+console.log(
+  JSON.stringify({
+    tokens_per_s: rate,
+    peak_rss: process.resourceUsage().maxRSS * 1024,
+    peak_tensor_bytes: memoryStats().peakBytes,
+    steps: batches.length,
+  }),
+);

@@ -22,7 +22,9 @@ const { values } = parseArgs({
 });
 const root = new URL('..', import.meta.url).pathname;
 const gguf = execFileSync('bash', [join(root, 'scripts/fetch-smollm2.sh')], { encoding: 'utf8' }).trim();
-const python = existsSync(join(root, '.venv-ref/bin/python')) ? join(root, '.venv-ref/bin/python') : 'python3';
+const python = existsSync(join(root, '.venv-ref/bin/python'))
+  ? join(root, '.venv-ref/bin/python')
+  : 'python3';
 const steps = Number(values.steps);
 const B = Number(values['batch-size']);
 const T = Number(values['seq-len']);
@@ -30,7 +32,10 @@ const threads = availableParallelism();
 
 // The same batches for both: order rows of the example dataset, packed into full-length rows.
 const tokenizer = Tokenizer.fromGGUF((await readGGUF(gguf)).metadata);
-const { examples } = loadData(join(root, 'examples/orders/train.jsonl'), tokenizer, { completionOnly: false, maxSeqLen: T });
+const { examples } = loadData(join(root, 'examples/orders/train.jsonl'), tokenizer, {
+  completionOnly: false,
+  maxSeqLen: T,
+});
 const stream = examples.flatMap((e) => e.ids);
 const batches = Array.from({ length: steps }, (_, s) => {
   const ids = Array.from({ length: B }, (_, b) => {
@@ -43,20 +48,55 @@ const dir = mkdtempSync(join(tmpdir(), 'lorakit-bench-'));
 const batchesPath = join(dir, 'batches.json');
 writeFileSync(batchesPath, JSON.stringify(batches));
 
-function runJson(cmd: string, args: string[], env: NodeJS.ProcessEnv): { tokens_per_s: number; peak_rss: number; peak_tensor_bytes?: number } {
+function runJson(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): { tokens_per_s: number; peak_rss: number; peak_tensor_bytes?: number } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
 }
 const threadEnv = { OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
-const ours = runJson(process.execPath, ['--import', 'tsx', join(root, 'bench/train-cpu-worker.ts'), gguf, batchesPath, values.r!, values.checkpointing ? '1' : '0'], threadEnv);
-const torch = runJson(python, [join(root, 'bench/train_cpu_torch.py'), '--gguf', gguf, '--batches', batchesPath, '--threads', String(threads), '--r', values.r!, ...(values.checkpointing ? ['--checkpointing'] : [])], threadEnv);
+const ours = runJson(
+  process.execPath,
+  [
+    '--import',
+    'tsx',
+    join(root, 'bench/train-cpu-worker.ts'),
+    gguf,
+    batchesPath,
+    values.r!,
+    values.checkpointing ? '1' : '0',
+  ],
+  threadEnv,
+);
+const torch = runJson(
+  python,
+  [
+    join(root, 'bench/train_cpu_torch.py'),
+    '--gguf',
+    gguf,
+    '--batches',
+    batchesPath,
+    '--threads',
+    String(threads),
+    '--r',
+    values.r!,
+    ...(values.checkpointing ? ['--checkpointing'] : []),
+  ],
+  threadEnv,
+);
 
 const mib = (b: number) => (b / 2 ** 20).toFixed(0);
-console.log(`CPU LoRA training, SmolLM2-135M fp32, r=${values.r} all-linear, batch ${B} x ${T} tokens, ${steps} steps (first excluded), ${threads} threads${values.checkpointing ? ', activation checkpointing' : ''}`);
+console.log(
+  `CPU LoRA training, SmolLM2-135M fp32, r=${values.r} all-linear, batch ${B} x ${T} tokens, ${steps} steps (first excluded), ${threads} threads${values.checkpointing ? ', activation checkpointing' : ''}`,
+);
 console.log(`machine: ${cpus()[0]?.model ?? '?'}`);
 console.log('| | tokens/s | peak RSS (MiB) |');
 console.log('|---|---|---|');
 console.log(`| lorakit | ${ours.tokens_per_s.toFixed(0)} | ${mib(ours.peak_rss)} |`);
 console.log(`| PyTorch + PEFT | ${torch.tokens_per_s.toFixed(0)} | ${mib(torch.peak_rss)} |`);
-console.log(`| ratio (lorakit / PyTorch) | ${(ours.tokens_per_s / torch.tokens_per_s).toFixed(2)}x | ${(ours.peak_rss / torch.peak_rss).toFixed(2)}x |`);
+console.log(
+  `| ratio (lorakit / PyTorch) | ${(ours.tokens_per_s / torch.tokens_per_s).toFixed(2)}x | ${(ours.peak_rss / torch.peak_rss).toFixed(2)}x |`,
+);

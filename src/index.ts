@@ -6,7 +6,14 @@ export { loadModel, type LoadOptions, type LoadedModel } from './models/load.js'
 export { CausalLM, type Batch } from './models/llama.js';
 export { readModelConfig, type ModelConfig } from './models/config.js';
 export { LORA_DEFAULTS, loraScale, readPeftConfig, type LoraConfig } from './peft/config.js';
-export { addAdapter, deleteAdapter, loadAdapter, saveAdapter, setActiveAdapter, adapterParameters } from './peft/adapters.js';
+export {
+  addAdapter,
+  deleteAdapter,
+  loadAdapter,
+  saveAdapter,
+  setActiveAdapter,
+  adapterParameters,
+} from './peft/adapters.js';
 export { Tokenizer } from './tokenizer/tokenizer.js';
 export { renderChat } from './tokenizer/chat-template.js';
 export { train, type TrainOptions, type TrainResult, type StepMetrics } from './train/trainer.js';
@@ -19,7 +26,13 @@ export { mergeAdapter, unmergeAdapter, mergedAdapters, isMerged } from './peft/m
 export { exportHF, exportGGUF, exportGGUFLora } from './export/index.js';
 export { startDashboard } from './dashboard/server.js';
 export { writeReport } from './dashboard/report.js';
-export { quantizeWeight, dequantizeWeight, quantizeModel, baseWeightBytes, QuantizedWeight } from './quant/index.js';
+export {
+  quantizeWeight,
+  dequantizeWeight,
+  quantizeModel,
+  baseWeightBytes,
+  QuantizedWeight,
+} from './quant/index.js';
 export { BatchEngine } from './serve/engine.js';
 export { LorakitServer, startServer } from './serve/server.js';
 export { AdapterRegistry } from './serve/adapters.js';

@@ -54,7 +54,10 @@ test('finite differences agree with backward through a whole decoder', async (t)
           const down = noGrad(() => lossOf(checkpointing, false));
           w[i] = orig;
           const fd = (up - down) / (2 * eps);
-          assert.ok(Math.abs(fd - g[i]) < 2e-3 + 2e-2 * Math.abs(fd), `${key}[${i}] checkpointing=${checkpointing}: fd ${fd} vs ${g[i]}`);
+          assert.ok(
+            Math.abs(fd - g[i]) < 2e-3 + 2e-2 * Math.abs(fd),
+            `${key}[${i}] checkpointing=${checkpointing}: fd ${fd} vs ${g[i]}`,
+          );
           checked++;
         }
       }

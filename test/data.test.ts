@@ -34,10 +34,20 @@ test('text rows: the tokenizer encoding (with BOS) followed by EOS, all tokens t
   assert.deepEqual(examples[0].ids, [...tok.encode('Once upon a time'), tok.eosId!]);
   assert.deepEqual(examples[0].labels, examples[0].ids);
   // Without a chat template, prompt/completion is prompt + completion + EOS.
-  const pc = loadData(file('pc.jsonl', jsonl([{ prompt: 'The cat', completion: ' sat.' }])), tok, { ...opts, completionOnly: true });
+  const pc = loadData(file('pc.jsonl', jsonl([{ prompt: 'The cat', completion: ' sat.' }])), tok, {
+    ...opts,
+    completionOnly: true,
+  });
   const p = tok.encode('The cat');
-  assert.deepEqual(pc.examples[0].ids, [...p, ...tok.encode(' sat.', { addSpecialTokens: false }), tok.eosId!]);
-  assert.deepEqual(pc.examples[0].labels.slice(0, p.length), p.map(() => IGNORE));
+  assert.deepEqual(pc.examples[0].ids, [
+    ...p,
+    ...tok.encode(' sat.', { addSpecialTokens: false }),
+    tok.eosId!,
+  ]);
+  assert.deepEqual(
+    pc.examples[0].labels.slice(0, p.length),
+    p.map(() => IGNORE),
+  );
 });
 
 test('chat formats render through the chat template; completion-only keeps assistant turns', (t) => {
@@ -52,17 +62,24 @@ test('chat formats render through the chat template; completion-only keeps assis
   const rendered = tok.applyChatTemplate(messages, { addGenerationPrompt: false });
   const sources = {
     messages: { messages },
-    sharegpt: { conversations: messages.map((m) => ({ from: m.role === 'user' ? 'human' : 'gpt', value: m.content })) },
+    sharegpt: {
+      conversations: messages.map((m) => ({ from: m.role === 'user' ? 'human' : 'gpt', value: m.content })),
+    },
   };
   for (const [fmt, row] of Object.entries(sources)) {
     const full: Example = loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, opts).examples[0];
     assert.equal(tok.decode(full.ids), tok.decode(tok.encode(rendered, { addSpecialTokens: false })), fmt);
-    const co = loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, { ...opts, completionOnly: true }).examples[0];
+    const co = loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, { ...opts, completionOnly: true })
+      .examples[0];
     const kept = tok.decode(co.ids.filter((_, i) => co.labels[i] !== IGNORE));
     // The assistant turns as the template ends them ("<|im_end|>\n"; this tiny vocabulary has no "\n").
     assert.equal(kept, 'hello friend<|im_end|> <unk>very well<|im_end|> <unk>', fmt);
   }
-  const alpaca = loadData(file('a.json', JSON.stringify([{ instruction: 'Add', input: 'two and three', output: 'five' }])), tok, { ...opts, completionOnly: true });
+  const alpaca = loadData(
+    file('a.json', JSON.stringify([{ instruction: 'Add', input: 'two and three', output: 'five' }])),
+    tok,
+    { ...opts, completionOnly: true },
+  );
   assert.equal(alpaca.format, 'alpaca');
   const ex = alpaca.examples[0];
   assert.match(tok.decode(ex.ids), /user<unk>Add<unk><unk>two and three<\|im_end\|>/);
@@ -72,7 +89,11 @@ test('chat formats render through the chat template; completion-only keeps assis
 test('pre-tokenized rows are used exactly as given', (t) => {
   const tok = chatTokenizer();
   if (!tok) return t.skip('fixture missing');
-  const { examples } = loadData(file('ids.jsonl', jsonl([{ input_ids: [5, 6, 7, 8], labels: [-100, -100, 7, 8] }])), tok, opts);
+  const { examples } = loadData(
+    file('ids.jsonl', jsonl([{ input_ids: [5, 6, 7, 8], labels: [-100, -100, 7, 8] }])),
+    tok,
+    opts,
+  );
   assert.deepEqual(examples[0], { ids: [5, 6, 7, 8], labels: [-100, -100, 7, 8] });
 });
 
@@ -100,16 +121,32 @@ test('bad data files give one clear sentence naming the file and line', (t) => {
     ['broken.jsonl', '{"text": "a"}\n{"text": \n', /line 2 is not valid JSON/],
     ['array.json', '[{"text": "a"}, ', /invalid JSON/],
     ['keys.jsonl', '{"foo": 1}\n', /row 1 has keys \{foo\}/],
-    ['missing.jsonl', jsonl([{ prompt: 'a', completion: 'b' }, { prompt: 'a' }]), /row 2: missing field 'completion'/],
+    [
+      'missing.jsonl',
+      jsonl([{ prompt: 'a', completion: 'b' }, { prompt: 'a' }]),
+      /row 2: missing field 'completion'/,
+    ],
     ['type.jsonl', jsonl([{ text: 3 }]), /row 1: field 'text' must be a string/],
-    ['roles.jsonl', jsonl([{ messages: [{ role: 'user', content: 'x' }] }]), /row 1: the conversation has no assistant message/],
+    [
+      'roles.jsonl',
+      jsonl([{ messages: [{ role: 'user', content: 'x' }] }]),
+      /row 1: the conversation has no assistant message/,
+    ],
     ['ids.jsonl', jsonl([{ input_ids: [1, 99999] }]), /row 1: 'input_ids' must be/],
-    ['sharegpt.jsonl', jsonl([{ conversations: [{ from: 'robot', value: 'x' }] }]), /unknown 'from' value 'robot'/],
+    [
+      'sharegpt.jsonl',
+      jsonl([{ conversations: [{ from: 'robot', value: 'x' }] }]),
+      /unknown 'from' value 'robot'/,
+    ],
     ['notobj.jsonl', '[1, 2]\n', /row 1 is not a JSON object/],
   ];
   for (const [name, text, re] of cases) {
     const p = file(name, text);
-    assert.throws(() => loadData(p, tok, opts), (e: Error) => re.test(e.message) && e.message.includes(p) && e.message.startsWith('lorakit: '), name);
+    assert.throws(
+      () => loadData(p, tok, opts),
+      (e: Error) => re.test(e.message) && e.message.includes(p) && e.message.startsWith('lorakit: '),
+      name,
+    );
   }
   assert.throws(() => loadData(join(dir, 'nope.jsonl'), tok, opts), /cannot read data file/);
 });
@@ -118,7 +155,10 @@ test('rows longer than max-seq-len are cut and counted', (t) => {
   const tok = chatTokenizer();
   if (!tok) return t.skip('fixture missing');
   const long = 'once upon a time there was a very long story '.repeat(20);
-  const r = loadData(file('long.jsonl', jsonl([{ text: long }, { text: 'short one' }])), tok, { completionOnly: false, maxSeqLen: 16 });
+  const r = loadData(file('long.jsonl', jsonl([{ text: long }, { text: 'short one' }])), tok, {
+    completionOnly: false,
+    maxSeqLen: 16,
+  });
   assert.equal(r.truncated, 1);
   assert.equal(r.examples[0].ids.length, 16);
 });

@@ -6,7 +6,11 @@ import { memoryStats, Tensor, tidy } from '../src/tensor/tensor.js';
 import { assertClose, randn } from './helpers.js';
 
 test('add/mul broadcast forward and backward against float64', () => {
-  for (const [rows, cols] of [[1, 1], [7, 33], [127, 7]]) {
+  for (const [rows, cols] of [
+    [1, 1],
+    [7, 33],
+    [127, 7],
+  ]) {
     const a64 = randn(rows * cols, 1);
     const b64 = randn(cols, 2);
     const a = Tensor.from(a64, [rows, cols]);

@@ -39,7 +39,12 @@ export function relError(actual: ArrayLike<number>, expected: ArrayLike<number>)
   return maxDiff / maxRef;
 }
 
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = ''): void {
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: number,
+  what = '',
+): void {
   for (let i = 0; i < actual.length; i++)
     if (!Number.isFinite(actual[i])) assert.fail(`${what}: non-finite value ${actual[i]} at ${i}`);
   const err = relError(actual, expected);

@@ -43,7 +43,12 @@ function logitsOf(model: CausalLM, rows: number[][], packed: boolean): Float32Ar
   );
 }
 
-async function checkModel(t: { skip: (m: string) => void }, dir: string, expected: Expected, tokenizerCheck?: (tok: Tokenizer) => void) {
+async function checkModel(
+  t: { skip: (m: string) => void },
+  dir: string,
+  expected: Expected,
+  tokenizerCheck?: (tok: Tokenizer) => void,
+) {
   for (const dtype of ['float32', 'bfloat16'] as const) {
     const { model, tokenizer } = await loadModel(dir, { dtype });
     try {
@@ -54,16 +59,27 @@ async function checkModel(t: { skip: (m: string) => void }, dir: string, expecte
         const got = logitsOf(model, expected.rows, packed);
         got.forEach((g, i) => {
           const err = relError(g, expected.logits[i]);
-          assert.ok(err < tol, `${dir} ${dtype} ${packed ? 'packed' : 'padded'} row ${i}: logits rel. error ${err.toExponential(2)}`);
+          assert.ok(
+            err < tol,
+            `${dir} ${dtype} ${packed ? 'packed' : 'padded'} row ${i}: logits rel. error ${err.toExponential(2)}`,
+          );
         });
       }
       if (dtype === 'float32') {
-        const r = evaluate(model, expected.rows.map((ids) => ({ ids, labels: ids })), 2);
+        const r = evaluate(
+          model,
+          expected.rows.map((ids) => ({ ids, labels: ids })),
+          2,
+        );
         assert.equal(r.tokens, expected.loss_tokens);
         const want = expected.loss_sum / expected.loss_tokens;
         assert.ok(Math.abs(r.loss - want) / want < 1e-4, `loss ${r.loss} vs ${want}`);
         for (const g of expected.greedy) {
-          const out = generate(model, tokenizer, { inputIds: g.prompt, maxNewTokens: g.tokens.length, temperature: 0 });
+          const out = generate(model, tokenizer, {
+            inputIds: g.prompt,
+            maxNewTokens: g.tokens.length,
+            temperature: 0,
+          });
           // transformers was run without EOS stopping; compare up to our first EOS stop.
           assert.deepEqual(out.tokenIds, g.tokens.slice(0, out.tokenIds.length), `${dir}: greedy tokens`);
           if (out.finishReason === 'length') assert.equal(out.tokenIds.length, g.tokens.length);
@@ -101,14 +117,32 @@ test('bad model folders give one clear sentence', async () => {
 
 test('SmolLM2-135M-Instruct from its GGUF: eval loss and greedy tokens as transformers on the same file', async (t) => {
   const fx = fixture('smollm2', 'expected.json');
-  if (!fx) return t.skip('fixture missing: run scripts/reference/make-all.sh (needs SmolLM2 via scripts/fetch-smollm2.sh)');
-  const e = JSON.parse(readFileSync(fx, 'utf8')) as { gguf: string; rows: number[][]; loss: number; tokens: number; prompt: number[]; greedy: number[] };
+  if (!fx)
+    return t.skip(
+      'fixture missing: run scripts/reference/make-all.sh (needs SmolLM2 via scripts/fetch-smollm2.sh)',
+    );
+  const e = JSON.parse(readFileSync(fx, 'utf8')) as {
+    gguf: string;
+    rows: number[][];
+    loss: number;
+    tokens: number;
+    prompt: number[];
+    greedy: number[];
+  };
   const { model, tokenizer } = await loadModel(e.gguf);
   try {
-    const r = evaluate(model, e.rows.map((ids) => ({ ids, labels: ids })), 3);
+    const r = evaluate(
+      model,
+      e.rows.map((ids) => ({ ids, labels: ids })),
+      3,
+    );
     assert.equal(r.tokens, e.tokens);
     assert.ok(Math.abs(r.loss - e.loss) / e.loss < 1e-4, `loss ${r.loss} vs transformers ${e.loss}`);
-    const g = generate(model, tokenizer, { inputIds: e.prompt, maxNewTokens: e.greedy.length, temperature: 0 });
+    const g = generate(model, tokenizer, {
+      inputIds: e.prompt,
+      maxNewTokens: e.greedy.length,
+      temperature: 0,
+    });
     assert.deepEqual(g.tokenIds, e.greedy.slice(0, g.tokenIds.length));
   } finally {
     model.dispose();

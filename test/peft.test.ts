@@ -81,7 +81,8 @@ for (const name of cases) {
       const loss = stepLoss(model, examples, true);
       const wantLoss = e.loss_sum / e.loss_tokens;
       assert.ok(Math.abs(loss - wantLoss) / wantLoss < 1e-4, `loss ${loss} vs PEFT ${wantLoss}`);
-      for (const [key, p] of params) assertClose(p.grad!.toFloat32(), expect('grad', key), 1e-4, `grad ${key}`);
+      for (const [key, p] of params)
+        assertClose(p.grad!.toFloat32(), expect('grad', key), 1e-4, `grad ${key}`);
       // One SGD step.
       const sgd = new Optimizer(params, { name: 'sgd', weightDecay: 0 });
       sgd.update(e.sgd_lr);
@@ -94,11 +95,26 @@ for (const name of cases) {
         saveAdapter(model, 'default', join(out, 'adapter'));
         const ours = stepLoss(model, examples, false);
         if (existsSync(python)) {
-          writeFileSync(join(out, 'batch.json'), JSON.stringify({ ids: e.ids, mask: e.mask, labels: e.labels }));
-          const r = spawnSync(python, [join(projectRoot, 'scripts/reference/peft_eval.py'), modelDir, join(out, 'adapter'), join(out, 'batch.json')], { encoding: 'utf8' });
+          writeFileSync(
+            join(out, 'batch.json'),
+            JSON.stringify({ ids: e.ids, mask: e.mask, labels: e.labels }),
+          );
+          const r = spawnSync(
+            python,
+            [
+              join(projectRoot, 'scripts/reference/peft_eval.py'),
+              modelDir,
+              join(out, 'adapter'),
+              join(out, 'batch.json'),
+            ],
+            { encoding: 'utf8' },
+          );
           assert.equal(r.status, 0, r.stderr);
           const peftLoss = (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { loss: number }).loss;
-          assert.ok(Math.abs(peftLoss - ours) / ours < 1e-4, `PEFT loads our adapter: loss ${peftLoss} vs ours ${ours}`);
+          assert.ok(
+            Math.abs(peftLoss - ours) / ours < 1e-4,
+            `PEFT loads our adapter: loss ${peftLoss} vs ours ${ours}`,
+          );
         }
       } finally {
         rmSync(out, { recursive: true, force: true });
@@ -112,7 +128,13 @@ for (const name of cases) {
       loadAdapter(m2, join(dir, 'adapter'), 'default');
       const params = adapterParameters(m2, 'default');
       const a = e.adamw;
-      const opt = new Optimizer(params, { name: 'adamw', weightDecay: a.weight_decay, beta1: a.beta1, beta2: a.beta2, eps: a.eps });
+      const opt = new Optimizer(params, {
+        name: 'adamw',
+        weightDecay: a.weight_decay,
+        beta1: a.beta1,
+        beta2: a.beta2,
+        eps: a.eps,
+      });
       const losses: number[] = [];
       for (let s = 0; s < 5; s++) {
         losses.push(stepLoss(m2, examples, true));
@@ -121,7 +143,8 @@ for (const name of cases) {
       }
       opt.dispose();
       assertClose(losses, a.losses, 1e-3, 'AdamW losses');
-      for (const [key, p] of params) assertClose(p.toFloat32(), expect('adamw', key), 1e-3, `after 5 AdamW steps ${key}`);
+      for (const [key, p] of params)
+        assertClose(p.toFloat32(), expect('adamw', key), 1e-3, `after 5 AdamW steps ${key}`);
     } finally {
       m2.dispose();
       want.close();
@@ -139,7 +162,10 @@ test('adapters for another base model or with unknown targets are refused', asyn
     // qwen3's q_proj has other shapes (head_dim 24): a clear error naming the tensor and shapes.
     assert.throws(() => loadAdapter(model, qwen3Adapter, 'x'), /has shape \[.*\], this model needs/);
     assert.equal(model.adapterConfigs.size, 0, 'a refused adapter leaves nothing behind');
-    assert.throws(() => addAdapter(model, 'y', { ...LORA_DEFAULTS, targetModules: ['c_attn'] }), /target module 'c_attn' matches no layer/);
+    assert.throws(
+      () => addAdapter(model, 'y', { ...LORA_DEFAULTS, targetModules: ['c_attn'] }),
+      /target module 'c_attn' matches no layer/,
+    );
     cpSync(qwen3Adapter, join(tmp, 'a'), { recursive: true });
     const cfgPath = join(tmp, 'a', 'adapter_config.json');
     const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;

@@ -53,7 +53,12 @@ class Collector {
 
 /** What a terminal would show on its current line after all the \r and erase-line codes. */
 function visibleLines(text: string): string[] {
-  return text.split('\n').map((l) => l.split('\r').at(-1)!.replace(/\x1b\[2K/g, ''));
+  return text.split('\n').map((l) =>
+    l
+      .split('\r')
+      .at(-1)!
+      .replace(/\x1b\[2K/g, ''),
+  );
 }
 
 test('formatBytes and formatDuration', () => {
@@ -84,10 +89,16 @@ test('plain lines (not a terminal): first step, then one per interval, the last 
     stepLines.map((l) => Number(/^step (\d+)/.exec(l)![1])),
     [1, 8, 15, 22, 29, 33],
   );
-  assert.ok(out.text.split('').every((c) => c !== '\r' && c !== '\x1b'), 'no terminal codes in plain mode');
+  assert.ok(
+    out.text.split('').every((c) => c !== '\r' && c !== '\x1b'),
+    'no terminal codes in plain mode',
+  );
   assert.ok(lines.includes('step 20/33 | eval loss 2.9877'), lines.join('\n'));
   const first = stepLines[0];
-  assert.match(first, /^step 1\/33 \(3%\) \| loss \d\.\d{4} \| eval 3\.2500 \| lr 2\.00e-4 \| grad \d\.\d{3} \| [\d,]+ tok\/s \| mem 117\.7 MiB \| ETA /);
+  assert.match(
+    first,
+    /^step 1\/33 \(3%\) \| loss \d\.\d{4} \| eval 3\.2500 \| lr 2\.00e-4 \| grad \d\.\d{3} \| [\d,]+ tok\/s \| mem 117\.7 MiB \| ETA /,
+  );
   assert.match(stepLines[3], /eval 2\.9877/, 'the bar shows the latest eval loss');
   const last = stepLines.at(-1)!;
   assert.ok(last.startsWith('step 33/33 (100%)'), last);
@@ -134,9 +145,14 @@ test('terminal bar: redrawn in place, never wider than the terminal, throttled, 
     const final = lines.at(-1)!;
     assert.ok(final.includes('127/127'), final);
     assert.match(final, /127\/127 \| loss \d\.\d{4}/, final);
-    if (columns >= 60) assert.match(final, /\| took [\dhms]+$/, `${columns} cols: the ETA/took field is kept longest`);
+    if (columns >= 60)
+      assert.match(final, /\| took [\dhms]+$/, `${columns} cols: the ETA/took field is kept longest`);
     if (columns >= 200) {
-      assert.match(final, /^█{30} 127\/127 \| loss \d\.\d{4} \| eval 2\.5000 \| lr [\d.e-]+ \| [\d,]+ tok\/s \| mem [\d.]+ MiB \| took [\dhms]+$/, final);
+      assert.match(
+        final,
+        /^█{30} 127\/127 \| loss \d\.\d{4} \| eval 2\.5000 \| lr [\d.e-]+ \| [\d,]+ tok\/s \| mem [\d.]+ MiB \| took [\dhms]+$/,
+        final,
+      );
       const mid = visibleLines(redraws[Math.floor(redraws.length / 2)])[0];
       assert.match(mid, /^█+░+ +\d+\/127 \| /, mid);
     }
@@ -179,10 +195,21 @@ test('--config: every flag as a key (kebab, snake or camel case); command-line f
   assert.deepEqual(f['target-modules'], ['q_proj', 'v_proj']);
   assert.equal(f.packing, true);
   assert.equal(f.scheduler, 'cosine');
-  const g = parseTrainFlags(['--config', p, '--lr', '1e-3', '--max-steps', '7', '--warmup-steps', '2', '--target-modules', 'o_proj']);
+  const g = parseTrainFlags([
+    '--config',
+    p,
+    '--lr',
+    '1e-3',
+    '--max-steps',
+    '7',
+    '--warmup-steps',
+    '2',
+    '--target-modules',
+    'o_proj',
+  ]);
   assert.equal(g.lr, 1e-3);
   assert.equal(g['max-steps'], 7);
-  assert.equal(g.epochs, undefined, 'a --max-steps on the command line replaces the file\'s epochs');
+  assert.equal(g.epochs, undefined, "a --max-steps on the command line replaces the file's epochs");
   assert.equal(g['warmup-steps'], 2);
   assert.equal(g['warmup-ratio'], undefined);
   assert.deepEqual(g['target-modules'], ['o_proj']);
@@ -190,7 +217,11 @@ test('--config: every flag as a key (kebab, snake or camel case); command-line f
 
 test('--config: clear one-sentence errors with the file and line', () => {
   const cases: [string, string, RegExp][] = [
-    ['unknown.yaml', 'lr: 1e-3\nbatch_sizee: 4\n', /unknown\.yaml line 2: unknown key 'batch_sizee' \(did you mean batch-size\?\)\.$/],
+    [
+      'unknown.yaml',
+      'lr: 1e-3\nbatch_sizee: 4\n',
+      /unknown\.yaml line 2: unknown key 'batch_sizee' \(did you mean batch-size\?\)\.$/,
+    ],
     ['unknown2.yaml', 'lora_rank: 4\n', /line 1: unknown key 'lora_rank'\.$/],
     ['type.yaml', 'r: 8\nlr: fast\n', /type\.yaml line 2: key 'lr' must be a number, got 'fast'\.$/],
     ['int.yaml', 'r: 2.5\n', /line 1: key 'r' must be an integer, got '2\.5'\.$/],
@@ -201,10 +232,18 @@ test('--config: clear one-sentence errors with the file and line', () => {
     ['range2.yaml', '\n\nlr: 0\n', /range2\.yaml line 3: key 'lr' must be greater than 0, got 0\.$/],
     ['range3.yaml', 'r: 0\n', /key 'r' must be at least 1, got 0\.$/],
     ['range4.yaml', 'dropout: -0.1\n', /key 'dropout' must be at least 0/],
-    ['choice.yaml', 'scheduler: cosin\n', /key 'scheduler' must be one of constant, linear, cosine, got 'cosin' \(did you mean cosine\?\)\.$/],
+    [
+      'choice.yaml',
+      'scheduler: cosin\n',
+      /key 'scheduler' must be one of constant, linear, cosine, got 'cosin' \(did you mean cosine\?\)\.$/,
+    ],
     ['null.yaml', 'lr:\n', /line 1: key 'lr' has no value\.$/],
     ['dup.yaml', 'lr: 1\nlr: 2\n', /dup\.yaml line 2: invalid YAML \(Map keys must be unique\)\.$/],
-    ['dup2.yaml', 'batch_size: 1\nbatch-size: 2\n', /line 2: key 'batch-size' sets batch-size again \(already set by 'batch_size'\)\.$/],
+    [
+      'dup2.yaml',
+      'batch_size: 1\nbatch-size: 2\n',
+      /line 2: key 'batch-size' sets batch-size again \(already set by 'batch_size'\)\.$/,
+    ],
     ['bad.yaml', 'lr: [1e-3\n', /bad\.yaml line \d+: invalid YAML/],
     ['list-doc.yaml', '- lr\n- r\n', /expected a mapping of flag names to values/],
     ['empty.yaml', '', /empty\.yaml is empty/],
@@ -223,6 +262,9 @@ test('--config: clear one-sentence errors with the file and line', () => {
       },
     );
   }
-  assert.throws(() => parseTrainFlags(['--config', join(work, 'nope.yaml'), ...base]), /--config .*nope\.yaml does not exist/);
+  assert.throws(
+    () => parseTrainFlags(['--config', join(work, 'nope.yaml'), ...base]),
+    /--config .*nope\.yaml does not exist/,
+  );
   assert.throws(() => parseTrainFlags(['--config', work, ...base]), /is not a file/);
 });

@@ -53,13 +53,19 @@ function logitsOf(model: CausalLM, b: BatchJson): { values: Float32Array; keep: 
       const l = model.logits(batch, { ctx: { training: true } });
       const [B, T, V] = l.shape;
       const keep: boolean[] = [];
-      for (let i = 0; i < B; i++) for (let t = 0; t < T; t++) for (let v = 0; v < V; v++) keep.push(b.mask[i][t] === 1);
+      for (let i = 0; i < B; i++)
+        for (let t = 0; t < T; t++) for (let v = 0; v < V; v++) keep.push(b.mask[i][t] === 1);
       return { values: Float32Array.from(l.as('f32')), keep };
     }),
   );
 }
 
-function compareLogits(ours: { values: Float32Array; keep: boolean[] }, theirs: ArrayLike<number>, tol: number, what: string): void {
+function compareLogits(
+  ours: { values: Float32Array; keep: boolean[] },
+  theirs: ArrayLike<number>,
+  tol: number,
+  what: string,
+): void {
   const a: number[] = [];
   const e: number[] = [];
   ours.keep.forEach((k, i) => {
@@ -106,7 +112,12 @@ test('bitsandbytes int8 checkpoint (Linear8bitLt) loads with the same int8 weigh
       assert.deepEqual(w.absmax!.as('f32'), r.absmax!.as('f32'), `${l.path} row scales`);
     });
     // LLM.int8 quantizes activations too; weight-only int8 is close, not equal.
-    compareLogits(logitsOf(theirs, e), e.logits!, 3e-2, 'int8 logits (activations quantized by bitsandbytes)');
+    compareLogits(
+      logitsOf(theirs, e),
+      e.logits!,
+      3e-2,
+      'int8 logits (activations quantized by bitsandbytes)',
+    );
   } finally {
     theirs.dispose();
     ours.dispose();
@@ -116,7 +127,10 @@ test('bitsandbytes int8 checkpoint (Linear8bitLt) loads with the same int8 weigh
 test('quantizing a whole model at load matches transformers + bitsandbytes byte for byte', async (t) => {
   const src = fixture('quant', 'tiny-base');
   if (!src || !fixture('quant', 'tiny-nf4-dq')) return t.skip(SKIP);
-  for (const [name, quantize, doubleQuant] of [['tiny-nf4-dq', 'nf4', true], ['tiny-fp4', 'fp4', false]] as const) {
+  for (const [name, quantize, doubleQuant] of [
+    ['tiny-nf4-dq', 'nf4', true],
+    ['tiny-fp4', 'fp4', false],
+  ] as const) {
     const theirs = openSafetensorsModel(fixture('quant', name)!);
     const { model } = await loadModel(src, { quantize, doubleQuant });
     try {
@@ -129,8 +143,16 @@ test('quantizing a whole model at load matches transformers + bitsandbytes byte 
           assert.deepEqual(ours.data.as('u8'), ref.data.as('u8'), `${l.path} codes`);
           if (doubleQuant) {
             assert.equal(ours.nested!.offset, ref.nested!.offset, `${l.path} offset`);
-            assert.deepEqual(ours.nested!.qabsmax.as('u8'), ref.nested!.qabsmax.as('u8'), `${l.path} 8-bit absmax`);
-            assert.deepEqual(ours.nested!.absmax2.as('f32'), ref.nested!.absmax2.as('f32'), `${l.path} nested absmax`);
+            assert.deepEqual(
+              ours.nested!.qabsmax.as('u8'),
+              ref.nested!.qabsmax.as('u8'),
+              `${l.path} 8-bit absmax`,
+            );
+            assert.deepEqual(
+              ours.nested!.absmax2.as('f32'),
+              ref.nested!.absmax2.as('f32'),
+              `${l.path} nested absmax`,
+            );
           } else assert.deepEqual(ours.absmax!.as('f32'), ref.absmax!.as('f32'), `${l.path} absmax`);
         } finally {
           ref.dispose();
@@ -173,7 +195,8 @@ test('QLoRA (NF4 + double quant) forward, gradients and one SGD step match PEFT 
     });
     assert.ok(Math.abs(loss - e.loss) / e.loss < 1e-4, `loss ${loss} vs PEFT ${e.loss}`);
     const params = adapterParameters(model, 'default');
-    for (const [key, p] of params) assertClose(p.grad!.toFloat32(), expect(`grad.${key}`), 1e-3, `grad ${key}`);
+    for (const [key, p] of params)
+      assertClose(p.grad!.toFloat32(), expect(`grad.${key}`), 1e-3, `grad ${key}`);
     const sgd = new Optimizer(params, { name: 'sgd', weightDecay: 0 });
     sgd.update(e.sgd_lr);
     sgd.zeroGrad();
@@ -189,7 +212,10 @@ test('a quantized model saved here loads in transformers + bitsandbytes (and her
   const ref = fixture('quant', 'tiny-nf4-dq');
   if (!src || !ref) return t.skip(SKIP);
   const e = JSON.parse(readFileSync(join(ref, 'expected.json'), 'utf8')) as BatchJson;
-  for (const [quantize, doubleQuant] of [['nf4', true], ['fp4', false]] as const) {
+  for (const [quantize, doubleQuant] of [
+    ['nf4', true],
+    ['fp4', false],
+  ] as const) {
     const out = join(work, `saved-${quantize}`);
     const { model } = await loadModel(src, { quantize, doubleQuant });
     let ours: { values: Float32Array; keep: boolean[] };
@@ -212,7 +238,11 @@ test('a quantized model saved here loads in transformers + bitsandbytes (and her
       continue;
     }
     writeFileSync(join(work, 'batch.json'), JSON.stringify({ ids: e.ids, mask: e.mask }));
-    const r = spawnSync(python, [join(projectRoot, 'scripts/reference/quant_ref.py'), 'eval', out, join(work, 'batch.json')], { encoding: 'utf8' });
+    const r = spawnSync(
+      python,
+      [join(projectRoot, 'scripts/reference/quant_ref.py'), 'eval', out, join(work, 'batch.json')],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     const theirs = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { logits: number[]; modules: string[] };
     assert.ok(theirs.modules.includes('Linear4bit'), `transformers built ${theirs.modules.join(', ')}`);
@@ -221,24 +251,61 @@ test('a quantized model saved here loads in transformers + bitsandbytes (and her
 });
 
 function cli(args: string[]) {
-  return spawnSync(process.execPath, ['--import', 'tsx', join(projectRoot, 'test', 'lorakit-cli.mts'), ...args], { encoding: 'utf8', cwd: projectRoot });
+  return spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(projectRoot, 'test', 'lorakit-cli.mts'), ...args],
+    { encoding: 'utf8', cwd: projectRoot },
+  );
 }
 
 test('CLI: train --quantize nf4 --double-quant trains an adapter and reports base-weight bytes', (t) => {
   const src = fixture('quant', 'tiny-base');
   if (!src) return t.skip(SKIP);
   const data = join(work, 'train.jsonl');
-  const rows = Array.from({ length: 12 }, (_, i) => JSON.stringify({ text: `row ${i}: the quick brown fox jumps over the lazy dog ${i * 7}` }));
+  const rows = Array.from({ length: 12 }, (_, i) =>
+    JSON.stringify({ text: `row ${i}: the quick brown fox jumps over the lazy dog ${i * 7}` }),
+  );
   writeFileSync(data, `${rows.join('\n')}\n`);
   const out = join(work, 'run');
-  const r = cli(['train', '--model', src, '--data', data, '--out', out, '--quantize', 'nf4', '--double-quant', '--max-steps', '3', '--batch-size', '4', '--r', '4', '--lr', '1e-2']);
+  const r = cli([
+    'train',
+    '--model',
+    src,
+    '--data',
+    data,
+    '--out',
+    out,
+    '--quantize',
+    'nf4',
+    '--double-quant',
+    '--max-steps',
+    '3',
+    '--batch-size',
+    '4',
+    '--r',
+    '4',
+    '--lr',
+    '1e-2',
+  ]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /base weights .*nf4\+dq/);
   assert.ok(existsSync(join(out, 'adapter', 'adapter_model.safetensors')));
   const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
   assert.equal(lines.length, 3);
   for (const l of lines) assert.ok(Number.isFinite((JSON.parse(l) as { loss: number }).loss));
-  const ev = cli(['eval', '--model', src, '--adapter', join(out, 'adapter'), '--data', data, '--quantize', 'nf4', '--double-quant', '--json']);
+  const ev = cli([
+    'eval',
+    '--model',
+    src,
+    '--adapter',
+    join(out, 'adapter'),
+    '--data',
+    data,
+    '--quantize',
+    'nf4',
+    '--double-quant',
+    '--json',
+  ]);
   assert.equal(ev.status, 0, ev.stderr);
   assert.ok(Number.isFinite((JSON.parse(ev.stdout) as { loss: number }).loss));
   const bad = cli(['train', '--model', src, '--data', data, '--out', join(work, 'bad'), '--double-quant']);
@@ -257,14 +324,19 @@ test('QLoRA training steps do not grow memory', async (t) => {
     const { addAdapter } = await import('../src/peft/adapters.js');
     const { LORA_DEFAULTS } = await import('../src/peft/config.js');
     addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 4, alpha: 8, dropout: 0.1 }, 3);
-    const examples: Example[] = [{ ids: [1, 5, 9, 20, 3, 7, 8], labels: [1, 5, 9, 20, 3, 7, 8] }, { ids: [1, 4, 6], labels: [1, 4, 6] }];
+    const examples: Example[] = [
+      { ids: [1, 5, 9, 20, 3, 7, 8], labels: [1, 5, 9, 20, 3, 7, 8] },
+      { ids: [1, 4, 6], labels: [1, 4, 6] },
+    ];
     const hb = padBatch(examples);
     const params = adapterParameters(model, 'default');
     const opt = new Optimizer(params, { name: 'adamw', weightDecay: 0 });
     const step = () =>
       tidy(() => {
         const { batch, targets } = toDevice(hb);
-        backward(scale(lossSum(model, batch, targets, { ctx: { training: true, seed: 1 } }), 1 / hb.targetCount));
+        backward(
+          scale(lossSum(model, batch, targets, { ctx: { training: true, seed: 1 } }), 1 / hb.targetCount),
+        );
         opt.update(1e-3);
         opt.zeroGrad();
       });

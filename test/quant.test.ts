@@ -13,7 +13,13 @@ import { sum, mul } from '../src/ops/elementwise.js';
 import { code4, code4Bounds, DYNAMIC_MAP, torchMeanF32, type Quant4Type } from '../src/quant/codes.js';
 import { dequantizeBlockwise8, quantizeBlockwise8 } from '../src/quant/blockwise8.js';
 import { quantizedLinear } from '../src/quant/linear.js';
-import { dequantizeRows, dequantizeWeight, QuantizedWeight, quantizeWeight, type QuantType } from '../src/quant/weight.js';
+import {
+  dequantizeRows,
+  dequantizeWeight,
+  QuantizedWeight,
+  quantizeWeight,
+  type QuantType,
+} from '../src/quant/weight.js';
 import { Tensor, tidy } from '../src/tensor/tensor.js';
 import { assertClose, fixture, randn } from './helpers.js';
 
@@ -36,7 +42,9 @@ interface Meta {
 }
 
 const dir = fixture('quant');
-const meta: Meta | null = dir ? (JSON.parse(readFileSync(join(dir, 'blockwise.json'), 'utf8')) as Meta) : null;
+const meta: Meta | null = dir
+  ? (JSON.parse(readFileSync(join(dir, 'blockwise.json'), 'utf8')) as Meta)
+  : null;
 const SKIP = 'fixture missing: run scripts/reference/make-all.sh';
 
 function readF32(f: SafetensorsFile, name: string): Float32Array {
@@ -61,11 +69,16 @@ function assertSameBits(actual: Float32Array, expected: Float32Array, what: stri
   const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
   const b = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
   for (let i = 0; i < a.length; i++)
-    if (a[i] !== b[i]) assert.fail(`${what}: element ${i} is ${actual[i]}, bitsandbytes has ${expected[i]} (${a.length} values)`);
+    if (a[i] !== b[i])
+      assert.fail(
+        `${what}: element ${i} is ${actual[i]}, bitsandbytes has ${expected[i]} (${a.length} values)`,
+      );
 }
 function assertSameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) if (actual[i] !== expected[i]) assert.fail(`${what}: byte ${i} is ${actual[i]}, bitsandbytes has ${expected[i]}`);
+  for (let i = 0; i < actual.length; i++)
+    if (actual[i] !== expected[i])
+      assert.fail(`${what}: byte ${i} is ${actual[i]}, bitsandbytes has ${expected[i]}`);
 }
 function shape2(shape: number[]): [number, number] {
   return shape.length === 1 ? [1, shape[0]] : [shape[0], shape[1]];
@@ -86,9 +99,21 @@ test('NF4/FP4 quantize and dequantize are bit-exact with bitsandbytes', (t) => {
         assertSameBytes(qw.data.as('u8'), readU8(f, `${c.name}.q`), `${c.name} codes`);
         if (c.double_quant) {
           assert.equal(qw.nested!.offset, Math.fround(c.offset!), `${c.name} offset (torch mean)`);
-          assertSameBytes(qw.nested!.qabsmax.as('u8'), readU8(f, `${c.name}.absmax`), `${c.name} 8-bit absmax`);
-          assertSameBits(qw.nested!.absmax2.as('f32'), readF32(f, `${c.name}.nested_absmax`), `${c.name} nested absmax`);
-          assertSameBits(qw.nested!.code.as('f32'), readF32(f, `${c.name}.nested_quant_map`), `${c.name} nested code`);
+          assertSameBytes(
+            qw.nested!.qabsmax.as('u8'),
+            readU8(f, `${c.name}.absmax`),
+            `${c.name} 8-bit absmax`,
+          );
+          assertSameBits(
+            qw.nested!.absmax2.as('f32'),
+            readF32(f, `${c.name}.nested_absmax`),
+            `${c.name} nested absmax`,
+          );
+          assertSameBits(
+            qw.nested!.code.as('f32'),
+            readF32(f, `${c.name}.nested_quant_map`),
+            `${c.name} nested code`,
+          );
           assertSameBits(qw.absmaxF32(), readF32(f, `${c.name}.absmax_deq`), `${c.name} dequantized absmax`);
         } else assertSameBits(qw.absmax!.as('f32'), readF32(f, `${c.name}.absmax`), `${c.name} absmax`);
         // bitsandbytes' own CPU dequantize kernel mis-scales rows that are a multiple of 16 long but
@@ -100,7 +125,8 @@ test('NF4/FP4 quantize and dequantize are bit-exact with bitsandbytes', (t) => {
       }
     });
   }
-  if (real === 0) t.diagnostic('real stories260K weights: ../shared/data is absent (only random inputs tested)');
+  if (real === 0)
+    t.diagnostic('real stories260K weights: ../shared/data is absent (only random inputs tested)');
 });
 
 test('dequantizing bitsandbytes-made codes reproduces its values, also row by row', (t) => {
@@ -148,10 +174,15 @@ test('8-bit dynamic blockwise quantization and torch mean match bitsandbytes and
     const { q, absmax } = quantizeBlockwise8(x, 256);
     assertSameBytes(q, readU8(f, `${c.name}.q`), `${c.name} codes`);
     assertSameBits(absmax, readF32(f, `${c.name}.absmax`), `${c.name} absmax`);
-    assertSameBits(dequantizeBlockwise8(q, absmax, 256), readF32(f, `${c.name}.deq`), `${c.name} dequantized`);
+    assertSameBits(
+      dequantizeBlockwise8(q, absmax, 256),
+      readF32(f, `${c.name}.deq`),
+      `${c.name} dequantized`,
+    );
   }
   if (meta.torch_cpu_capability.startsWith('AVX') || meta.torch_cpu_capability === 'DEFAULT')
-    for (const m of meta.means) assert.equal(torchMeanF32(readF32(f, m.name)), Math.fround(m.mean), `${m.name}: torch mean`);
+    for (const m of meta.means)
+      assert.equal(torchMeanF32(readF32(f, m.name)), Math.fround(m.mean), `${m.name}: torch mean`);
 });
 
 test('int8 rows match bitsandbytes int8_vectorwise_quant / dequant', (t) => {
@@ -178,7 +209,11 @@ test('int8 rows match bitsandbytes int8_vectorwise_quant / dequant', (t) => {
 // ---- native kernels against plain TypeScript references (no fixtures needed) ----------------------
 
 /** bitsandbytes' quantize_4bit written plainly: absmax, scale, bucketize on code midpoints, pack. */
-function refQuantize4(x: Float32Array, bs: number, type: Quant4Type): { q: Uint8Array; absmax: Float32Array } {
+function refQuantize4(
+  x: Float32Array,
+  bs: number,
+  type: Quant4Type,
+): { q: Uint8Array; absmax: Float32Array } {
   const f = Math.fround;
   const { order, mid } = code4Bounds(type);
   const n = x.length;
@@ -209,15 +244,29 @@ function refQuantize4(x: Float32Array, bs: number, type: Quant4Type): { q: Uint8
   return { q, absmax };
 }
 
-function refDequantize4(q: Uint8Array, absmax: Float32Array, bs: number, type: Quant4Type, n: number): Float32Array {
+function refDequantize4(
+  q: Uint8Array,
+  absmax: Float32Array,
+  bs: number,
+  type: Quant4Type,
+  n: number,
+): Float32Array {
   const code = code4(type);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = code[i % 2 ? q[i >> 1] & 15 : q[i >> 1] >> 4] * absmax[Math.floor(i / bs)];
+  for (let i = 0; i < n; i++)
+    out[i] = code[i % 2 ? q[i >> 1] & 15 : q[i >> 1] >> 4] * absmax[Math.floor(i / bs)];
   return out;
 }
 
 test('native 4-bit quantize/dequantize equal the TypeScript reference on odd sizes', () => {
-  for (const [rows, cols, bs] of [[1, 1, 64], [1, 7, 32], [7, 33, 64], [33, 127, 128], [127, 33, 32], [3, 4099, 4096]]) {
+  for (const [rows, cols, bs] of [
+    [1, 1, 64],
+    [1, 7, 32],
+    [7, 33, 64],
+    [33, 127, 128],
+    [127, 33, 32],
+    [3, 4099, 4096],
+  ]) {
     for (const type of ['nf4', 'fp4'] as const) {
       const x = Float32Array.from(randn(rows * cols, rows * 31 + cols, 0.7));
       tidy(() => {
@@ -226,7 +275,11 @@ test('native 4-bit quantize/dequantize equal the TypeScript reference on odd siz
           const ref = refQuantize4(x, bs, type);
           assertSameBytes(qw.data.as('u8'), ref.q, `${type} ${rows}x${cols}/${bs} codes`);
           assertSameBits(qw.absmax!.as('f32'), ref.absmax, `${type} ${rows}x${cols}/${bs} absmax`);
-          assertSameBits(dequantizeWeight(qw).as('f32'), refDequantize4(ref.q, ref.absmax, bs, type, x.length), `${type} dequantized`);
+          assertSameBits(
+            dequantizeWeight(qw).as('f32'),
+            refDequantize4(ref.q, ref.absmax, bs, type, x.length),
+            `${type} dequantized`,
+          );
         } finally {
           qw.dispose();
         }
@@ -254,7 +307,15 @@ test('double quantization: ≈4.13 bits per weight, absmax within the 8-bit code
 // ---- quantized linear --------------------------------------------------------------------------------
 
 /** y = x Wᵀ + b and the gradients of sum(y ⊙ r), in float64 on the dequantized W. */
-function refLinear(x: Float32Array, w: Float32Array, b: Float32Array | null, r: Float32Array, m: number, inF: number, outF: number) {
+function refLinear(
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array | null,
+  r: Float32Array,
+  m: number,
+  inF: number,
+  outF: number,
+) {
   const y = new Float64Array(m * outF);
   const dx = new Float64Array(m * inF);
   const db = new Float64Array(outF);
@@ -284,7 +345,11 @@ for (const [type, dq, m, inF, outF, bs] of LINEAR_CASES) {
   test(`quantizedLinear ${type}${dq ? '+dq' : ''} x[${m}, ${inF}] W[${outF}, ${inF}]: forward and backward vs float64`, () => {
     const seed = m * 1000 + inF + outF;
     tidy(() => {
-      const qw = quantizeWeight(Tensor.from(Float32Array.from(randn(outF * inF, seed, 0.1)), [outF, inF]), { type, blocksize: bs, doubleQuant: dq });
+      const qw = quantizeWeight(Tensor.from(Float32Array.from(randn(outF * inF, seed, 0.1)), [outF, inF]), {
+        type,
+        blocksize: bs,
+        doubleQuant: dq,
+      });
       try {
         const wd = dequantizeWeight(qw).as('f32');
         const xv = Float32Array.from(randn(m * inF, seed + 1));
@@ -314,20 +379,44 @@ for (const [type, dq, m, inF, outF, bs] of LINEAR_CASES) {
 test('quantization and quantizedLinear reject bad inputs with clear errors', () => {
   tidy(() => {
     const w = Tensor.from(Float32Array.from(randn(8 * 64, 3)), [8, 64]);
-    assert.throws(() => quantizeWeight(w, { type: 'nf4', blocksize: 48 }), /lorakit: quantization block size 48 is not supported/);
+    assert.throws(
+      () => quantizeWeight(w, { type: 'nf4', blocksize: 48 }),
+      /lorakit: quantization block size 48 is not supported/,
+    );
     assert.throws(() => quantizeWeight(w, { type: 'q4' as QuantType }), /lorakit: unknown quantization 'q4'/);
-    assert.throws(() => quantizeWeight(w, { type: 'int8', doubleQuant: true }), /lorakit: double quantization applies to nf4 and fp4/);
-    assert.throws(() => quantizeWeight(Tensor.from([1, 2], [2], 'i32'), { type: 'nf4' }), /lorakit: only f32 or bf16 weights/);
-    assert.throws(() => quantizeWeight(Tensor.zeros([2, 2, 2]), { type: 'nf4' }), /lorakit: quantizeWeight expects a 1-D or 2-D weight/);
+    assert.throws(
+      () => quantizeWeight(w, { type: 'int8', doubleQuant: true }),
+      /lorakit: double quantization applies to nf4 and fp4/,
+    );
+    assert.throws(
+      () => quantizeWeight(Tensor.from([1, 2], [2], 'i32'), { type: 'nf4' }),
+      /lorakit: only f32 or bf16 weights/,
+    );
+    assert.throws(
+      () => quantizeWeight(Tensor.zeros([2, 2, 2]), { type: 'nf4' }),
+      /lorakit: quantizeWeight expects a 1-D or 2-D weight/,
+    );
     const qw = quantizeWeight(w, { type: 'nf4' });
     try {
-      assert.throws(() => quantizedLinear(Tensor.zeros([3, 63]), qw), /lorakit: quantizedLinear: x \[3, 63\] does not match the weight \[8, 64\]/);
-      assert.throws(() => quantizedLinear(Tensor.zeros([3, 64], 'bf16'), qw), /lorakit: quantizedLinear: x must be f32, got bf16/);
-      assert.throws(() => quantizedLinear(Tensor.zeros([3, 64]), qw, Tensor.zeros([7])), /lorakit: quantizedLinear: bias \[7\] does not match/);
+      assert.throws(
+        () => quantizedLinear(Tensor.zeros([3, 63]), qw),
+        /lorakit: quantizedLinear: x \[3, 63\] does not match the weight \[8, 64\]/,
+      );
+      assert.throws(
+        () => quantizedLinear(Tensor.zeros([3, 64], 'bf16'), qw),
+        /lorakit: quantizedLinear: x must be f32, got bf16/,
+      );
+      assert.throws(
+        () => quantizedLinear(Tensor.zeros([3, 64]), qw, Tensor.zeros([7])),
+        /lorakit: quantizedLinear: bias \[7\] does not match/,
+      );
       assert.throws(() => dequantizeRows(qw, 3, 9), /lorakit: rows \[3, 9\) are outside the weight's 8 rows/);
     } finally {
       qw.dispose();
     }
-    assert.throws(() => quantizedLinear(Tensor.zeros([1, 64]), qw), /lorakit: quantizedLinear: the quantized weight was disposed/);
+    assert.throws(
+      () => quantizedLinear(Tensor.zeros([1, 64]), qw),
+      /lorakit: quantizedLinear: the quantized weight was disposed/,
+    );
   });
 });

@@ -72,7 +72,8 @@ class ReferenceSampler {
     this.rand = seededUniform(opts.seed);
   }
   next(logits: Float32Array): number {
-    if (this.opts.temperature <= 0) return Array.from(logits.keys()).reduce((b, i) => (logits[i] > logits[b] ? i : b), 0);
+    if (this.opts.temperature <= 0)
+      return Array.from(logits.keys()).reduce((b, i) => (logits[i] > logits[b] ? i : b), 0);
     let idx = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
     if (this.opts.topK > 0) idx = idx.slice(0, this.opts.topK);
     let probs = idx.map((i) => Math.exp((logits[i] - logits[idx[0]]) / this.opts.temperature));

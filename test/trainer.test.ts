@@ -23,14 +23,27 @@ const python = join(projectRoot, '.venv-ref', 'bin', 'python');
 function storiesFile(name: string, from: number, count: number): string | null {
   const src = sharedData('datasets', 'tinystories', 'tinystories_val.txt');
   if (!src) return null;
-  const paras = readFileSync(src, 'utf8').split('\n\n').map((p) => p.trim()).filter((p) => p.length > 50);
+  const paras = readFileSync(src, 'utf8')
+    .split('\n\n')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 50);
   const p = join(work, name);
-  writeFileSync(p, paras.slice(from, from + count).map((text) => JSON.stringify({ text })).join('\n') + '\n');
+  writeFileSync(
+    p,
+    paras
+      .slice(from, from + count)
+      .map((text) => JSON.stringify({ text }))
+      .join('\n') + '\n',
+  );
   return p;
 }
 
 function cli(args: string[]) {
-  return spawnSync(process.execPath, ['--import', 'tsx', join(projectRoot, 'test', 'lorakit-cli.mts'), ...args], { encoding: 'utf8', cwd: projectRoot });
+  return spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(projectRoot, 'test', 'lorakit-cli.mts'), ...args],
+    { encoding: 'utf8', cwd: projectRoot },
+  );
 }
 
 test('stories260K: LoRA on real text lowers eval loss, and PEFT loads the adapter with the same loss', async (t) => {
@@ -43,7 +56,14 @@ test('stories260K: LoRA on real text lowers eval loss, and PEFT loads the adapte
     addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 8, alpha: 16, dropout: 0.05 }, 1);
     const evalSet = loadData(evalFile, tokenizer, { completionOnly: false, maxSeqLen: 256 }).examples;
     const before = evaluate(model, evalSet).loss;
-    const r = await train(model, tokenizer, { data: trainFile, maxSteps: 30, batchSize: 8, lr: 3e-3, maxSeqLen: 256, seed: 3 });
+    const r = await train(model, tokenizer, {
+      data: trainFile,
+      maxSteps: 30,
+      batchSize: 8,
+      lr: 3e-3,
+      maxSeqLen: 256,
+      seed: 3,
+    });
     const after = evaluate(model, evalSet).loss;
     assert.ok(after < before - 0.05, `eval loss ${before.toFixed(4)} -> ${after.toFixed(4)} should fall`);
     assert.equal(r.steps, 30);
@@ -57,7 +77,11 @@ test('stories260K: LoRA on real text lowers eval loss, and PEFT loads the adapte
     const mask = rows.map((e) => Array.from({ length: hb.T }, (_, i) => (i < e.ids.length ? 1 : 0)));
     const labels = rows.map((e) => [...e.labels, ...new Array<number>(hb.T - e.ids.length).fill(-100)]);
     writeFileSync(join(work, 'batch.json'), JSON.stringify({ ids, mask, labels }));
-    const p = spawnSync(python, [join(projectRoot, 'scripts/reference/peft_eval.py'), model_dir, out, join(work, 'batch.json')], { encoding: 'utf8' });
+    const p = spawnSync(
+      python,
+      [join(projectRoot, 'scripts/reference/peft_eval.py'), model_dir, out, join(work, 'batch.json')],
+      { encoding: 'utf8' },
+    );
     assert.equal(p.status, 0, p.stderr);
     const peft = (JSON.parse(p.stdout.trim().split('\n').at(-1)!) as { loss: number }).loss;
     assert.ok(Math.abs(peft - ours) / ours < 1e-4, `PEFT eval loss ${peft} vs ours ${ours}`);
@@ -66,15 +90,36 @@ test('stories260K: LoRA on real text lowers eval loss, and PEFT loads the adapte
   }
 });
 
-async function run(opts: Partial<TrainOptions>, data: string | Example[], adapterSeed = 5, dropout = 0.1): Promise<{ losses: number[]; weights: Float32Array[] }> {
+async function run(
+  opts: Partial<TrainOptions>,
+  data: string | Example[],
+  adapterSeed = 5,
+  dropout = 0.1,
+): Promise<{ losses: number[]; weights: Float32Array[] }> {
   const { model, tokenizer } = await loadModel(fixture('models', 'llama')!);
   try {
-    addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 4, alpha: 8, dropout, targetModules: ['q_proj', 'v_proj', 'down_proj'] }, adapterSeed);
+    addAdapter(
+      model,
+      'default',
+      { ...LORA_DEFAULTS, r: 4, alpha: 8, dropout, targetModules: ['q_proj', 'v_proj', 'down_proj'] },
+      adapterSeed,
+    );
     // Start from a non-zero B so every path carries gradient from the first step.
-    for (const [k, p] of adapterParameters(model, 'default')) if (k.includes('lora_B')) p.as('f32').forEach((_, i, a) => (a[i] = Math.sin(i) * 0.05));
+    for (const [k, p] of adapterParameters(model, 'default'))
+      if (k.includes('lora_B')) p.as('f32').forEach((_, i, a) => (a[i] = Math.sin(i) * 0.05));
     const losses: number[] = [];
-    await train(model, tokenizer, { data, maxSeqLen: 128, seed: 11, lr: 1e-2, onStep: (m: StepMetrics) => losses.push(m.loss), ...opts });
-    return { losses, weights: adapterParameters(model, 'default').map(([, p]) => Float32Array.from(p.as('f32'))) };
+    await train(model, tokenizer, {
+      data,
+      maxSeqLen: 128,
+      seed: 11,
+      lr: 1e-2,
+      onStep: (m: StepMetrics) => losses.push(m.loss),
+      ...opts,
+    });
+    return {
+      losses,
+      weights: adapterParameters(model, 'default').map(([, p]) => Float32Array.from(p.as('f32'))),
+    };
   } finally {
     model.dispose();
   }
@@ -87,10 +132,21 @@ test('resume from a checkpoint continues exactly (same losses and weights as one
   const full = await run({ maxSteps: 6, batchSize: 4, gradAccum: 2, outDir: out, saveEvery: 3 }, data);
   assert.ok(existsSync(join(out, 'checkpoints', 'step-3', 'trainer_state.json')));
   assert.ok(existsSync(join(out, 'adapter', 'adapter_model.safetensors')));
-  const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepMetrics);
-  assert.deepEqual(metrics.map((m) => m.step), [1, 2, 3, 4, 5, 6]);
-  for (const key of ['loss', 'lr', 'grad_norm', 'tokens_per_s', 'memory', 'elapsed'] as const) assert.equal(typeof metrics[0][key], 'number');
-  const resumed = await run({ maxSteps: 6, batchSize: 4, gradAccum: 2, resume: join(out, 'checkpoints', 'step-3') }, data, 999);
+  const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as StepMetrics);
+  assert.deepEqual(
+    metrics.map((m) => m.step),
+    [1, 2, 3, 4, 5, 6],
+  );
+  for (const key of ['loss', 'lr', 'grad_norm', 'tokens_per_s', 'memory', 'elapsed'] as const)
+    assert.equal(typeof metrics[0][key], 'number');
+  const resumed = await run(
+    { maxSteps: 6, batchSize: 4, gradAccum: 2, resume: join(out, 'checkpoints', 'step-3') },
+    data,
+    999,
+  );
   assert.deepEqual(resumed.losses, full.losses.slice(3));
   resumed.weights.forEach((w, i) => assert.deepEqual(w, full.weights[i]));
 });
@@ -103,7 +159,9 @@ test('batch size x accumulation and activation checkpointing do not change the s
   const a = await run({ ...common, batchSize: 8, gradAccum: 1 }, data, 5, 0);
   const b = await run({ ...common, batchSize: 2, gradAccum: 4, gradCheckpointing: true }, data, 5, 0);
   assert.ok(Math.abs(a.losses[0] - b.losses[0]) < 1e-6, `loss ${a.losses[0]} vs ${b.losses[0]}`);
-  a.weights.forEach((w, i) => w.forEach((v, j) => assert.ok(Math.abs(v - b.weights[i][j]) < 1e-5, `weight ${i}[${j}]`)));
+  a.weights.forEach((w, i) =>
+    w.forEach((v, j) => assert.ok(Math.abs(v - b.weights[i][j]) < 1e-5, `weight ${i}[${j}]`)),
+  );
 });
 
 test('lorakit train/eval/generate/inspect from the command line', async (t) => {
@@ -111,16 +169,51 @@ test('lorakit train/eval/generate/inspect from the command line', async (t) => {
   const data = storiesFile('cli-train.jsonl', 200, 16);
   if (!model || !data) return t.skip('fixture or ../shared/data missing');
   const out = join(work, 'cli-run');
-  const r = cli(['train', '--model', model, '--data', data, '--eval-data', data, '--out', out, '--max-steps', '3', '--batch-size', '4', '--r', '4', '--save-every', '2']);
+  const r = cli([
+    'train',
+    '--model',
+    model,
+    '--data',
+    data,
+    '--eval-data',
+    data,
+    '--out',
+    out,
+    '--max-steps',
+    '3',
+    '--batch-size',
+    '4',
+    '--r',
+    '4',
+    '--save-every',
+    '2',
+  ]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /eval loss .* -> /);
-  assert.deepEqual(readdirSync(out).sort(), ['adapter', 'checkpoints', 'metrics.jsonl', 'report.html', 'run.json']);
+  assert.deepEqual(readdirSync(out).sort(), [
+    'adapter',
+    'checkpoints',
+    'metrics.jsonl',
+    'report.html',
+    'run.json',
+  ]);
   const ev = cli(['eval', '--model', model, '--adapter', join(out, 'adapter'), '--data', data, '--json']);
   assert.equal(ev.status, 0, ev.stderr);
   const e = JSON.parse(ev.stdout) as { loss: number; perplexity: number; tokens: number };
   assert.deepEqual(Object.keys(e), ['loss', 'perplexity', 'tokens']);
   assert.ok(Math.abs(e.perplexity - Math.exp(e.loss)) < 1e-9 * e.perplexity);
-  const g = cli(['generate', '--model', model, '--adapter', join(out, 'adapter'), '--input-ids', '1,5,9', '--max-new-tokens', '4', '--json']);
+  const g = cli([
+    'generate',
+    '--model',
+    model,
+    '--adapter',
+    join(out, 'adapter'),
+    '--input-ids',
+    '1,5,9',
+    '--max-new-tokens',
+    '4',
+    '--json',
+  ]);
   assert.equal(g.status, 0, g.stderr);
   const gj = JSON.parse(g.stdout) as { text: string; token_ids: number[] };
   assert.deepEqual(Object.keys(gj), ['text', 'token_ids']);
@@ -138,9 +231,17 @@ test('bad flags and bad data: one clear sentence, non-zero exit, nothing half-wr
   const out = join(work, 'bad-run');
   const cases: [string[], number, RegExp][] = [
     [['train', '--model', model, '--data', bad, '--out', out, '--lr', 'fast'], 2, /--lr must be a number/],
-    [['train', '--model', model, '--data', bad, '--out', out, '--epoch', '2'], 2, /unknown flag --epoch \(did you mean epochs\?\)/],
+    [
+      ['train', '--model', model, '--data', bad, '--out', out, '--epoch', '2'],
+      2,
+      /unknown flag --epoch \(did you mean epochs\?\)/,
+    ],
     [['train', '--model', model, '--data', bad], 2, /--out is required/],
-    [['train', '--model', model, '--data', bad, '--out', out, '--epochs', '1', '--max-steps', '3'], 2, /not both/],
+    [
+      ['train', '--model', model, '--data', bad, '--out', out, '--epochs', '1', '--max-steps', '3'],
+      2,
+      /not both/,
+    ],
     [['train', '--model', model, '--data', bad, '--out', out], 1, /bad\.jsonl: line 2 is not valid JSON/],
     [['train', '--model', join(work, 'nowhere'), '--data', bad, '--out', out], 1, /nowhere/],
     [['generate', '--model', model, '--prompt', 'a', '--messages', '[]'], 2, /exactly one of/],
@@ -150,7 +251,13 @@ test('bad flags and bad data: one clear sentence, non-zero exit, nothing half-wr
     const r = cli(args);
     assert.equal(r.status, code, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, re);
-    assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('lorakit')).length >= 1, true);
+    assert.equal(
+      r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('lorakit')).length >= 1,
+      true,
+    );
   }
   assert.equal(existsSync(out), false, 'nothing was written to --out');
   const yaml = join(work, 'run.yaml');

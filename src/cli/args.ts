@@ -56,25 +56,34 @@ export function convertValue(spec: FlagSpec, raw: unknown, where: string): unkno
       return bad(`must be true or false, got '${String(raw)}'.`);
     case 'number':
     case 'int': {
-      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+      const n =
+        typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
       if (!Number.isFinite(n)) return bad(`must be a number, got '${String(raw)}'.`);
-      if (spec.type === 'int' && !Number.isInteger(n)) return bad(`must be an integer, got '${String(raw)}'.`);
+      if (spec.type === 'int' && !Number.isInteger(n))
+        return bad(`must be an integer, got '${String(raw)}'.`);
       if (spec.min !== undefined && (spec.exclusiveMin ? n <= spec.min : n < spec.min))
         return bad(`must be ${spec.exclusiveMin ? 'greater than' : 'at least'} ${spec.min}, got ${n}.`);
       if (spec.max !== undefined && n > spec.max) return bad(`must be at most ${spec.max}, got ${n}.`);
       return n;
     }
     case 'list': {
-      const items = Array.isArray(raw) ? raw.map(String) : typeof raw === 'string' ? raw.split(',') : bad('must be a comma-separated list.');
+      const items = Array.isArray(raw)
+        ? raw.map(String)
+        : typeof raw === 'string'
+          ? raw.split(',')
+          : bad('must be a comma-separated list.');
       const list = items.map((s) => s.trim()).filter(Boolean);
       if (list.length === 0) return bad('must not be empty.');
       return list;
     }
     case 'string': {
-      if (typeof raw !== 'string' && typeof raw !== 'number') return bad(`must be a string, got ${JSON.stringify(raw)}.`);
+      if (typeof raw !== 'string' && typeof raw !== 'number')
+        return bad(`must be a string, got ${JSON.stringify(raw)}.`);
       const s = String(raw);
       if (spec.choices && !spec.choices.includes(s))
-        return bad(`must be one of ${spec.choices.join(', ')}, got '${s}'${didYouMean(s, [...spec.choices])}.`);
+        return bad(
+          `must be one of ${spec.choices.join(', ')}, got '${s}'${didYouMean(s, [...spec.choices])}.`,
+        );
       return s;
     }
   }
@@ -93,16 +102,22 @@ export function parseFlags<T extends Specs>(argv: string[], specs: T, command: s
     const eq = arg.indexOf('=');
     const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
     const spec = specs[name];
-    if (!spec) throw new UsageError(`lorakit ${command}: unknown flag --${name}${didYouMean(name, Object.keys(specs))}.`);
+    if (!spec)
+      throw new UsageError(
+        `lorakit ${command}: unknown flag --${name}${didYouMean(name, Object.keys(specs))}.`,
+      );
     let raw: string;
     if (eq >= 0) raw = arg.slice(eq + 1);
-    else if (spec.type === 'bool' && (i + 1 >= argv.length || !['true', 'false'].includes(argv[i + 1]))) raw = 'true';
+    else if (spec.type === 'bool' && (i + 1 >= argv.length || !['true', 'false'].includes(argv[i + 1])))
+      raw = 'true';
     else {
       if (i + 1 >= argv.length) throw new UsageError(`lorakit ${command}: flag --${name} needs a value.`);
       raw = argv[++i];
     }
     const value = convertValue(spec, raw, `--${name}`);
-    if (spec.repeat) ((out[name] as string[] | undefined) ?? (out[name] = [])) && (out[name] as string[]).push(value as string);
+    if (spec.repeat)
+      ((out[name] as string[] | undefined) ?? (out[name] = [])) &&
+        (out[name] as string[]).push(value as string);
     else out[name] = value;
   }
   return out as Parsed<T>;
@@ -110,6 +125,8 @@ export function parseFlags<T extends Specs>(argv: string[], specs: T, command: s
 
 /** Help text for a command's flags. */
 export function usage(command: string, synopsis: string, specs: Specs): string {
-  const lines = Object.entries(specs).map(([k, s]) => `  --${k.padEnd(20)} ${s.help}${s.choices ? ` (${s.choices.join('|')})` : ''}`);
+  const lines = Object.entries(specs).map(
+    ([k, s]) => `  --${k.padEnd(20)} ${s.help}${s.choices ? ` (${s.choices.join('|')})` : ''}`,
+  );
   return `usage: lorakit ${command} ${synopsis}\n\n${lines.join('\n')}\n`;
 }

@@ -15,7 +15,8 @@ export const FLAGS = {
 
 export async function run(argv: string[]): Promise<number> {
   const f = parseFlags(argv, FLAGS, 'dashboard');
-  if (f._.length === 0) throw new UsageError('lorakit dashboard: give at least one run folder (a train --out DIR).');
+  if (f._.length === 0)
+    throw new UsageError('lorakit dashboard: give at least one run folder (a train --out DIR).');
   let dirs: string[];
   try {
     dirs = expandRunDirs(f._);
@@ -24,14 +25,22 @@ export async function run(argv: string[]): Promise<number> {
   }
   const waiting = dirs.filter((d) => !existsSync(join(d, METRICS_FILE)));
   if (f.report !== undefined) {
-    if (waiting.length) throw new UsageError(`lorakit dashboard: ${join(waiting[0], METRICS_FILE)} does not exist, so there is nothing to report.`);
+    if (waiting.length)
+      throw new UsageError(
+        `lorakit dashboard: ${join(waiting[0], METRICS_FILE)} does not exist, so there is nothing to report.`,
+      );
     const path = writeReport(dirs, f.report);
     process.stdout.write(`lorakit: report written to ${path}\n`);
     return 0;
   }
-  for (const d of waiting) process.stderr.write(`lorakit: note: ${d} has no ${METRICS_FILE} yet; its curves appear when training starts writing there.\n`);
+  for (const d of waiting)
+    process.stderr.write(
+      `lorakit: note: ${d} has no ${METRICS_FILE} yet; its curves appear when training starts writing there.\n`,
+    );
   const dash = await startDashboard({ dirs, port: f.port ?? 6006 });
-  process.stdout.write(`lorakit: dashboard at ${dash.url} following ${dirs.length} run${dirs.length === 1 ? '' : 's'} (Ctrl-C stops)\n`);
+  process.stdout.write(
+    `lorakit: dashboard at ${dash.url} following ${dirs.length} run${dirs.length === 1 ? '' : 's'} (Ctrl-C stops)\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop);

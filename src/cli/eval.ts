@@ -23,10 +23,18 @@ export async function run(argv: string[]): Promise<number> {
     const maxSeqLen = f['max-seq-len'] ?? 1024;
     const data = loadData(f.data, tokenizer, { completionOnly: f['completion-only'] === true, maxSeqLen });
     if (data.truncated > 0)
-      process.stderr.write(`lorakit: warning: ${data.truncated} rows of ${f.data} were longer than --max-seq-len ${maxSeqLen} and were cut.\n`);
+      process.stderr.write(
+        `lorakit: warning: ${data.truncated} rows of ${f.data} were longer than --max-seq-len ${maxSeqLen} and were cut.\n`,
+      );
     const r = evaluate(model, data.examples, f['batch-size'] ?? 8);
-    if (f.json) process.stdout.write(`${JSON.stringify({ loss: r.loss, perplexity: r.perplexity, tokens: r.tokens })}\n`);
-    else process.stdout.write(`loss ${r.loss.toFixed(6)}  perplexity ${r.perplexity.toFixed(4)}  tokens ${r.tokens}\n`);
+    if (f.json)
+      process.stdout.write(
+        `${JSON.stringify({ loss: r.loss, perplexity: r.perplexity, tokens: r.tokens })}\n`,
+      );
+    else
+      process.stdout.write(
+        `loss ${r.loss.toFixed(6)}  perplexity ${r.perplexity.toFixed(4)}  tokens ${r.tokens}\n`,
+      );
     return 0;
   } finally {
     model.dispose();

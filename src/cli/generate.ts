@@ -3,7 +3,8 @@ import type { ChatMessage } from '../train/data.js';
 import { parseFlags, UsageError, type Specs } from './args.js';
 import { MODEL_FLAGS, openModel } from './run.js';
 
-export const SYNOPSIS = '--model M [--adapter DIR] (--prompt TEXT | --messages JSON | --input-ids 1,2,3) [flags]';
+export const SYNOPSIS =
+  '--model M [--adapter DIR] (--prompt TEXT | --messages JSON | --input-ids 1,2,3) [flags]';
 export const HELP = 'generate text';
 
 export const FLAGS = {
@@ -27,18 +28,26 @@ function parseMessages(raw: string): ChatMessage[] {
   } catch {
     throw new UsageError('lorakit generate: --messages is not valid JSON.');
   }
-  if (!Array.isArray(v) || v.length === 0 || !v.every((m) => m && typeof m.role === 'string' && typeof m.content === 'string'))
+  if (
+    !Array.isArray(v) ||
+    v.length === 0 ||
+    !v.every((m) => m && typeof m.role === 'string' && typeof m.content === 'string')
+  )
     throw new UsageError('lorakit generate: --messages must be a JSON array of {"role", "content"} strings.');
   return v as ChatMessage[];
 }
 
 export async function run(argv: string[]): Promise<number> {
   const f = parseFlags(argv, FLAGS, 'generate');
-  const given = [f.prompt !== undefined, f.messages !== undefined, f['input-ids'] !== undefined].filter(Boolean).length;
-  if (given !== 1) throw new UsageError('lorakit generate: give exactly one of --prompt, --messages, --input-ids.');
+  const given = [f.prompt !== undefined, f.messages !== undefined, f['input-ids'] !== undefined].filter(
+    Boolean,
+  ).length;
+  if (given !== 1)
+    throw new UsageError('lorakit generate: give exactly one of --prompt, --messages, --input-ids.');
   const inputIds = f['input-ids']?.map((s) => {
     const n = Number(s);
-    if (!Number.isInteger(n) || n < 0) throw new UsageError(`lorakit generate: --input-ids has a bad id '${s}'.`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new UsageError(`lorakit generate: --input-ids has a bad id '${s}'.`);
     return n;
   });
   const messages = f.messages !== undefined ? parseMessages(f.messages) : undefined;
@@ -46,7 +55,10 @@ export async function run(argv: string[]): Promise<number> {
   try {
     if (inputIds) {
       const bad = inputIds.find((id) => id >= tokenizer.vocabSize);
-      if (bad !== undefined) throw new UsageError(`lorakit generate: --input-ids: id ${bad} is outside the vocabulary (${tokenizer.vocabSize}).`);
+      if (bad !== undefined)
+        throw new UsageError(
+          `lorakit generate: --input-ids: id ${bad} is outside the vocabulary (${tokenizer.vocabSize}).`,
+        );
     }
     const stream = !f.json && process.stdout.isTTY;
     const r = generate(model, tokenizer, {

@@ -21,7 +21,13 @@ interface Summary {
   [key: string]: unknown;
 }
 
-function tensorSummary(src: TensorSource): { tensors: number; parameters: number; bytes: number; dtypes: Record<string, number>; shapes: Record<string, number[]> } {
+function tensorSummary(src: TensorSource): {
+  tensors: number;
+  parameters: number;
+  bytes: number;
+  dtypes: Record<string, number>;
+  shapes: Record<string, number[]>;
+} {
   let parameters = 0;
   let bytes = 0;
   const dtypes: Record<string, number> = {};
@@ -41,7 +47,12 @@ function tensorSummary(src: TensorSource): { tensors: number; parameters: number
  * their packed size (codes, absmax constants and the double-quantization offset; the shared code
  * tables not counted), and the bits per quantized parameter.
  */
-function baseWeights(src: TensorSource): { bytes: number; quantizedParameters: number; quantizedBytes: number; bitsPerQuantizedParameter: number | null } {
+function baseWeights(src: TensorSource): {
+  bytes: number;
+  quantizedParameters: number;
+  quantizedBytes: number;
+  bitsPerQuantizedParameter: number | null;
+} {
   let bytes = 0;
   let quantizedParameters = 0;
   let quantizedBytes = 0;
@@ -57,16 +68,29 @@ function baseWeights(src: TensorSource): { bytes: number; quantizedParameters: n
         t.dispose();
       }
       const w = m[1];
-      const q = size(w) + size(`${w}.absmax`) + size(`${w}.nested_absmax`) + (src.tensors.has(`${w}.nested_absmax`) ? 4 : 0);
+      const q =
+        size(w) +
+        size(`${w}.absmax`) +
+        size(`${w}.nested_absmax`) +
+        (src.tensors.has(`${w}.nested_absmax`) ? 4 : 0);
       quantizedBytes += q;
       continue;
     }
     if (/\.(absmax|nested_absmax|quant_map|nested_quant_map)$/.test(name)) continue;
-    if (src.tensors.has(`${name}.quant_state.bitsandbytes__nf4`) || src.tensors.has(`${name}.quant_state.bitsandbytes__fp4`)) continue;
+    if (
+      src.tensors.has(`${name}.quant_state.bitsandbytes__nf4`) ||
+      src.tensors.has(`${name}.quant_state.bitsandbytes__fp4`)
+    )
+      continue;
     bytes += info.byteLength;
   }
   bytes += quantizedBytes;
-  return { bytes, quantizedParameters, quantizedBytes, bitsPerQuantizedParameter: quantizedParameters ? (quantizedBytes * 8) / quantizedParameters : null };
+  return {
+    bytes,
+    quantizedParameters,
+    quantizedBytes,
+    bitsPerQuantizedParameter: quantizedParameters ? (quantizedBytes * 8) / quantizedParameters : null,
+  };
 }
 
 async function summarize(path: string): Promise<Summary> {
@@ -75,7 +99,16 @@ async function summarize(path: string): Promise<Summary> {
     if (path.endsWith('.gguf')) {
       const f = await readGGUF(path);
       const metadata = Object.fromEntries(
-        Object.entries(f.metadata).map(([k, v]) => [k, Array.isArray(v) ? `[${v.length} values]` : typeof v === 'bigint' ? v.toString() : k === 'tokenizer.chat_template' ? '<present>' : v]),
+        Object.entries(f.metadata).map(([k, v]) => [
+          k,
+          Array.isArray(v)
+            ? `[${v.length} values]`
+            : typeof v === 'bigint'
+              ? v.toString()
+              : k === 'tokenizer.chat_template'
+                ? '<present>'
+                : v,
+        ]),
       );
       const types: Record<string, number> = {};
       let parameters = 0;
@@ -87,7 +120,17 @@ async function summarize(path: string): Promise<Summary> {
         bytes += t.byteLength ?? 0;
         shapes[t.name] = t.shape;
       }
-      return { kind: 'gguf', path, version: f.version, metadata, tensors: f.tensors.size, parameters, bytes, types, shapes };
+      return {
+        kind: 'gguf',
+        path,
+        version: f.version,
+        metadata,
+        tensors: f.tensors.size,
+        parameters,
+        bytes,
+        types,
+        shapes,
+      };
     }
     if (path.endsWith('.safetensors')) {
       const f = openSafetensors(path);
@@ -100,9 +143,19 @@ async function summarize(path: string): Promise<Summary> {
     throw new UsageError(`lorakit inspect: ${path}: not a folder, .gguf or .safetensors file.`);
   }
   if (existsSync(join(path, 'trainer_state.json'))) {
-    const state = JSON.parse(readFileSync(join(path, 'trainer_state.json'), 'utf8')) as Record<string, unknown>;
+    const state = JSON.parse(readFileSync(join(path, 'trainer_state.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     const adapter = await summarize(join(path, 'adapter'));
-    return { kind: 'checkpoint', path, step: state.step, epoch: state.epoch, options: state.options, adapter };
+    return {
+      kind: 'checkpoint',
+      path,
+      step: state.step,
+      epoch: state.epoch,
+      options: state.options,
+      adapter,
+    };
   }
   if (existsSync(join(path, ADAPTER_CONFIG))) {
     const config = readPeftConfig(join(path, ADAPTER_CONFIG));
@@ -119,7 +172,14 @@ async function summarize(path: string): Promise<Summary> {
     try {
       const { raw, ...shape } = config;
       const quantization = raw.quantization_config ?? null;
-      return { kind: 'model', path, config: shape, quantization, baseWeights: baseWeights(src), ...tensorSummary(src) };
+      return {
+        kind: 'model',
+        path,
+        config: shape,
+        quantization,
+        baseWeights: baseWeights(src),
+        ...tensorSummary(src),
+      };
     } finally {
       src.close();
     }
@@ -130,7 +190,8 @@ async function summarize(path: string): Promise<Summary> {
 function print(s: Summary, indent = ''): void {
   const { shapes, ...rest } = s as Summary & { shapes?: Record<string, number[]> };
   for (const [k, v] of Object.entries(rest)) {
-    if (k === 'bytes' && typeof v === 'number') process.stdout.write(`${indent}${k}: ${v} (${formatBytes(v)})\n`);
+    if (k === 'bytes' && typeof v === 'number')
+      process.stdout.write(`${indent}${k}: ${v} (${formatBytes(v)})\n`);
     else if (v && typeof v === 'object' && !Array.isArray(v) && 'kind' in v) {
       process.stdout.write(`${indent}${k}:\n`);
       print(v as Summary, `${indent}  `);
@@ -138,7 +199,8 @@ function print(s: Summary, indent = ''): void {
   }
   if (shapes) {
     process.stdout.write(`${indent}shapes:\n`);
-    for (const [name, shape] of Object.entries(shapes)) process.stdout.write(`${indent}  ${name} [${shape.join(', ')}]\n`);
+    for (const [name, shape] of Object.entries(shapes))
+      process.stdout.write(`${indent}  ${name} [${shape.join(', ')}]\n`);
   }
 }
 

@@ -9,7 +9,17 @@ export interface CommandModule {
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS = ['train', 'eval', 'generate', 'chat', 'merge', 'export', 'serve', 'inspect', 'dashboard'] as const;
+const COMMANDS = [
+  'train',
+  'eval',
+  'generate',
+  'chat',
+  'merge',
+  'export',
+  'serve',
+  'inspect',
+  'dashboard',
+] as const;
 type CommandName = (typeof COMMANDS)[number];
 
 function isCommand(s: string): s is CommandName {
@@ -21,7 +31,13 @@ async function load(name: CommandName): Promise<CommandModule | null> {
     return (await import(`./${name}.js`)) as CommandModule;
   } catch (e) {
     // A command whose module is not part of this build.
-    if (e && typeof e === 'object' && 'code' in e && (e.code === 'ERR_MODULE_NOT_FOUND' || e.code === 'MODULE_NOT_FOUND') && String(e).includes(`/${name}.`))
+    if (
+      e &&
+      typeof e === 'object' &&
+      'code' in e &&
+      (e.code === 'ERR_MODULE_NOT_FOUND' || e.code === 'MODULE_NOT_FOUND') &&
+      String(e).includes(`/${name}.`)
+    )
       return null;
     throw e;
   }
@@ -45,7 +61,9 @@ export async function main(argv: string[]): Promise<number> {
   const command = isCommand(name) ? await load(name) : null;
   if (!command) {
     process.stderr.write(
-      isCommand(name) ? `lorakit: '${name}' is not available in this build.\n` : `lorakit: unknown command '${name}'.\n${await help()}`,
+      isCommand(name)
+        ? `lorakit: '${name}' is not available in this build.\n`
+        : `lorakit: unknown command '${name}'.\n${await help()}`,
     );
     return 2;
   }

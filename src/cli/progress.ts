@@ -14,7 +14,11 @@ export function formatDuration(s: number): string {
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   const sec = Math.floor(s % 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+  return h > 0
+    ? `${h}h${String(m).padStart(2, '0')}m`
+    : m > 0
+      ? `${m}m${String(sec).padStart(2, '0')}s`
+      : `${sec}s`;
 }
 
 /** Where progress goes: process.stderr, or anything with write (tests pass a collector). */
@@ -80,7 +84,8 @@ export class Progress {
     const m = this.last;
     if (!m) return NaN;
     const first = this.recent[0];
-    const perStep = this.recent.length > 1 ? (m.elapsed - first.elapsed) / (m.step - first.step) : m.elapsed / m.step;
+    const perStep =
+      this.recent.length > 1 ? (m.elapsed - first.elapsed) / (m.step - first.step) : m.elapsed / m.step;
     return Math.max(0, perStep * (m.totalSteps - m.step));
   }
 
@@ -91,7 +96,10 @@ export class Progress {
     out.push([`lr ${m.lr.toExponential(2)}`, 5]);
     out.push([`${Math.round(this.tokensPerSecond()).toLocaleString('en-US')} tok/s`, 4]);
     out.push([`mem ${formatBytes(m.memory)}`, 6]);
-    out.push([m.step >= m.totalSteps ? `took ${formatDuration(m.elapsed)}` : `ETA ${formatDuration(this.eta())}`, 2]);
+    out.push([
+      m.step >= m.totalSteps ? `took ${formatDuration(m.elapsed)}` : `ETA ${formatDuration(this.eta())}`,
+      2,
+    ]);
     return out;
   }
 
@@ -159,7 +167,8 @@ export class Progress {
   done(): void {
     const m = this.last;
     if (this.tty) {
-      if (m && m.step !== this.printedStep) this.stream.write(`\r\x1b[2K${this.bar(m, this.stream.columns || 80)}`);
+      if (m && m.step !== this.printedStep)
+        this.stream.write(`\r\x1b[2K${this.bar(m, this.stream.columns || 80)}`);
       if (this.drawn || (m && m.step !== this.printedStep)) this.stream.write('\n');
       this.drawn = false;
     } else if (m && m.step !== this.printedStep) this.stream.write(`${this.line(m)}\n`);

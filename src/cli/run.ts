@@ -18,12 +18,22 @@ export const MODEL_FLAGS = {
 
 export async function openModel(
   command: string,
-  f: { model?: string; adapter?: string; dtype?: string; device?: string; quantize?: string; 'double-quant'?: boolean },
+  f: {
+    model?: string;
+    adapter?: string;
+    dtype?: string;
+    device?: string;
+    quantize?: string;
+    'double-quant'?: boolean;
+  },
 ): Promise<LoadedModel> {
   if (!f.model) throw new UsageError(`lorakit ${command}: --model is required.`);
   if (f['double-quant'] && f.quantize !== 'nf4' && f.quantize !== 'fp4')
     throw new UsageError(`lorakit ${command}: --double-quant needs --quantize nf4 or fp4.`);
-  if (f.device === 'cuda') throw new UsageError(`lorakit ${command}: --device cuda is not available in this build; use --device cpu.`);
+  if (f.device === 'cuda')
+    throw new UsageError(
+      `lorakit ${command}: --device cuda is not available in this build; use --device cpu.`,
+    );
   const loaded = await loadModel(f.model, {
     dtype: f.dtype === 'bfloat16' ? 'bfloat16' : 'float32',
     quantize: f.quantize === 'nf4' || f.quantize === 'fp4' || f.quantize === 'int8' ? f.quantize : undefined,
@@ -47,7 +57,8 @@ export function describeBaseWeights(model: CausalLM): string {
   const { bytes, quantizedParams, quantizedBytes } = baseWeightBytes(model);
   if (quantizedParams === 0) return `base weights ${formatBytes(bytes)}`;
   const kinds = new Set<string>();
-  for (const l of model.linears()) if (l.weight instanceof QuantizedWeight) kinds.add(`${l.weight.type}${l.weight.nested ? '+dq' : ''}`);
+  for (const l of model.linears())
+    if (l.weight instanceof QuantizedWeight) kinds.add(`${l.weight.type}${l.weight.nested ? '+dq' : ''}`);
   const bits = ((quantizedBytes * 8) / quantizedParams).toFixed(3);
   return `base weights ${formatBytes(bytes)} (${bytes} bytes); ${quantizedParams.toLocaleString('en-US')} parameters quantized (${[...kinds].join(', ')}): ${formatBytes(quantizedBytes)}, ${bits} bits each`;
 }

@@ -35,7 +35,11 @@ export const FLAGS = {
   optimizer: { type: 'string', help: 'optimizer (adamw)', choices: ['adamw', 'sgd'] },
   lr: { type: 'number', help: 'learning rate (2e-4)', min: 0, exclusiveMin: true },
   'weight-decay': { type: 'number', help: 'weight decay (0)', min: 0 },
-  scheduler: { type: 'string', help: 'learning-rate schedule (linear)', choices: ['constant', 'linear', 'cosine'] },
+  scheduler: {
+    type: 'string',
+    help: 'learning-rate schedule (linear)',
+    choices: ['constant', 'linear', 'cosine'],
+  },
   'warmup-steps': { type: 'int', help: 'warm-up steps', min: 0 },
   'warmup-ratio': { type: 'number', help: 'warm-up as a fraction of all steps', min: 0, max: 1 },
   'batch-size': { type: 'int', help: 'rows per micro-batch (4)', min: 1 },
@@ -71,15 +75,26 @@ function readConfig(path: string, cli: Record<string, unknown>): Record<string, 
   if (!existsSync(path)) throw new UsageError(`lorakit train: --config ${path} does not exist.`);
   if (!statSync(path).isFile()) throw new UsageError(`lorakit train: --config ${path} is not a file.`);
   const lines = new LineCounter();
-  const doc = parseDocument(readFileSync(path, 'utf8'), { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
-  const at = (offset: number | undefined) => (offset === undefined ? path : `${path} line ${lines.linePos(offset).line}`);
+  const doc = parseDocument(readFileSync(path, 'utf8'), {
+    lineCounter: lines,
+    uniqueKeys: true,
+    prettyErrors: false,
+  });
+  const at = (offset: number | undefined) =>
+    offset === undefined ? path : `${path} line ${lines.linePos(offset).line}`;
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
-    throw new UsageError(`lorakit train: ${at(e.pos[0])}: invalid YAML (${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}).`);
+    throw new UsageError(
+      `lorakit train: ${at(e.pos[0])}: invalid YAML (${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}).`,
+    );
   }
   const root = doc.contents;
-  if (root === null) throw new UsageError(`lorakit train: ${path} is empty; expected flag names as keys (e.g. 'lr: 2e-4').`);
-  if (!isMap(root)) throw new UsageError(`lorakit train: ${path}: expected a mapping of flag names to values (e.g. 'lr: 2e-4').`);
+  if (root === null)
+    throw new UsageError(`lorakit train: ${path} is empty; expected flag names as keys (e.g. 'lr: 2e-4').`);
+  if (!isMap(root))
+    throw new UsageError(
+      `lorakit train: ${path}: expected a mapping of flag names to values (e.g. 'lr: 2e-4').`,
+    );
   const out: Record<string, unknown> = {};
   const from: Record<string, string> = {};
   const known = Object.keys(FLAGS).filter((k) => k !== 'config');
@@ -89,16 +104,27 @@ function readConfig(path: string, cli: Record<string, unknown>): Record<string, 
     if (!isScalar(keyNode) || (typeof keyNode.value !== 'string' && typeof keyNode.value !== 'number'))
       throw new UsageError(`lorakit train: ${where}: keys must be flag names.`);
     const rawKey = String(keyNode.value);
-    const key = rawKey.replace(/([a-z0-9])([A-Z])/g, '$1-$2').replace(/_/g, '-').toLowerCase();
-    if (key === 'config') throw new UsageError(`lorakit train: ${where}: a config file cannot name another config file.`);
-    if (!known.includes(key)) throw new UsageError(`lorakit train: ${where}: unknown key '${rawKey}'${didYouMean(key, known)}.`);
-    if (from[key] !== undefined) throw new UsageError(`lorakit train: ${where}: key '${rawKey}' sets ${key} again (already set by '${from[key]}').`);
+    const key = rawKey
+      .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+      .replace(/_/g, '-')
+      .toLowerCase();
+    if (key === 'config')
+      throw new UsageError(`lorakit train: ${where}: a config file cannot name another config file.`);
+    if (!known.includes(key))
+      throw new UsageError(`lorakit train: ${where}: unknown key '${rawKey}'${didYouMean(key, known)}.`);
+    if (from[key] !== undefined)
+      throw new UsageError(
+        `lorakit train: ${where}: key '${rawKey}' sets ${key} again (already set by '${from[key]}').`,
+      );
     from[key] = rawKey;
     const value: unknown = isNode(pair.value) ? pair.value.toJSON() : pair.value;
-    if (value === null || value === undefined) throw new UsageError(`lorakit train: ${where}: key '${rawKey}' has no value.`);
+    if (value === null || value === undefined)
+      throw new UsageError(`lorakit train: ${where}: key '${rawKey}' has no value.`);
     const spec = FLAGS[key as keyof typeof FLAGS];
     if (spec.type === 'list' && Array.isArray(value) && value.some((v) => typeof v !== 'string'))
-      throw new UsageError(`lorakit train: ${where}: key '${rawKey}' must be a list of names, got ${JSON.stringify(value)}.`);
+      throw new UsageError(
+        `lorakit train: ${where}: key '${rawKey}' must be a list of names, got ${JSON.stringify(value)}.`,
+      );
     try {
       out[key] = convertValue(spec, value, `${where}: key '${rawKey}'`);
     } catch (e) {
@@ -123,7 +149,8 @@ export function parseTrainFlags(argv: string[]): TrainFlags {
     throw new UsageError('lorakit train: give --warmup-steps or --warmup-ratio, not both.');
   if (merged['double-quant'] && merged.quantize !== 'nf4' && merged.quantize !== 'fp4')
     throw new UsageError('lorakit train: --double-quant needs --quantize nf4 or fp4.');
-  if (merged.device === 'cuda') throw new UsageError('lorakit train: --device cuda is not available in this build; use --device cpu.');
+  if (merged.device === 'cuda')
+    throw new UsageError('lorakit train: --device cuda is not available in this build; use --device cpu.');
   return merged;
 }
 
@@ -141,8 +168,13 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const name = 'default';
     if (f.adapter) {
-      const given = (['r', 'alpha', 'dropout', 'target-modules', 'rslora', 'dora', 'modules-to-save'] as const).filter((k) => f[k] !== undefined);
-      if (given.length) log(`lorakit: note: --adapter ${f.adapter} fixes the LoRA settings; ignoring ${given.map((k) => `--${k}`).join(', ')}.`);
+      const given = (
+        ['r', 'alpha', 'dropout', 'target-modules', 'rslora', 'dora', 'modules-to-save'] as const
+      ).filter((k) => f[k] !== undefined);
+      if (given.length)
+        log(
+          `lorakit: note: --adapter ${f.adapter} fixes the LoRA settings; ignoring ${given.map((k) => `--${k}`).join(', ')}.`,
+        );
       loadAdapter(model, f.adapter, name);
     } else {
       const tm = f['target-modules'];
@@ -164,11 +196,28 @@ export async function run(argv: string[]): Promise<number> {
     // Validate both data files up front, before any training work or output.
     const trainData = loadData(f.data!, tokenizer, { completionOnly, maxSeqLen });
     if (trainData.truncated > 0)
-      log(`lorakit: warning: ${trainData.truncated} of ${trainData.examples.length} rows of ${f.data} were longer than --max-seq-len ${maxSeqLen} and were cut.`);
-    const evalData = f['eval-data'] ? loadData(f['eval-data'], tokenizer, { completionOnly, maxSeqLen }) : null;
-    if (evalData && evalData.truncated > 0) log(`lorakit: warning: ${evalData.truncated} rows of ${f['eval-data']} were cut to --max-seq-len ${maxSeqLen}.`);
-    const params = model.linears().reduce((n, l) => n + (l.adapters.get(name)?.parameters().reduce((m, [, t]) => m + t.size, 0) ?? 0), 0);
-    log(`lorakit: ${trainData.examples.length} training rows (${trainData.format}); ${params.toLocaleString('en-US')} trainable parameters`);
+      log(
+        `lorakit: warning: ${trainData.truncated} of ${trainData.examples.length} rows of ${f.data} were longer than --max-seq-len ${maxSeqLen} and were cut.`,
+      );
+    const evalData = f['eval-data']
+      ? loadData(f['eval-data'], tokenizer, { completionOnly, maxSeqLen })
+      : null;
+    if (evalData && evalData.truncated > 0)
+      log(
+        `lorakit: warning: ${evalData.truncated} rows of ${f['eval-data']} were cut to --max-seq-len ${maxSeqLen}.`,
+      );
+    const params = model.linears().reduce(
+      (n, l) =>
+        n +
+        (l.adapters
+          .get(name)
+          ?.parameters()
+          .reduce((m, [, t]) => m + t.size, 0) ?? 0),
+      0,
+    );
+    log(
+      `lorakit: ${trainData.examples.length} training rows (${trainData.format}); ${params.toLocaleString('en-US')} trainable parameters`,
+    );
     let before: number | null = null;
     if (evalData) {
       before = evaluate(model, evalData.examples, f['batch-size'] ?? 4).loss;
@@ -187,7 +236,16 @@ export async function run(argv: string[]): Promise<number> {
       data_format: trainData.format,
       eval_loss_before: before,
       trainable_parameters: params,
-      lora: lora ? { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, target_modules: lora.targetModules, rslora: lora.useRslora, dora: lora.useDora } : null,
+      lora: lora
+        ? {
+            r: lora.r,
+            alpha: lora.alpha,
+            dropout: lora.dropout,
+            target_modules: lora.targetModules,
+            rslora: lora.useRslora,
+            dora: lora.useDora,
+          }
+        : null,
       flags: Object.fromEntries(Object.entries(f).filter(([k, v]) => k !== '_' && v !== undefined)),
     });
     const stop = { stop: false };
@@ -202,7 +260,9 @@ export async function run(argv: string[]): Promise<number> {
       try {
         log(`lorakit: report written to ${writeReport(out)}`);
       } catch (e) {
-        log(`lorakit: warning: could not write ${out}/report.html (${e instanceof Error ? e.message : String(e)}).`);
+        log(
+          `lorakit: warning: could not write ${out}/report.html (${e instanceof Error ? e.message : String(e)}).`,
+        );
       }
     };
     try {
@@ -237,12 +297,16 @@ export async function run(argv: string[]): Promise<number> {
       progress.done();
       report();
       if (result.stoppedEarly) {
-        log(`lorakit: stopped at step ${result.steps}; resume with --resume ${out}/checkpoints/step-${result.steps}`);
+        log(
+          `lorakit: stopped at step ${result.steps}; resume with --resume ${out}/checkpoints/step-${result.steps}`,
+        );
         return 130;
       }
       log(`lorakit: trained ${result.steps} steps; final loss ${result.finalLoss.toFixed(4)}`);
       if (before !== null && result.evalLoss !== null)
-        log(`lorakit: eval loss ${before.toFixed(4)} -> ${result.evalLoss.toFixed(4)} (perplexity ${Math.exp(before).toFixed(2)} -> ${Math.exp(result.evalLoss).toFixed(2)})`);
+        log(
+          `lorakit: eval loss ${before.toFixed(4)} -> ${result.evalLoss.toFixed(4)} (perplexity ${Math.exp(before).toFixed(2)} -> ${Math.exp(result.evalLoss).toFixed(2)})`,
+        );
       log(`lorakit: adapter saved to ${result.adapterDir}`);
       return 0;
     } finally {

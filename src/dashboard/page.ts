@@ -18,7 +18,9 @@ export function uplotAsset(kind: 'js' | 'css'): string {
     try {
       path = require.resolve(file);
     } catch {
-      throw new Error(`lorakit: the dashboard needs the 'uplot' package (${file}); reinstall lorakit's dependencies with npm install.`);
+      throw new Error(
+        `lorakit: the dashboard needs the 'uplot' package (${file}); reinstall lorakit's dependencies with npm install.`,
+      );
     }
     text = readFileSync(path, 'utf8');
     assets.set(kind, text);
@@ -46,10 +48,16 @@ export type PageMode = { mode: 'live' } | { mode: 'report'; data: PageData };
 
 export function renderPage(title: string, page: PageMode): string {
   const report = page.mode === 'report';
-  const uplotCss = report ? `<style>${inlineSafe(uplotAsset('css'), 'style')}</style>` : '<link rel="stylesheet" href="uplot.css">';
-  const uplotJs = report ? `<script>${inlineSafe(uplotAsset('js'), 'script')}</script>` : '<script src="uplot.js"></script>';
+  const uplotCss = report
+    ? `<style>${inlineSafe(uplotAsset('css'), 'style')}</style>`
+    : '<link rel="stylesheet" href="uplot.css">';
+  const uplotJs = report
+    ? `<script>${inlineSafe(uplotAsset('js'), 'script')}</script>`
+    : '<script src="uplot.js"></script>';
   // JSON in a non-executed script element: only '<' needs escaping (as \u003c, still valid JSON).
-  const data = report ? `<script id="lk-data" type="application/json">${JSON.stringify(page.data).replace(/</g, '\\u003c')}</script>\n` : '';
+  const data = report
+    ? `<script id="lk-data" type="application/json">${JSON.stringify(page.data).replace(/</g, '\\u003c')}</script>\n`
+    : '';
   return `<!doctype html>
 <html lang="en">
 <head>

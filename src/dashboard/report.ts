@@ -7,7 +7,8 @@ import { readRun, REPORT_FILE, runNames, type RunData } from './runs.js';
 
 /** The report page for runs already read. */
 export function renderReport(runs: RunData[], now = Date.now()): string {
-  const title = runs.length === 1 ? `${runs[0].name} — lorakit run report` : `${runs.length} runs — lorakit report`;
+  const title =
+    runs.length === 1 ? `${runs[0].name} — lorakit run report` : `${runs.length} runs — lorakit report`;
   return renderPage(title, { mode: 'report', data: { runs, now } });
 }
 

@@ -135,7 +135,8 @@ function isRunDir(dir: string): boolean {
 export function expandRunDirs(dirs: string[]): string[] {
   const out: string[] = [];
   for (const d of dirs) {
-    if (existsSync(d) && !statSync(d).isDirectory()) throw new Error(`lorakit: ${d} is not a folder (give a training --out folder).`);
+    if (existsSync(d) && !statSync(d).isDirectory())
+      throw new Error(`lorakit: ${d} is not a folder (give a training --out folder).`);
     if (!existsSync(d) || isRunDir(d)) {
       out.push(d);
       continue;
@@ -159,7 +160,11 @@ export function expandRunDirs(dirs: string[]): string[] {
 export function runNames(dirs: string[]): string[] {
   const parts = dirs.map((d) => resolve(d).split(sep).filter(Boolean));
   const names = parts.map((p) => p.slice(-1).join('/'));
-  for (let depth = 2; new Set(names).size < names.length && depth <= Math.max(...parts.map((p) => p.length)); depth++) {
+  for (
+    let depth = 2;
+    new Set(names).size < names.length && depth <= Math.max(...parts.map((p) => p.length));
+    depth++
+  ) {
     const counts = new Map<string, number>();
     names.forEach((n) => counts.set(n, (counts.get(n) ?? 0) + 1));
     names.forEach((n, i) => {

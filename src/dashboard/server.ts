@@ -8,7 +8,15 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { renderPage, uplotAsset } from './page.js';
-import { applyRecords, METRICS_FILE, parseMetricsText, readRunConfig, RUN_FILE, runNames, type RunData } from './runs.js';
+import {
+  applyRecords,
+  METRICS_FILE,
+  parseMetricsText,
+  readRunConfig,
+  RUN_FILE,
+  runNames,
+  type RunData,
+} from './runs.js';
 
 export interface DashboardOptions {
   /** Run folders (training --out folders). */
@@ -57,7 +65,10 @@ class RunFollower {
   }
 
   /** Reads what was appended since the last poll. */
-  pollMetrics(): { kind: 'none' } | { kind: 'records'; records: ReturnType<typeof parseMetricsText>['records'] } | { kind: 'reset' } {
+  pollMetrics():
+    | { kind: 'none' }
+    | { kind: 'records'; records: ReturnType<typeof parseMetricsText>['records'] }
+    | { kind: 'reset' } {
     const path = join(this.run.dir, METRICS_FILE);
     let size: number;
     let mtime: number;
@@ -135,13 +146,18 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     f.pollMetrics();
   }
   const clients = new Set<ServerResponse>();
-  const title = followers.length === 1 ? `${followers[0].run.name} — lorakit dashboard` : `${followers.length} runs — lorakit dashboard`;
+  const title =
+    followers.length === 1
+      ? `${followers[0].run.name} — lorakit dashboard`
+      : `${followers.length} runs — lorakit dashboard`;
   const page = renderPage(title, { mode: 'live' });
   // Read once up front: a missing uplot package fails here, with its message, not on first request.
   const assets = { js: uplotAsset('js'), css: uplotAsset('css') };
 
-  const snapshot = () => JSON.stringify({ now: Date.now(), runs: followers.map((f) => ({ ...f.run, updated: f.updated })) });
-  const send = (res: ServerResponse, event: string, data: string) => res.write(`event: ${event}\ndata: ${data}\n\n`);
+  const snapshot = () =>
+    JSON.stringify({ now: Date.now(), runs: followers.map((f) => ({ ...f.run, updated: f.updated })) });
+  const send = (res: ServerResponse, event: string, data: string) =>
+    res.write(`event: ${event}\ndata: ${data}\n\n`);
   const broadcast = (event: string, data: unknown) => {
     if (clients.size === 0) return;
     const text = JSON.stringify(data);
@@ -177,7 +193,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const text = (type: string, body: string, cache = 'no-cache') =>
-      res.writeHead(200, { 'Content-Type': type, 'Cache-Control': cache, 'X-Content-Type-Options': 'nosniff' }).end(req.method === 'HEAD' ? undefined : body);
+      res
+        .writeHead(200, { 'Content-Type': type, 'Cache-Control': cache, 'X-Content-Type-Options': 'nosniff' })
+        .end(req.method === 'HEAD' ? undefined : body);
     switch (path) {
       case '/':
       case '/index.html':
@@ -189,7 +207,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       case '/api/runs':
         return text('application/json', snapshot());
       case '/api/events': {
-        res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+        res.writeHead(200, {
+          'Content-Type': 'text/event-stream',
+          'Cache-Control': 'no-cache',
+          Connection: 'keep-alive',
+        });
         res.write('retry: 1000\n\n');
         send(res, 'snapshot', snapshot());
         clients.add(res);
@@ -218,8 +240,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     clearInterval(timer);
     clearInterval(heartbeat);
     const code = e && typeof e === 'object' && 'code' in e ? e.code : '';
-    if (code === 'EADDRINUSE') throw new Error(`lorakit: port ${port} is already in use; pick another with --port (0 picks a free one).`);
-    if (code === 'EACCES') throw new Error(`lorakit: not allowed to listen on port ${port}; pick a port above 1023 with --port.`);
+    if (code === 'EADDRINUSE')
+      throw new Error(
+        `lorakit: port ${port} is already in use; pick another with --port (0 picks a free one).`,
+      );
+    if (code === 'EACCES')
+      throw new Error(`lorakit: not allowed to listen on port ${port}; pick a port above 1023 with --port.`);
     throw e;
   }
   const actual = (server.address() as AddressInfo).port;

@@ -31,7 +31,10 @@ export interface GenerateResult {
 export function promptIds(tokenizer: Tokenizer, o: GenerateOptions): number[] {
   if (o.inputIds) return o.inputIds;
   if (o.messages) {
-    if (!tokenizer.chatTemplate) throw new Error('lorakit: --messages needs a model with a chat template; this tokenizer has none (use --prompt).');
+    if (!tokenizer.chatTemplate)
+      throw new Error(
+        'lorakit: --messages needs a model with a chat template; this tokenizer has none (use --prompt).',
+      );
     const text = renderChat(tokenizer.chatTemplate, o.messages, {
       addGenerationPrompt: true,
       bosToken: tokenizer.bosToken ?? undefined,
@@ -47,7 +50,10 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
   const ids = promptIds(tokenizer, o);
   if (ids.length === 0) throw new Error('lorakit: the prompt encodes to no tokens.');
   const maxNew = o.maxNewTokens ?? 128;
-  const sampler = new Sampler({ ...GREEDY, ...Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in GREEDY)) });
+  const sampler = new Sampler({
+    ...GREEDY,
+    ...Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in GREEDY)),
+  });
   const eos = new Set(tokenizer.eosIds);
   const c = model.config;
   const cache = new KVCache(1, ids.length + maxNew, c.numLayers, c.numKvHeads, c.headDim);
@@ -63,7 +69,11 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
           const T = input.length;
           const batch = {
             ids: Tensor.from(input, [1, T], 'i32'),
-            positions: Tensor.from(Array.from({ length: T }, (_, i) => start + i), [1, T], 'i32'),
+            positions: Tensor.from(
+              Array.from({ length: T }, (_, i) => start + i),
+              [1, T],
+              'i32',
+            ),
             segments: Tensor.from(new Array<number>(T).fill(1), [1, T], 'i32'),
           };
           const hidden = model.hidden(batch, { cache });

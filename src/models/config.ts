@@ -41,9 +41,12 @@ export function readModelConfig(path: string): ModelConfig {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new Error(`lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`);
+    throw new Error(
+      `lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`,
+    );
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`lorakit: ${path}: expected a JSON object.`);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new Error(`lorakit: ${path}: expected a JSON object.`);
   return parseModelConfig(raw as Record<string, unknown>, path);
 }
 
@@ -60,11 +63,13 @@ export function parseModelConfig(raw: Record<string, unknown>, source = 'config.
       if (fallback !== undefined) return fallback;
       throw new Error(`lorakit: ${source}: missing required field '${key}'.`);
     }
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`lorakit: ${source}: field '${key}' must be a number.`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new Error(`lorakit: ${source}: field '${key}' must be a number.`);
     return v;
   };
   const act = raw.hidden_act ?? raw.hidden_activation ?? 'silu';
-  if (act !== 'silu') throw new Error(`lorakit: ${source}: unsupported hidden_act '${String(act)}' (only silu).`);
+  if (act !== 'silu')
+    throw new Error(`lorakit: ${source}: unsupported hidden_act '${String(act)}' (only silu).`);
   const hiddenSize = num('hidden_size');
   const numHeads = num('num_attention_heads');
   const numKvHeads = num('num_key_value_heads', numHeads);
@@ -72,7 +77,9 @@ export function parseModelConfig(raw: Record<string, unknown>, source = 'config.
   if (!Number.isInteger(headDim) || headDim % 2 !== 0)
     throw new Error(`lorakit: ${source}: head_dim ${headDim} must be an even integer.`);
   if (numHeads % numKvHeads !== 0)
-    throw new Error(`lorakit: ${source}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}.`);
+    throw new Error(
+      `lorakit: ${source}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}.`,
+    );
   const attnBiasFlag = raw.attention_bias === true;
   const eos = raw.eos_token_id;
   const eosTokenIds = Array.isArray(eos) ? eos.map(Number) : typeof eos === 'number' ? [eos] : [];

@@ -7,13 +7,21 @@ import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { parseModelConfig } from './config.js';
 import { CausalLM, type WeightDType, type WeightSource } from './llama.js';
 
-const ARCH_TO_MODEL_TYPE: Record<string, string> = { llama: 'llama', mistral: 'mistral', qwen2: 'qwen2', qwen3: 'qwen3' };
+const ARCH_TO_MODEL_TYPE: Record<string, string> = {
+  llama: 'llama',
+  mistral: 'mistral',
+  qwen2: 'qwen2',
+  qwen3: 'qwen3',
+};
 
 /** HF config.json fields from GGUF metadata. */
 export function configFromGGUF(f: GGUFFile): Record<string, unknown> {
   const arch = String(f.get('general.architecture') ?? '');
   const modelType = ARCH_TO_MODEL_TYPE[arch];
-  if (!modelType) throw new Error(`lorakit: ${f.path}: unsupported GGUF architecture '${arch}' (supported: ${Object.keys(ARCH_TO_MODEL_TYPE).join(', ')}).`);
+  if (!modelType)
+    throw new Error(
+      `lorakit: ${f.path}: unsupported GGUF architecture '${arch}' (supported: ${Object.keys(ARCH_TO_MODEL_TYPE).join(', ')}).`,
+    );
   const num = (key: string): number | undefined => {
     const v = f.get(`${arch}.${key}`);
     return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : undefined;
@@ -30,7 +38,10 @@ export function configFromGGUF(f: GGUFFile): Record<string, unknown> {
   const scalingType = f.get(`${arch}.rope.scaling.type`);
   if (scalingType !== undefined && scalingType !== 'none')
     throw new Error(`lorakit: ${f.path}: GGUF rope scaling '${String(scalingType)}' is not supported.`);
-  if (f.has('rope_freqs.weight')) throw new Error(`lorakit: ${f.path}: GGUF rope frequency factors (Llama 3.1 style) are not supported; load the Hugging Face folder instead.`);
+  if (f.has('rope_freqs.weight'))
+    throw new Error(
+      `lorakit: ${f.path}: GGUF rope frequency factors (Llama 3.1 style) are not supported; load the Hugging Face folder instead.`,
+    );
   return {
     model_type: modelType,
     vocab_size: num('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : need('vocab_size')),
@@ -130,13 +141,22 @@ class GGUFWeights implements WeightSource {
   }
 }
 
-export async function loadGGUFModel(path: string, dtype: WeightDType, quant?: QuantizeOptions): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
+export async function loadGGUFModel(
+  path: string,
+  dtype: WeightDType,
+  quant?: QuantizeOptions,
+): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
   const f = await readGGUF(path);
   const raw = configFromGGUF(f);
   const config = parseModelConfig(raw, path);
   const tokenizer = Tokenizer.fromGGUF(f.metadata);
   // Only the llama architecture (and Mistral, converted as llama) has its q/k rows permuted.
   const permuted = f.get('general.architecture') === 'llama';
-  const model = CausalLM.load(config, new GGUFWeights(f, permuted, config.numHeads, config.numKvHeads), dtype, quant);
+  const model = CausalLM.load(
+    config,
+    new GGUFWeights(f, permuted, config.numHeads, config.numKvHeads),
+    dtype,
+    quant,
+  );
   return { model, tokenizer };
 }

@@ -28,12 +28,14 @@ export class KVCache {
   append(layer: number, k: Tensor, v: Tensor, segments: Tensor): { k: Tensor; v: Tensor; segments: Tensor } {
     const [B, Tn] = k.shape;
     const L = this.length + Tn;
-    if (L > this.capacity) throw new Error(`lorakit: the KV cache holds ${this.capacity} positions; ${L} were needed.`);
+    if (L > this.capacity)
+      throw new Error(`lorakit: the KV cache holds ${this.capacity} positions; ${L} were needed.`);
     const row = this.numKvHeads * this.headDim;
     const write = (dst: Tensor, src: Tensor) => {
       const d = dst.as('f32');
       const s = src.as('f32');
-      for (let b = 0; b < B; b++) d.set(s.subarray(b * Tn * row, (b + 1) * Tn * row), (b * this.capacity + this.length) * row);
+      for (let b = 0; b < B; b++)
+        d.set(s.subarray(b * Tn * row, (b + 1) * Tn * row), (b * this.capacity + this.length) * row);
     };
     write(this.keys[layer], k);
     write(this.values[layer], v);
@@ -42,7 +44,11 @@ export class KVCache {
       const s = segments.as('i32');
       for (let b = 0; b < B; b++) d.set(s.subarray(b * Tn, (b + 1) * Tn), b * this.capacity + this.length);
     }
-    return { k: this.prefix(this.keys[layer], L, row), v: this.prefix(this.values[layer], L, row), segments: this.prefix(this.segments, L, 1) };
+    return {
+      k: this.prefix(this.keys[layer], L, row),
+      v: this.prefix(this.values[layer], L, row),
+      segments: this.prefix(this.segments, L, 1),
+    };
   }
 
   // The first L positions of every row as a contiguous [B, L, ...] tensor (a view when B = 1).
@@ -59,7 +65,8 @@ export class KVCache {
     const out = Tensor.empty(shape, t.dtype);
     const d = out.data();
     const s = t.data();
-    for (let b = 0; b < this.batch; b++) d.set(s.subarray(b * this.capacity * row, (b * this.capacity + L) * row), b * L * row);
+    for (let b = 0; b < this.batch; b++)
+      d.set(s.subarray(b * this.capacity * row, (b * this.capacity + L) * row), b * L * row);
     return out;
   }
 

@@ -53,7 +53,14 @@ class DecoderLayer {
   }
 
   // x [B, T, D] -> [B, T, D]
-  forward(x: Tensor, batch: Batch, rt: RopeRuntime, cfg: ModelConfig, ctx: ForwardContext, cache?: KVCache): Tensor {
+  forward(
+    x: Tensor,
+    batch: Batch,
+    rt: RopeRuntime,
+    cfg: ModelConfig,
+    ctx: ForwardContext,
+    cache?: KVCache,
+  ): Tensor {
     const [B, T] = x.shape;
     const h = rmsnorm(x, this.inputNorm, cfg.rmsNormEps);
     let q = this.q.forward(h, ctx).reshape([B, T, cfg.numHeads, cfg.headDim]);
@@ -119,15 +126,23 @@ export class CausalLM {
    * after it is read and its dense copy freed (the embeddings and the output head stay dense, as
    * bitsandbytes leaves them); weights stored pre-quantized by bitsandbytes load as they are.
    */
-  static load(config: ModelConfig, source: WeightSource, dtype: WeightDType = 'f32', quant?: QuantizeOptions): CausalLM {
+  static load(
+    config: ModelConfig,
+    source: WeightSource,
+    dtype: WeightDType = 'f32',
+    quant?: QuantizeOptions,
+  ): CausalLM {
     const read = (name: string, big: boolean): Tensor => {
-      if (!source.has(name)) throw new Error(`lorakit: the checkpoint has no tensor '${name}' required by ${config.modelType}.`);
+      if (!source.has(name))
+        throw new Error(`lorakit: the checkpoint has no tensor '${name}' required by ${config.modelType}.`);
       const t = keep(source.read(name, big ? dtype : 'f32'));
       return t;
     };
     const expect = (t: Tensor, name: string, shape: number[]): Tensor => {
       if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
-        throw new Error(`lorakit: tensor '${name}' has shape [${t.shape.join(', ')}], config.json implies [${shape.join(', ')}].`);
+        throw new Error(
+          `lorakit: tensor '${name}' has shape [${t.shape.join(', ')}], config.json implies [${shape.join(', ')}].`,
+        );
       return t;
     };
     const c = config;
@@ -150,13 +165,17 @@ export class CausalLM {
         w.dispose();
       }
     };
-    const embed = expect(read('model.embed_tokens.weight', true), 'model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+    const embed = expect(read('model.embed_tokens.weight', true), 'model.embed_tokens.weight', [
+      c.vocabSize,
+      c.hiddenSize,
+    ]);
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < c.numLayers; i++) {
       const p = `model.layers.${i}`;
-      const norm = (name: string, size: number) => expect(read(`${p}.${name}.weight`, false), `${p}.${name}.weight`, [size]);
+      const norm = (name: string, size: number) =>
+        expect(read(`${p}.${name}.weight`, false), `${p}.${name}.weight`, [size]);
       layers.push(
         new DecoderLayer(
           i,
@@ -204,13 +223,21 @@ export class CausalLM {
     const T = batch.ids.shape[1];
     const maxPos = Math.max(...batch.positions.as('i32')) + 1;
     if (this.config.slidingWindow !== null && maxPos > this.config.slidingWindow)
-      throw new Error(`lorakit: sequences of ${maxPos} tokens exceed this model's sliding window (${this.config.slidingWindow}).`);
+      throw new Error(
+        `lorakit: sequences of ${maxPos} tokens exceed this model's sliding window (${this.config.slidingWindow}).`,
+      );
     const rt = this.ropeFor(maxPos);
     if (ctx.rowAdapters?.some((a) => a !== null && this.embedCopies.has(a)))
-      throw new Error('lorakit: adapters with their own embeddings (modules_to_save) cannot be batched per row.');
-    let x = embedding((ctx.adapter !== null && this.embedCopies.get(ctx.adapter)) || this.embedTokens, batch.ids);
+      throw new Error(
+        'lorakit: adapters with their own embeddings (modules_to_save) cannot be batched per row.',
+      );
+    let x = embedding(
+      (ctx.adapter !== null && this.embedCopies.get(ctx.adapter)) || this.embedTokens,
+      batch.ids,
+    );
     for (const layer of this.layers) {
-      if (opts.checkpointing && !opts.cache) x = checkpoint(([xin]) => layer.forward(xin, batch, rt, this.config, ctx), [x]);
+      if (opts.checkpointing && !opts.cache)
+        x = checkpoint(([xin]) => layer.forward(xin, batch, rt, this.config, ctx), [x]);
       else {
         // A layer's intermediates that backward does not need are freed as soon as it returns (the
         // tape holds its own references to what it saved).

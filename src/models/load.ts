@@ -21,9 +21,12 @@ export interface LoadOptions {
 }
 
 /** The quantization LoadOptions ask for, or undefined. */
-export function quantOptions(opts: LoadOptions): { type: QuantType; doubleQuant: boolean; blocksize?: number } | undefined {
+export function quantOptions(
+  opts: LoadOptions,
+): { type: QuantType; doubleQuant: boolean; blocksize?: number } | undefined {
   if (!opts.quantize) {
-    if (opts.doubleQuant) throw new Error('lorakit: double quantization needs a 4-bit quantization (nf4 or fp4).');
+    if (opts.doubleQuant)
+      throw new Error('lorakit: double quantization needs a 4-bit quantization (nf4 or fp4).');
     return undefined;
   }
   return { type: opts.quantize, doubleQuant: opts.doubleQuant === true, blocksize: opts.quantBlocksize };
@@ -42,10 +45,15 @@ export function weightDType(d: LoadOptions['dtype']): WeightDType {
 
 export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   if (opts.device && opts.device !== 'cpu')
-    throw new Error(`lorakit: --device ${opts.device} is not available in this build (the CUDA backend is not compiled); use --device cpu.`);
+    throw new Error(
+      `lorakit: --device ${opts.device} is not available in this build (the CUDA backend is not compiled); use --device cpu.`,
+    );
   const path = await resolveModel(spec);
   if (statSync(path).isFile()) {
-    if (!path.endsWith('.gguf')) throw new Error(`lorakit: --model ${spec}: a file must be a .gguf; otherwise pass a Hugging Face model folder.`);
+    if (!path.endsWith('.gguf'))
+      throw new Error(
+        `lorakit: --model ${spec}: a file must be a .gguf; otherwise pass a Hugging Face model folder.`,
+      );
     const { loadGGUFModel } = await import('./gguf-model.js');
     // Each weight is quantized right after it is read, so the dense model never exists whole.
     const loaded = await loadGGUFModel(path, weightDType(opts.dtype), quantOptions(opts));

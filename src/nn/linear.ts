@@ -83,13 +83,19 @@ export class Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeigh
   // Each row b of x [B, ...] goes through its own adapter; the base GEMM ran once for all rows. Each
   // run of adjacent rows with the same adapter goes through it as one block (a view), so a batch laid
   // out adapter by adapter costs one adapter call per adapter, not one per row.
-  private forwardPerRow(x: Tensor, base: Tensor, ctx: ForwardContext, rows: readonly (string | null)[]): Tensor {
+  private forwardPerRow(
+    x: Tensor,
+    base: Tensor,
+    ctx: ForwardContext,
+    rows: readonly (string | null)[],
+  ): Tensor {
     if (isGradEnabled()) throw new Error('lorakit: per-row adapters are for inference (run under noGrad).');
-    if (rows.length !== x.shape[0]) throw new Error(`lorakit: ${rows.length} row adapters for a batch of ${x.shape[0]}.`);
+    if (rows.length !== x.shape[0])
+      throw new Error(`lorakit: ${rows.length} row adapters for a batch of ${x.shape[0]}.`);
     const sub: ForwardContext = { ...ctx, rowAdapters: undefined, training: false };
     const out = base.as('f32');
     const oRow = base.size / base.shape[0];
-    for (let b = 0; b < rows.length; ) {
+    for (let b = 0; b < rows.length;) {
       const name = rows[b];
       let e = b + 1;
       while (e < rows.length && rows[e] === name) e++;

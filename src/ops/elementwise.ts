@@ -35,11 +35,17 @@ declare module '../backend/kernels.js' {
   }
 }
 
-registerKernel('cpu', 'add', (out, a, b) => cpu.addF32(out.as('f32'), a.as('f32'), b.as('f32'), a.size, b.size));
-registerKernel('cpu', 'mul', (out, a, b) => cpu.mulF32(out.as('f32'), a.as('f32'), b.as('f32'), a.size, b.size));
+registerKernel('cpu', 'add', (out, a, b) =>
+  cpu.addF32(out.as('f32'), a.as('f32'), b.as('f32'), a.size, b.size),
+);
+registerKernel('cpu', 'mul', (out, a, b) =>
+  cpu.mulF32(out.as('f32'), a.as('f32'), b.as('f32'), a.size, b.size),
+);
 registerKernel('cpu', 'axpy', (y, x, alpha) => cpu.axpyF32(y.as('f32'), x.as('f32'), alpha, y.size));
 registerKernel('cpu', 'scale', (out, x, alpha) => cpu.scaleF32(out.as('f32'), x.as('f32'), alpha, x.size));
-registerKernel('cpu', 'sumRows', (out, x, rows, cols) => cpu.sumRowsF32(out.as('f32'), x.as('f32'), rows, cols));
+registerKernel('cpu', 'sumRows', (out, x, rows, cols) =>
+  cpu.sumRowsF32(out.as('f32'), x.as('f32'), rows, cols),
+);
 registerKernel('cpu', 'cast', (out, x) => {
   if (out.dtype === x.dtype) out.data().set(x.data());
   else if (out.dtype === 'bf16' && x.dtype === 'f32') cpu.f32ToBf16(out.as('bf16'), x.as('f32'), x.size);
@@ -53,8 +59,10 @@ function checkBroadcast(op: string, a: Tensor, b: Tensor): void {
   expectDType(op, 'a', a, 'f32');
   expectDType(op, 'b', b, 'f32');
   const suffix = a.shape.slice(a.shape.length - b.shape.length);
-  const ok = b.size === a.size ? true : b.shape.length <= a.shape.length && suffix.every((d, i) => d === b.shape[i]);
-  if (!ok) throw new Error(`lorakit: ${op}: cannot broadcast ${shapeString(b.shape)} onto ${shapeString(a.shape)}.`);
+  const ok =
+    b.size === a.size ? true : b.shape.length <= a.shape.length && suffix.every((d, i) => d === b.shape[i]);
+  if (!ok)
+    throw new Error(`lorakit: ${op}: cannot broadcast ${shapeString(b.shape)} onto ${shapeString(a.shape)}.`);
 }
 
 /** Sums g over its leading dims down to `like`'s shape (the gradient of a broadcast). */
@@ -80,7 +88,8 @@ export function add(a: Tensor, b: Tensor): Tensor {
   checkBroadcast('add', a, b);
   const out = emptyLike(a);
   kernel(a.device, 'add')(out, a, b);
-  if (needsRecord([a, b])) record([a, b], [out], [], ([g], [ga, gb]) => [ga ? copy(g) : null, gb ? reduceTo(g, b) : null]);
+  if (needsRecord([a, b]))
+    record([a, b], [out], [], ([g], [ga, gb]) => [ga ? copy(g) : null, gb ? reduceTo(g, b) : null]);
   return out;
 }
 

@@ -12,10 +12,23 @@ import { expectDType } from './util.js';
 
 const CHUNK_ROWS = 256;
 
-function gemm(c: Tensor, a: Tensor, b: Tensor, attrs: Pick<GemmAttrs, 'm' | 'n' | 'k'> & Partial<GemmAttrs>): void {
+function gemm(
+  c: Tensor,
+  a: Tensor,
+  b: Tensor,
+  attrs: Pick<GemmAttrs, 'm' | 'n' | 'k'> & Partial<GemmAttrs>,
+): void {
   const { m, n, k } = attrs;
   kernel(c.device, 'gemm')(c, a, b, null, {
-    batch: 1, transA: false, transB: false, alpha: 1, beta: 0, strideA: m * k, strideB: k * n, strideC: m * n, ...attrs,
+    batch: 1,
+    transA: false,
+    transB: false,
+    alpha: 1,
+    beta: 0,
+    strideA: m * k,
+    strideB: k * n,
+    strideC: m * n,
+    ...attrs,
   });
 }
 
@@ -29,14 +42,18 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
   const [N, D] = h.shape;
   const V = w.shape[0];
   if (h.shape.length !== 2 || w.shape.length !== 2 || w.shape[1] !== D || targets.size !== N)
-    throw new Error(`lorakit: linearCrossEntropy: shapes h ${shapeString(h.shape)}, w ${shapeString(w.shape)}, targets ${shapeString(targets.shape)} do not fit.`);
-  if (w.requiresGrad) throw new Error('lorakit: linearCrossEntropy: a trainable output head is not supported here.');
+    throw new Error(
+      `lorakit: linearCrossEntropy: shapes h ${shapeString(h.shape)}, w ${shapeString(w.shape)}, targets ${shapeString(targets.shape)} do not fit.`,
+    );
+  if (w.requiresGrad)
+    throw new Error('lorakit: linearCrossEntropy: a trainable output head is not supported here.');
   const tgt = targets.as('i32');
   const rows: number[] = [];
   for (let i = 0; i < N; i++) {
     const t = tgt[i];
     if (t === IGNORE_INDEX) continue;
-    if (t < 0 || t >= V) throw new Error(`lorakit: target ${t} at row ${i} is out of range for a vocabulary of ${V}.`);
+    if (t < 0 || t >= V)
+      throw new Error(`lorakit: target ${t} at row ${i} is out of range for a vocabulary of ${V}.`);
     rows.push(i);
   }
   const grad = needsRecord([h]);
@@ -50,7 +67,11 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
       const hc = Tensor.empty([n, D]);
       const hcd = hc.as('f32');
       chunk.forEach((r, j) => hcd.set(hd.subarray(r * D, (r + 1) * D), j * D));
-      const tc = Tensor.from(chunk.map((r) => tgt[r]), [n], 'i32');
+      const tc = Tensor.from(
+        chunk.map((r) => tgt[r]),
+        [n],
+        'i32',
+      );
       const logits = Tensor.empty([n, V]);
       gemm(logits, hc, w, { m: n, n: V, k: D, transB: true });
       const loss = Tensor.empty([]);

@@ -3,13 +3,17 @@ import type { DType } from '../tensor/dtype.js';
 
 /** Throws a clear error unless t has the given dtype. */
 export function expectDType(op: string, name: string, t: Tensor, ...dtypes: DType[]): void {
-  if (!dtypes.includes(t.dtype)) throw new Error(`lorakit: ${op}: ${name} must be ${dtypes.join(' or ')}, got ${t.dtype}.`);
+  if (!dtypes.includes(t.dtype))
+    throw new Error(`lorakit: ${op}: ${name} must be ${dtypes.join(' or ')}, got ${t.dtype}.`);
 }
 
 /** Throws a clear error unless t has exactly this shape (-1 matches any size). */
 export function expectShape(op: string, name: string, t: Tensor, shape: readonly number[]): void {
   const ok = t.shape.length === shape.length && shape.every((d, i) => d === -1 || d === t.shape[i]);
-  if (!ok) throw new Error(`lorakit: ${op}: ${name} has shape ${shapeString(t.shape)}, expected ${shapeString(shape)}.`);
+  if (!ok)
+    throw new Error(
+      `lorakit: ${op}: ${name} has shape ${shapeString(t.shape)}, expected ${shapeString(shape)}.`,
+    );
 }
 
 export function sameDevice(op: string, ...ts: (Tensor | null | undefined)[]): void {

@@ -25,7 +25,9 @@ export function targetLinears(model: CausalLM, config: LoraConfig): Linear[] {
     const hits = all.filter((l) => l.path === target || l.path.endsWith(`.${target}`));
     if (hits.length === 0) {
       const names = [...new Set(all.map((l) => l.name))].join(', ');
-      throw new Error(`lorakit: target module '${target}' matches no layer of this model (its linear layers: ${names}).`);
+      throw new Error(
+        `lorakit: target module '${target}' matches no layer of this model (its linear layers: ${names}).`,
+      );
     }
     hits.forEach((l) => chosen.add(l));
   }
@@ -33,9 +35,13 @@ export function targetLinears(model: CausalLM, config: LoraConfig): Linear[] {
 }
 
 function checkName(model: CausalLM, name: string, mustExist: boolean): void {
-  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`lorakit: adapter name '${name}' may use only letters, digits, '_', '-' and '.'.`);
+  if (!/^[A-Za-z0-9_.-]+$/.test(name))
+    throw new Error(`lorakit: adapter name '${name}' may use only letters, digits, '_', '-' and '.'.`);
   const exists = model.adapterConfigs.has(name);
-  if (mustExist && !exists) throw new Error(`lorakit: no adapter named '${name}' (have: ${[...model.adapterConfigs.keys()].join(', ') || 'none'}).`);
+  if (mustExist && !exists)
+    throw new Error(
+      `lorakit: no adapter named '${name}' (have: ${[...model.adapterConfigs.keys()].join(', ') || 'none'}).`,
+    );
   if (!mustExist && exists) throw new Error(`lorakit: an adapter named '${name}' already exists.`);
 }
 
@@ -45,13 +51,19 @@ export function addAdapter(model: CausalLM, name: string, config: LoraConfig, se
   validateLoraConfig(config);
   for (const m of config.modulesToSave)
     if (!(SAVABLE_MODULES as readonly string[]).includes(m))
-      throw new Error(`lorakit: modules_to_save '${m}' is not supported (supported: ${SAVABLE_MODULES.join(', ')}).`);
+      throw new Error(
+        `lorakit: modules_to_save '${m}' is not supported (supported: ${SAVABLE_MODULES.join(', ')}).`,
+      );
   const targets = targetLinears(model, config);
   if (config.modulesToSave.includes('lm_head') && targets.includes(model.lmHead))
     throw new Error('lorakit: lm_head cannot be both a LoRA target and in modules_to_save.');
-  targets.forEach((l, i) => l.adapters.set(name, LoraLinear.create(l, config, (seed * 7919 + i * 104729 + 1) >>> 0)));
-  if (config.modulesToSave.includes('lm_head')) model.lmHead.adapters.set(name, new FullLinearCopy(model.lmHead));
-  if (config.modulesToSave.includes('embed_tokens')) model.embedCopies.set(name, embeddingCopy(model.embedTokens));
+  targets.forEach((l, i) =>
+    l.adapters.set(name, LoraLinear.create(l, config, (seed * 7919 + i * 104729 + 1) >>> 0)),
+  );
+  if (config.modulesToSave.includes('lm_head'))
+    model.lmHead.adapters.set(name, new FullLinearCopy(model.lmHead));
+  if (config.modulesToSave.includes('embed_tokens'))
+    model.embedCopies.set(name, embeddingCopy(model.embedTokens));
   model.adapterConfigs.set(name, config);
   model.activeAdapter = name;
 }
@@ -104,7 +116,8 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
   const configPath = join(dir, ADAPTER_CONFIG);
   const weightsPath = join(dir, ADAPTER_WEIGHTS);
   for (const p of [configPath, weightsPath])
-    if (!existsSync(p)) throw new Error(`lorakit: ${dir} is not a PEFT adapter folder (missing ${p.slice(dir.length + 1)}).`);
+    if (!existsSync(p))
+      throw new Error(`lorakit: ${dir} is not a PEFT adapter folder (missing ${p.slice(dir.length + 1)}).`);
   const config = readPeftConfig(configPath);
   const file = openSafetensors(weightsPath);
   addAdapter(model, name, config);
@@ -114,7 +127,10 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
       // PEFT may save keys with the adapter name (".default.") in older formats: normalise it away.
       const norm = key.replace(/\.(lora_[AB])\.[^.]+\.weight$/, '.$1.weight');
       const target = expected.get(key) ?? expected.get(norm);
-      if (!target) throw new Error(`lorakit: ${weightsPath}: tensor '${key}' does not belong to any targeted layer of this model.`);
+      if (!target)
+        throw new Error(
+          `lorakit: ${weightsPath}: tensor '${key}' does not belong to any targeted layer of this model.`,
+        );
       const src = file.read(key, 'f32');
       try {
         if (src.shape.join() !== target.shape.join())
@@ -128,7 +144,9 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
       expected.delete(target === expected.get(key) ? key : norm);
     }
     if (expected.size > 0)
-      throw new Error(`lorakit: ${weightsPath}: missing ${expected.size} tensors, e.g. '${[...expected.keys()][0]}'.`);
+      throw new Error(
+        `lorakit: ${weightsPath}: missing ${expected.size} tensors, e.g. '${[...expected.keys()][0]}'.`,
+      );
   } catch (e) {
     deleteAdapter(model, name);
     throw e;

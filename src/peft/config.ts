@@ -43,7 +43,8 @@ export function validateLoraConfig(c: LoraConfig, where = 'LoRA config'): LoraCo
   if (!Number.isInteger(c.r) || c.r < 1) fail(`r must be a positive integer, got ${c.r}.`);
   if (!Number.isFinite(c.alpha) || c.alpha <= 0) fail(`alpha must be a positive number, got ${c.alpha}.`);
   if (!(c.dropout >= 0 && c.dropout < 1)) fail(`dropout must be in [0, 1), got ${c.dropout}.`);
-  if (c.targetModules !== 'all-linear' && c.targetModules.length === 0) fail('target modules must not be empty.');
+  if (c.targetModules !== 'all-linear' && c.targetModules.length === 0)
+    fail('target modules must not be empty.');
   return c;
 }
 
@@ -79,30 +80,45 @@ export function readPeftConfig(path: string): LoraConfig {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`);
+    throw new Error(
+      `lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`,
+    );
   }
   const fail = (msg: string): never => {
     throw new Error(`lorakit: ${path}: ${msg}`);
   };
-  if (raw.peft_type !== undefined && raw.peft_type !== 'LORA') fail(`peft_type '${String(raw.peft_type)}' is not LORA.`);
-  if (raw.bias !== undefined && raw.bias !== 'none') fail(`bias '${String(raw.bias)}' is not supported (only 'none').`);
+  if (raw.peft_type !== undefined && raw.peft_type !== 'LORA')
+    fail(`peft_type '${String(raw.peft_type)}' is not LORA.`);
+  if (raw.bias !== undefined && raw.bias !== 'none')
+    fail(`bias '${String(raw.bias)}' is not supported (only 'none').`);
   if (raw.fan_in_fan_out === true) fail('fan_in_fan_out adapters (GPT-2 Conv1D) are not supported.');
   for (const key of ['rank_pattern', 'alpha_pattern'] as const) {
     const v = raw[key];
     if (v && typeof v === 'object' && Object.keys(v).length > 0) fail(`${key} is not supported.`);
   }
   // Options that change what the adapter computes: refuse them rather than load something else.
-  for (const key of ['layers_to_transform', 'exclude_modules', 'layer_replication', 'target_parameters',
-    'trainable_token_indices', 'alora_invocation_tokens', 'arrow_config', 'use_bdlora', 'velora_config'] as const) {
+  for (const key of [
+    'layers_to_transform',
+    'exclude_modules',
+    'layer_replication',
+    'target_parameters',
+    'trainable_token_indices',
+    'alora_invocation_tokens',
+    'arrow_config',
+    'use_bdlora',
+    'velora_config',
+  ] as const) {
     const v = raw[key];
     if (v !== undefined && v !== null && v !== false) fail(`${key} is not supported.`);
   }
-  for (const key of ['lora_bias', 'use_qalora'] as const) if (raw[key] === true) fail(`${key} is not supported.`);
+  for (const key of ['lora_bias', 'use_qalora'] as const)
+    if (raw[key] === true) fail(`${key} is not supported.`);
   const tm = raw.target_modules;
   let targetModules: LoraConfig['targetModules'];
   if (tm === 'all-linear') targetModules = 'all-linear';
   else if (Array.isArray(tm) && tm.every((x) => typeof x === 'string')) targetModules = tm as string[];
-  else if (typeof tm === 'string') fail(`target_modules as a regular expression ('${tm}') is not supported; list module names.`);
+  else if (typeof tm === 'string')
+    fail(`target_modules as a regular expression ('${tm}') is not supported; list module names.`);
   else fail('target_modules is missing.');
   const init = raw.init_lora_weights;
   const mts = raw.modules_to_save;

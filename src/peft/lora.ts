@@ -88,7 +88,10 @@ export class LoraLinear implements LinearAdapter {
     if (!this.magnitude) return add(baseOut, scale(lora, s));
     // DoRA. baseX = x Wᵀ without bias, on the dropped-out input when dropout is active (as PEFT).
     const norm = LoraLinear.weightNorm(base, this.A, this.B, s);
-    const inv = Tensor.from(Array.from(norm.as('f32'), (v) => 1 / v), norm.shape);
+    const inv = Tensor.from(
+      Array.from(norm.as('f32'), (v) => 1 / v),
+      norm.shape,
+    );
     const magScale = mul(this.magnitude, inv); // [out]
     let baseX: Tensor;
     if (dropping) baseX = base.matmulWeight(xd);

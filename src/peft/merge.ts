@@ -135,7 +135,9 @@ export function mergedWeight(linear: Linear, adapter: string | null): Tensor {
  */
 export function mergeAdapter(model: CausalLM, name: string): void {
   if (model.embedCopies.has(name))
-    throw new Error(`lorakit: adapter '${name}' trains its own embeddings (modules_to_save) and cannot be merged.`);
+    throw new Error(
+      `lorakit: adapter '${name}' trains its own embeddings (modules_to_save) and cannot be merged.`,
+    );
   const layers = adaptedLinears(model, name);
   if (isMerged(model, name)) throw new Error(`lorakit: adapter '${name}' is already merged.`);
   for (const l of layers)

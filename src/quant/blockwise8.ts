@@ -36,7 +36,11 @@ export interface Blockwise8 {
 }
 
 /** x -> 8-bit codes in blocks of `blocksize` (256 for double quantization), bit-exact with bitsandbytes. */
-export function quantizeBlockwise8(x: Float32Array, blocksize = 256, code: Float32Array = DYNAMIC_MAP): Blockwise8 {
+export function quantizeBlockwise8(
+  x: Float32Array,
+  blocksize = 256,
+  code: Float32Array = DYNAMIC_MAP,
+): Blockwise8 {
   const f = Math.fround;
   const lut = quantizeLut(code);
   const n = x.length;
@@ -61,7 +65,12 @@ export function quantizeBlockwise8(x: Float32Array, blocksize = 256, code: Float
 }
 
 /** code[q] · absmax per block, in fp32. */
-export function dequantizeBlockwise8(q: Uint8Array, absmax: Float32Array, blocksize = 256, code: Float32Array = DYNAMIC_MAP): Float32Array {
+export function dequantizeBlockwise8(
+  q: Uint8Array,
+  absmax: Float32Array,
+  blocksize = 256,
+  code: Float32Array = DYNAMIC_MAP,
+): Float32Array {
   const out = new Float32Array(q.length);
   for (let i = 0; i < q.length; i++) out[i] = code[q[i]] * absmax[Math.floor(i / blocksize)];
   return out;

@@ -34,7 +34,8 @@ interface QuantStateJson {
 
 /** The bitsandbytes quant-state key of a 4-bit weight, if the source holds one. */
 export function bnbStateKey(src: RawWeights, name: string): string | null {
-  for (const t of ['nf4', 'fp4']) if (src.has(`${name}.quant_state.bitsandbytes__${t}`)) return `${name}.quant_state.bitsandbytes__${t}`;
+  for (const t of ['nf4', 'fp4'])
+    if (src.has(`${name}.quant_state.bitsandbytes__${t}`)) return `${name}.quant_state.bitsandbytes__${t}`;
   return null;
 }
 
@@ -44,11 +45,14 @@ export function isPrequantized(src: RawWeights, name: string): boolean {
 }
 
 function readAs(src: RawWeights, name: string, what: string, dtype: 'u8' | 'f32' | 'i32'): Tensor {
-  if (!src.has(name)) throw new Error(`lorakit: the checkpoint has no '${name}', which the bitsandbytes ${what} needs.`);
+  if (!src.has(name))
+    throw new Error(`lorakit: the checkpoint has no '${name}', which the bitsandbytes ${what} needs.`);
   const t = src.read(name, 'f32');
   if (t.dtype !== dtype) {
     t.dispose();
-    throw new Error(`lorakit: '${name}' should be ${dtype === 'u8' ? 'U8' : dtype === 'i32' ? 'I8' : 'F32'} in a bitsandbytes checkpoint, found ${t.dtype}.`);
+    throw new Error(
+      `lorakit: '${name}' should be ${dtype === 'u8' ? 'U8' : dtype === 'i32' ? 'I8' : 'F32'} in a bitsandbytes checkpoint, found ${t.dtype}.`,
+    );
   }
   return t;
 }
@@ -57,7 +61,12 @@ function readAs(src: RawWeights, name: string, what: string, dtype: 'u8' | 'f32'
  * Reads a pre-quantized weight `name` (…​.weight) and checks it is [rows, cols]; null when the weight
  * is stored dense. Throws a clear error for quant states lorakit cannot use.
  */
-export function readPrequantized(src: RawWeights, name: string, rows: number, cols: number): QuantizedWeight | null {
+export function readPrequantized(
+  src: RawWeights,
+  name: string,
+  rows: number,
+  cols: number,
+): QuantizedWeight | null {
   const key = bnbStateKey(src, name);
   if (key === null) {
     const scb = name.replace(/weight$/, 'SCB');
@@ -75,49 +84,78 @@ export function readPrequantized(src: RawWeights, name: string, rows: number, co
     stateT.dispose();
   }
   const blocksize = Number(state.blocksize);
-  if (state.quant_type !== type) throw new Error(`lorakit: '${key}' says quant_type ${String(state.quant_type)}.`);
-  if (!BLOCKSIZES.includes(blocksize)) throw new Error(`lorakit: '${key}': block size ${String(state.blocksize)} is not supported.`);
+  if (state.quant_type !== type)
+    throw new Error(`lorakit: '${key}' says quant_type ${String(state.quant_type)}.`);
+  if (!BLOCKSIZES.includes(blocksize))
+    throw new Error(`lorakit: '${key}': block size ${String(state.blocksize)} is not supported.`);
   const shape = Array.isArray(state.shape) ? state.shape.map(Number) : [];
   if (shape.length !== 2 || shape[0] !== rows || shape[1] !== cols)
-    throw new Error(`lorakit: '${name}' is quantized with shape [${shape.join(', ')}], config.json implies [${rows}, ${cols}].`);
+    throw new Error(
+      `lorakit: '${name}' is quantized with shape [${shape.join(', ')}], config.json implies [${rows}, ${cols}].`,
+    );
   const n = rows * cols;
   const blocks = Math.ceil(n / blocksize);
   const owned: Tensor[] = [];
   const take = (t: Tensor): Tensor => (owned.push(t), t);
   try {
     const packed = take(readAs(src, name, 'weight', 'u8'));
-    if (packed.size !== Math.ceil(n / 2)) throw new Error(`lorakit: '${name}' holds ${packed.size} bytes, a [${rows}, ${cols}] 4-bit weight needs ${Math.ceil(n / 2)}.`);
+    if (packed.size !== Math.ceil(n / 2))
+      throw new Error(
+        `lorakit: '${name}' holds ${packed.size} bytes, a [${rows}, ${cols}] 4-bit weight needs ${Math.ceil(n / 2)}.`,
+      );
     const data = packed.reshape([packed.size]);
     owned.push(data);
     const map = take(readAs(src, `${name}.quant_map`, 'quant map', 'f32'));
     const want = code4(type);
     if (map.size !== 16 || map.as('f32').some((v, i) => v !== want[i]))
-      throw new Error(`lorakit: '${name}.quant_map' is not bitsandbytes' ${type} code; custom 4-bit codes are not supported.`);
+      throw new Error(
+        `lorakit: '${name}.quant_map' is not bitsandbytes' ${type} code; custom 4-bit codes are not supported.`,
+      );
     let absmax: Tensor | null = null;
     let nested: NestedAbsmax | null = null;
     if (src.has(`${name}.nested_absmax`)) {
       const nb = Number(state.nested_blocksize ?? 256);
       const offset = Math.fround(Number(state.nested_offset));
-      if (!Number.isFinite(offset) || !Number.isInteger(nb) || nb <= 0) throw new Error(`lorakit: '${key}' lacks a valid nested_offset/nested_blocksize.`);
+      if (!Number.isFinite(offset) || !Number.isInteger(nb) || nb <= 0)
+        throw new Error(`lorakit: '${key}' lacks a valid nested_offset/nested_blocksize.`);
       const qabsmax = take(readAs(src, `${name}.absmax`, 'absmax', 'u8'));
       const absmax2 = take(readAs(src, `${name}.nested_absmax`, 'nested absmax', 'f32'));
       const code = take(readAs(src, `${name}.nested_quant_map`, 'nested quant map', 'f32'));
       if (qabsmax.size !== blocks || absmax2.size !== Math.ceil(blocks / nb) || code.size !== 256)
-        throw new Error(`lorakit: '${name}': nested absmax sizes do not match ${blocks} blocks of ${blocksize}.`);
+        throw new Error(
+          `lorakit: '${name}': nested absmax sizes do not match ${blocks} blocks of ${blocksize}.`,
+        );
       // The standard dynamic map is held once for all weights.
       const standard = code.as('f32').every((v, i) => Object.is(v, DYNAMIC_MAP[i]));
-      nested = { qabsmax: qabsmax.reshape([blocks]), absmax2: absmax2.reshape([absmax2.size]), code: standard ? sharedDynamicCode() : code.reshape([256]), offset, blocksize: nb };
+      nested = {
+        qabsmax: qabsmax.reshape([blocks]),
+        absmax2: absmax2.reshape([absmax2.size]),
+        code: standard ? sharedDynamicCode() : code.reshape([256]),
+        offset,
+        blocksize: nb,
+      };
       owned.push(nested.qabsmax, nested.absmax2);
       if (!standard) owned.push(nested.code);
     } else {
       const a = take(readAs(src, `${name}.absmax`, 'absmax', 'f32'));
-      if (a.size !== blocks) throw new Error(`lorakit: '${name}.absmax' has ${a.size} values, ${blocks} blocks need as many.`);
+      if (a.size !== blocks)
+        throw new Error(`lorakit: '${name}.absmax' has ${a.size} values, ${blocks} blocks need as many.`);
       absmax = a.reshape([blocks]);
       owned.push(absmax);
     }
-    const qw = new QuantizedWeight(type, [rows, cols], data, absmax, nested, blocksize, typeof state.dtype === 'string' ? state.dtype : 'float32');
+    const qw = new QuantizedWeight(
+      type,
+      [rows, cols],
+      data,
+      absmax,
+      nested,
+      blocksize,
+      typeof state.dtype === 'string' ? state.dtype : 'float32',
+    );
     // The views hold the storage; the tensors read from the file can go.
-    const kept = new Set<Tensor>([data, absmax, nested?.qabsmax, nested?.absmax2, nested?.code].filter((t): t is Tensor => !!t));
+    const kept = new Set<Tensor>(
+      [data, absmax, nested?.qabsmax, nested?.absmax2, nested?.code].filter((t): t is Tensor => !!t),
+    );
     for (const t of owned) if (!kept.has(t)) t.dispose();
     return qw;
   } catch (e) {
@@ -126,12 +164,20 @@ export function readPrequantized(src: RawWeights, name: string, rows: number, co
   }
 }
 
-function readInt8(src: RawWeights, name: string, scbName: string, rows: number, cols: number): QuantizedWeight {
+function readInt8(
+  src: RawWeights,
+  name: string,
+  scbName: string,
+  rows: number,
+  cols: number,
+): QuantizedWeight {
   const w = readAs(src, name, 'int8 weight', 'i32');
   const scb = readAs(src, scbName, 'int8 scales', 'f32');
   try {
     if (w.shape.length !== 2 || w.shape[0] !== rows || w.shape[1] !== cols || scb.size !== rows)
-      throw new Error(`lorakit: '${name}' (int8) has shape [${w.shape.join(', ')}], config.json implies [${rows}, ${cols}].`);
+      throw new Error(
+        `lorakit: '${name}' (int8) has shape [${w.shape.join(', ')}], config.json implies [${rows}, ${cols}].`,
+      );
     const bytes = Tensor.from(new Uint8Array(Int8Array.from(w.as('i32')).buffer), [rows * cols], 'u8');
     const absmax = Tensor.from(scb.as('f32'), [rows]);
     return new QuantizedWeight('int8', [rows, cols], bytes, absmax, null, 64, 'float32');
@@ -145,15 +191,23 @@ function readInt8(src: RawWeights, name: string, scbName: string, rows: number, 
 function pyJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(pyJson).join(', ')}]`;
   if (v !== null && typeof v === 'object')
-    return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${pyJson(x)}`).join(', ')}}`;
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${JSON.stringify(k)}: ${pyJson(x)}`)
+      .join(', ')}}`;
   return JSON.stringify(v);
 }
 
 /** The tensors bitsandbytes saves for a 4-bit weight called `name`. New tensors (views) the caller disposes. */
 export function bnbTensors(qw: QuantizedWeight, name: string): Record<string, Tensor> {
-  if (qw.type === 'int8') throw new Error('lorakit: saving int8 weights in bitsandbytes format is not supported; save nf4 or fp4.');
+  if (qw.type === 'int8')
+    throw new Error('lorakit: saving int8 weights in bitsandbytes format is not supported; save nf4 or fp4.');
   const type = qw.type as Quant4Type;
-  const state: Record<string, unknown> = { quant_type: type, blocksize: qw.blocksize, dtype: qw.sourceDtype, shape: [...qw.shape] };
+  const state: Record<string, unknown> = {
+    quant_type: type,
+    blocksize: qw.blocksize,
+    dtype: qw.sourceDtype,
+    shape: [...qw.shape],
+  };
   const out: Record<string, Tensor> = {
     [name]: qw.data.reshape([qw.data.size, 1]),
     [`${name}.quant_map`]: Tensor.from(code4(type), [16]),
@@ -203,9 +257,14 @@ export function saveQuantizedModel(model: CausalLM, dir: string): void {
   for (const l of model.linears()) {
     const w = l.weight;
     if (w instanceof QuantizedWeight) {
-      if (w.type === 'int8') throw new Error('lorakit: saving int8 weights in bitsandbytes format is not supported; save nf4 or fp4.');
+      if (w.type === 'int8')
+        throw new Error(
+          'lorakit: saving int8 weights in bitsandbytes format is not supported; save nf4 or fp4.',
+        );
       if (type !== null && (type !== w.type || doubleQuant !== (w.nested !== null)))
-        throw new Error('lorakit: all quantized layers must share one type and double-quantization setting to be saved for bitsandbytes.');
+        throw new Error(
+          'lorakit: all quantized layers must share one type and double-quantization setting to be saved for bitsandbytes.',
+        );
       type = w.type;
       doubleQuant = w.nested !== null;
       const t = bnbTensors(w, `${l.path}.weight`);
@@ -214,7 +273,8 @@ export function saveQuantizedModel(model: CausalLM, dir: string): void {
     } else if (l !== model.lmHead || w !== model.embedTokens) tensors[`${l.path}.weight`] = w;
     if (l.bias) tensors[`${l.path}.bias`] = l.bias;
   }
-  if (type === null) throw new Error('lorakit: the model has no quantized layers to save in bitsandbytes format.');
+  if (type === null)
+    throw new Error('lorakit: the model has no quantized layers to save in bitsandbytes format.');
   tensors['model.embed_tokens.weight'] = model.embedTokens;
   tensors['model.norm.weight'] = model.finalNorm;
   for (const layer of model.layers) {
@@ -230,10 +290,16 @@ export function saveQuantizedModel(model: CausalLM, dir: string): void {
   } finally {
     for (const t of views) t.dispose();
   }
-  const config = { ...model.config.raw, dtype: 'float32', quantization_config: bnbQuantizationConfig(type, doubleQuant) };
+  const config = {
+    ...model.config.raw,
+    dtype: 'float32',
+    quantization_config: bnbQuantizationConfig(type, doubleQuant),
+  };
   const tmp = join(dir, 'config.json.tmp');
   // Python reads 6 as an int; transformers insists llm_int8_threshold is a float.
-  writeFileSync(tmp, `${JSON.stringify(config, null, 2).replace(/("llm_int8_threshold": )(\d+)(,?\n)/, '$1$2.0$3')}\n`);
+  writeFileSync(
+    tmp,
+    `${JSON.stringify(config, null, 2).replace(/("llm_int8_threshold": )(\d+)(,?\n)/, '$1$2.0$3')}\n`,
+  );
   renameSync(tmp, join(dir, 'config.json'));
 }
-

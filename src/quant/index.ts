@@ -19,4 +19,10 @@ export {
   type NestedAbsmax,
 } from './weight.js';
 export { quantizedLinear } from './linear.js';
-export { readPrequantized, isPrequantized, bnbTensors, bnbQuantizationConfig, saveQuantizedModel } from './bnb.js';
+export {
+  readPrequantized,
+  isPrequantized,
+  bnbTensors,
+  bnbQuantizationConfig,
+  saveQuantizedModel,
+} from './bnb.js';

@@ -12,7 +12,12 @@ import type { QuantArgs, QuantizedWeight } from './weight.js';
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
     /** y [m, rows] = x [m, cols] · Wᵀ (+ bias [rows]), W quantized as QuantArgs describes. */
-    quantLinear(y: Float32Array, x: Float32Array, bias: Float32Array | null, ...rest: [...QuantArgs, number]): void;
+    quantLinear(
+      y: Float32Array,
+      x: Float32Array,
+      bias: Float32Array | null,
+      ...rest: [...QuantArgs, number]
+    ): void;
     /** dx [m, cols] = g [m, rows] · W. */
     quantLinearBackward(dx: Float32Array, g: Float32Array, ...rest: [...QuantArgs, number]): void;
   }
@@ -30,7 +35,9 @@ declare module '../backend/kernels.js' {
 registerKernel('cpu', 'quantLinear', (y, x, w, bias, m) =>
   cpu.quantLinear(y.as('f32'), x.as('f32'), bias ? bias.as('f32') : null, ...w.args(), m),
 );
-registerKernel('cpu', 'quantLinearBackward', (dx, g, w, m) => cpu.quantLinearBackward(dx.as('f32'), g.as('f32'), ...w.args(), m));
+registerKernel('cpu', 'quantLinearBackward', (dx, g, w, m) =>
+  cpu.quantLinearBackward(dx.as('f32'), g.as('f32'), ...w.args(), m),
+);
 
 /**
  * y = x · Wᵀ (+ bias): x [..., in] f32, W quantized [out, in] (frozen), bias [out] f32 or null.
@@ -43,9 +50,13 @@ export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | nu
   if (w.disposed) throw new Error('lorakit: quantizedLinear: the quantized weight was disposed.');
   const [out, inF] = w.shape;
   if (x.shape.length < 1 || x.shape.at(-1) !== inF)
-    throw new Error(`lorakit: quantizedLinear: x ${shapeString(x.shape)} does not match the weight [${out}, ${inF}]; x must be [..., ${inF}].`);
+    throw new Error(
+      `lorakit: quantizedLinear: x ${shapeString(x.shape)} does not match the weight [${out}, ${inF}]; x must be [..., ${inF}].`,
+    );
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== out))
-    throw new Error(`lorakit: quantizedLinear: bias ${shapeString(bias.shape)} does not match the weight [${out}, ${inF}]; expected [${out}].`);
+    throw new Error(
+      `lorakit: quantizedLinear: bias ${shapeString(bias.shape)} does not match the weight [${out}, ${inF}]; expected [${out}].`,
+    );
   const m = numel(x.shape.slice(0, -1));
   const y = Tensor.empty([...x.shape.slice(0, -1), out], 'f32', x.device);
   kernel(x.device, 'quantLinear')(y, x, w, bias, m);
@@ -55,7 +66,8 @@ export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | nu
       let dx: Tensor | null = null;
       let db: Tensor | null = null;
       if (gx) {
-        if (w.disposed) throw new Error('lorakit: quantizedLinear backward: the quantized weight was disposed.');
+        if (w.disposed)
+          throw new Error('lorakit: quantizedLinear backward: the quantized weight was disposed.');
         dx = Tensor.empty(x.shape, 'f32', x.device);
         kernel(x.device, 'quantLinearBackward')(dx, g, w, m);
       }

@@ -8,7 +8,14 @@ import { dequantizeBlockwise8, quantizeBlockwise8 } from './blockwise8.js';
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
     /** out [(n+1)/2] packed nibbles, absmax [ceil(n/blocksize)], x [n]; kind 0 nf4, 1 fp4. */
-    quantize4bit(out: Uint8Array, absmax: Float32Array, x: Float32Array, n: number, blocksize: number, kind: number): void;
+    quantize4bit(
+      out: Uint8Array,
+      absmax: Float32Array,
+      x: Float32Array,
+      n: number,
+      blocksize: number,
+      kind: number,
+    ): void;
     /** out [rows, cols] int8 bits, absmax [rows], x [rows, cols]. */
     quantizeInt8(out: Uint8Array, absmax: Float32Array, x: Float32Array, rows: number, cols: number): void;
     /** out [(r1 - r0), cols] = rows [r0, r1) of the quantized weight, dequantized to fp32. */
@@ -91,7 +98,8 @@ export class QuantizedWeight {
   get bytes(): number {
     let b = this.data.size + (this.absmax ? this.absmax.size * 4 : 0);
     const n = this.nested;
-    if (n) b += n.qabsmax.size + n.absmax2.size * 4 + 4 + (n.code === sharedDynamicCode() ? 0 : n.code.size * 4);
+    if (n)
+      b += n.qabsmax.size + n.absmax2.size * 4 + 4 + (n.code === sharedDynamicCode() ? 0 : n.code.size * 4);
     return b;
   }
 
@@ -139,12 +147,16 @@ export class QuantizedWeight {
 }
 
 function checkOptions(opts: QuantizeOptions): { type: QuantType; blocksize: number; doubleQuant: boolean } {
-  if (!QUANT_TYPES.includes(opts.type)) throw new Error(`lorakit: unknown quantization '${String(opts.type)}' (use ${QUANT_TYPES.join(', ')}).`);
+  if (!QUANT_TYPES.includes(opts.type))
+    throw new Error(`lorakit: unknown quantization '${String(opts.type)}' (use ${QUANT_TYPES.join(', ')}).`);
   const blocksize = opts.blocksize ?? 64;
   if (opts.type !== 'int8' && !BLOCKSIZES.includes(blocksize))
-    throw new Error(`lorakit: quantization block size ${blocksize} is not supported (use ${BLOCKSIZES.join(', ')}).`);
+    throw new Error(
+      `lorakit: quantization block size ${blocksize} is not supported (use ${BLOCKSIZES.join(', ')}).`,
+    );
   const doubleQuant = opts.doubleQuant === true;
-  if (doubleQuant && opts.type === 'int8') throw new Error('lorakit: double quantization applies to nf4 and fp4, not int8.');
+  if (doubleQuant && opts.type === 'int8')
+    throw new Error('lorakit: double quantization applies to nf4 and fp4, not int8.');
   return { type: opts.type, blocksize, doubleQuant };
 }
 
@@ -177,8 +189,10 @@ export function nestAbsmax(absmax: Float32Array): NestedAbsmax {
  */
 export function quantizeWeight(w: Tensor, opts: QuantizeOptions): QuantizedWeight {
   const { type, blocksize, doubleQuant } = checkOptions(opts);
-  if (w.dtype !== 'f32' && w.dtype !== 'bf16') throw new Error(`lorakit: only f32 or bf16 weights can be quantized, got ${w.dtype}.`);
-  if (w.shape.length > 2 || w.shape.length === 0) throw new Error(`lorakit: quantizeWeight expects a 1-D or 2-D weight, got ${shapeString(w.shape)}.`);
+  if (w.dtype !== 'f32' && w.dtype !== 'bf16')
+    throw new Error(`lorakit: only f32 or bf16 weights can be quantized, got ${w.dtype}.`);
+  if (w.shape.length > 2 || w.shape.length === 0)
+    throw new Error(`lorakit: quantizeWeight expects a 1-D or 2-D weight, got ${shapeString(w.shape)}.`);
   const shape: [number, number] = w.shape.length === 1 ? [1, w.shape[0]] : [w.shape[0], w.shape[1]];
   const n = w.size;
   const x = w.dtype === 'f32' ? w.as('f32') : w.toFloat32();
@@ -250,7 +264,11 @@ export function quantizeModel(model: HasLinears, opts: QuantizeOptions): void {
 }
 
 /** Bytes of the base model's weights as stored (quantized linears at their quantized size). */
-export function baseWeightBytes(model: { linears(): { weight: Tensor | QuantizedWeight; bias: Tensor | null }[]; embedTokens: Tensor; lmHead: { weight: Tensor } }): {
+export function baseWeightBytes(model: {
+  linears(): { weight: Tensor | QuantizedWeight; bias: Tensor | null }[];
+  embedTokens: Tensor;
+  lmHead: { weight: Tensor };
+}): {
   bytes: number;
   quantizedParams: number;
   quantizedBytes: number;

@@ -12,7 +12,12 @@ export interface DTypeArray {
   u8: Uint8Array;
 }
 
-export function typedView<D extends DType>(dtype: D, buffer: ArrayBuffer, byteOffset: number, length: number): DTypeArray[D] {
+export function typedView<D extends DType>(
+  dtype: D,
+  buffer: ArrayBuffer,
+  byteOffset: number,
+  length: number,
+): DTypeArray[D] {
   // A switch, not a table of closures: this runs for every kernel argument.
   let v: DTypeArray[DType];
   switch (dtype) {

@@ -1,5 +1,14 @@
 import { cpu } from '../backend/cpu/addon.js';
-import { DTYPE_BYTES, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, typedView, type DType, type DTypeArray } from './dtype.js';
+import {
+  DTYPE_BYTES,
+  bf16ToF32,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  typedView,
+  type DType,
+  type DTypeArray,
+} from './dtype.js';
 
 export type Device = 'cpu' | 'cuda';
 
@@ -123,7 +132,8 @@ export class Tensor {
     const allocator = allocators[device];
     if (!allocator) throw new Error(`lorakit: the ${device} backend is not available in this build.`);
     for (const d of shape)
-      if (!Number.isInteger(d) || d < 0) throw new Error(`lorakit: invalid tensor shape ${shapeString(shape)}.`);
+      if (!Number.isInteger(d) || d < 0)
+        throw new Error(`lorakit: invalid tensor shape ${shapeString(shape)}.`);
     return new Tensor([...shape], dtype, allocator.allocate(numel(shape) * DTYPE_BYTES[dtype]));
   }
 
@@ -176,7 +186,8 @@ export class Tensor {
   private view_: DTypeArray[DType] | null = null;
 
   private typed<D extends DType>(dtype: D): DTypeArray[D] {
-    if (this.disposed) throw new Error(`lorakit: tensor ${this.id} ${shapeString(this.shape)} was used after dispose().`);
+    if (this.disposed)
+      throw new Error(`lorakit: tensor ${this.id} ${shapeString(this.shape)} was used after dispose().`);
     if (dtype !== this.dtype) throw new Error(`lorakit: expected a ${dtype} tensor, got ${this.dtype}.`);
     if (this.view_) return this.view_ as DTypeArray[D];
     const buffer = this.storage.buffer;
@@ -195,7 +206,8 @@ export class Tensor {
   }
 
   item(): number {
-    if (this.size !== 1) throw new Error(`lorakit: item() needs one element, tensor has shape ${shapeString(this.shape)}.`);
+    if (this.size !== 1)
+      throw new Error(`lorakit: item() needs one element, tensor has shape ${shapeString(this.shape)}.`);
     return this.toFloat32()[0];
   }
 

@@ -81,7 +81,14 @@ export function detectFormat(row: Record<string, unknown>, path: string): RowFor
   );
 }
 
-const SHAREGPT_ROLES: Record<string, string> = { human: 'user', user: 'user', gpt: 'assistant', assistant: 'assistant', system: 'system', model: 'assistant' };
+const SHAREGPT_ROLES: Record<string, string> = {
+  human: 'user',
+  user: 'user',
+  gpt: 'assistant',
+  assistant: 'assistant',
+  system: 'system',
+  model: 'assistant',
+};
 
 export class RowError extends Error {}
 
@@ -104,7 +111,9 @@ export function loadData(path: string, tokenizer: Tokenizer, opts: DataOptions):
       ex = { ids: ex.ids.slice(0, opts.maxSeqLen), labels: ex.labels.slice(0, opts.maxSeqLen) };
     }
     if (!ex.labels.slice(1).some((l) => l !== IGNORE))
-      throw new Error(`lorakit: ${where}: no target tokens remain${ex.ids.length >= opts.maxSeqLen ? ` within --max-seq-len ${opts.maxSeqLen}` : ''}.`);
+      throw new Error(
+        `lorakit: ${where}: no target tokens remain${ex.ids.length >= opts.maxSeqLen ? ` within --max-seq-len ${opts.maxSeqLen}` : ''}.`,
+      );
     return ex;
   });
   return { examples, format, truncated };
@@ -144,11 +153,20 @@ const ALPACA_PROMPT = (instruction: string, input: string): string =>
     ? `Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n${instruction}\n\n### Input:\n${input}\n\n### Response:\n`
     : `Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n${instruction}\n\n### Response:\n`;
 
-function toExample(row: Record<string, unknown>, format: RowFormat, tok: Tokenizer, opts: DataOptions): Example {
+function toExample(
+  row: Record<string, unknown>,
+  format: RowFormat,
+  tok: Tokenizer,
+  opts: DataOptions,
+): Example {
   switch (format) {
     case 'tokens': {
       const ids = row.input_ids;
-      if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => Number.isInteger(x) && x >= 0 && x < tok.vocabSize))
+      if (
+        !Array.isArray(ids) ||
+        ids.length === 0 ||
+        !ids.every((x) => Number.isInteger(x) && x >= 0 && x < tok.vocabSize)
+      )
         throw new RowError(`'input_ids' must be a non-empty array of token ids below ${tok.vocabSize}.`);
       const labels = row.labels;
       if (labels === undefined) return { ids: ids as number[], labels: [...(ids as number[])] };
@@ -167,7 +185,14 @@ function toExample(row: Record<string, unknown>, format: RowFormat, tok: Tokeniz
       const completion = format === 'alpaca' ? str(row, 'output') : str(row, 'completion');
       if (tok.chatTemplate) {
         const user = input ? `${prompt}\n\n${input}` : prompt;
-        return chatExample(tok, [{ role: 'user', content: user }, { role: 'assistant', content: completion }], opts);
+        return chatExample(
+          tok,
+          [
+            { role: 'user', content: user },
+            { role: 'assistant', content: completion },
+          ],
+          opts,
+        );
       }
       const p = tok.encode(format === 'alpaca' ? ALPACA_PROMPT(prompt, input) : prompt);
       const c = [...tok.encode(completion, { addSpecialTokens: false }), ...eos(tok)];
@@ -195,7 +220,11 @@ function chatExample(tok: Tokenizer, messages: ChatMessage[], opts: DataOptions)
   if (!template) throw new RowError('chat rows need a model with a chat template; this tokenizer has none.');
   const render = (msgs: ChatMessage[], addGenerationPrompt: boolean): string => {
     try {
-      return renderChat(template, msgs, { addGenerationPrompt, bosToken: tok.bosToken ?? undefined, eosToken: tok.eosToken ?? undefined });
+      return renderChat(template, msgs, {
+        addGenerationPrompt,
+        bosToken: tok.bosToken ?? undefined,
+        eosToken: tok.eosToken ?? undefined,
+      });
     } catch (e) {
       throw new RowError(e instanceof Error ? e.message.replace(/^lorakit: /, '') : String(e));
     }
@@ -216,7 +245,9 @@ function chatExample(tok: Tokenizer, messages: ChatMessage[], opts: DataOptions)
     const before = render(messages.slice(0, i), true);
     const upto = render(messages.slice(0, i + 1), false);
     if (!full.startsWith(before) || !full.startsWith(upto) || upto.length < before.length)
-      throw new RowError(`the chat template does not render message ${i + 1} as a prefix of the conversation.`);
+      throw new RowError(
+        `the chat template does not render message ${i + 1} as a prefix of the conversation.`,
+      );
     for (let k = tokenCut(before.length); k < tokenCut(upto.length); k++) target[k] = true;
   });
   if (assistants === 0) throw new RowError('the conversation has no assistant message to learn from.');

@@ -14,7 +14,8 @@ export function lossSum(model: CausalLM, batch: Batch, targets: Tensor, opts: Fo
   const headAdapted = adapter !== null && model.lmHead.adapters.has(adapter);
   const hidden = model.hidden(batch, opts);
   const [B, T, D] = hidden.shape;
-  if (!headAdapted && !model.lmHead.bias) return linearCrossEntropy(hidden.reshape([B * T, D]), model.lmHead.weight, targets);
+  if (!headAdapted && !model.lmHead.bias)
+    return linearCrossEntropy(hidden.reshape([B * T, D]), model.lmHead.weight, targets);
   const logits = model.lmHead.forward(hidden, { adapter, training: false, seed: 0, ...opts.ctx });
   return crossEntropy(logits.reshape([B * T, model.config.vocabSize]), targets);
 }

@@ -58,7 +58,13 @@ export class Optimizer {
           weightDecay: this.opts.weightDecay,
           step: this.step,
         });
-      else sgdStep(p, p.grad, { lr, weightDecay: this.opts.weightDecay, momentum: this.opts.momentum ?? 0, buf: s.m ?? undefined });
+      else
+        sgdStep(p, p.grad, {
+          lr,
+          weightDecay: this.opts.weightDecay,
+          momentum: this.opts.momentum ?? 0,
+          buf: s.m ?? undefined,
+        });
     }
   }
 
@@ -88,7 +94,8 @@ export class Optimizer {
         const dst = s[key];
         if (!dst) continue;
         const src = tensors.get(`${name}.${key}`);
-        if (!src || src.size !== dst.size) throw new Error(`lorakit: the checkpoint's optimizer state lacks '${name}.${key}'.`);
+        if (!src || src.size !== dst.size)
+          throw new Error(`lorakit: the checkpoint's optimizer state lacks '${name}.${key}'.`);
         dst.as('f32').set(src.as('f32'));
       }
     }

@@ -1,6 +1,14 @@
 // The training loop: batches, token-weighted loss with gradient accumulation, clipping, optimizer and
 // schedule, evaluation, checkpoints that resume exactly, metrics.jsonl and a progress line.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { backward, clearTape } from '../autograd/tape.js';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
@@ -110,7 +118,11 @@ function permutation(n: number, seed: number): number[] {
   return p;
 }
 
-function epochBatches(examples: Example[], epoch: number, o: Required<Pick<TrainOptions, 'seed' | 'batchSize' | 'maxSeqLen' | 'packing'>>): HostBatch[] {
+function epochBatches(
+  examples: Example[],
+  epoch: number,
+  o: Required<Pick<TrainOptions, 'seed' | 'batchSize' | 'maxSeqLen' | 'packing'>>,
+): HostBatch[] {
   const order = permutation(examples.length, (o.seed * 1000003 + epoch) >>> 0).map((i) => examples[i]);
   if (o.packing) return packBatches(order, o.maxSeqLen, o.batchSize);
   const out: HostBatch[] = [];
@@ -118,11 +130,19 @@ function epochBatches(examples: Example[], epoch: number, o: Required<Pick<Train
   return out;
 }
 
-function resolveData(d: string | Example[], tokenizer: Tokenizer, completionOnly: boolean, maxSeqLen: number, warn: (m: string) => void): Example[] {
+function resolveData(
+  d: string | Example[],
+  tokenizer: Tokenizer,
+  completionOnly: boolean,
+  maxSeqLen: number,
+  warn: (m: string) => void,
+): Example[] {
   if (typeof d !== 'string') return d;
   const loaded = loadData(d, tokenizer, { completionOnly, maxSeqLen });
   if (loaded.truncated > 0)
-    warn(`lorakit: warning: ${loaded.truncated} of ${loaded.examples.length} rows of ${d} were longer than --max-seq-len ${maxSeqLen} and were cut.`);
+    warn(
+      `lorakit: warning: ${loaded.truncated} of ${loaded.examples.length} rows of ${d} were longer than --max-seq-len ${maxSeqLen} and were cut.`,
+    );
   return loaded.examples;
 }
 
@@ -139,11 +159,19 @@ function writeDirAtomically(dir: string, fill: (tmp: string) => void): void {
   rmSync(old, { recursive: true, force: true });
 }
 
-export async function train(model: CausalLM, tokenizer: Tokenizer, options: TrainOptions): Promise<TrainResult> {
-  const o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as TrainOptions & typeof DEFAULTS;
+export async function train(
+  model: CausalLM,
+  tokenizer: Tokenizer,
+  options: TrainOptions,
+): Promise<TrainResult> {
+  const o = {
+    ...DEFAULTS,
+    ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+  } as TrainOptions & typeof DEFAULTS;
   const warn = o.onWarning ?? ((m: string) => process.stderr.write(`${m}\n`));
   const adapter = o.adapter ?? model.activeAdapter;
-  if (!adapter) throw new Error('lorakit: train needs an adapter on the model (addAdapter or loadAdapter first).');
+  if (!adapter)
+    throw new Error('lorakit: train needs an adapter on the model (addAdapter or loadAdapter first).');
   model.activeAdapter = adapter;
   const packing = o.packing === true;
   const completionOnly = o.completionOnly === true;
@@ -179,7 +207,10 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, options: Trai
       saveAdapter(model, adapter, join(tmp, 'adapter'));
       writeSafetensors(join(tmp, 'optimizer.safetensors'), optimizer.state());
       state.optimizerStep = optimizer.step;
-      writeFileSync(join(tmp, 'trainer_state.json'), `${JSON.stringify({ ...state, options: describe(o) }, null, 2)}\n`);
+      writeFileSync(
+        join(tmp, 'trainer_state.json'),
+        `${JSON.stringify({ ...state, options: describe(o) }, null, 2)}\n`,
+      );
     });
   };
 
@@ -213,7 +244,10 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, options: Trai
           return value;
         });
       });
-      const gradNorm = clipGradNorm(params.map(([, t]) => t), o.maxGradNorm);
+      const gradNorm = clipGradNorm(
+        params.map(([, t]) => t),
+        o.maxGradNorm,
+      );
       const lr = learningRate(schedule, state.step);
       optimizer.update(lr);
       optimizer.zeroGrad();
@@ -237,7 +271,11 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, options: Trai
       if (evalSet && o.evalEvery && state.step % o.evalEvery === 0 && state.step < totalSteps) {
         const r = evaluate(model, evalSet, o.batchSize);
         lastEval = r.loss;
-        if (metricsPath) appendFileSync(metricsPath, `${JSON.stringify({ step: state.step, eval_loss: r.loss, eval_tokens: r.tokens })}\n`);
+        if (metricsPath)
+          appendFileSync(
+            metricsPath,
+            `${JSON.stringify({ step: state.step, eval_loss: r.loss, eval_tokens: r.tokens })}\n`,
+          );
         o.onEval?.(state.step, r);
       }
       if (o.saveEvery && state.step % o.saveEvery === 0 && state.step < totalSteps) checkpoint();
@@ -252,7 +290,11 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, options: Trai
     if (evalSet && !stoppedEarly) {
       const r = evaluate(model, evalSet, o.batchSize);
       lastEval = r.loss;
-      if (metricsPath) appendFileSync(metricsPath, `${JSON.stringify({ step: state.step, eval_loss: r.loss, eval_tokens: r.tokens })}\n`);
+      if (metricsPath)
+        appendFileSync(
+          metricsPath,
+          `${JSON.stringify({ step: state.step, eval_loss: r.loss, eval_tokens: r.tokens })}\n`,
+        );
       o.onEval?.(state.step, r);
     }
     let adapterDir: string | null = null;
@@ -271,13 +313,24 @@ export async function train(model: CausalLM, tokenizer: Tokenizer, options: Trai
 function describe(o: TrainOptions): Record<string, unknown> {
   // Callbacks and the stop flag are not options worth recording.
   const { data, evalData, onStep: _s, onEval: _e, onWarning: _w, stopSignal: _x, ...rest } = o;
-  return { ...rest, data: typeof data === 'string' ? data : '<examples>', evalData: typeof evalData === 'string' ? evalData : undefined };
+  return {
+    ...rest,
+    data: typeof data === 'string' ? data : '<examples>',
+    evalData: typeof evalData === 'string' ? evalData : undefined,
+  };
 }
 
 /** Loads a checkpoint: adapter weights, optimizer state and the loop position. */
-function restore(model: CausalLM, adapter: string, optimizer: Optimizer, state: TrainerState, dir: string): void {
+function restore(
+  model: CausalLM,
+  adapter: string,
+  optimizer: Optimizer,
+  state: TrainerState,
+  dir: string,
+): void {
   const statePath = join(dir, 'trainer_state.json');
-  if (!existsSync(statePath)) throw new Error(`lorakit: --resume ${dir}: not a checkpoint folder (no trainer_state.json).`);
+  if (!existsSync(statePath))
+    throw new Error(`lorakit: --resume ${dir}: not a checkpoint folder (no trainer_state.json).`);
   const saved = JSON.parse(readFileSync(statePath, 'utf8')) as TrainerState;
   // Replace the adapter's weights with the checkpoint's.
   const tmpName = `${adapter}__resume`;
@@ -299,5 +352,10 @@ function restore(model: CausalLM, adapter: string, optimizer: Optimizer, state: 
     for (const t of tensors.values()) t.dispose();
     file.close();
   }
-  Object.assign(state, { step: saved.step, epoch: saved.epoch, batchIndex: saved.batchIndex, elapsed: saved.elapsed });
+  Object.assign(state, {
+    step: saved.step,
+    epoch: saved.epoch,
+    batchIndex: saved.batchIndex,
+    elapsed: saved.elapsed,
+  });
 }

@@ -28,14 +28,17 @@ function findAddon(): string {
     if (existsSync(candidate)) return candidate;
     dir = resolve(dir, '..');
   }
-  throw new Error('lorakit: the native CPU addon is not built; run `npm run build:native` in the lorakit package.');
+  throw new Error(
+    'lorakit: the native CPU addon is not built; run `npm run build:native` in the lorakit package.',
+  );
 }
 
 // OpenMP threads spin after each parallel region by default; on a machine with few cores and anything
 // else running (a test runner, a second process) that spinning steals the core the main thread needs,
 // and 2 threads ran several times slower than 1. Sleeping at once costs a wake-up per parallel region,
 // about 1% of a training step. Read by libgomp when the addon loads; a value the user set wins.
-if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.OMP_WAIT_POLICY = 'passive';
+if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined)
+  process.env.OMP_WAIT_POLICY = 'passive';
 
 const require = createRequire(import.meta.url);
 export const cpu = require(findAddon()) as CpuAddon;
