@@ -27,6 +27,7 @@
 
 #include "napi_util.h"
 #include "parallel.h"
+#include "vmath.h"
 
 namespace lk {
 namespace {
@@ -117,26 +118,6 @@ void gemm(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, in
 
 // ---- row helpers ---------------------------------------------------------------------------------
 
-#ifdef __AVX512F__
-// e^x for x in float range (Cephes expf polynomial, ~1 ulp); x below -110 (and -inf) gives 0.
-inline __m512 exp512(__m512 x) {
-  // Constants first: max/min return their second operand when one is NaN, so NaN stays NaN. Below
-  // -110 the result rounds to exactly 0, which masked (-inf) scores rely on.
-  x = _mm512_max_ps(_mm512_set1_ps(-110.f), _mm512_min_ps(_mm512_set1_ps(88.5f), x));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-  return _mm512_scalef_ps(p, n);
-}
-#endif
 
 float row_max(const float* x, int64_t n) {
   float m = -INFINITY;
@@ -157,13 +138,13 @@ double exp_shift_sum(float* x, int64_t n, float shift) {
 #ifdef __AVX512F__
   __m512 s = _mm512_set1_ps(shift), acc = _mm512_setzero_ps();
   for (; j + 16 <= n; j += 16) {
-    __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), s));
+    __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + j), s));
     _mm512_storeu_ps(x + j, e);
     acc = _mm512_add_ps(acc, e);
   }
   if (j < n) {
     __mmask16 m = tail_mask(n - j);
-    __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), s));
+    __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), s));
     e = _mm512_maskz_mov_ps(m, e);
     _mm512_mask_storeu_ps(x + j, m, e);
     acc = _mm512_add_ps(acc, e);

@@ -7,30 +7,10 @@ import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor, tidy } from '../tensor/tensor.js';
 import { IGNORE_INDEX } from './cross-entropy.js';
 import { scale } from './elementwise.js';
-import type { GemmAttrs } from './matmul.js';
+import { gemmInto } from './matmul.js';
 import { expectDType } from './util.js';
 
 const CHUNK_ROWS = 256;
-
-function gemm(
-  c: Tensor,
-  a: Tensor,
-  b: Tensor,
-  attrs: Pick<GemmAttrs, 'm' | 'n' | 'k'> & Partial<GemmAttrs>,
-): void {
-  const { m, n, k } = attrs;
-  kernel(c.device, 'gemm')(c, a, b, null, {
-    batch: 1,
-    transA: false,
-    transB: false,
-    alpha: 1,
-    beta: 0,
-    strideA: m * k,
-    strideB: k * n,
-    strideC: m * n,
-    ...attrs,
-  });
-}
 
 /**
  * h [N, D] f32, w [V, D] f32 or bf16 (frozen), targets [N] i32 (−100 ignored) -> scalar Σ NLL.
@@ -73,7 +53,7 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
         'i32',
       );
       const logits = Tensor.empty([n, V]);
-      gemm(logits, hc, w, { m: n, n: V, k: D, transB: true });
+      gemmInto(logits, hc, w, { transB: true });
       const loss = Tensor.empty([]);
       const lse = Tensor.empty([n]);
       kernel(h.device, 'crossEntropyForward')(loss, lse, null, logits, tc);
@@ -81,7 +61,7 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
         // dlogits = softmax − onehot (unit loss gradient), written over the logits; dh rows = dlogits · w.
         kernel(h.device, 'crossEntropyBackward')(logits, logits, tc, lse, Tensor.scalar(1));
         const dhc = Tensor.empty([n, D]);
-        gemm(dhc, logits, w, { m: n, n: D, k: V });
+        gemmInto(dhc, logits, w);
         const src = dhc.as('f32');
         const dst = dh.as('f32');
         chunk.forEach((r, j) => dst.set(src.subarray(j * D, (j + 1) * D), r * D));
