@@ -266,3 +266,59 @@ test('bad flags and bad data: one clear sentence, non-zero exit, nothing half-wr
   assert.equal(r.status, 2);
   assert.match(r.stderr, /unknown key 'batch_sizee' \(did you mean batch-size\?\)/);
 });
+
+test('Ctrl-C stops after the current step with a checkpoint that resumes', async (t) => {
+  const model = fixture('models', 'llama');
+  const data = storiesFile('sigint.jsonl', 300, 16);
+  if (!model || !data) return t.skip('fixture or ../shared/data missing');
+  const out = join(work, 'sigint-run');
+  const { spawn } = await import('node:child_process');
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(projectRoot, 'test', 'lorakit-cli.mts'),
+      'train',
+      '--model',
+      model,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--max-steps',
+      '100000',
+      '--batch-size',
+      '2',
+    ],
+    { cwd: projectRoot },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  // Interrupt once the first step is on disk.
+  while (!existsSync(join(out, 'metrics.jsonl'))) await new Promise((r) => setTimeout(r, 50));
+  child.kill('SIGINT');
+  const code = await new Promise<number | null>((r) => child.on('exit', r));
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /resume with --resume/);
+  const steps = readdirSync(join(out, 'checkpoints'));
+  assert.equal(steps.length, 1);
+  assert.ok(existsSync(join(out, 'checkpoints', steps[0], 'adapter', 'adapter_model.safetensors')));
+  assert.ok(!existsSync(join(out, 'adapter')), 'no final adapter for an interrupted run');
+  const r = cli([
+    'train',
+    '--model',
+    model,
+    '--data',
+    data,
+    '--out',
+    out,
+    '--max-steps',
+    String(Number(steps[0].slice(5)) + 1),
+    '--batch-size',
+    '2',
+    '--resume',
+    join(out, 'checkpoints', steps[0]),
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+});
