@@ -108,6 +108,17 @@ void sum_squares(float* acc, const void* x, DType t, int64_t n, cudaStream_t str
 // = sqrt(sumsq[0]). Stays on the device so the optimizer step needs no host sync.
 void clip_coef(float* coef, float* norm, const float* sumsq, float max_norm, cudaStream_t stream);
 
+// ---- broadcast binary ops (broadcast.cu) ---------------------------------------------------------
+// out[i] = a[i] op b[i mod nb] for i < n (nb > 0 divides n), out, a, b all of dtype t (F32 or BF16), fp32
+// math and one rounding. out may alias a (and b when nb == n). add_broadcast with nb == n is lkc::add.
+void add_broadcast(void* out, const void* a, const void* b, DType t, int64_t n, int64_t nb, cudaStream_t stream);
+void mul_broadcast(void* out, const void* a, const void* b, DType t, int64_t n, int64_t nb, cudaStream_t stream);
+
+// ---- row sums (sum_rows.cu) ----------------------------------------------------------------------
+// out[r] = Σ_c x[r, c] over x [rows, cols] (row-major), fp32 accumulation; x and out F32 or BF16 each.
+// cols = 0 gives zeros.
+void sum_rows(void* out, DType out_type, const void* x, DType x_type, int64_t rows, int64_t cols, cudaStream_t stream);
+
 // ---- RMSNorm (rmsnorm.cu) ------------------------------------------------------------------------
 // out, x [N, C] bf16; w [C] bf16; rstd [N] f32 (saved for backward). y = x · rstd · w, rstd = 1/sqrt(mean(x²)+eps).
 void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int64_t N, int C, float eps, cudaStream_t stream);
@@ -137,6 +148,10 @@ void embedding_forward(bf16* out, const int32_t* ids, const bf16* table, int64_t
 // dtable [V, C] f32 += scatter of dout [N, C] bf16 by ids (fp32 atomics).
 void embedding_backward(float* dtable, const bf16* dout, const int32_t* ids, int64_t N, int C, int64_t V, cudaStream_t stream);
 
+// ---- embedding with an f32 table (embedding_f32.cu) ----------------------------------------------
+// out [N, C] bf16 = bf16(table[ids[n], :]) with table [V, C] f32 (round to nearest even); same id rules.
+void embedding_forward_f32(bf16* out, const int32_t* ids, const float* table, int64_t N, int C, int64_t V, cudaStream_t stream);
+
 // ---- fused linear + cross-entropy over vocabulary chunks (cross_entropy.cu) ----------------------
 // logits = h · Wᵀ are only ever materialized [N, chunk] at a time. targets [N] i32, −100 = ignored.
 // Forward: lse [N] f32 (saved), loss [N] f32 = lse − logit[target] (0 for ignored rows).
@@ -151,12 +166,35 @@ void linear_cross_entropy_backward(bf16* dh, float* dW, const bf16* h, const bf1
 void cross_entropy_forward(float* loss, float* lse, const void* logits, DType t, const int32_t* targets, int64_t N, int64_t V,
                            cudaStream_t stream);
 
+// ---- cross-entropy backward over given logits (cross_entropy_backward.cu) ------------------------
+// dlogits [N, V] = grad_loss[0] · (softmax(logits) − onehot(target)) with softmax = exp(logit − lse[n]),
+// lse [N] f32 from cross_entropy_forward; rows whose target is −100 (or outside [0, V)) get zeros.
+// logits and dlogits of dtype t (F32 or BF16); dlogits may alias logits. grad_loss: one f32 on the device.
+void cross_entropy_backward(void* dlogits, const void* logits, DType t, const int32_t* targets, const float* lse,
+                            const float* grad_loss, int64_t N, int64_t V, cudaStream_t stream);
+
 // ---- AdamW (adamw.cu) ----------------------------------------------------------------------------
 // torch.optim.AdamW on flat f32 buffers, step ≥ 1: p *= 1 − lr·wd; m = m + (1−β1)(g·s − m);
 // v = β2·v + (1−β2)(g·s)²; p −= lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + eps), where s = grad_scale[0]
 // (clip coefficient on the device) or 1 when null. p_bf16 (nullable) receives the updated p in bf16.
 void adamw_step(float* p, float* m, float* v, bf16* p_bf16, const float* g, const float* grad_scale, int64_t n, float lr,
                 float beta1, float beta2, float eps, float weight_decay, int step, cudaStream_t stream);
+
+// ---- SGD (sgd.cu) --------------------------------------------------------------------------------
+// torch.optim.SGD (dampening 0, no nesterov) on flat f32 buffers, the CPU backend's semantics (native/cpu/optim.cc):
+//   d = g + wd·p (fma, as torch's add with alpha; skipped when wd = 0);
+//   with buf: buf = momentum·buf + d (two roundings, as torch's mul_ then add_), d = buf;
+//   p = p − lr·d (fma, as torch's add_ with alpha = −lr).
+// buf (nullable) must be zeroed before the first step: 0·momentum + d gives torch's first-step buf = d.
+void sgd_step(float* p, float* buf, const float* g, int64_t n, float lr, float weight_decay, float momentum,
+              cudaStream_t stream);
+
+// ---- dropout (dropout.cu) ------------------------------------------------------------------------
+// Inverted dropout with the CPU backend's mask bit for bit (native/cpu/dropout.cc): element i (over the
+// flat tensor) is kept when the top 24 bits of splitmix64(key + i·φ) are ≥ llround(p·2²⁴), key =
+// splitmix64(seed ^ 0x6a09e667f3bcc909); out[i] = x[i] · (kept ? 1/(1 − p) : 0) in fp32 (x·0: inf gives NaN).
+// out, x [n] of dtype t (F32 or BF16); out may alias x. p in [0, 1]. Backward: the same call on dy.
+void dropout(void* out, const void* x, DType t, float p, uint64_t seed, int64_t n, cudaStream_t stream);
 
 // ---- NF4 dequantize (nf4.cu) ---------------------------------------------------------------------
 // bitsandbytes layout: element i sits in byte i/2, high nibble first; blocks of `blocksize` elements
@@ -166,6 +204,20 @@ void nf4_dequantize(bf16* out, const uint8_t* packed, const float* absmax, int64
 // Double quantization: absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset.
 void nf4_dequantize_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
                        float offset, int64_t n, int blocksize, int blocksize2, cudaStream_t stream);
+
+// ---- 4-bit dequantize, NF4 or FP4 (dequant4.cu) --------------------------------------------------
+// nf4_dequantize generalised: code 0 = NF4, 1 = FP4 (bitsandbytes' FP4 table as the CPU backend holds
+// it, native/cpu/quant.cc). Same layout and rounding; any blocksize > 0 and any alignment (16-byte
+// vector path when out is 16-byte aligned, packed 4-byte aligned and blocksize % 8 == 0).
+void dequantize_4bit(bf16* out, const uint8_t* packed, const float* absmax, int code, int64_t n, int blocksize,
+                     cudaStream_t stream);
+void dequantize_4bit_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
+                        float offset, int code, int64_t n, int blocksize, int blocksize2, cudaStream_t stream);
+
+// ---- int8 row dequantize (dequant_int8.cu) -------------------------------------------------------
+// out [rows, cols] bf16 = (float(q[r, c]) · scale[r]) · (1/127 as f32), as bitsandbytes'
+// int8_vectorwise_dequant and the CPU backend (two fp32 roundings, then one to bf16). q holds int8.
+void dequantize_int8(bf16* out, const int8_t* q, const float* scale, int64_t rows, int64_t cols, cudaStream_t stream);
 
 // ---- causal attention, GQA, packed sequences (attention.cu) --------------------------------------
 // q, out, dout [B, Tq, Hq, D]; k, v [B, Tk, Hkv, D] bf16; segments [B, Tk] i32; lse [B, Hq, Tq] f32.
