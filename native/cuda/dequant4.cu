@@ -1,0 +1,91 @@
+// 4-bit dequantization to bf16, NF4 (code 0) or FP4 (code 1): nf4.cu's kernel with the code table as a
+// parameter. bitsandbytes layout: element i sits in byte i / 2, high nibble first; blocks of `blocksize`
+// elements share one absmax; value = table[nibble] · absmax in fp32, rounded once to bf16. With double
+// quantization absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset (two roundings, no FMA).
+// The tables are the CPU backend's (native/cpu/quant.cc: bitsandbytes' values as fp32; FP4's index 8 is
+// +0). Same loop as nf4.cu (one thread per 4 packed bytes = 8 values per step, one 16-byte store, the
+// table in shared memory), so NF4 runs at nf4_dequantize's speed; a scalar loop covers unaligned
+// pointers and block sizes that are not multiples of 8.
+#include "common.cuh"
+#include "lorakit_cuda.h"
+
+namespace lkc {
+namespace {
+
+__constant__ float kCodes[2][16] = {
+    // NF4
+    {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f, -0.18477343022823334f,
+     -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+     0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f},
+    // FP4
+    {0.0f, 0.0052083334885537624f, 0.6666666865348816f, 1.0f, 0.3333333432674408f, 0.5f, 0.1666666716337204f, 0.25f, 0.0f,
+     -0.0052083334885537624f, -0.6666666865348816f, -1.0f, -0.3333333432674408f, -0.5f, -0.1666666716337204f, -0.25f},
+};
+
+// out [n] bf16 <- packed [(n+1)/2], absmax [ceil(n / blocksize)] (DQ: absmax_q + absmax2 + code2 + offset)
+template <bool DQ>
+__global__ void dequant4_kernel(bf16* out, const uint8_t* packed, const float* absmax, const uint8_t* absmax_q, const float* absmax2,
+                                const float* code2, float offset, int code, int64_t n, int blocksize, int blocksize2, bool vec) {
+  __shared__ float lut[16];
+  __shared__ float code_s[DQ ? 256 : 1];
+  if (threadIdx.x < 16) lut[threadIdx.x] = kCodes[code][threadIdx.x];
+  if (DQ)
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) code_s[i] = code2[i];
+  __syncthreads();
+  auto scale_of = [&](int64_t block) -> float {
+    if (DQ) return __fadd_rn(__fmul_rn(code_s[absmax_q[block]], absmax2[block / blocksize2]), offset);
+    return absmax[block];
+  };
+  const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t n8 = vec ? n / 8 * 8 : 0;  // vec: blocksize % 8 == 0, so 8 values never straddle two blocks
+#pragma unroll 4
+  for (int64_t i = tid * 8; i < n8; i += stride * 8) {
+    const uint32_t w = *reinterpret_cast<const uint32_t*>(packed + i / 2);
+    const float s = scale_of(i / blocksize);
+    float f[8];
+#pragma unroll
+    for (int b = 0; b < 4; b++) {
+      const uint32_t byte = (w >> (8 * b)) & 0xff;
+      f[2 * b] = lut[byte >> 4] * s;
+      f[2 * b + 1] = lut[byte & 15] * s;
+    }
+    store8(out + i, f);
+  }
+  for (int64_t i = n8 + tid; i < n; i += stride) {
+    const uint8_t byte = packed[i / 2];
+    out[i] = __float2bfloat16_rn(lut[(i & 1) ? (byte & 15) : (byte >> 4)] * scale_of(i / blocksize));
+  }
+}
+
+void check(int code, int blocksize) {
+  LKC_REQUIRE(code == 0 || code == 1, "4-bit code must be 0 (NF4) or 1 (FP4).");
+  LKC_REQUIRE(blocksize > 0, "4-bit block size must be positive.");
+}
+
+bool vec_ok(const bf16* out, const uint8_t* packed, int blocksize) {
+  return aligned16(out) && (reinterpret_cast<uintptr_t>(packed) & 3) == 0 && blocksize % 8 == 0;
+}
+
+}  // namespace
+
+void dequantize_4bit(bf16* out, const uint8_t* packed, const float* absmax, int code, int64_t n, int blocksize, cudaStream_t stream) {
+  check(code, blocksize);
+  if (n <= 0) return;
+  const bool vec = vec_ok(out, packed, blocksize);
+  dequant4_kernel<false><<<grid_for(vec ? (n + 7) / 8 : n, 256), 256, 0, stream>>>(out, packed, absmax, nullptr, nullptr, nullptr, 0.f,
+                                                                                   code, n, blocksize, 1, vec);
+  LKC_CHECK_LAUNCH("dequantize_4bit");
+}
+
+void dequantize_4bit_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
+                        float offset, int code, int64_t n, int blocksize, int blocksize2, cudaStream_t stream) {
+  check(code, blocksize);
+  LKC_REQUIRE(blocksize2 > 0, "4-bit double-quantization block size must be positive.");
+  if (n <= 0) return;
+  const bool vec = vec_ok(out, packed, blocksize);
+  dequant4_kernel<true><<<grid_for(vec ? (n + 7) / 8 : n, 256), 256, 0, stream>>>(out, packed, nullptr, absmax_q, absmax2, code2,
+                                                                                  offset, code, n, blocksize, blocksize2, vec);
+  LKC_CHECK_LAUNCH("dequantize_4bit_dq");
+}
+
+}  // namespace lkc
