@@ -16,6 +16,9 @@ export const MODEL_FLAGS = {
   'double-quant': { type: 'bool', help: 'quantize the quantization constants too' },
 } as const satisfies Specs;
 
+/** Commands that run on a GPU with --device cuda. */
+const CUDA_COMMANDS = ['eval', 'generate', 'chat'];
+
 export async function openModel(
   command: string,
   f: {
@@ -30,11 +33,13 @@ export async function openModel(
   if (!f.model) throw new UsageError(`lorakit ${command}: --model is required.`);
   if (f['double-quant'] && f.quantize !== 'nf4' && f.quantize !== 'fp4')
     throw new UsageError(`lorakit ${command}: --double-quant needs --quantize nf4 or fp4.`);
-  if (f.device === 'cuda')
+  // Serving batches per-row adapters and merge/export rewrite weights on the host: CPU work today.
+  if (f.device === 'cuda' && !CUDA_COMMANDS.includes(command))
     throw new UsageError(
-      `lorakit ${command}: --device cuda is not available in this build; use --device cpu.`,
+      `lorakit ${command}: --device cuda is not supported by this command; use --device cpu.`,
     );
   const loaded = await loadModel(f.model, {
+    device: f.device === 'cuda' ? 'cuda' : 'cpu',
     dtype: f.dtype === 'bfloat16' ? 'bfloat16' : 'float32',
     quantize: f.quantize === 'nf4' || f.quantize === 'fp4' || f.quantize === 'int8' ? f.quantize : undefined,
     doubleQuant: f['double-quant'] === true,

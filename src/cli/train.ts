@@ -149,8 +149,6 @@ export function parseTrainFlags(argv: string[]): TrainFlags {
     throw new UsageError('lorakit train: give --warmup-steps or --warmup-ratio, not both.');
   if (merged['double-quant'] && merged.quantize !== 'nf4' && merged.quantize !== 'fp4')
     throw new UsageError('lorakit train: --double-quant needs --quantize nf4 or fp4.');
-  if (merged.device === 'cuda')
-    throw new UsageError('lorakit train: --device cuda is not available in this build; use --device cpu.');
   return merged;
 }
 
@@ -160,6 +158,7 @@ export async function run(argv: string[]): Promise<number> {
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`lorakit: loading ${f.model}`);
   const { model, tokenizer } = await loadModel(f.model!, {
+    device: f.device === 'cuda' ? 'cuda' : 'cpu',
     dtype: f.dtype as 'float32' | 'bfloat16' | undefined,
     quantize: f.quantize as 'nf4' | 'fp4' | 'int8' | undefined,
     doubleQuant: f['double-quant'] === true,

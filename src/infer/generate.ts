@@ -56,7 +56,7 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
   });
   const eos = new Set(tokenizer.eosIds);
   const c = model.config;
-  const cache = new KVCache(1, ids.length + maxNew, c.numLayers, c.numKvHeads, c.headDim);
+  const cache = new KVCache(1, ids.length + maxNew, c.numLayers, c.numKvHeads, c.headDim, model.device);
   const out: number[] = [];
   let text = '';
   let finishReason: GenerateResult['finishReason'] = 'length';
@@ -81,7 +81,7 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
           return model.lmHead.forward(last, { adapter: model.activeAdapter, training: false, seed: 0 });
         }),
       );
-      const next = sampler.next(logits.as('f32'));
+      const next = sampler.next(logits.toFloat32());
       logits.dispose();
       if (eos.has(next)) {
         finishReason = 'stop';

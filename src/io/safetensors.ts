@@ -396,10 +396,6 @@ export function writeSafetensors(
 ): void {
   const entries = Object.entries(tensors).map(([name, t]) => {
     if (t.disposed) throw new Error(`lorakit: writeSafetensors: tensor '${name}' was disposed.`);
-    if (t.device !== 'cpu')
-      throw new Error(
-        `lorakit: writeSafetensors: tensor '${name}' is on ${t.device}; copy it to the CPU first.`,
-      );
     const dtype = WRITE_DTYPE[t.dtype];
     if (!dtype)
       throw new Error(
@@ -442,7 +438,12 @@ export function writeSafetensors(
   try {
     writeAll(fd, len);
     writeAll(fd, header);
-    for (const e of entries) writeAll(fd, bytesOf(e.t.data()));
+    for (const e of entries) {
+      // A device tensor is copied over one at a time, so the host never holds them all.
+      const host = e.t.device === 'cpu' ? e.t : e.t.toDevice('cpu');
+      writeAll(fd, bytesOf(host.data()));
+      if (host !== e.t) host.dispose();
+    }
     closeSync(fd);
     fd = -1;
     renameSync(tmp, path);

@@ -2,7 +2,7 @@
 // Hugging Face ones, with the q/k row permutation llama.cpp's converter applies to Llama undone.
 import { readGGUF, type GGUFFile } from '../io/gguf.js';
 import type { QuantizeOptions } from '../quant/weight.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, type Device } from '../tensor/tensor.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { parseModelConfig } from './config.js';
 import { CausalLM, type WeightDType, type WeightSource } from './llama.js';
@@ -145,6 +145,7 @@ export async function loadGGUFModel(
   path: string,
   dtype: WeightDType,
   quant?: QuantizeOptions,
+  device: Device = 'cpu',
 ): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
   const f = await readGGUF(path);
   const raw = configFromGGUF(f);
@@ -157,6 +158,7 @@ export async function loadGGUFModel(
     new GGUFWeights(f, permuted, config.numHeads, config.numKvHeads),
     dtype,
     quant,
+    device,
   );
   return { model, tokenizer };
 }

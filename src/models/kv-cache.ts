@@ -1,4 +1,5 @@
-import { keep, Tensor } from '../tensor/tensor.js';
+import { keep, Tensor, type Device } from '../tensor/tensor.js';
+import { activationDType } from '../ops/util.js';
 
 /**
  * Keys and values of past tokens, per layer, for generation: [B, capacity, Hkv, Dh] each, plus the
@@ -17,11 +18,13 @@ export class KVCache {
     readonly numLayers: number,
     readonly numKvHeads: number,
     readonly headDim: number,
+    readonly device: Device = 'cpu',
   ) {
     const shape = [batch, capacity, numKvHeads, headDim];
-    this.keys = Array.from({ length: numLayers }, () => keep(Tensor.empty(shape)));
-    this.values = Array.from({ length: numLayers }, () => keep(Tensor.empty(shape)));
-    this.segments = keep(Tensor.zeros([batch, capacity], 'i32'));
+    const dtype = activationDType(device);
+    this.keys = Array.from({ length: numLayers }, () => keep(Tensor.empty(shape, dtype, device)));
+    this.values = Array.from({ length: numLayers }, () => keep(Tensor.empty(shape, dtype, device)));
+    this.segments = keep(Tensor.zeros([batch, capacity], 'i32', device));
   }
 
   /** Writes k, v [B, Tn, Hkv, Dh] at the current length; returns all cached k, v, segments so far. */
@@ -31,19 +34,13 @@ export class KVCache {
     if (L > this.capacity)
       throw new Error(`lorakit: the KV cache holds ${this.capacity} positions; ${L} were needed.`);
     const row = this.numKvHeads * this.headDim;
-    const write = (dst: Tensor, src: Tensor) => {
-      const d = dst.as('f32');
-      const s = src.as('f32');
+    const write = (dst: Tensor, src: Tensor, row: number) => {
       for (let b = 0; b < B; b++)
-        d.set(s.subarray(b * Tn * row, (b + 1) * Tn * row), (b * this.capacity + this.length) * row);
+        Tensor.copyElements(dst, (b * this.capacity + this.length) * row, src, b * Tn * row, Tn * row);
     };
-    write(this.keys[layer], k);
-    write(this.values[layer], v);
-    if (layer === 0) {
-      const d = this.segments.as('i32');
-      const s = segments.as('i32');
-      for (let b = 0; b < B; b++) d.set(s.subarray(b * Tn, (b + 1) * Tn), b * this.capacity + this.length);
-    }
+    write(this.keys[layer], k, row);
+    write(this.values[layer], v, row);
+    if (layer === 0) write(this.segments, segments, 1);
     return {
       k: this.prefix(this.keys[layer], L, row),
       v: this.prefix(this.values[layer], L, row),
@@ -62,11 +59,9 @@ export class KVCache {
       head.dispose();
       return view;
     }
-    const out = Tensor.empty(shape, t.dtype);
-    const d = out.data();
-    const s = t.data();
+    const out = Tensor.empty(shape, t.dtype, t.device);
     for (let b = 0; b < this.batch; b++)
-      d.set(s.subarray(b * this.capacity * row, (b * this.capacity + L) * row), b * L * row);
+      Tensor.copyElements(out, b * L * row, t, b * this.capacity * row, L * row);
     return out;
   }
 

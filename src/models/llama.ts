@@ -1,13 +1,15 @@
 // A Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, SmolLM, TinyLlama) built from ops.
 import { checkpoint } from '../autograd/tape.js';
 import { attention } from '../ops/attention.js';
-import { add } from '../ops/elementwise.js';
+import { add, cast } from '../ops/elementwise.js';
 import { embedding } from '../ops/embedding.js';
 import { rmsnorm } from '../ops/rmsnorm.js';
 import { parseRopeConfig, rope, ropeTables, type RopeConfig } from '../ops/rope.js';
 import { swiglu } from '../ops/swiglu.js';
 import { Linear, type ForwardContext } from '../nn/linear.js';
-import { keep, Tensor, tidy } from '../tensor/tensor.js';
+import { keep, Tensor, tidy, type Device } from '../tensor/tensor.js';
+import { useDevice } from '../backend/device.js';
+import { activationDType } from '../ops/util.js';
 import type { ModelConfig } from './config.js';
 import type { LoraConfig } from '../peft/config.js';
 import type { KVCache } from './kv-cache.js';
@@ -131,13 +133,25 @@ export class CausalLM {
     source: WeightSource,
     dtype: WeightDType = 'f32',
     quant?: QuantizeOptions,
+    device: Device = 'cpu',
   ): CausalLM {
+    if (device !== 'cpu') useDevice(device);
+    // On a GPU every frozen tensor is stored in the activation dtype (bf16), moved as soon as it is
+    // read, so the host holds one tensor at a time.
+    const place = (t: Tensor): Tensor => {
+      if (device === 'cpu') return t;
+      const host = t.dtype === activationDType(device) ? t : cast(t, activationDType(device));
+      const moved = keep(host.toDevice(device));
+      if (host !== t) host.dispose();
+      t.dispose();
+      return moved;
+    };
     const read = (name: string, big: boolean): Tensor => {
       if (!source.has(name))
         throw new Error(`lorakit: the checkpoint has no tensor '${name}' required by ${config.modelType}.`);
-      const t = keep(source.read(name, big ? dtype : 'f32'));
-      return t;
+      return keep(source.read(name, big ? dtype : 'f32'));
     };
+    const readPlaced = (name: string, big: boolean): Tensor => place(read(name, big));
     const expect = (t: Tensor, name: string, shape: number[]): Tensor => {
       if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
         throw new Error(
@@ -147,35 +161,37 @@ export class CausalLM {
     };
     const c = config;
     const dense = (path: string, out: number, inp: number, bias: boolean): Linear<Tensor> => {
-      const w = expect(read(`${path}.weight`, true), `${path}.weight`, [out, inp]);
-      const b = bias ? expect(read(`${path}.bias`, false), `${path}.bias`, [out]) : null;
+      const w = place(expect(read(`${path}.weight`, true), `${path}.weight`, [out, inp]));
+      const b = bias ? place(expect(read(`${path}.bias`, false), `${path}.bias`, [out])) : null;
       return new Linear(path, w, b);
     };
     const raw: RawWeights = source;
     const linear = (path: string, out: number, inp: number, bias: boolean): Linear => {
       const pre = readPrequantized(raw, `${path}.weight`, out, inp);
       if (!pre && !quant) return dense(path, out, inp, bias);
-      const b = bias ? expect(read(`${path}.bias`, false), `${path}.bias`, [out]) : null;
-      if (pre) return new Linear(path, pre, b);
+      const b = bias ? place(expect(read(`${path}.bias`, false), `${path}.bias`, [out])) : null;
+      if (pre) return new Linear(path, pre.moveTo(device), b);
       // One dense weight at a time: read it in fp32, quantize, free it.
       const w = expect(read(`${path}.weight`, false), `${path}.weight`, [out, inp]);
       try {
-        return new Linear(path, quantizeWeight(w, quant!), b);
+        return new Linear(path, quantizeWeight(w, quant!).moveTo(device), b);
       } finally {
         w.dispose();
       }
     };
-    const embed = expect(read('model.embed_tokens.weight', true), 'model.embed_tokens.weight', [
-      c.vocabSize,
-      c.hiddenSize,
-    ]);
+    const embed = place(
+      expect(read('model.embed_tokens.weight', true), 'model.embed_tokens.weight', [
+        c.vocabSize,
+        c.hiddenSize,
+      ]),
+    );
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < c.numLayers; i++) {
       const p = `model.layers.${i}`;
       const norm = (name: string, size: number) =>
-        expect(read(`${p}.${name}.weight`, false), `${p}.${name}.weight`, [size]);
+        place(expect(read(`${p}.${name}.weight`, false), `${p}.${name}.weight`, [size]));
       layers.push(
         new DecoderLayer(
           i,
@@ -193,11 +209,16 @@ export class CausalLM {
         ),
       );
     }
-    const finalNorm = expect(read('model.norm.weight', false), 'model.norm.weight', [c.hiddenSize]);
+    const finalNorm = place(expect(read('model.norm.weight', false), 'model.norm.weight', [c.hiddenSize]));
     // Tied: the head shares the embedding table (PEFT's "lm_head" then still names this layer).
     const tied = c.tieWordEmbeddings || !source.has('lm_head.weight');
     const lmHead = tied ? new Linear('lm_head', embed) : dense('lm_head', c.vocabSize, c.hiddenSize, false);
     return new CausalLM(config, embed, layers, finalNorm, lmHead);
+  }
+
+  /** Where the model's weights live and its forward runs. */
+  get device(): Device {
+    return this.embedTokens.device;
   }
 
   /** Every linear layer, in model order, the output head last. */
@@ -212,16 +233,35 @@ export class CausalLM {
     while (rows < positions) rows *= 2;
     rt?.cos.dispose();
     rt?.sin.dispose();
-    const { cos, sin } = ropeTables(this.rope, this.config.headDim, rows);
-    this.ropeRuntime = { cos: keep(cos), sin: keep(sin), rows };
+    const tables = ropeTables(this.rope, this.config.headDim, rows);
+    const cos = keep(tables.cos.toDevice(this.device));
+    const sin = keep(tables.sin.toDevice(this.device));
+    tables.cos.dispose();
+    tables.sin.dispose();
+    this.ropeRuntime = { cos, sin, rows };
     return this.ropeRuntime;
   }
 
   /** Final hidden states [B, T, D] (after the last norm). */
-  hidden(batch: Batch, opts: ForwardOptions = {}): Tensor {
+  hidden(hostBatch: Batch, opts: ForwardOptions = {}): Tensor {
     const ctx: ForwardContext = { adapter: this.activeAdapter, training: false, seed: 0, ...opts.ctx };
-    const T = batch.ids.shape[1];
-    const maxPos = Math.max(...batch.positions.as('i32')) + 1;
+    const T = hostBatch.ids.shape[1];
+    const maxPos = hostBatch.positions.as('i32').reduce((m, p) => Math.max(m, p), 0) + 1;
+    // Batches are built on the host and checked there; a GPU model takes a copy.
+    if (this.device !== 'cpu')
+      for (const id of hostBatch.ids.as('i32'))
+        if (id < 0 || id >= this.config.vocabSize)
+          throw new Error(
+            `lorakit: embedding: token id ${id} is out of range for a vocabulary of ${this.config.vocabSize} tokens.`,
+          );
+    const batch: Batch =
+      this.device === 'cpu'
+        ? hostBatch
+        : {
+            ids: hostBatch.ids.toDevice(this.device),
+            positions: hostBatch.positions.toDevice(this.device),
+            segments: hostBatch.segments.toDevice(this.device),
+          };
     if (this.config.slidingWindow !== null && maxPos > this.config.slidingWindow)
       throw new Error(
         `lorakit: sequences of ${maxPos} tokens exceed this model's sliding window (${this.config.slidingWindow}).`,
@@ -267,4 +307,4 @@ export class CausalLM {
   }
 }
 
-export type { DecoderLayer };
+export { DecoderLayer };

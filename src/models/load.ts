@@ -6,10 +6,11 @@ import { openSafetensorsModel } from '../io/safetensors.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { readModelConfig } from './config.js';
 import { CausalLM, type WeightDType } from './llama.js';
+import { useDevice } from '../backend/device.js';
 import type { QuantType } from '../quant/weight.js';
 
 export interface LoadOptions {
-  /** Storage of the large matrices: float32 or bfloat16 (compute stays fp32 on the CPU). */
+  /** Storage of the large matrices on the CPU: float32 or bfloat16 (compute stays fp32 there). On cuda everything is bf16. */
   dtype?: 'float32' | 'bfloat16';
   device?: 'cpu' | 'cuda';
   /** QLoRA: store the decoder's linear weights as nf4, fp4 or int8 (bitsandbytes' formats). */
@@ -44,10 +45,8 @@ export function weightDType(d: LoadOptions['dtype']): WeightDType {
 }
 
 export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<LoadedModel> {
-  if (opts.device && opts.device !== 'cpu')
-    throw new Error(
-      `lorakit: --device ${opts.device} is not available in this build (the CUDA backend is not compiled); use --device cpu.`,
-    );
+  const device = opts.device ?? 'cpu';
+  useDevice(device); // fails here, before any download or read, when the device cannot run
   const path = await resolveModel(spec);
   if (statSync(path).isFile()) {
     if (!path.endsWith('.gguf'))
@@ -56,7 +55,7 @@ export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<L
       );
     const { loadGGUFModel } = await import('./gguf-model.js');
     // Each weight is quantized right after it is read, so the dense model never exists whole.
-    const loaded = await loadGGUFModel(path, weightDType(opts.dtype), quantOptions(opts));
+    const loaded = await loadGGUFModel(path, weightDType(opts.dtype), quantOptions(opts), device);
     return { ...loaded, path };
   }
   const configPath = join(path, 'config.json');
@@ -67,7 +66,7 @@ export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<L
   const tokenizer = Tokenizer.fromFile(tokenizerPath);
   const source = openSafetensorsModel(path);
   try {
-    const model = CausalLM.load(config, source, weightDType(opts.dtype), quantOptions(opts));
+    const model = CausalLM.load(config, source, weightDType(opts.dtype), quantOptions(opts), device);
     return { model, tokenizer, path };
   } finally {
     source.close();

@@ -5,7 +5,7 @@ import { cpu } from '../backend/cpu/addon.js';
 import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
-import { emptyLike, expectDType, sameDevice } from './util.js';
+import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
@@ -130,9 +130,9 @@ export interface AttentionOptions {
 function checkInputs(q: Tensor, k: Tensor, v: Tensor, segments: Tensor): void {
   const op = 'attention';
   sameDevice(op, q, k, v, segments);
-  expectDType(op, 'q', q, 'f32');
-  expectDType(op, 'k', k, 'f32');
-  expectDType(op, 'v', v, 'f32');
+  expectFloat(op, 'q', q);
+  expectDType(op, 'k', k, q.dtype);
+  expectDType(op, 'v', v, q.dtype);
   expectDType(op, 'segments', segments, 'i32');
   if (q.shape.length !== 4)
     throw new Error(`lorakit: attention: q must be [B, Tq, Hq, D], got ${shapeString(q.shape)}.`);
@@ -192,7 +192,7 @@ export function attention(
   if (!Number.isFinite(scale))
     throw new Error(`lorakit: attention: scale must be a finite number, got ${scale}.`);
   const out = emptyLike(q);
-  const lse = emptyLike(q, [B, Hq, Tq]);
+  const lse = emptyF32(q, [B, Hq, Tq]);
   kernel(q.device, 'attentionForward')(out, lse, q, k, v, segments, scale);
   if (needsRecord([q, k, v]))
     record([q, k, v], [out], [q, k, v, segments, out, lse], ([g], [gq, gk, gv]) => {

@@ -5,7 +5,7 @@ import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
 import './elementwise.js'; // loads the tape's gradient-accumulation helpers
-import { emptyLike, expectDType, sameDevice } from './util.js';
+import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
 export const IGNORE_INDEX = -100;
 
@@ -81,7 +81,7 @@ registerKernel('cpu', 'crossEntropyBackward', (dlogits, logits, targets, lse, gr
 
 function check(op: string, logits: Tensor, targets: Tensor): void {
   sameDevice(op, logits, targets);
-  expectDType(op, 'logits', logits, 'f32');
+  expectFloat(op, 'logits', logits);
   expectDType(op, 'targets', targets, 'i32');
   if (logits.shape.length !== 2)
     throw new Error(`lorakit: ${op}: logits must be [rows, vocab], got ${shapeString(logits.shape)}.`);
@@ -104,8 +104,8 @@ function check(op: string, logits: Tensor, targets: Tensor): void {
  */
 export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   check('crossEntropy', logits, targets);
-  const loss = emptyLike(logits, []);
-  const lse = emptyLike(logits, [logits.shape[0]]);
+  const loss = emptyF32(logits, []);
+  const lse = emptyF32(logits, [logits.shape[0]]);
   kernel(logits.device, 'crossEntropyForward')(loss, lse, null, logits, targets);
   if (needsRecord([logits])) {
     record([logits], [loss], [logits, targets, lse], ([g]) => {
@@ -123,9 +123,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
 export function crossEntropyRows(logits: Tensor, targets: Tensor): Float64Array {
   check('crossEntropyRows', logits, targets);
   const N = logits.shape[0];
-  const loss = emptyLike(logits, []);
-  const lse = emptyLike(logits, [N]);
-  const rows = emptyLike(logits, [N]);
+  const loss = emptyF32(logits, []);
+  const lse = emptyF32(logits, [N]);
+  const rows = emptyF32(logits, [N]);
   try {
     kernel(logits.device, 'crossEntropyForward')(loss, lse, rows, logits, targets);
     return Float64Array.from(rows.toFloat32());

@@ -5,7 +5,7 @@ import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { copy } from './elementwise.js';
-import { emptyLike, expectDType } from './util.js';
+import { emptyLike, expectFloat } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
@@ -30,7 +30,7 @@ registerKernel('cpu', 'dropout', (out, x, p, seed) =>
  * copy.
  */
 export function dropout(x: Tensor, p: number, seed: number): Tensor {
-  expectDType('dropout', 'x', x, 'f32');
+  expectFloat('dropout', 'x', x);
   if (!(p >= 0 && p <= 1)) throw new Error(`lorakit: dropout: p must be between 0 and 1, got ${p}.`);
   if (!Number.isSafeInteger(seed) || seed < 0)
     throw new Error(`lorakit: dropout: seed must be a non-negative integer, got ${seed}.`);

@@ -4,7 +4,7 @@ import { kernel, registerKernel } from '../backend/kernels.js';
 import { record, needsRecord, setTapeHelpers } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
-import { emptyLike, expectDType, sameDevice } from './util.js';
+import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
@@ -30,8 +30,12 @@ declare module '../backend/kernels.js' {
     scale(out: Tensor, x: Tensor, alpha: number): void;
     /** out[r] = sum_c x[r, c] for x viewed as [rows, cols] */
     sumRows(out: Tensor, x: Tensor, rows: number, cols: number): void;
-    /** out = x converted between f32 and bf16 */
+    /** out = x converted between f32 and bf16 (a copy when the dtypes agree) */
     cast(out: Tensor, x: Tensor): void;
+    /** every element of out = value */
+    fill(out: Tensor, value: number): void;
+    /** out[c] = Σ_r x[r, c] for x viewed as [rows, cols] (bias gradients, broadcast reductions) */
+    sumColumns(out: Tensor, x: Tensor, rows: number, cols: number): void;
   }
 }
 
@@ -54,10 +58,33 @@ registerKernel('cpu', 'cast', (out, x) => {
   else throw new Error(`lorakit: cast from ${x.dtype} to ${out.dtype} is not supported.`);
 });
 
+registerKernel('cpu', 'fill', (out, value) => out.as('f32').fill(value));
+// 1ᵀ·x through the GEMM kernel, which streams x once.
+registerKernel('cpu', 'sumColumns', (out, x, rows, cols) => {
+  const ones = new Float32Array(rows).fill(1);
+  cpu.gemm(
+    out.as('f32'),
+    ones,
+    x.as('f32'),
+    null,
+    1,
+    1,
+    cols,
+    rows,
+    false,
+    false,
+    1,
+    0,
+    rows,
+    rows * cols,
+    cols,
+  );
+});
+
 function checkBroadcast(op: string, a: Tensor, b: Tensor): void {
   sameDevice(op, a, b);
-  expectDType(op, 'a', a, 'f32');
-  expectDType(op, 'b', b, 'f32');
+  expectFloat(op, 'a', a);
+  expectDType(op, 'b', b, a.dtype);
   const suffix = a.shape.slice(a.shape.length - b.shape.length);
   const ok =
     b.size === a.size ? true : b.shape.length <= a.shape.length && suffix.every((d, i) => d === b.shape[i]);
@@ -68,19 +95,8 @@ function checkBroadcast(op: string, a: Tensor, b: Tensor): void {
 /** Sums g over its leading dims down to `like`'s shape (the gradient of a broadcast). */
 function reduceTo(g: Tensor, like: Tensor): Tensor {
   if (g.size === like.size) return copy(g).reshape(like.shape);
-  const t = transposeRowsCols(g, g.size / like.size, like.size);
-  const out = emptyLike(g, like.shape);
-  kernel(g.device, 'sumRows')(out, t, like.size, g.size / like.size);
-  t.dispose();
-  return out;
-}
-
-// [rows, cols] -> [cols, rows]; only used to reduce broadcast gradients (small, so plain JS on CPU).
-function transposeRowsCols(x: Tensor, rows: number, cols: number): Tensor {
-  const out = emptyLike(x, [cols, rows]);
-  const src = x.as('f32');
-  const dst = out.as('f32');
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+  const out = Tensor.empty(like.shape, like.dtype, g.device);
+  kernel(g.device, 'sumColumns')(out, g, g.size / like.size, like.size);
   return out;
 }
 
@@ -112,7 +128,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
 }
 
 export function scale(x: Tensor, alpha: number): Tensor {
-  expectDType('scale', 'x', x, 'f32');
+  expectFloat('scale', 'x', x);
   const out = emptyLike(x);
   kernel(x.device, 'scale')(out, x, alpha);
   if (needsRecord([x])) record([x], [out], [], ([g]) => [scale(g, alpha)]);
@@ -124,18 +140,12 @@ export function copy(x: Tensor): Tensor {
   return scale(x, 1);
 }
 
-/** Sum of all elements, as a scalar tensor. */
+/** Sum of all elements, as an f32 scalar tensor. */
 export function sum(x: Tensor): Tensor {
-  expectDType('sum', 'x', x, 'f32');
-  const out = emptyLike(x, []);
+  expectFloat('sum', 'x', x);
+  const out = emptyF32(x, []);
   kernel(x.device, 'sumRows')(out, x, 1, x.size);
-  if (needsRecord([x]))
-    record([x], [out], [], ([g]) => {
-      const v = g.toFloat32()[0];
-      const d = emptyLike(x);
-      d.as('f32').fill(v);
-      return [d];
-    });
+  if (needsRecord([x])) record([x], [out], [], ([g]) => [full(x.shape, g.item(), x)]);
   return out;
 }
 
@@ -152,9 +162,10 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   return out;
 }
 
+/** A tensor of `like`'s dtype and device, every element `value`. */
 export function full(shape: readonly number[], value: number, like: Tensor): Tensor {
   const t = emptyLike(like, shape);
-  t.as('f32').fill(value);
+  kernel(t.device, 'fill')(t, value);
   return t;
 }
 

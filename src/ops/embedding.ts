@@ -4,7 +4,7 @@ import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import './elementwise.js'; // loads the tape's gradient-accumulation helpers
-import { expectDType, sameDevice } from './util.js';
+import { activationDType, expectDType, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
@@ -55,7 +55,7 @@ registerKernel('cpu', 'embeddingBackward', (dtable, dy, ids) => {
   cpu.embeddingBackwardF32(dtable.as('f32'), dy.as('f32'), ids.as('i32'), ids.size, V, D);
 });
 
-/** ids [...] i32 -> [..., D] f32 rows of table [V, D] (f32 or bf16). */
+/** ids [...] i32 -> [..., D] rows of table [V, D] (f32 or bf16), in the device's activation dtype. */
 export function embedding(table: Tensor, ids: Tensor): Tensor {
   sameDevice('embedding', table, ids);
   expectDType('embedding', 'table', table, 'f32', 'bf16');
@@ -76,7 +76,7 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
     throw new Error(
       `lorakit: embedding: a ${table.dtype} table cannot be trained; keep trainable embeddings in f32.`,
     );
-  const out = Tensor.empty([...ids.shape, D], 'f32', table.device);
+  const out = Tensor.empty([...ids.shape, D], activationDType(table.device), table.device);
   kernel(table.device, 'embeddingForward')(out, table, ids);
   if (training)
     record([table], [out], [ids], ([g]) => {

@@ -3,21 +3,40 @@
 // have a target (completion-only training skips most rows). Forward also computes dh (the head's input
 // gradient for a unit loss gradient), since it has each chunk's softmax at hand; backward scales it.
 import { kernel } from '../backend/kernels.js';
-import { needsRecord, record } from '../autograd/tape.js';
-import { shapeString, Tensor, tidy } from '../tensor/tensor.js';
+import { needsRecord, noGrad, record } from '../autograd/tape.js';
+import { keep, shapeString, Tensor, tidy } from '../tensor/tensor.js';
 import { IGNORE_INDEX } from './cross-entropy.js';
-import { scale } from './elementwise.js';
 import { gemmInto } from './matmul.js';
-import { expectDType } from './util.js';
+import { scale, sum } from './elementwise.js';
+import { emptyF32, emptyLike, expectDType, expectFloat } from './util.js';
 
 const CHUNK_ROWS = 256;
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /**
+     * Device backends fuse the head and the loss (CUDA: vocabulary chunks through cuBLASLt, logits
+     * never whole). rowLoss, lse [N] f32 (0 for ignored rows) <- h [N, D], w [V, D], targets [N].
+     */
+    linearCrossEntropyForward(rowLoss: Tensor, lse: Tensor, h: Tensor, w: Tensor, targets: Tensor): void;
+    /** dh [N, D] = gradScale · (softmax(h wᵀ) − onehot) · w, 0 on ignored rows. */
+    linearCrossEntropyBackward(
+      dh: Tensor,
+      h: Tensor,
+      w: Tensor,
+      targets: Tensor,
+      lse: Tensor,
+      gradScale: number,
+    ): void;
+  }
+}
 
 /**
  * h [N, D] f32, w [V, D] f32 or bf16 (frozen), targets [N] i32 (−100 ignored) -> scalar Σ NLL.
  * Differentiable with respect to h.
  */
 export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tensor {
-  expectDType('linearCrossEntropy', 'h', h, 'f32');
+  expectFloat('linearCrossEntropy', 'h', h);
   expectDType('linearCrossEntropy', 'targets', targets, 'i32');
   const [N, D] = h.shape;
   const V = w.shape[0];
@@ -27,7 +46,7 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
     );
   if (w.requiresGrad)
     throw new Error('lorakit: linearCrossEntropy: a trainable output head is not supported here.');
-  const tgt = targets.as('i32');
+  const tgt = targets.as('i32'); // on the host: checked here, gathered here
   const rows: number[] = [];
   for (let i = 0; i < N; i++) {
     const t = tgt[i];
@@ -36,6 +55,7 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
       throw new Error(`lorakit: target ${t} at row ${i} is out of range for a vocabulary of ${V}.`);
     rows.push(i);
   }
+  if (h.device !== 'cpu') return fusedOnDevice(h, w, targets);
   const grad = needsRecord([h]);
   const dh = grad ? Tensor.zeros([N, D]) : null;
   let total = 0;
@@ -74,5 +94,29 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
     record([h], [out], [dh], ([g]) => [scale(dh, g.item())]);
     dh.dispose();
   }
+  return out;
+}
+
+// The device path: one fused kernel per direction over all N rows (ignored rows cost a GEMM row but
+// no host gather). targets were checked on the host above.
+function fusedOnDevice(h: Tensor, w: Tensor, targetsHost: Tensor): Tensor {
+  const N = h.shape[0];
+  const targets = targetsHost.toDevice(h.device);
+  const rowLoss = emptyF32(h, [N]);
+  const lse = emptyF32(h, [N]);
+  kernel(h.device, 'linearCrossEntropyForward')(rowLoss, lse, h, w, targets);
+  const out = noGrad(() => sum(rowLoss));
+  rowLoss.dispose();
+  if (needsRecord([h])) {
+    record([h], [out], [h, targets, lse], ([g]) => {
+      const dh = emptyLike(h);
+      kernel(h.device, 'linearCrossEntropyBackward')(dh, h, w, targets, lse, g.item());
+      return [dh];
+    });
+    keep(lse);
+    keep(targets);
+  }
+  lse.dispose();
+  targets.dispose();
   return out;
 }

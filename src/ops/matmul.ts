@@ -6,7 +6,7 @@ import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { numel, shapeString, Tensor } from '../tensor/tensor.js';
 import './elementwise.js'; // loads the tape's gradient-accumulation helpers
-import { expectDType, sameDevice } from './util.js';
+import { expectDType, expectFloat, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
@@ -55,7 +55,7 @@ declare module '../backend/kernels.js' {
   interface KernelTable {
     /**
      * c = alpha·op(a)·op(b) + beta·c (+ bias [n] on every row), batched as attrs says.
-     * a, b: f32 or bf16; c, bias: f32. Shapes per item: a [m, k] ([k, m] with transA),
+     * a, b: f32 or bf16; c: f32 (CPU) or f32/bf16 (CUDA); bias: c's dtype. Shapes per item: a [m, k] ([k, m] with transA),
      * b [k, n] ([n, k] with transB), c [m, n].
      */
     gemm(c: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, attrs: GemmAttrs): void;
@@ -132,7 +132,7 @@ function describe(name: string, t: Tensor, trans: boolean): string {
 // Checks matmul operands and works out the GEMM sizes.
 function product(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Product {
   sameDevice(op, a, b);
-  expectDType(op, 'a', a, 'f32');
+  expectFloat(op, 'a', a);
   expectDType(op, 'b', b, 'f32', 'bf16');
   if (a.shape.length < 2 || b.shape.length < 2)
     throw new Error(
@@ -158,8 +158,10 @@ function product(op: string, a: Tensor, b: Tensor, transA: boolean, transB: bool
   return { batchShape, batch: numel(batchShape), m, n, k, broadcastB };
 }
 
+// The CPU GEMM writes f32 only, so a bf16 operand there is frozen storage (a weight); on CUDA bf16 is
+// the activation dtype and gets bf16 gradients.
 function frozenBf16(op: string, name: string, t: Tensor): void {
-  if (t.dtype === 'bf16' && t.requiresGrad)
+  if (t.device === 'cpu' && t.dtype === 'bf16' && t.requiresGrad)
     throw new Error(
       `lorakit: ${op}: ${name} ${shapeString(t.shape)} is bf16, which is frozen storage and cannot require grad; keep trainable weights in f32.`,
     );
@@ -177,7 +179,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   frozenBf16('matmul', 'b', b);
   const { batch, m, n, k } = p;
   const strideB = p.broadcastB ? 0 : k * n;
-  const c = Tensor.empty([...p.batchShape, m, n], 'f32', a.device);
+  const c = Tensor.empty([...p.batchShape, m, n], a.dtype, a.device);
   gemm(c, a, b, { batch, m, n, k, transA, transB, strideB });
   if (needsRecord([a, b])) {
     // dA needs b, dB needs a: keep only what a gradient will be asked of.
@@ -196,7 +198,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 function matmulGradA(g: Tensor, a: Tensor, b: Tensor, p: Product, transA: boolean, transB: boolean): Tensor {
   const { batch, m, n, k } = p;
   const strideB = p.broadcastB ? 0 : k * n;
-  const da = Tensor.empty(a.shape, 'f32', a.device);
+  const da = Tensor.empty(a.shape, a.dtype, a.device);
   if (!transA)
     // dA [M, K] = G · op(B)ᵀ
     gemm(da, g, b, { batch, m, n: k, k: n, transB: !transB, strideA: m * n, strideB, strideC: m * k });
@@ -219,7 +221,7 @@ function matmulGradA(g: Tensor, a: Tensor, b: Tensor, p: Product, transA: boolea
 // dB for C = op(A)·op(B); a shared 2-D B sums its gradient over the batch.
 function matmulGradB(g: Tensor, a: Tensor, b: Tensor, p: Product, transA: boolean, transB: boolean): Tensor {
   const { batch, m, n, k } = p;
-  const db = Tensor.empty(b.shape, 'f32', b.device);
+  const db = Tensor.empty(b.shape, b.device === 'cpu' ? 'f32' : b.dtype, b.device);
   if (!p.broadcastB || batch === 1) {
     // dB [K, N] = op(A)ᵀ · G, or stored [N, K]: dBᵀ = Gᵀ · op(A)
     if (!transB)
@@ -277,9 +279,9 @@ function matmulGradB(g: Tensor, a: Tensor, b: Tensor, p: Product, transA: boolea
  */
 export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor {
   sameDevice('linear', x, w, bias);
-  expectDType('linear', 'x', x, 'f32');
+  expectFloat('linear', 'x', x);
   expectDType('linear', 'w', w, 'f32', 'bf16');
-  if (bias) expectDType('linear', 'bias', bias, 'f32');
+  if (bias) expectFloat('linear', 'bias', bias);
   frozenBf16('linear', 'w', w);
   const inF = x.shape.at(-1);
   if (w.shape.length !== 2 || inF === undefined || w.shape[1] !== inF)
@@ -292,7 +294,7 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor
       `lorakit: linear: bias ${shapeString(bias.shape)} does not match w ${shapeString(w.shape)}; expected [${out}].`,
     );
   const rows = inF === 0 ? numel(x.shape.slice(0, -1)) : x.size / inF;
-  const y = Tensor.empty([...x.shape.slice(0, -1), out], 'f32', x.device);
+  const y = Tensor.empty([...x.shape.slice(0, -1), out], x.dtype, x.device);
   gemm(y, x, w, { m: rows, n: out, k: inF, transB: true }, bias);
   if (needsRecord([x, w, bias])) {
     // dx needs w; dw needs x; dbias needs nothing.
@@ -304,19 +306,16 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor
       let dw: Tensor | null = null;
       let db: Tensor | null = null;
       if (gx && wantX) {
-        dx = Tensor.empty(x.shape, 'f32', x.device); // dx [rows, in] = g · w
+        dx = Tensor.empty(x.shape, x.dtype, x.device); // dx [rows, in] = g · w
         gemm(dx, g, w, { m: rows, n: inF, k: out });
       }
       if (gw && wantW) {
-        dw = Tensor.empty(w.shape, 'f32', w.device); // dw [out, in] = gᵀ · x
+        dw = Tensor.empty(w.shape, w.device === 'cpu' ? 'f32' : w.dtype, w.device); // dw [out, in] = gᵀ · x
         gemm(dw, g, x, { m: out, n: inF, k: rows, transA: true });
       }
       if (gb && bias) {
-        db = Tensor.empty(bias.shape, 'f32', bias.device); // dbias [out] = 1ᵀ · g (column sums)
-        const ones = Tensor.empty([rows], 'f32', g.device);
-        ones.as('f32').fill(1);
-        gemm(db, ones, g, { m: 1, n: out, k: rows });
-        ones.dispose();
+        db = Tensor.empty(bias.shape, bias.dtype, bias.device); // dbias [out] = 1ᵀ · g (column sums)
+        kernel(g.device, 'sumColumns')(db, g, rows, out);
       }
       return [dx, dw, db];
     });
@@ -338,7 +337,7 @@ export function gemmInto(
   const transB = opts.transB ?? false;
   const p = product('gemmInto', a, b, transA, transB);
   sameDevice('gemmInto', c, a);
-  expectDType('gemmInto', 'c', c, 'f32');
+  expectFloat('gemmInto', 'c', c);
   const shape = [...p.batchShape, p.m, p.n];
   if (c.shape.length !== shape.length || c.shape.some((d, i) => d !== shape[i]))
     throw new Error(

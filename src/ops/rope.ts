@@ -7,7 +7,7 @@ import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import './elementwise.js'; // loads the tape's gradient-accumulation helpers
-import { emptyLike, expectDType, sameDevice } from './util.js';
+import { emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
@@ -339,7 +339,7 @@ function checkPositions(positions: Tensor, maxPositions: number): void {
  */
 export function rope(x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor): Tensor {
   sameDevice('rope', x, cos, sin, positions);
-  expectDType('rope', 'x', x, 'f32');
+  expectFloat('rope', 'x', x);
   expectDType('rope', 'cos', cos, 'f32');
   expectDType('rope', 'sin', sin, 'f32');
   expectDType('rope', 'positions', positions, 'i32');

@@ -4,7 +4,7 @@ import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import './elementwise.js'; // loads the tape's gradient-accumulation helpers
-import { emptyLike, expectDType, sameDevice } from './util.js';
+import { emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
 declare module '../backend/cpu/addon.js' {
   interface CpuAddon {
@@ -46,8 +46,8 @@ registerKernel('cpu', 'swigluBackward', (dgate, dup, dy, gate, up) =>
 /** silu(gate) · up, elementwise; gate and up f32 of the same shape. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   sameDevice('swiglu', gate, up);
-  expectDType('swiglu', 'gate', gate, 'f32');
-  expectDType('swiglu', 'up', up, 'f32');
+  expectFloat('swiglu', 'gate', gate);
+  expectDType('swiglu', 'up', up, gate.dtype);
   if (gate.shape.length !== up.shape.length || gate.shape.some((d, i) => d !== up.shape[i]))
     throw new Error(
       `lorakit: swiglu: gate ${shapeString(gate.shape)} and up ${shapeString(up.shape)} must have the same shape.`,

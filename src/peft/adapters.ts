@@ -137,7 +137,7 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
           throw new Error(
             `lorakit: ${weightsPath}: '${key}' has shape ${shapeString(src.shape)}, this model needs ${shapeString(target.shape)} (adapter made for another base model?).`,
           );
-        target.as('f32').set(src.as('f32'));
+        target.copyFrom(src);
       } finally {
         src.dispose();
       }

@@ -50,8 +50,11 @@ export class LoraLinear implements LinearAdapter {
       const bound = 1 / Math.sqrt(inF);
       for (let i = 0; i < a.length; i++) a[i] = (2 * next() - 1) * bound;
     }
-    const A = keep(Tensor.from(a, [r, inF]));
-    const B = keep(Tensor.zeros([base.outFeatures, r]));
+    const device = base.weight.device;
+    if (config.useDora && device !== 'cpu')
+      throw new Error(`lorakit: DoRA runs on the CPU only for now; drop --use-dora or use --device cpu.`);
+    const A = keep(Tensor.from(a, [r, inF], 'f32', device));
+    const B = keep(Tensor.zeros([base.outFeatures, r], 'f32', device));
     const m = config.useDora ? keep(LoraLinear.weightNorm(base, A, B, loraScale(config))) : null;
     return new LoraLinear(config, A, B, m);
   }

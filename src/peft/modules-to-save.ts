@@ -14,8 +14,11 @@ export class FullLinearCopy implements LinearAdapter {
   readonly bias: Tensor | null;
 
   constructor(base: Linear) {
-    this.weight = keep(Tensor.from(weightToFloat32(base.weight), [base.outFeatures, base.inFeatures]));
-    this.bias = base.bias ? keep(Tensor.from(base.bias.toFloat32(), base.bias.shape)) : null;
+    const device = base.weight.device;
+    this.weight = keep(
+      Tensor.from(weightToFloat32(base.weight), [base.outFeatures, base.inFeatures], 'f32', device),
+    );
+    this.bias = base.bias ? keep(Tensor.from(base.bias.toFloat32(), base.bias.shape, 'f32', device)) : null;
     this.weight.requiresGrad = true;
     if (this.bias) this.bias.requiresGrad = true;
   }
@@ -39,7 +42,7 @@ export class FullLinearCopy implements LinearAdapter {
 
 /** A trainable fp32 copy of an embedding table. */
 export function embeddingCopy(table: Tensor): Tensor {
-  const t = keep(Tensor.from(table.toFloat32(), table.shape));
+  const t = keep(Tensor.from(table.toFloat32(), table.shape, 'f32', table.device));
   t.requiresGrad = true;
   return t;
 }

@@ -5,8 +5,8 @@ import { cpu } from '../backend/cpu/addon.js';
 import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { numel, shapeString, Tensor } from '../tensor/tensor.js';
-import { gemmInto } from '../ops/matmul.js';
-import { expectDType, sameDevice } from '../ops/util.js';
+import '../ops/elementwise.js';
+import { expectFloat, sameDevice } from '../ops/util.js';
 import type { QuantArgs, QuantizedWeight } from './weight.js';
 
 declare module '../backend/cpu/addon.js' {
@@ -45,8 +45,8 @@ registerKernel('cpu', 'quantLinearBackward', (dx, g, w, m) =>
  */
 export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null = null): Tensor {
   sameDevice('quantizedLinear', x, w.data, bias);
-  expectDType('quantizedLinear', 'x', x, 'f32');
-  if (bias) expectDType('quantizedLinear', 'bias', bias, 'f32');
+  expectFloat('quantizedLinear', 'x', x);
+  if (bias) expectFloat('quantizedLinear', 'bias', bias);
   if (w.disposed) throw new Error('lorakit: quantizedLinear: the quantized weight was disposed.');
   const [out, inF] = w.shape;
   if (x.shape.length < 1 || x.shape.at(-1) !== inF)
@@ -58,7 +58,7 @@ export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | nu
       `lorakit: quantizedLinear: bias ${shapeString(bias.shape)} does not match the weight [${out}, ${inF}]; expected [${out}].`,
     );
   const m = numel(x.shape.slice(0, -1));
-  const y = Tensor.empty([...x.shape.slice(0, -1), out], 'f32', x.device);
+  const y = Tensor.empty([...x.shape.slice(0, -1), out], x.dtype, x.device);
   kernel(x.device, 'quantLinear')(y, x, w, bias, m);
   if (needsRecord([x, bias])) {
     // dx needs only W (held by the layer, frozen); dbias needs nothing.
@@ -68,17 +68,12 @@ export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | nu
       if (gx) {
         if (w.disposed)
           throw new Error('lorakit: quantizedLinear backward: the quantized weight was disposed.');
-        dx = Tensor.empty(x.shape, 'f32', x.device);
+        dx = Tensor.empty(x.shape, x.dtype, x.device);
         kernel(x.device, 'quantLinearBackward')(dx, g, w, m);
       }
       if (gb && bias) {
-        db = Tensor.empty(bias.shape, 'f32', bias.device); // column sums of g
-        const ones = Tensor.empty([1, m], 'f32', g.device);
-        ones.as('f32').fill(1);
-        const g2 = g.reshape([m, out]);
-        const db2 = db.reshape([1, out]);
-        gemmInto(db2, ones, g2);
-        for (const t of [ones, g2, db2]) t.dispose();
+        db = Tensor.empty(bias.shape, bias.dtype, bias.device);
+        kernel(g.device, 'sumColumns')(db, g, m, out);
       }
       return [dx, db];
     });

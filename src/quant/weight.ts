@@ -1,7 +1,7 @@
 // Quantized frozen weights: NF4/FP4 blockwise (optionally with double-quantized absmax) and int8 rows,
 // stored as bitsandbytes stores them, with native quantize/dequantize.
 import { cpu } from '../backend/cpu/addon.js';
-import { keep, shapeString, Tensor } from '../tensor/tensor.js';
+import { keep, shapeString, Tensor, type Device } from '../tensor/tensor.js';
 import { DYNAMIC_MAP, torchMeanF32, type Quant4Type } from './codes.js';
 import { dequantizeBlockwise8, quantizeBlockwise8 } from './blockwise8.js';
 
@@ -137,6 +137,34 @@ export class QuantizedWeight {
     const a = dequantizeBlockwise8(n.qabsmax.as('u8'), n.absmax2.as('f32'), n.blocksize, n.code.as('f32'));
     for (let i = 0; i < a.length; i++) a[i] = Math.fround(a[i] + n.offset);
     return a;
+  }
+
+  get device(): Device {
+    return this.data.device;
+  }
+
+  /** This weight on another device; this one is disposed (its storage moves, it is not shared). */
+  moveTo(device: Device): QuantizedWeight {
+    if (device === this.device) return this;
+    const n = this.nested;
+    const moved = new QuantizedWeight(
+      this.type,
+      this.shape,
+      this.data.toDevice(device),
+      this.absmax ? this.absmax.toDevice(device) : null,
+      n
+        ? {
+            ...n,
+            qabsmax: n.qabsmax.toDevice(device),
+            absmax2: n.absmax2.toDevice(device),
+            code: n.code.toDevice(device),
+          }
+        : null,
+      this.blocksize,
+      this.sourceDtype,
+    );
+    this.dispose();
+    return moved;
   }
 
   dispose(): void {

@@ -21,14 +21,24 @@ export interface Storage {
   readonly bytes: number;
   /** CPU: the ArrayBuffer over native memory. */
   readonly buffer?: ArrayBuffer;
-  /** Other devices: an opaque device pointer. */
-  readonly pointer?: bigint;
+  /** Other devices: the device address (below 2⁵³, so a number holds it exactly). */
+  readonly pointer?: number;
   refs: number;
   free(): void;
 }
 
-export interface Allocator {
+/** What a device gives tensors: memory, copies to and from the host, and its memory counters. */
+export interface DeviceBackend {
   allocate(bytes: number): Storage;
+  /** Copies host bytes into storage at byteOffset. */
+  write(dst: Storage, byteOffset: number, src: Uint8Array): void;
+  /** Copies dst.length bytes of storage from byteOffset to the host (waits for queued work). */
+  read(dst: Uint8Array, src: Storage, byteOffset: number): void;
+  /** Sets bytes of storage to zero. */
+  zero(dst: Storage, byteOffset: number, bytes: number): void;
+  /** Copies bytes between two storages of this device. */
+  copy(dst: Storage, dstByteOffset: number, src: Storage, srcByteOffset: number, bytes: number): void;
+  memoryStats(resetPeak: boolean): { liveBytes: number; peakBytes: number };
 }
 
 class CpuStorage implements Storage {
@@ -43,13 +53,33 @@ class CpuStorage implements Storage {
   }
 }
 
-const allocators: Partial<Record<Device, Allocator>> = {
-  cpu: { allocate: (bytes) => new CpuStorage(cpu.alloc(bytes), bytes) },
+const hostBytes = (s: Storage, byteOffset: number, bytes: number): Uint8Array =>
+  new Uint8Array(s.buffer!, byteOffset, bytes);
+
+const backends: Partial<Record<Device, DeviceBackend>> = {
+  cpu: {
+    allocate: (bytes) => new CpuStorage(cpu.alloc(bytes), bytes),
+    write: (dst, off, src) => hostBytes(dst, off, src.length).set(src),
+    read: (dst, src, off) => dst.set(hostBytes(src, off, dst.length)),
+    zero: (dst, off, bytes) => hostBytes(dst, off, bytes).fill(0),
+    copy: (dst, dstOff, src, srcOff, bytes) =>
+      hostBytes(dst, dstOff, bytes).set(hostBytes(src, srcOff, bytes)),
+    memoryStats: (resetPeak) => {
+      const [liveBytes, peakBytes] = cpu.memoryStats(resetPeak);
+      return { liveBytes, peakBytes };
+    },
+  },
 };
 
-/** Lets a device backend (CUDA) provide its memory. */
-export function registerAllocator(device: Device, allocator: Allocator): void {
-  allocators[device] = allocator;
+/** Lets a device backend (CUDA) provide its memory and copies. */
+export function registerDeviceBackend(device: Device, backend: DeviceBackend): void {
+  backends[device] = backend;
+}
+
+function backendOf(device: Device): DeviceBackend {
+  const b = backends[device];
+  if (!b) throw new Error(`lorakit: the ${device} backend is not available in this build.`);
+  return b;
 }
 
 export function numel(shape: readonly number[]): number {
@@ -129,22 +159,32 @@ export class Tensor {
   }
 
   static empty(shape: readonly number[], dtype: DType = 'f32', device: Device = 'cpu'): Tensor {
-    const allocator = allocators[device];
-    if (!allocator) throw new Error(`lorakit: the ${device} backend is not available in this build.`);
+    const backend = backendOf(device);
     for (const d of shape)
       if (!Number.isInteger(d) || d < 0)
         throw new Error(`lorakit: invalid tensor shape ${shapeString(shape)}.`);
-    return new Tensor([...shape], dtype, allocator.allocate(numel(shape) * DTYPE_BYTES[dtype]));
+    return new Tensor([...shape], dtype, backend.allocate(numel(shape) * DTYPE_BYTES[dtype]));
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'f32', device: Device = 'cpu'): Tensor {
     const t = Tensor.empty(shape, dtype, device);
-    t.data().fill(0);
+    backendOf(device).zero(t.storage, 0, t.byteLength);
     return t;
   }
 
-  /** A CPU tensor from numbers; f32 values are converted to bf16/f16 bits when dtype asks for them. */
-  static from(values: ArrayLike<number>, shape: readonly number[], dtype: DType = 'f32'): Tensor {
+  /** A tensor from numbers (made on the host, then copied to `device`); f32 values are converted to bf16/f16 bits when dtype asks for them. */
+  static from(
+    values: ArrayLike<number>,
+    shape: readonly number[],
+    dtype: DType = 'f32',
+    device: Device = 'cpu',
+  ): Tensor {
+    if (device !== 'cpu') {
+      const host = Tensor.from(values, shape, dtype);
+      const t = host.toDevice(device);
+      host.dispose();
+      return t;
+    }
     if (values.length !== numel(shape))
       throw new Error(`lorakit: ${values.length} values do not fill shape ${shapeString(shape)}.`);
     const t = Tensor.empty(shape, dtype);
@@ -165,6 +205,27 @@ export class Tensor {
 
   get device(): Device {
     return this.storage.device;
+  }
+
+  get byteLength(): number {
+    return this.size * DTYPE_BYTES[this.dtype];
+  }
+
+  /** A copy of this tensor on another device (or a fresh copy on the same one). Not differentiable. */
+  toDevice(device: Device): Tensor {
+    if (this.disposed) throw new Error(`lorakit: tensor ${this.id} was used after dispose().`);
+    const out = Tensor.empty(this.shape, this.dtype, device);
+    const byteOffset = this.offset * DTYPE_BYTES[this.dtype];
+    if (this.device === 'cpu')
+      backendOf(device).write(out.storage, 0, hostBytes(this.storage, byteOffset, this.byteLength));
+    else if (device === 'cpu')
+      backendOf(this.device).read(hostBytes(out.storage, 0, out.byteLength), this.storage, byteOffset);
+    else {
+      const host = this.toDevice('cpu');
+      backendOf(device).write(out.storage, 0, hostBytes(host.storage, 0, host.byteLength));
+      host.dispose();
+    }
+    return out;
   }
 
   get disposed(): boolean {
@@ -197,8 +258,44 @@ export class Tensor {
     return v;
   }
 
-  /** A Float32Array copy of the values, whatever the dtype. */
+  /** Copies count elements from src (starting at element srcIndex) into dst at dstIndex; same device and dtype. */
+  static copyElements(dst: Tensor, dstIndex: number, src: Tensor, srcIndex: number, count: number): void {
+    if (dst.device !== src.device || dst.dtype !== src.dtype)
+      throw new Error(`lorakit: copyElements needs tensors of one device and dtype.`);
+    if (dstIndex + count > dst.size || srcIndex + count > src.size)
+      throw new Error(`lorakit: copyElements: ${count} elements do not fit.`);
+    const b = DTYPE_BYTES[dst.dtype];
+    backendOf(dst.device).copy(
+      dst.storage,
+      (dst.offset + dstIndex) * b,
+      src.storage,
+      (src.offset + srcIndex) * b,
+      count * b,
+    );
+  }
+
+  /** Overwrites this tensor's elements with src's (same dtype and size, any devices). */
+  copyFrom(src: Tensor): void {
+    if (src.dtype !== this.dtype || src.size !== this.size)
+      throw new Error(
+        `lorakit: cannot copy a ${src.dtype} ${shapeString(src.shape)} tensor into a ${this.dtype} ${shapeString(this.shape)} one.`,
+      );
+    const host = src.device === 'cpu' ? src : src.toDevice('cpu');
+    const bytes = hostBytes(host.storage, host.offset * DTYPE_BYTES[host.dtype], host.byteLength);
+    backendOf(this.device).write(this.storage, this.offset * DTYPE_BYTES[this.dtype], bytes);
+    if (host !== src) host.dispose();
+  }
+
+  /** A Float32Array copy of the values, whatever the dtype and device (a device tensor is copied over). */
   toFloat32(): Float32Array {
+    if (this.device !== 'cpu') {
+      const host = this.toDevice('cpu');
+      try {
+        return host.toFloat32();
+      } finally {
+        host.dispose();
+      }
+    }
     const d = this.data();
     if (this.dtype === 'bf16') return Float32Array.from(d, bf16ToF32);
     if (this.dtype === 'f16') return Float32Array.from(d, f16ToF32);
@@ -254,8 +351,10 @@ export class Tensor {
   }
 }
 
-/** Native memory held by tensors right now, and the peak since the last reset. */
-export function memoryStats(resetPeak = false): { liveBytes: number; peakBytes: number } {
-  const [liveBytes, peakBytes] = cpu.memoryStats(resetPeak);
-  return { liveBytes, peakBytes };
+/** Native memory held by tensors on a device right now, and the peak since the last reset. */
+export function memoryStats(
+  resetPeak = false,
+  device: Device = 'cpu',
+): { liveBytes: number; peakBytes: number } {
+  return backendOf(device).memoryStats(resetPeak);
 }

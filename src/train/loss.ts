@@ -13,6 +13,7 @@ export function lossSum(model: CausalLM, batch: Batch, targets: Tensor, opts: Fo
   const adapter = opts.ctx?.adapter === undefined ? model.activeAdapter : opts.ctx.adapter;
   const headAdapted = adapter !== null && model.lmHead.adapters.has(adapter);
   const hidden = model.hidden(batch, opts);
+  if (targets.device !== hidden.device) targets = targets.toDevice(hidden.device); // freed by the caller's scope
   const [B, T, D] = hidden.shape;
   if (!headAdapted && !model.lmHead.bias)
     return linearCrossEntropy(hidden.reshape([B * T, D]), model.lmHead.weight, targets);

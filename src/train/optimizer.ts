@@ -35,8 +35,8 @@ export class Optimizer {
     if (!s) {
       const adam = this.opts.name === 'adamw';
       s = {
-        m: adam || (this.opts.momentum ?? 0) > 0 ? keep(Tensor.zeros(like.shape)) : null,
-        v: adam ? keep(Tensor.zeros(like.shape)) : null,
+        m: adam || (this.opts.momentum ?? 0) > 0 ? keep(Tensor.zeros(like.shape, 'f32', like.device)) : null,
+        v: adam ? keep(Tensor.zeros(like.shape, 'f32', like.device)) : null,
       };
       this.slots.set(name, s);
     }
@@ -96,7 +96,7 @@ export class Optimizer {
         const src = tensors.get(`${name}.${key}`);
         if (!src || src.size !== dst.size)
           throw new Error(`lorakit: the checkpoint's optimizer state lacks '${name}.${key}'.`);
-        dst.as('f32').set(src.as('f32'));
+        dst.copyFrom(src);
       }
     }
   }

@@ -263,7 +263,7 @@ export async function train(
         grad_norm: gradNorm,
         tokens,
         tokens_per_s: tokens / Math.max(1e-9, (Date.now() - stepStart) / 1000),
-        memory: memoryStats().liveBytes,
+        memory: memoryStats(false, model.device).liveBytes,
         elapsed: (Date.now() - start) / 1000,
       };
       if (metricsPath) appendFileSync(metricsPath, `${JSON.stringify(metrics)}\n`);
@@ -339,7 +339,7 @@ function restore(
   for (const [key, t] of adapterParameters(model, adapter)) {
     const s = src.get(key);
     if (!s) throw new Error(`lorakit: --resume ${dir}: the checkpoint's adapter lacks '${key}'.`);
-    t.as('f32').set(s.as('f32'));
+    t.copyFrom(s);
   }
   deleteAdapter(model, tmpName);
   model.activeAdapter = adapter;

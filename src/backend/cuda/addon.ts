@@ -1,0 +1,298 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Element types as the CUDA addon numbers them (native/cuda/lorakit_cuda.h, lkc::DType). */
+export const CUDA_DTYPE = { f32: 0, bf16: 1, i32: 2, u8: 3 } as const;
+export type CudaDType = (typeof CUDA_DTYPE)[keyof typeof CUDA_DTYPE];
+
+/**
+ * The CUDA addon's entry points (native/cuda/addon.cc). Device pointers travel as JS numbers: CUDA's
+ * virtual addresses on x86-64 stay below 2⁴⁸, which a double holds exactly, and a number costs
+ * nothing to pass where a BigInt allocates. A null pointer (0) marks an optional output left out.
+ * Every kernel is enqueued on the addon's one stream and returns at once; only the copies to the
+ * host, `synchronize` and the scalar readers wait. Convention: outputs first, then inputs, then
+ * sizes and attributes. Errors throw an Error whose message starts with "lorakit: ".
+ */
+export interface CudaAddon {
+  /** Number of CUDA devices visible (0 when there is no driver or no GPU); never throws. */
+  deviceCount(): number;
+  /** Name and compute capability of the device in use, e.g. "NVIDIA H200 (sm_90)". */
+  deviceName(): string;
+  alloc(bytes: number): number;
+  free(ptr: number): void;
+  /** [allocated, reserved, peak allocated, peak reserved] bytes of the caching allocator. */
+  memoryStats(resetPeak: boolean): [number, number, number, number];
+  emptyCache(): void;
+  /** Host -> device; returns when src may be reused. */
+  copyToDevice(dst: number, src: Uint8Array): void;
+  /** Device -> host; waits for the work queued before it. */
+  copyToHost(dst: Uint8Array, src: number): void;
+  copyDeviceToDevice(dst: number, src: number, bytes: number): void;
+  synchronize(): void;
+
+  /** C = alpha·op(A)·op(B) + beta·C (+ bias [n], C's dtype, beta 0 only); row-major, batched. */
+  gemm(
+    c: number,
+    cType: CudaDType,
+    a: number,
+    aType: CudaDType,
+    b: number,
+    bType: CudaDType,
+    bias: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    batch: number,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+  ): void;
+  /** out[i] = a[i] + b[i mod nb] (nb divides n), fp32 math; out, a, b of dtype t. */
+  add(out: number, a: number, b: number, t: CudaDType, n: number, nb: number): void;
+  /** out[i] = a[i] · b[i mod nb]. */
+  mul(out: number, a: number, b: number, t: CudaDType, n: number, nb: number): void;
+  scale(out: number, x: number, alpha: number, t: CudaDType, n: number): void;
+  axpy(y: number, yType: CudaDType, x: number, xType: CudaDType, alpha: number, n: number): void;
+  cast(out: number, outType: CudaDType, x: number, xType: CudaDType, n: number): void;
+  fill(out: number, t: CudaDType, value: number, n: number): void;
+  /** out[r] = Σ_c x[r, c] (fp32 accumulation); out of outType, x of xType. */
+  sumRows(out: number, outType: CudaDType, x: number, xType: CudaDType, rows: number, cols: number): void;
+  /** Σ x² over n elements, read back to the host (waits). */
+  sumSquares(x: number, t: CudaDType, n: number): number;
+
+  /** bf16 y, x [rows, dim], w [dim]; f32 rstd [rows]. */
+  rmsnormForward(y: number, rstd: number, x: number, w: number, rows: number, dim: number, eps: number): void;
+  /** dx bf16 (or 0); dw f32 [dim] accumulated (+=, or 0). */
+  rmsnormBackward(
+    dx: number,
+    dw: number,
+    dy: number,
+    x: number,
+    w: number,
+    rstd: number,
+    rows: number,
+    dim: number,
+  ): void;
+  /** bf16 out, x [rows, H, D]; f32 cos, sin [P, half]; i32 pos [rows]. */
+  ropeForward(
+    out: number,
+    x: number,
+    cos: number,
+    sin: number,
+    pos: number,
+    rows: number,
+    H: number,
+    D: number,
+    half: number,
+  ): void;
+  ropeBackward(
+    dx: number,
+    dy: number,
+    cos: number,
+    sin: number,
+    pos: number,
+    rows: number,
+    H: number,
+    D: number,
+    half: number,
+  ): void;
+  swigluForward(h: number, g: number, u: number, n: number): void;
+  /** dg, du bf16 (either may be 0). */
+  swigluBackward(dg: number, du: number, dh: number, g: number, u: number, n: number): void;
+  /** out [N, C] bf16 = table[ids] with table [V, C] f32 or bf16. */
+  embeddingForward(
+    out: number,
+    ids: number,
+    table: number,
+    tableType: CudaDType,
+    N: number,
+    C: number,
+    V: number,
+  ): void;
+  /** dtable [V, C] f32 += scatter of dout [N, C] bf16 (zero it first for a fresh gradient). */
+  embeddingBackward(dtable: number, dout: number, ids: number, N: number, C: number, V: number): void;
+  /** rowLoss, lse [N] f32 <- logits [N, V] (f32 or bf16), targets [N] i32 (−100: loss 0, lse 0). */
+  crossEntropyForward(
+    rowLoss: number,
+    lse: number,
+    logits: number,
+    t: CudaDType,
+    targets: number,
+    N: number,
+    V: number,
+  ): void;
+  /** dlogits [N, V] (logits' dtype, may alias logits) = gradLoss[0]·(softmax − onehot), 0 on ignored rows; gradLoss f32 on the device. */
+  crossEntropyBackward(
+    dlogits: number,
+    logits: number,
+    t: CudaDType,
+    targets: number,
+    lse: number,
+    gradLoss: number,
+    N: number,
+    V: number,
+  ): void;
+  linearCrossEntropyWorkspace(N: number, C: number, chunk: number): number;
+  /** rowLoss, lse [N] f32 <- h [N, C] bf16, W [V, C] bf16, targets [N] i32; logits only [N, chunk] at a time. */
+  linearCrossEntropyForward(
+    rowLoss: number,
+    lse: number,
+    h: number,
+    W: number,
+    targets: number,
+    N: number,
+    C: number,
+    V: number,
+    chunk: number,
+    workspace: number,
+  ): void;
+  /** dh [N, C] bf16 (gradScale · Σ dz·W), dW f32 += (or 0). */
+  linearCrossEntropyBackward(
+    dh: number,
+    dW: number,
+    h: number,
+    W: number,
+    targets: number,
+    lse: number,
+    gradScale: number,
+    N: number,
+    C: number,
+    V: number,
+    chunk: number,
+    workspace: number,
+  ): void;
+  /** torch.optim.AdamW on f32 p, m, v, g [n]; gradScale f32 [1] on the device or 0. */
+  adamwStep(
+    p: number,
+    m: number,
+    v: number,
+    g: number,
+    gradScale: number,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    step: number,
+  ): void;
+  /** torch.optim.SGD on f32 p, g [n] with optional momentum buffer (0 = none). */
+  sgdStep(
+    p: number,
+    buf: number,
+    g: number,
+    n: number,
+    lr: number,
+    weightDecay: number,
+    momentum: number,
+  ): void;
+  /** The CPU backend's mask exactly (native/cpu/dropout.cc): out, x of dtype t. */
+  dropout(out: number, x: number, t: CudaDType, p: number, seed: number, n: number): void;
+  /** bf16 out [n] from bitsandbytes NF4 (code = 0) or FP4 (code = 1) packed nibbles, absmax f32. */
+  dequantize4bit(
+    out: number,
+    packed: number,
+    absmax: number,
+    code: number,
+    n: number,
+    blocksize: number,
+  ): void;
+  /** Same with double-quantized absmax: absmax[j] = code2[absmaxQ[j]] · absmax2[j / blocksize2] + offset. */
+  dequantize4bitDq(
+    out: number,
+    packed: number,
+    absmaxQ: number,
+    absmax2: number,
+    code2: number,
+    offset: number,
+    code: number,
+    n: number,
+    blocksize: number,
+    blocksize2: number,
+  ): void;
+  /** bf16 out [rows, cols] = int8 q [rows, cols] · scale[row] / 127 (transformers' per-channel int8). */
+  dequantizeInt8(out: number, q: number, scale: number, rows: number, cols: number): void;
+  /** bf16 q, out [B, Tq, Hq, D]; k, v [B, Tk, Hkv, D]; i32 segments [B, Tk]; f32 lse [B, Hq, Tq]. */
+  attentionForward(
+    out: number,
+    lse: number,
+    q: number,
+    k: number,
+    v: number,
+    segments: number,
+    B: number,
+    Tq: number,
+    Tk: number,
+    Hq: number,
+    Hkv: number,
+    D: number,
+    scale: number,
+  ): void;
+  attentionBackwardWorkspace(B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number): number;
+  attentionBackward(
+    dq: number,
+    dk: number,
+    dv: number,
+    dout: number,
+    out: number,
+    q: number,
+    k: number,
+    v: number,
+    lse: number,
+    segments: number,
+    B: number,
+    Tq: number,
+    Tk: number,
+    Hq: number,
+    Hkv: number,
+    D: number,
+    scale: number,
+    workspace: number,
+  ): void;
+}
+
+function findAddon(): string | null {
+  if (process.env.LORAKIT_CUDA_ADDON) return process.env.LORAKIT_CUDA_ADDON;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'build', 'lorakit_cuda.node');
+    if (existsSync(candidate)) return candidate;
+    dir = resolve(dir, '..');
+  }
+  return null;
+}
+
+let loaded: CudaAddon | null | undefined;
+let loadError = '';
+
+/** The CUDA addon, or null when it is not built or no GPU is visible (`cudaUnavailableReason` says why). */
+export function cudaAddon(): CudaAddon | null {
+  if (loaded !== undefined) return loaded;
+  const path = findAddon();
+  if (!path) {
+    loadError = 'the CUDA backend is not built (it needs nvcc: `npm run build:cuda`)';
+    return (loaded = null);
+  }
+  try {
+    const addon = createRequire(import.meta.url)(path) as CudaAddon;
+    if (addon.deviceCount() === 0) {
+      loadError = 'no CUDA GPU is visible';
+      return (loaded = null);
+    }
+    return (loaded = addon);
+  } catch (e) {
+    loadError = `the CUDA addon at ${path} failed to load (${(e as Error).message})`;
+    return (loaded = null);
+  }
+}
+
+export function cudaUnavailableReason(): string {
+  cudaAddon();
+  return loadError;
+}

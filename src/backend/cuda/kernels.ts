@@ -1,0 +1,356 @@
+// The CUDA implementations of the op table (src/backend/kernels.ts), on native/cuda through the addon.
+// bf16 activations, fp32 accumulation; trainable weights, their gradients and optimizer state in f32.
+// An f32 operand meeting a bf16 one in a GEMM (a LoRA matrix against activations) is rounded to a bf16
+// copy first: it is small (r × features), and tensor cores then take the whole product.
+import { registerKernel, type KernelTable } from '../kernels.js';
+import type { GemmAttrs } from '../../ops/matmul.js';
+import type { QuantizedWeight } from '../../quant/weight.js';
+import { Tensor } from '../../tensor/tensor.js';
+import { CUDA_DTYPE, type CudaAddon } from './addon.js';
+import { dt, ptr, useCuda } from './device.js';
+
+// Registering needs the op modules' declarations only (types): the ops themselves stay independent
+// of this backend, and a CPU-only install never loads it.
+import type {} from '../../ops/attention.js';
+import type {} from '../../ops/cross-entropy.js';
+import type {} from '../../ops/dropout.js';
+import type {} from '../../ops/elementwise.js';
+import type {} from '../../ops/embedding.js';
+import type {} from '../../ops/linear-cross-entropy.js';
+import type {} from '../../ops/optim.js';
+import type {} from '../../ops/rmsnorm.js';
+import type {} from '../../ops/rope.js';
+import type {} from '../../ops/swiglu.js';
+import type {} from '../../quant/linear.js';
+
+/** Vocabulary columns per chunk of the fused head + loss: [N, 16384] f32 logits at a time. */
+const LCE_CHUNK = 16384;
+
+const NULL = 0;
+const opt = (t: Tensor | null): number => (t ? ptr(t) : NULL);
+
+function expect(t: Tensor, dtype: Tensor['dtype'], op: string, name: string): void {
+  if (t.dtype !== dtype) throw new Error(`lorakit: ${op} on cuda: ${name} must be ${dtype}, got ${t.dtype}.`);
+}
+
+/** t as bf16: t itself, or a temporary copy the caller disposes (`owned`). */
+function asBf16(cu: CudaAddon, t: Tensor): { t: Tensor; owned: boolean } {
+  if (t.dtype === 'bf16') return { t, owned: false };
+  const c = Tensor.empty(t.shape, 'bf16', 'cuda');
+  cu.cast(ptr(c), CUDA_DTYPE.bf16, ptr(t), dt(t), t.size);
+  return { t: c, owned: true };
+}
+
+function withTemps<T>(temps: { t: Tensor; owned: boolean }[], fn: () => T): T {
+  try {
+    return fn();
+  } finally {
+    for (const x of temps) if (x.owned) x.t.dispose();
+  }
+}
+
+function gemm(cu: CudaAddon, c: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, g: GemmAttrs): void {
+  // cuBLASLt takes both inputs in one dtype: f32·f32 (exact, C f32) or bf16·bf16 (C bf16 or f32).
+  const mixed = a.dtype !== b.dtype || c.dtype === 'bf16';
+  const A = mixed ? asBf16(cu, a) : { t: a, owned: false };
+  const B = mixed ? asBf16(cu, b) : { t: b, owned: false };
+  let Bias: { t: Tensor; owned: boolean } | null = null;
+  if (bias) {
+    if (bias.dtype === c.dtype) Bias = { t: bias, owned: false };
+    else {
+      const t = Tensor.empty(bias.shape, c.dtype, 'cuda');
+      cu.cast(ptr(t), dt(t), ptr(bias), dt(bias), bias.size);
+      Bias = { t, owned: true };
+    }
+  }
+  withTemps([A, B, ...(Bias ? [Bias] : [])], () =>
+    cu.gemm(
+      ptr(c),
+      dt(c),
+      ptr(A.t),
+      dt(A.t),
+      ptr(B.t),
+      dt(B.t),
+      Bias ? ptr(Bias.t) : NULL,
+      g.m,
+      g.n,
+      g.k,
+      g.transA,
+      g.transB,
+      g.alpha,
+      g.beta,
+      g.batch,
+      g.strideA,
+      g.strideB,
+      g.strideC,
+    ),
+  );
+}
+
+/** W [out, in] dequantized to a bf16 temporary (the caller disposes it). */
+function dequantize(cu: CudaAddon, w: QuantizedWeight): Tensor {
+  const [rows, cols] = w.shape;
+  const out = Tensor.empty([rows, cols], 'bf16', 'cuda');
+  if (w.type === 'int8') {
+    cu.dequantizeInt8(ptr(out), ptr(w.data), ptr(w.absmax!), rows, cols);
+    return out;
+  }
+  const code = w.type === 'nf4' ? 0 : 1;
+  const n = w.nested;
+  if (n)
+    cu.dequantize4bitDq(
+      ptr(out),
+      ptr(w.data),
+      ptr(n.qabsmax),
+      ptr(n.absmax2),
+      ptr(n.code),
+      n.offset,
+      code,
+      rows * cols,
+      w.blocksize,
+      n.blocksize,
+    );
+  else cu.dequantize4bit(ptr(out), ptr(w.data), ptr(w.absmax!), code, rows * cols, w.blocksize);
+  return out;
+}
+
+const plainGemm = (m: number, n: number, k: number, transB: boolean): GemmAttrs => ({
+  batch: 1,
+  m,
+  n,
+  k,
+  transA: false,
+  transB,
+  alpha: 1,
+  beta: 0,
+  strideA: m * k,
+  strideB: k * n,
+  strideC: m * n,
+});
+
+let registered = false;
+
+/** Registers the CUDA device and every CUDA kernel; throws when CUDA is not available. */
+export function registerCudaKernels(): void {
+  if (registered) return;
+  const cu = useCuda();
+  const reg = <K extends keyof KernelTable>(name: K, impl: KernelTable[K]): void =>
+    registerKernel('cuda', name, impl);
+
+  reg('gemm', (c, a, b, bias, g) => gemm(cu, c, a, b, bias, g));
+  reg('add', (out, a, b) => cu.add(ptr(out), ptr(a), ptr(b), dt(a), a.size, b.size));
+  reg('mul', (out, a, b) => cu.mul(ptr(out), ptr(a), ptr(b), dt(a), a.size, b.size));
+  reg('axpy', (y, x, alpha) => cu.axpy(ptr(y), dt(y), ptr(x), dt(x), alpha, y.size));
+  reg('scale', (out, x, alpha) => cu.scale(ptr(out), ptr(x), alpha, dt(x), x.size));
+  reg('sumRows', (out, x, rows, cols) => cu.sumRows(ptr(out), dt(out), ptr(x), dt(x), rows, cols));
+  reg('cast', (out, x) => {
+    if (out.dtype === x.dtype) cu.copyDeviceToDevice(ptr(out), ptr(x), out.byteLength);
+    else cu.cast(ptr(out), dt(out), ptr(x), dt(x), x.size);
+  });
+  reg('fill', (out, value) => cu.fill(ptr(out), dt(out), value, out.size));
+  reg('sumColumns', (out, x, rows, cols) => {
+    const ones = Tensor.empty([rows], x.dtype, 'cuda');
+    cu.fill(ptr(ones), dt(ones), 1, rows);
+    try {
+      gemm(cu, out, ones, x, null, { ...plainGemm(1, cols, rows, false), strideB: rows * cols });
+    } finally {
+      ones.dispose();
+    }
+  });
+
+  reg('rmsnormForward', (y, rstd, x, weight, eps) => {
+    expect(x, 'bf16', 'rmsnorm', 'x');
+    expect(weight, 'bf16', 'rmsnorm', 'weight');
+    cu.rmsnormForward(ptr(y), ptr(rstd), ptr(x), ptr(weight), rstd.size, weight.size, eps);
+  });
+  reg('rmsnormBackward', (dx, dweight, dy, x, weight, rstd) => {
+    if (dweight) expect(dweight, 'f32', 'rmsnorm backward', 'dweight');
+    cu.rmsnormBackward(
+      opt(dx),
+      opt(dweight),
+      ptr(dy),
+      ptr(x),
+      ptr(weight),
+      ptr(rstd),
+      rstd.size,
+      weight.size,
+    );
+  });
+  reg('ropeForward', (out, x, cos, sin, positions) => {
+    const [B, T, H, D] = x.shape;
+    cu.ropeForward(ptr(out), ptr(x), ptr(cos), ptr(sin), ptr(positions), B * T, H, D, cos.shape[1]);
+  });
+  reg('ropeBackward', (dx, dy, cos, sin, positions) => {
+    const [B, T, H, D] = dy.shape;
+    cu.ropeBackward(ptr(dx), ptr(dy), ptr(cos), ptr(sin), ptr(positions), B * T, H, D, cos.shape[1]);
+  });
+  reg('swigluForward', (out, gate, up) => {
+    expect(gate, 'bf16', 'swiglu', 'gate');
+    cu.swigluForward(ptr(out), ptr(gate), ptr(up), out.size);
+  });
+  reg('swigluBackward', (dgate, dup, dy, gate, up) =>
+    cu.swigluBackward(opt(dgate), opt(dup), ptr(dy), ptr(gate), ptr(up), dy.size),
+  );
+  reg('embeddingForward', (out, table, ids) => {
+    const [V, D] = table.shape;
+    cu.embeddingForward(ptr(out), ptr(ids), ptr(table), dt(table), ids.size, D, V);
+  });
+  reg('embeddingBackward', (dtable, dy, ids) => {
+    const [V, D] = dtable.shape;
+    expect(dy, 'bf16', 'embedding backward', 'dy');
+    cu.fill(ptr(dtable), CUDA_DTYPE.f32, 0, dtable.size);
+    cu.embeddingBackward(ptr(dtable), ptr(dy), ptr(ids), ids.size, D, V);
+  });
+  reg('dropout', (out, x, p, seed) => cu.dropout(ptr(out), ptr(x), dt(x), p, seed, x.size));
+
+  reg('crossEntropyForward', (loss, lse, rowLoss, logits, targets) => {
+    const [N, V] = logits.shape;
+    const rows = rowLoss ?? Tensor.empty([N], 'f32', 'cuda');
+    cu.crossEntropyForward(ptr(rows), ptr(lse), ptr(logits), dt(logits), ptr(targets), N, V);
+    cu.sumRows(ptr(loss), CUDA_DTYPE.f32, ptr(rows), CUDA_DTYPE.f32, 1, N);
+    if (!rowLoss) rows.dispose();
+  });
+  reg('crossEntropyBackward', (dlogits, logits, targets, lse, gradLoss) => {
+    const [N, V] = logits.shape;
+    const g = gradLoss.device === 'cuda' ? gradLoss : gradLoss.toDevice('cuda');
+    cu.crossEntropyBackward(ptr(dlogits), ptr(logits), dt(logits), ptr(targets), ptr(lse), ptr(g), N, V);
+    if (g !== gradLoss) g.dispose();
+  });
+  const lceWorkspace = (N: number, D: number, V: number): Tensor =>
+    Tensor.empty([cu.linearCrossEntropyWorkspace(N, D, Math.min(LCE_CHUNK, V))], 'u8', 'cuda');
+  reg('linearCrossEntropyForward', (rowLoss, lse, h, w, targets) => {
+    const [N, D] = h.shape;
+    const V = w.shape[0];
+    expect(h, 'bf16', 'linearCrossEntropy', 'h');
+    expect(w, 'bf16', 'linearCrossEntropy', 'w');
+    const ws = lceWorkspace(N, D, V);
+    cu.linearCrossEntropyForward(
+      ptr(rowLoss),
+      ptr(lse),
+      ptr(h),
+      ptr(w),
+      ptr(targets),
+      N,
+      D,
+      V,
+      Math.min(LCE_CHUNK, V),
+      ptr(ws),
+    );
+    ws.dispose();
+  });
+  reg('linearCrossEntropyBackward', (dh, h, w, targets, lse, gradScale) => {
+    const [N, D] = h.shape;
+    const V = w.shape[0];
+    const ws = lceWorkspace(N, D, V);
+    cu.linearCrossEntropyBackward(
+      ptr(dh),
+      NULL,
+      ptr(h),
+      ptr(w),
+      ptr(targets),
+      ptr(lse),
+      gradScale,
+      N,
+      D,
+      V,
+      Math.min(LCE_CHUNK, V),
+      ptr(ws),
+    );
+    ws.dispose();
+  });
+
+  reg('adamwStep', (param, m, v, grad, o) =>
+    cu.adamwStep(
+      ptr(param),
+      ptr(m),
+      ptr(v),
+      ptr(grad),
+      NULL,
+      param.size,
+      o.lr,
+      o.beta1,
+      o.beta2,
+      o.eps,
+      o.weightDecay,
+      o.step,
+    ),
+  );
+  reg('sgdStep', (param, buf, grad, lr, weightDecay, momentum) =>
+    cu.sgdStep(ptr(param), opt(buf), ptr(grad), param.size, lr, weightDecay, momentum),
+  );
+  reg('sumSquares', (x) => cu.sumSquares(ptr(x), dt(x), x.size));
+
+  reg('attentionForward', (out, lse, q, k, v, segments, scale) => {
+    const [B, Tq, Hq, D] = q.shape;
+    const [, Tk, Hkv] = k.shape;
+    expect(q, 'bf16', 'attention', 'q');
+    cu.attentionForward(
+      ptr(out),
+      ptr(lse),
+      ptr(q),
+      ptr(k),
+      ptr(v),
+      ptr(segments),
+      B,
+      Tq,
+      Tk,
+      Hq,
+      Hkv,
+      D,
+      scale,
+    );
+  });
+  reg('attentionBackward', (dq, dk, dv, dout, q, k, v, segments, out, lse, scale) => {
+    const [B, Tq, Hq, D] = q.shape;
+    const [, Tk, Hkv] = k.shape;
+    const ws = Tensor.empty(
+      [Math.max(1, cu.attentionBackwardWorkspace(B, Tq, Tk, Hq, Hkv, D))],
+      'u8',
+      'cuda',
+    );
+    cu.attentionBackward(
+      ptr(dq),
+      ptr(dk),
+      ptr(dv),
+      ptr(dout),
+      ptr(out),
+      ptr(q),
+      ptr(k),
+      ptr(v),
+      ptr(lse),
+      ptr(segments),
+      B,
+      Tq,
+      Tk,
+      Hq,
+      Hkv,
+      D,
+      scale,
+      ptr(ws),
+    );
+    ws.dispose();
+  });
+
+  // QLoRA: each quantized weight is dequantized to a bf16 temporary right before its GEMM and freed
+  // right after (the caching allocator hands the same block to the next layer), so the model never
+  // exists in bf16 as a whole.
+  reg('quantLinear', (y, x, w, bias, m) => {
+    const [out, inF] = w.shape;
+    const W = dequantize(cu, w);
+    try {
+      gemm(cu, y, x, W, bias, plainGemm(m, out, inF, true));
+    } finally {
+      W.dispose();
+    }
+  });
+  reg('quantLinearBackward', (dx, g, w, m) => {
+    const [out, inF] = w.shape;
+    const W = dequantize(cu, w);
+    try {
+      gemm(cu, dx, g, W, null, plainGemm(m, inF, out, false));
+    } finally {
+      W.dispose();
+    }
+  });
+  registered = true;
+}

@@ -1,0 +1,516 @@
+// The CUDA backend against the CPU backend and against PEFT (+ bitsandbytes): every op forward and
+// backward on random odd-size inputs, the LoRA and QLoRA parity cases, training, memory and generation.
+// bf16 activations on the GPU, so tolerances are bf16's (8 bits of mantissa, a few roundings deep).
+// Needs a GPU and the CUDA addon (`npm run build:cuda`); elsewhere only the error test runs.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { backward, noGrad } from '../src/autograd/tape.js';
+import { cudaAvailable } from '../src/backend/cuda/device.js';
+import { cudaUnavailableReason } from '../src/backend/cuda/addon.js';
+import { useDevice } from '../src/backend/device.js';
+import { generate } from '../src/infer/generate.js';
+import { openSafetensors } from '../src/io/safetensors.js';
+import type { CausalLM } from '../src/models/llama.js';
+import { loadModel } from '../src/models/load.js';
+import { attention } from '../src/ops/attention.js';
+import { crossEntropy } from '../src/ops/cross-entropy.js';
+import { dropout } from '../src/ops/dropout.js';
+import { add, cast, mul, scale, sum } from '../src/ops/elementwise.js';
+import { embedding } from '../src/ops/embedding.js';
+import { linearCrossEntropy } from '../src/ops/linear-cross-entropy.js';
+import { linear, matmul } from '../src/ops/matmul.js';
+import { rmsnorm } from '../src/ops/rmsnorm.js';
+import { rope, ropeTables, parseRopeConfig } from '../src/ops/rope.js';
+import { swiglu } from '../src/ops/swiglu.js';
+import { adapterParameters, addAdapter, loadAdapter, saveAdapter } from '../src/peft/adapters.js';
+import { LORA_DEFAULTS } from '../src/peft/config.js';
+import { quantizedLinear } from '../src/quant/linear.js';
+import { quantizeWeight } from '../src/quant/weight.js';
+import { memoryStats, Tensor, tidy, type Device } from '../src/tensor/tensor.js';
+import { padBatch, toDevice } from '../src/train/batching.js';
+import type { Example } from '../src/train/data.js';
+import { evaluate } from '../src/train/evaluate.js';
+import { lossSum } from '../src/train/loss.js';
+import { Optimizer } from '../src/train/optimizer.js';
+import { train } from '../src/train/trainer.js';
+import { assertClose, fixture, projectRoot, randn, sharedData } from './helpers.js';
+
+const gpu = cudaAvailable();
+const SKIP = gpu ? false : `no CUDA here (${cudaUnavailableReason()})`;
+if (gpu) useDevice('cuda');
+
+// ---- ops -------------------------------------------------------------------------------------------
+
+/** A random f32 CPU tensor whose values are exactly representable in bf16 (both backends see the same numbers). */
+function input(shape: number[], seed: number, std = 1): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const x = Tensor.from(randn(n, seed, std), shape);
+  const b = cast(x, 'bf16');
+  const out = cast(b, 'f32');
+  x.dispose();
+  b.dispose();
+  return out;
+}
+
+/** The CPU tensor on `device` in the activation dtype there (bf16 on CUDA), optionally trainable. */
+function on(device: Device, t: Tensor, trainable = false, dtype?: 'f32' | 'bf16'): Tensor {
+  let out: Tensor;
+  if (device === 'cpu') out = dtype === 'bf16' ? cast(t, 'bf16') : t.toDevice('cpu');
+  else {
+    const host = cast(t, dtype ?? (t.dtype === 'i32' ? 'f32' : 'bf16'));
+    out = t.dtype === 'i32' ? t.toDevice('cuda') : host.toDevice('cuda');
+    host.dispose();
+  }
+  out.requiresGrad = trainable;
+  return out;
+}
+
+/**
+ * Runs build on the CPU and on the GPU with the same inputs, backpropagates Σ out·r from both, and
+ * compares the outputs and every gradient.
+ */
+function compareBackends(
+  what: string,
+  inputs: { t: Tensor; trainable?: boolean; dtype?: 'f32' | 'bf16' }[],
+  build: (xs: Tensor[]) => Tensor,
+  tol = 2e-2,
+): void {
+  const run = (device: Device) =>
+    tidy(() => {
+      const xs = inputs.map((i) => on(device, i.t, i.trainable, device === 'cpu' ? undefined : i.dtype));
+      const y = build(xs);
+      const r = on(device, input(y.shape as number[], 99));
+      backward(sum(mul(y.dtype === r.dtype ? y : cast(y, r.dtype), r)));
+      return {
+        y: y.toFloat32(),
+        grads: xs.map((x) => (x.requiresGrad && x.grad ? x.grad.toFloat32() : null)),
+      };
+    });
+  const cpu = run('cpu');
+  const cuda = run('cuda');
+  assertClose(cuda.y, cpu.y, tol, `${what}: output`);
+  cpu.grads.forEach((g, i) => {
+    if (g) assertClose(cuda.grads[i]!, g, tol, `${what}: gradient of input ${i}`);
+  });
+}
+
+test('CUDA: linear (bf16 weight, f32 LoRA factors) and matmul, forward and backward', { skip: SKIP }, () => {
+  const x = input([3, 37, 91], 1);
+  const w = input([53, 91], 2, 0.1);
+  const bias = input([53], 3);
+  compareBackends(
+    'linear',
+    [{ t: x, trainable: true }, { t: w }, { t: bias, trainable: true, dtype: 'f32' }],
+    ([a, b, c]) => linear(a, b, c),
+  );
+  const A = input([8, 91], 4, 0.1);
+  const B = input([53, 8], 5, 0.1);
+  compareBackends(
+    'LoRA path',
+    [
+      { t: x, trainable: true },
+      { t: A, trainable: true, dtype: 'f32' },
+      { t: B, trainable: true, dtype: 'f32' },
+    ],
+    ([a, la, lb]) => scale(linear(linear(a, la), lb), 2),
+  );
+  compareBackends(
+    'matmul transB',
+    [
+      { t: input([5, 19, 33], 6), trainable: true },
+      { t: input([5, 27, 33], 7), trainable: true },
+    ],
+    ([a, b]) => matmul(a, b, { transB: true }),
+  );
+});
+
+test('CUDA: rmsnorm, rope, swiglu, add/mul with broadcast', { skip: SKIP }, () => {
+  const x = input([2, 29, 4, 64], 10);
+  compareBackends('rmsnorm', [{ t: x, trainable: true }, { t: input([64], 11) }], ([a, w]) =>
+    rmsnorm(a, w, 1e-5),
+  );
+  const cfg = parseRopeConfig({ rope_theta: 10000 }, 64);
+  const positions = Tensor.from(
+    Array.from({ length: 2 * 29 }, (_, i) => (i % 29) % 17),
+    [2, 29],
+    'i32',
+  );
+  compareBackends('rope', [{ t: x, trainable: true }, { t: positions }], ([a, p]) => {
+    const { cos, sin } = ropeTables(cfg, 64, 64);
+    return rope(a, cos.toDevice(a.device), sin.toDevice(a.device), p);
+  });
+  compareBackends(
+    'swiglu',
+    [
+      { t: input([7, 333], 12), trainable: true },
+      { t: input([7, 333], 13), trainable: true },
+    ],
+    ([g, u]) => swiglu(g, u),
+  );
+  compareBackends(
+    'add + mul broadcast',
+    [
+      { t: input([6, 5, 41], 14), trainable: true },
+      { t: input([41], 15), trainable: true },
+    ],
+    ([a, b]) => mul(add(a, b), b),
+  );
+});
+
+test('CUDA: attention (GQA, packed and padded rows) forward and backward', { skip: SKIP }, () => {
+  for (const D of [64, 128, 40]) {
+    const [B, T, Hq, Hkv] = [2, 77, 8, 2];
+    const seg = Array.from({ length: B * T }, (_, i) => {
+      const b = Math.floor(i / T);
+      const t = i % T;
+      if (b === 1 && t >= 60) return 0; // padding
+      return t < 30 ? 1 : 2; // two packed sequences
+    });
+    compareBackends(
+      `attention D=${D}`,
+      [
+        { t: input([B, T, Hq, D], 20), trainable: true },
+        { t: input([B, T, Hkv, D], 21), trainable: true },
+        { t: input([B, T, Hkv, D], 22), trainable: true },
+        { t: Tensor.from(seg, [B, T], 'i32') },
+      ],
+      ([q, k, v, s]) => attention(q, k, v, s),
+      3e-2,
+    );
+  }
+});
+
+test('CUDA: embedding, cross-entropy, fused head + loss', { skip: SKIP }, () => {
+  const ids = Tensor.from(
+    Array.from({ length: 43 }, (_, i) => (i * 7919) % 301),
+    [43],
+    'i32',
+  );
+  compareBackends(
+    'embedding (f32 trainable table)',
+    [{ t: input([301, 72], 30), trainable: true, dtype: 'f32' }, { t: ids }],
+    ([t, i]) => embedding(t, i),
+  );
+  const targets = Tensor.from(
+    Array.from({ length: 43 }, (_, i) => (i % 5 === 3 ? -100 : (i * 31) % 1001)),
+    [43],
+    'i32',
+  );
+  compareBackends('crossEntropy', [{ t: input([43, 1001], 31), trainable: true }, { t: targets }], ([l, t]) =>
+    crossEntropy(l, t.toDevice(l.device)),
+  );
+  // The fused head: h [N, D] against a [V, D] head bigger than one vocabulary chunk.
+  const h = input([43, 96], 32);
+  const w = input([20011, 96], 33, 0.2);
+  const bigTargets = Tensor.from(
+    Array.from({ length: 43 }, (_, i) => (i % 5 === 3 ? -100 : (i * 7717) % 20011)),
+    [43],
+    'i32',
+  );
+  const run = (device: Device) =>
+    tidy(() => {
+      const hh = on(device, h, true);
+      const ww = on(device, w);
+      const loss = linearCrossEntropy(hh, ww, bigTargets);
+      backward(loss);
+      return { loss: loss.item(), dh: hh.grad!.toFloat32() };
+    });
+  const c = run('cpu');
+  const g = run('cuda');
+  assert.ok(Math.abs(g.loss - c.loss) / c.loss < 1e-2, `fused loss ${g.loss} vs CPU ${c.loss}`);
+  assertClose(g.dh, c.dh, 2e-2, 'fused head dh');
+});
+
+test('CUDA: dropout draws the CPU mask exactly', { skip: SKIP }, () => {
+  const ones = Tensor.from(new Float32Array(10007).fill(1), [10007]);
+  const cpuMask = dropout(ones, 0.3, 12345).toFloat32();
+  const cudaMask = dropout(on('cuda', ones), 0.3, 12345).toFloat32();
+  for (let i = 0; i < cpuMask.length; i++)
+    assert.equal(cudaMask[i] === 0, cpuMask[i] === 0, `element ${i}: kept on one backend only`);
+});
+
+test('CUDA: quantized linear (nf4 + double quant, fp4, int8) matches the CPU kernels', { skip: SKIP }, () => {
+  for (const [type, doubleQuant] of [
+    ['nf4', true],
+    ['fp4', false],
+    ['int8', false],
+  ] as const) {
+    const w = input([67, 320], 40, 0.05);
+    const x = input([3, 11, 320], 41);
+    const run = (device: Device) =>
+      tidy(() => {
+        const qw = quantizeWeight(w, { type, doubleQuant, blocksize: 64 }).moveTo(device);
+        const xx = on(device, x, true);
+        const y = quantizedLinear(xx, qw);
+        backward(sum(y));
+        const out = { y: y.toFloat32(), dx: xx.grad!.toFloat32() };
+        qw.dispose();
+        return out;
+      });
+    const c = run('cpu');
+    const g = run('cuda');
+    assertClose(g.y, c.y, 2e-2, `${type} forward`);
+    assertClose(g.dx, c.dx, 2e-2, `${type} input gradient`);
+  }
+});
+
+// ---- models ----------------------------------------------------------------------------------------
+
+interface PeftExpected {
+  model: string;
+  ids: number[][];
+  mask: number[][];
+  labels: number[][];
+  loss_sum: number;
+  loss_tokens: number;
+  sgd_lr: number;
+  adamw: { lr: number; beta1: number; beta2: number; eps: number; weight_decay: number; losses: number[] };
+}
+
+function examplesOf(e: { ids: number[][]; mask: number[][]; labels: number[][] }): Example[] {
+  return e.ids.map((row, b) => {
+    const n = e.mask[b].reduce((a, m) => a + m, 0);
+    return { ids: row.slice(0, n), labels: e.labels[b].slice(0, n) };
+  });
+}
+
+function stepLoss(model: CausalLM, examples: Example[], withBackward: boolean): number {
+  const hb = padBatch(examples);
+  return tidy(() => {
+    const { batch, targets } = toDevice(hb);
+    const total = lossSum(model, batch, targets, { ctx: { training: true } });
+    const value = total.item() / hb.targetCount;
+    if (withBackward) backward(scale(total, 1 / hb.targetCount));
+    return value;
+  });
+}
+
+// DoRA and modules_to_save run on the CPU only (refused on cuda, tested below).
+const peftCases = (fixture('peft') ? readdirSync(fixture('peft')!).sort() : []).filter(
+  (n) => !n.includes('dora') && !n.includes('mts'),
+);
+
+for (const name of peftCases)
+  test(`CUDA: PEFT parity in bf16: ${name}`, { skip: SKIP }, async () => {
+    const dir = fixture('peft', name)!;
+    const e = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as PeftExpected;
+    const want = openSafetensors(join(dir, 'expected.safetensors'));
+    const expect = (key: string): Float32Array => {
+      const t = want.read(key, 'f32');
+      const v = Float32Array.from(t.as('f32'));
+      t.dispose();
+      return v;
+    };
+    const { model } = await loadModel(fixture('models', e.model)!, { device: 'cuda' });
+    try {
+      loadAdapter(model, join(dir, 'adapter'), 'default');
+      const params = adapterParameters(model, 'default');
+      const loss = stepLoss(model, examplesOf(e), true);
+      const wantLoss = e.loss_sum / e.loss_tokens;
+      assert.ok(Math.abs(loss - wantLoss) / wantLoss < 1e-2, `loss ${loss} vs PEFT ${wantLoss}`);
+      for (const [key, p] of params) {
+        assert.equal(p.device, 'cuda');
+        assert.equal(p.dtype, 'f32', 'LoRA master weights stay f32');
+        assertClose(p.grad!.toFloat32(), expect(`grad.${key}`), 5e-2, `grad ${key}`);
+      }
+      const opt = new Optimizer(params, {
+        name: 'adamw',
+        weightDecay: e.adamw.weight_decay,
+        eps: e.adamw.eps,
+      });
+      opt.zeroGrad();
+      const losses: number[] = [];
+      for (let s = 0; s < 5; s++) {
+        losses.push(stepLoss(model, examplesOf(e), true));
+        opt.update(e.adamw.lr);
+        opt.zeroGrad();
+      }
+      opt.dispose();
+      assertClose(losses, e.adamw.losses, 2e-2, 'AdamW losses');
+    } finally {
+      model.dispose();
+      want.close();
+    }
+  });
+
+test(
+  'CUDA: QLoRA (NF4 + double quant) loss and gradients match PEFT + bitsandbytes',
+  { skip: SKIP },
+  async (t) => {
+    const dir = fixture('quant');
+    if (!dir) return t.skip('fixture missing: run scripts/reference/make-all.sh');
+    const e = JSON.parse(readFileSync(join(dir, 'qlora.json'), 'utf8')) as {
+      ids: number[][];
+      mask: number[][];
+      labels: number[][];
+      loss: number;
+    };
+    const want = openSafetensors(join(dir, 'qlora.safetensors'));
+    const { model } = await loadModel(fixture('quant', 'tiny-base')!, {
+      quantize: 'nf4',
+      doubleQuant: true,
+      device: 'cuda',
+    });
+    try {
+      loadAdapter(model, join(dir, 'qlora-adapter'), 'default');
+      const loss = stepLoss(model, examplesOf(e), true);
+      assert.ok(Math.abs(loss - e.loss) / e.loss < 1e-2, `loss ${loss} vs PEFT ${e.loss}`);
+      for (const [key, p] of adapterParameters(model, 'default')) {
+        const x = want.read(`grad.${key}`, 'f32');
+        assertClose(p.grad!.toFloat32(), x.as('f32'), 5e-2, `grad ${key}`);
+        x.dispose();
+      }
+    } finally {
+      model.dispose();
+      want.close();
+    }
+  },
+);
+
+test('CUDA: DoRA is refused with one clear sentence', { skip: SKIP }, async () => {
+  const { model } = await loadModel(fixture('models', 'llama')!, { device: 'cuda' });
+  try {
+    assert.throws(
+      () => addAdapter(model, 'd', { ...LORA_DEFAULTS, useDora: true }),
+      /DoRA runs on the CPU only/,
+    );
+  } finally {
+    model.dispose();
+  }
+});
+
+/** {"text"} rows of TinyStories from ../shared/data. */
+function storiesRows(from: number, count: number): Example[] | string {
+  const src = sharedData('datasets', 'tinystories', 'tinystories_val.txt');
+  if (!src) return 'shared data missing';
+  const paras = readFileSync(src, 'utf8')
+    .split('\n\n')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 50);
+  const dir = mkdtempSync(join(tmpdir(), 'lorakit-cuda-'));
+  const file = join(dir, 'rows.jsonl');
+  writeFileSync(
+    file,
+    paras
+      .slice(from, from + count)
+      .map((text) => JSON.stringify({ text }))
+      .join('\n') + '\n',
+  );
+  return file;
+}
+
+test(
+  'CUDA: stories260K LoRA training matches the CPU run, memory stays flat, the adapter reloads on the CPU',
+  { skip: SKIP },
+  async (t) => {
+    const modelDir = sharedData('models', 'stories260K-hf');
+    const trainFile = storiesRows(0, 256);
+    const evalFile = storiesRows(300, 32);
+    if (!modelDir || typeof trainFile !== 'string' || typeof evalFile !== 'string' || trainFile.length < 5)
+      return t.skip('shared data missing');
+    const results: Record<string, { evalLoss: number; memory: number[] }> = {};
+    const out = mkdtempSync(join(tmpdir(), 'lorakit-cuda-train-'));
+    for (const device of ['cpu', 'cuda'] as const) {
+      const { model, tokenizer } = await loadModel(modelDir, { device });
+      try {
+        addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 8, alpha: 16 }, 7);
+        const memory: number[] = [];
+        const r = await train(model, tokenizer, {
+          data: trainFile,
+          evalData: evalFile,
+          maxSteps: 40,
+          batchSize: 8,
+          lr: 3e-3,
+          maxSeqLen: 256,
+          seed: 3,
+          gradCheckpointing: device === 'cuda',
+          onStep: () => memory.push(memoryStats(false, device).liveBytes),
+          onWarning: () => {},
+        });
+        results[device] = { evalLoss: r.evalLoss!, memory };
+        if (device === 'cuda') saveAdapter(model, 'default', join(out, 'adapter'));
+      } finally {
+        model.dispose();
+      }
+    }
+    const { cpu, cuda } = results;
+    assert.ok(
+      Math.abs(cuda.evalLoss - cpu.evalLoss) / cpu.evalLoss < 0.02,
+      `eval loss cuda ${cuda.evalLoss} vs cpu ${cpu.evalLoss}`,
+    );
+    assert.equal(
+      cuda.memory[39],
+      cuda.memory[5],
+      `GPU memory grew from step 6 to step 40: ${cuda.memory[5]} -> ${cuda.memory[39]}`,
+    );
+    // The GPU-trained adapter, loaded into the CPU model, gives the GPU's eval loss (fp32 vs bf16 compute).
+    const { model, tokenizer } = await loadModel(modelDir);
+    try {
+      loadAdapter(model, join(out, 'adapter'), 'default');
+      const { loadData } = await import('../src/train/data.js');
+      const r = evaluate(
+        model,
+        loadData(evalFile, tokenizer, { maxSeqLen: 256, completionOnly: false }).examples,
+        8,
+      );
+      assert.ok(
+        Math.abs(r.loss - cuda.evalLoss) / cuda.evalLoss < 0.02,
+        `CPU eval of the GPU adapter ${r.loss} vs ${cuda.evalLoss}`,
+      );
+    } finally {
+      model.dispose();
+      rmSync(out, { recursive: true, force: true });
+    }
+  },
+);
+
+test('CUDA: generation on the GPU starts with the CPU tokens', { skip: SKIP }, async (t) => {
+  const modelDir = sharedData('models', 'stories260K-hf');
+  if (!modelDir) return t.skip('shared data missing');
+  const texts: string[] = [];
+  for (const device of ['cpu', 'cuda'] as const) {
+    const { model, tokenizer } = await loadModel(modelDir, { device });
+    try {
+      texts.push(
+        noGrad(() => generate(model, tokenizer, { prompt: 'Once upon a time', maxNewTokens: 6 })).text,
+      );
+    } finally {
+      model.dispose();
+    }
+  }
+  assert.equal(texts[1].slice(0, 8), texts[0].slice(0, 8), `GPU "${texts[1]}" vs CPU "${texts[0]}"`);
+});
+
+test(
+  '--device cuda without a usable GPU fails with one clear sentence',
+  { skip: gpu ? 'a GPU is present' : false },
+  () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(projectRoot, 'test', 'lorakit-cli.mts'),
+        'train',
+        '--model',
+        'x',
+        '--data',
+        'y',
+        '--out',
+        join(tmpdir(), 'lorakit-never'),
+        '--device',
+        'cuda',
+      ],
+      { encoding: 'utf8', cwd: projectRoot },
+    );
+    assert.notEqual(r.status, 0);
+    assert.match(
+      r.stderr,
+      /--device cuda is not available: (the CUDA backend is not built|no CUDA GPU is visible|the CUDA addon)/,
+    );
+  },
+);
