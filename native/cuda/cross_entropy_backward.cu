@@ -4,6 +4,8 @@
 // forward also gives loss 0) get zeros. fp32 math, one rounding to the logits' dtype. Every element is
 // read and written by the same thread, so dlogits may alias logits (the gradient overwrites them).
 // One block per row, rows grid-stride (int64 indices), threads strided over the vocabulary.
+// Also here: cross_entropy_zero_ignored, which gives cross_entropy_forward's outputs the CPU backend's
+// convention for ignored rows (lse 0 as well as loss 0).
 #include <algorithm>
 
 #include "common.cuh"
@@ -37,7 +39,24 @@ __global__ void __launch_bounds__(kBlock) ce_backward_kernel(T* dlogits, const T
   }
 }
 
+// loss, lse [N] = 0 on rows whose target is −100 or outside [0, V)
+__global__ void ce_zero_ignored_kernel(float* loss, float* lse, const int32_t* targets, int64_t N, int64_t V) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < N; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = targets[i];
+    if (t == kIgnore || t < 0 || t >= V) {
+      if (loss) loss[i] = 0.f;
+      if (lse) lse[i] = 0.f;
+    }
+  }
+}
+
 }  // namespace
+
+void cross_entropy_zero_ignored(float* loss, float* lse, const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream) {
+  if (N <= 0) return;
+  ce_zero_ignored_kernel<<<grid_for(N, 256), 256, 0, stream>>>(loss, lse, targets, N, V);
+  LKC_CHECK_LAUNCH("cross_entropy_zero_ignored");
+}
 
 void cross_entropy_backward(void* dlogits, const void* logits, DType t, const int32_t* targets, const float* lse,
                             const float* grad_loss, int64_t N, int64_t V, cudaStream_t stream) {

@@ -172,6 +172,9 @@ void cross_entropy_forward(float* loss, float* lse, const void* logits, DType t,
 // logits and dlogits of dtype t (F32 or BF16); dlogits may alias logits. grad_loss: one f32 on the device.
 void cross_entropy_backward(void* dlogits, const void* logits, DType t, const int32_t* targets, const float* lse,
                             const float* grad_loss, int64_t N, int64_t V, cudaStream_t stream);
+// After cross_entropy_forward: loss and lse (either nullable) = 0 on rows whose target is −100 or outside
+// [0, V), the CPU backend's convention (cross_entropy_forward itself leaves the row's real lse).
+void cross_entropy_zero_ignored(float* loss, float* lse, const int32_t* targets, int64_t N, int64_t V, cudaStream_t stream);
 
 // ---- AdamW (adamw.cu) ----------------------------------------------------------------------------
 // torch.optim.AdamW on flat f32 buffers, step ≥ 1: p *= 1 − lr·wd; m = m + (1−β1)(g·s − m);

@@ -1,7 +1,8 @@
-// Cross-entropy backward over given logits: lse from lkc::cross_entropy_forward, then dlogits =
-// gradLoss·(softmax − onehot) with ignored rows (−100, and a target outside [0, V)) all zero, f32 and
-// bf16 logits, separate output and in place (dlogits = logits), against float64 references on the exact
-// inputs; then bandwidth at a small model's [tokens, vocab].
+// Cross-entropy over given logits, the pieces the unfused path adds: lkc::cross_entropy_forward followed
+// by cross_entropy_zero_ignored (loss and lse 0 on ignored rows, the CPU backend's convention), then
+// cross_entropy_backward: dlogits = gradLoss·(softmax − onehot), ignored rows (−100, and a target outside
+// [0, V)) all zero; f32 and bf16 logits, separate output and in place (dlogits = logits), against
+// float64 references on the exact inputs; then bandwidth at a small model's [tokens, vocab].
 #include "harness.h"
 
 using namespace hx;
@@ -28,17 +29,24 @@ void correctness() {
       const float gl = 1.f / float(std::max(count, 1)) * 0.75f;
       Buf dz = bf ? up_bf16(z) : up(z), dt = up(tg), loss(c.N * 4), lse(c.N * 4), dgl = up(std::vector<float>{gl});
       Buf dd(size_t(c.N * c.V) * lkc::dtype_size(t));
+      loss.poison(), lse.poison();
       lkc::cross_entropy_forward(loss.f(), lse.f(), dz.p, t, dt.as<int32_t>(), c.N, c.V, nullptr);
-      std::vector<double> ref(c.N * c.V, 0.0);
+      lkc::cross_entropy_zero_ignored(loss.f(), lse.f(), dt.as<int32_t>(), c.N, c.V, nullptr);
+      std::vector<double> ref(c.N * c.V, 0.0), lref(c.N, 0.0), lseref(c.N, 0.0);
       for (int64_t n = 0; n < c.N; n++) {
         if (tg[n] < 0 || tg[n] >= c.V) continue;
         double m = -1e300, s = 0;
         for (int64_t v = 0; v < c.V; v++) m = std::max(m, double(z[n * c.V + v]));
         for (int64_t v = 0; v < c.V; v++) s += std::exp(double(z[n * c.V + v]) - m);
         const double l = m + std::log(s);
+        lseref[n] = l;
+        lref[n] = l - double(z[n * c.V + tg[n]]);
         for (int64_t v = 0; v < c.V; v++)
           ref[n * c.V + v] = double(gl) * (std::exp(double(z[n * c.V + v]) - l) - (v == tg[n] ? 1.0 : 0.0));
       }
+      // forward + zero_ignored: the CPU backend's convention, loss and lse 0 on ignored rows
+      check("cross-entropy fwd + zero_ignored: lse", tag, compare(down<float>(lse.p, c.N), lseref), 1e-5);
+      check("cross-entropy fwd + zero_ignored: loss", tag, compare(down<float>(loss.p, c.N), lref), 1e-5);
       // f32: the saved lse and expf are within a few ulp; bf16: the result is rounded to bf16.
       const double tol = bf ? 1e-2 : 1e-5;
       auto download = [&](const void* p) { return bf ? down_bf16(p, c.N * c.V) : down<float>(p, c.N * c.V); };
