@@ -1,13 +1,19 @@
 #!/usr/bin/env node
 // Builds the CUDA backend (native/cuda/*.cu) into build/liblorakit_cuda.a for sm_90 (Hopper) with
-// nvcc, for the N-API CUDA addon to link (with -lcudart -ldl; cuBLASLt is loaded at run time).
-// With --harness it also builds the check-and-time harnesses (native/cuda/harness/*_check.cu) into
-// build/cuda-harness/. Without nvcc it prints a message and exits 0: the CPU backend works alone.
-//   LORAKIT_NVCC       nvcc to use (default: $CUDA_HOME/bin/nvcc, /usr/local/cuda/bin/nvcc, nvcc on PATH)
-//   LORAKIT_CUDA_ARCH  -gencode targets (default: arch=compute_90,code=sm_90)
-// Objects are rebuilt only when their source or a header is newer, and compiled in parallel.
+// nvcc, then the N-API CUDA addon build/lorakit_cuda.node: native/cuda/addon.cc compiled with the host
+// C++ compiler against Node's own headers and the toolkit's, linked with the static library and the
+// static CUDA runtime (-lcudart_static -ldl -lpthread -lrt; cuBLASLt is loaded at run time), so the
+// addon needs only the driver where it runs. With --harness it also builds the check-and-time harnesses
+// (native/cuda/harness/*_check.cu) into build/cuda-harness/. Without nvcc it prints a message and
+// exits 0: the CPU backend works alone.
+//   LORAKIT_NVCC          nvcc to use (default: $CUDA_HOME/bin/nvcc, /usr/local/cuda/bin/nvcc, nvcc on PATH)
+//   LORAKIT_CUDA_ARCH     -gencode targets (default: arch=compute_90,code=sm_90)
+//   CXX                   host C++ compiler for the addon (default: g++)
+//   LORAKIT_NODE_INCLUDE  folder holding node_api.h (default: next to this Node, as build-native.mjs)
+// Objects are rebuilt only when their source or a header is newer, and compiled in parallel; outputs
+// are written to a temporary name and renamed.
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +27,10 @@ const outDir = join(root, 'build');
 const objDir = join(outDir, 'obj-cuda');
 const binDir = join(outDir, 'cuda-harness');
 const lib = join(outDir, 'liblorakit_cuda.a');
+const addonSrc = join(srcDir, 'addon.cc');
+const addonObj = join(objDir, 'addon.o');
+const addon = join(outDir, 'lorakit_cuda.node');
+const cxx = process.env.CXX || 'g++';
 const withHarness = process.argv.includes('--harness');
 
 function findNvcc() {
@@ -36,6 +46,55 @@ function findNvcc() {
   } catch {
     return null;
   }
+}
+
+// nvcc's absolute path ('nvcc' alone is looked up on PATH).
+function nvccPath(nvcc) {
+  if (nvcc.includes('/')) return resolve(nvcc);
+  for (const dir of (process.env.PATH || '').split(':').filter(Boolean)) {
+    const candidate = join(dir, nvcc);
+    if (existsSync(candidate)) return candidate;
+  }
+  return nvcc;
+}
+
+// The toolkit root (include/cuda_runtime.h) and its library folder (libcudart_static.a).
+function cudaDirs(nvcc) {
+  let fromNvcc = null;
+  try {
+    fromNvcc = resolve(dirname(realpathSync(nvccPath(nvcc))), '..');
+  } catch {
+    // not a file we can resolve: fall back to CUDA_HOME and the usual place
+  }
+  const roots = [fromNvcc, process.env.CUDA_HOME, '/usr/local/cuda'].filter(Boolean);
+  for (const root of roots) {
+    if (!existsSync(join(root, 'include', 'cuda_runtime.h'))) continue;
+    const libs = [
+      join(root, 'lib64'),
+      join(root, 'targets', 'x86_64-linux', 'lib'),
+      join(root, 'targets', 'sbsa-linux', 'lib'),
+      join(root, 'lib'),
+    ];
+    const libDir = libs.find((d) => existsSync(join(d, 'libcudart_static.a')));
+    if (libDir) return { include: join(root, 'include'), lib: libDir };
+  }
+  throw new Error(
+    `the CUDA toolkit's include/cuda_runtime.h and libcudart_static.a were not found under ${roots.join(', ')}`,
+  );
+}
+
+// Node's headers, as scripts/build-native.mjs finds them.
+function nodeInclude() {
+  const candidates = [
+    process.env.LORAKIT_NODE_INCLUDE,
+    resolve(process.execPath, '..', '..', 'include', 'node'),
+    '/usr/include/node',
+    '/usr/local/include/node',
+  ].filter(Boolean);
+  for (const dir of candidates) if (existsSync(join(dir, 'node_api.h'))) return dir;
+  throw new Error(
+    `node_api.h not found in ${candidates.join(', ')}; set LORAKIT_NODE_INCLUDE to the folder holding Node's headers.`,
+  );
 }
 
 const arch = (process.env.LORAKIT_CUDA_ARCH || 'arch=compute_90,code=sm_90').split(/\s+/).filter(Boolean);
@@ -101,6 +160,7 @@ async function main() {
     renameSync(tmp, lib);
     process.stdout.write(`lorakit: built ${lib}\n`);
   }
+  await buildAddon(nvcc, headers);
   if (!withHarness) return;
   mkdirSync(binDir, { recursive: true });
   const libTime = statSync(lib).mtimeMs;
@@ -117,6 +177,32 @@ async function main() {
     const bin = join(binDir, m.replace(/\.cu$/, ''));
     await run(nvcc, [...flags, join(harnessDir, m), '-o', bin, lib, '-ldl'], { maxBuffer: 1 << 24 });
   });
+}
+
+// build/lorakit_cuda.node: addon.cc with the host compiler (-Werror, as the .cu files), linked with the
+// static library and the static CUDA runtime; the static libraries' symbols stay hidden in the addon.
+async function buildAddon(nvcc, headers) {
+  const cuda = cudaDirs(nvcc);
+  const objTime = existsSync(addonObj) ? statSync(addonObj).mtimeMs : 0;
+  if (objTime < statSync(addonSrc).mtimeMs || objTime < headers) {
+    process.stdout.write(`lorakit: ${cxx} native/cuda/addon.cc\n`);
+    const tmp = `${addonObj}.tmp.o`;
+    rmSync(tmp, { force: true });
+    const cxxFlags = ['-std=c++17', '-O2', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', '-Werror'];
+    const includes = ['-I', nodeInclude(), '-I', cuda.include, '-I', srcDir];
+    await run(cxx, [...cxxFlags, ...includes, '-c', addonSrc, '-o', tmp], { maxBuffer: 1 << 24 });
+    renameSync(tmp, addonObj);
+  }
+  const inputsTime = Math.max(statSync(addonObj).mtimeMs, statSync(lib).mtimeMs);
+  if (existsSync(addon) && statSync(addon).mtimeMs >= inputsTime) return;
+  const tmp = `${addon}.tmp`;
+  rmSync(tmp, { force: true });
+  const libs = ['-L', cuda.lib, '-lcudart_static', '-ldl', '-lpthread', '-lrt'];
+  await run(cxx, ['-shared', '-o', tmp, addonObj, lib, '-Wl,--exclude-libs,ALL', ...libs], {
+    maxBuffer: 1 << 24,
+  });
+  renameSync(tmp, addon);
+  process.stdout.write(`lorakit: built ${addon}\n`);
 }
 
 main().catch((err) => {

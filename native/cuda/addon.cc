@@ -1,0 +1,711 @@
+// N-API glue for the CUDA backend: build/lorakit_cuda.node, the entry points of interface CudaAddon
+// (src/backend/cuda/addon.ts) over the kernels of build/liblorakit_cuda.a (lorakit_cuda.h).
+//
+// Device pointers travel as JS numbers: each is checked to be an integer in [0, 2⁵³) and cast to
+// uintptr_t; 0 is null, accepted only where the contract says an argument may be left out. Sizes are
+// checked to be non-negative integers (and to fit an int where the kernel takes one), dtypes to be one
+// of CUDA_DTYPE. Every kernel is enqueued on one stream, created at load with cudaStreamNonBlocking, and
+// the call returns at once; copies to and from the host, synchronize() and sumSquares() wait. After each
+// launch cudaGetLastError() is checked. Any C++ exception (an lkc:: argument check, a CUDA error, an
+// allocation failure) becomes a JS Error "lorakit: <entry point>: <what>". deviceCount() never throws.
+// Loading never fails for want of a GPU: the stream is only created when a device is visible, and the
+// entry points that need it say why it is missing.
+#include <cuda_runtime.h>
+#include <node_api.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "lorakit_cuda.h"
+
+namespace {
+
+using lkc::bf16;
+using lkc::DType;
+
+cudaStream_t g_stream = nullptr;
+std::string g_no_stream = "the CUDA addon was not initialised";  // why g_stream is null
+
+[[noreturn]] void fail(const std::string& msg) { throw std::runtime_error("lorakit: " + msg); }
+
+void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // clear a non-sticky error so later calls are not blamed for it
+    fail(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+  }
+}
+
+cudaStream_t stream() {
+  if (!g_stream) fail("CUDA is not available (" + g_no_stream + ").");
+  return g_stream;
+}
+
+// Creates the stream once per process (several Node environments may load the addon).
+void init_cuda() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+      g_no_stream = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e);
+      (void)cudaGetLastError();
+      return;
+    }
+    if (count == 0) {
+      g_no_stream = "no CUDA device is visible";
+      return;
+    }
+    e = cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+      g_stream = nullptr;
+      g_no_stream = std::string("cudaStreamCreateWithFlags: ") + cudaGetErrorString(e);
+      (void)cudaGetLastError();
+    }
+  });
+}
+
+napi_value undefined(napi_env env) {
+  napi_value v;
+  napi_get_undefined(env, &v);
+  return v;
+}
+
+napi_value number(napi_env env, double x) {
+  napi_value v;
+  if (napi_create_double(env, x, &v) != napi_ok) fail("could not create a JS number");
+  return v;
+}
+
+constexpr double kTwo53 = 9007199254740992.0;  // 2⁵³: every integer below it is exact in a double
+
+// Kernels that launch one block per row (or per 8 rows) take the grid size as a 32-bit count.
+void check_rows(double rows, double per_block, const char* what) {
+  if (std::ceil(rows / per_block) > 2147483647.0) fail(std::string(what) + ": too many rows for one launch.");
+}
+
+// A device buffer from the caching allocator for the length of one call (stream-ordered: freeing it
+// right after the launches that use it is safe, the next user on the stream runs after them).
+class Scratch {
+ public:
+  Scratch() = default;
+  explicit Scratch(size_t bytes) { alloc(bytes); }
+  ~Scratch() {
+    if (p_) try {
+        lkc::device_free(p_);
+      } catch (...) {
+      }
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  void alloc(size_t bytes) { p_ = lkc::device_alloc(bytes, stream()); }  // once
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  void* p_ = nullptr;
+};
+
+// The arguments of one call, checked one by one; every message names the argument.
+class Args {
+ public:
+  Args(napi_env e, napi_callback_info info, size_t expected, const char* fn) : env(e), argv_{} {
+    if (expected > kMaxArgs) fail(std::string(fn) + ": too many declared arguments");
+    size_t argc = kMaxArgs;
+    if (napi_get_cb_info(env, info, &argc, argv_, nullptr, nullptr) != napi_ok) fail("could not read the arguments");
+    if (argc != expected) fail("expected " + std::to_string(expected) + " arguments, got " + std::to_string(argc));
+  }
+
+  napi_env env;
+
+  double num(size_t i, const char* name) const {
+    double v;
+    if (napi_get_value_double(env, argv_[i], &v) != napi_ok) bad(i, name, "must be a number");
+    return v;
+  }
+  float f32(size_t i, const char* name) const { return static_cast<float>(num(i, name)); }
+
+  // An integer in [lo, hi] (both within ±2⁵³).
+  int64_t integer(size_t i, const char* name, double lo, double hi) const {
+    const double v = num(i, name);
+    if (!(v >= lo && v <= hi) || std::floor(v) != v)
+      bad(i, name, "must be an integer in [" + fmt(lo) + ", " + fmt(hi) + "], got " + fmt(v));
+    return static_cast<int64_t>(v);
+  }
+  // A size: an integer in [0, 2⁵³).
+  int64_t count(size_t i, const char* name) const { return integer(i, name, 0, kTwo53 - 1); }
+  // A size the kernel takes as an int.
+  int dim(size_t i, const char* name) const { return static_cast<int>(integer(i, name, 0, 2147483647.0)); }
+
+  bool flag(size_t i, const char* name) const {
+    bool v;
+    if (napi_get_value_bool(env, argv_[i], &v) != napi_ok) bad(i, name, "must be a boolean");
+    return v;
+  }
+
+  DType dtype(size_t i, const char* name) const { return static_cast<DType>(integer(i, name, 0, 3)); }
+
+  // A required device pointer (never null).
+  template <typename T = void>
+  T* ptr(size_t i, const char* name) const {
+    const uintptr_t p = address(i, name);
+    if (p == 0) bad(i, name, "must not be null (0)");
+    return reinterpret_cast<T*>(p);
+  }
+  // An optional device pointer: 0 gives nullptr.
+  template <typename T = void>
+  T* opt(size_t i, const char* name) const {
+    return reinterpret_cast<T*>(address(i, name));
+  }
+
+  // The bytes of a TypedArray, DataView or ArrayBuffer (host memory).
+  struct Bytes {
+    void* data;
+    size_t size;
+  };
+  Bytes bytes(size_t i, const char* name) const {
+    napi_value v = argv_[i];
+    bool is = false;
+    if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+      napi_typedarray_type type;
+      size_t length = 0;
+      void* data = nullptr;
+      if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok) bad(i, name, "is an unreadable typed array");
+      return {data, length * element_size(type, i, name)};
+    }
+    if (napi_is_dataview(env, v, &is) == napi_ok && is) {
+      size_t length = 0;
+      void* data = nullptr;
+      if (napi_get_dataview_info(env, v, &length, &data, nullptr, nullptr) != napi_ok) bad(i, name, "is an unreadable DataView");
+      return {data, length};
+    }
+    if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
+      size_t length = 0;
+      void* data = nullptr;
+      if (napi_get_arraybuffer_info(env, v, &data, &length) != napi_ok) bad(i, name, "is an unreadable ArrayBuffer");
+      return {data, length};
+    }
+    bad(i, name, "must be a Uint8Array (or another typed array, DataView or ArrayBuffer)");
+  }
+
+  // After a kernel launch: a bad configuration or an earlier asynchronous fault shows up here.
+  void launched() const {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) fail(std::string("CUDA error after the launch: ") + cudaGetErrorString(e));
+  }
+
+ private:
+  static constexpr size_t kMaxArgs = 24;
+
+  static std::string fmt(double v) {
+    char b[40];
+    std::snprintf(b, sizeof b, "%.17g", v);
+    return b;
+  }
+
+  [[noreturn]] void bad(size_t i, const char* name, const std::string& what) const {
+    fail("argument " + std::to_string(i) + " (" + name + ") " + what);
+  }
+
+  uintptr_t address(size_t i, const char* name) const {
+    const double v = num(i, name);
+    if (!(v >= 0 && v < kTwo53) || std::floor(v) != v)
+      bad(i, name, "must be a device pointer (an integer in [0, 2^53)), got " + fmt(v));
+    return static_cast<uintptr_t>(v);
+  }
+
+  size_t element_size(napi_typedarray_type t, size_t i, const char* name) const {
+    switch (t) {
+      case napi_int8_array:
+      case napi_uint8_array:
+      case napi_uint8_clamped_array:
+        return 1;
+      case napi_int16_array:
+      case napi_uint16_array:
+        return 2;
+      case napi_int32_array:
+      case napi_uint32_array:
+      case napi_float32_array:
+        return 4;
+      case napi_float64_array:
+      case napi_bigint64_array:
+      case napi_biguint64_array:
+        return 8;
+      default:
+        bad(i, name, "is a typed array of an unknown element type");
+    }
+  }
+
+  napi_value argv_[kMaxArgs];
+};
+
+// "lorakit: <fn>: <message without its own lorakit: prefix>"
+void throw_js(napi_env env, const char* fn, const char* what) {
+  std::string msg = what ? what : "unknown error";
+  if (msg.rfind("lorakit: ", 0) == 0) msg.erase(0, 9);
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_error(env, nullptr, ("lorakit: " + std::string(fn) + ": " + msg).c_str());
+}
+
+// Calls fn with the arguments evaluated left to right (a braced list guarantees the order), so the
+// arguments are all checked before stream() says whether there is a GPU at all.
+#define LKC_CALL(fn, ...) std::apply(fn, std::tuple{__VA_ARGS__})
+
+// Defines napi_value js_<name>(env, info) taking `nargs` arguments (as `a`) with the body that follows;
+// the body may return a value, else the call returns undefined.
+#define LKC_JS(name, nargs, ...)                                        \
+  napi_value js_##name(napi_env env, napi_callback_info info) {         \
+    try {                                                               \
+      Args a(env, info, nargs, #name);                                  \
+      __VA_ARGS__                                                       \
+    } catch (const std::exception& e) {                                 \
+      throw_js(env, #name, e.what());                                   \
+    } catch (...) {                                                     \
+      throw_js(env, #name, "unknown C++ exception");                    \
+    }                                                                   \
+    return undefined(env);                                              \
+  }
+
+// ---- device and memory ---------------------------------------------------------------------------
+
+napi_value js_deviceCount(napi_env env, napi_callback_info) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    count = 0;
+  }
+  napi_value v;
+  if (napi_create_int32(env, count, &v) != napi_ok) return undefined(env);
+  return v;
+}
+
+LKC_JS(deviceName, 0, {
+  (void)a;
+  int dev = 0;
+  cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
+  cudaDeviceProp prop;
+  cuda_check(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties");
+  const std::string name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+  napi_value v;
+  if (napi_create_string_utf8(env, name.c_str(), name.size(), &v) != napi_ok) fail("could not create a JS string");
+  return v;
+})
+
+LKC_JS(alloc, 1, {
+  const int64_t bytes = a.count(0, "bytes");
+  void* p = lkc::device_alloc(static_cast<size_t>(bytes), stream());
+  const uintptr_t u = reinterpret_cast<uintptr_t>(p);
+  if (static_cast<double>(u) >= kTwo53) {
+    lkc::device_free(p);
+    fail("cudaMalloc returned an address a JS number cannot hold");
+  }
+  return number(env, static_cast<double>(u));
+})
+
+LKC_JS(free, 1, { lkc::device_free(a.opt(0, "ptr")); })
+
+// [allocated, reserved, peak allocated, peak reserved]; resetPeak first sets the peaks to the current
+// values (as the CPU addon's memoryStats).
+LKC_JS(memoryStats, 1, {
+  if (a.flag(0, "resetPeak")) lkc::reset_peak();
+  const lkc::AllocatorStats s = lkc::allocator_stats();
+  const double v[4] = {double(s.allocated), double(s.reserved), double(s.peak_allocated), double(s.peak_reserved)};
+  napi_value arr;
+  if (napi_create_array_with_length(env, 4, &arr) != napi_ok) fail("could not create a JS array");
+  for (uint32_t i = 0; i < 4; i++) napi_set_element(env, arr, i, number(env, v[i]));
+  return arr;
+})
+
+LKC_JS(emptyCache, 0, {
+  (void)a;
+  cuda_check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");  // cached blocks may still be in use by queued work
+  lkc::empty_cache();
+})
+
+LKC_JS(copyToDevice, 2, {
+  void* dst = a.ptr(0, "dst");
+  const Args::Bytes src = a.bytes(1, "src");
+  if (src.size == 0) return undefined(env);
+  cudaStream_t s = stream();
+  cuda_check(cudaMemcpyAsync(dst, src.data, src.size, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync (host to device)");
+  cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");  // pageable source: src may be reused on return
+})
+
+LKC_JS(copyToHost, 2, {
+  const Args::Bytes dst = a.bytes(0, "dst");
+  const void* src = a.ptr(1, "src");
+  if (dst.size == 0) return undefined(env);
+  cudaStream_t s = stream();
+  cuda_check(cudaMemcpyAsync(dst.data, src, dst.size, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync (device to host)");
+  cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+})
+
+LKC_JS(copyDeviceToDevice, 3, {
+  void* dst = a.ptr(0, "dst");
+  const void* src = a.ptr(1, "src");
+  const int64_t bytes = a.count(2, "bytes");
+  if (bytes == 0) return undefined(env);
+  cuda_check(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToDevice, stream()), "cudaMemcpyAsync (device to device)");
+})
+
+LKC_JS(synchronize, 0, {
+  (void)a;
+  cuda_check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
+})
+
+// ---- GEMM and elementwise ------------------------------------------------------------------------
+
+LKC_JS(gemm, 18, {
+  void* c = a.ptr(0, "c");
+  const DType ct = a.dtype(1, "cType");
+  const void* A = a.ptr(2, "a");
+  const DType at = a.dtype(3, "aType");
+  const void* B = a.ptr(4, "b");
+  const DType bt = a.dtype(5, "bType");
+  lkc::GemmOpts o;
+  o.bias = a.opt(6, "bias");
+  const int64_t m = a.count(7, "m"), n = a.count(8, "n"), k = a.count(9, "k");
+  o.trans_a = a.flag(10, "transA");
+  o.trans_b = a.flag(11, "transB");
+  o.alpha = a.f32(12, "alpha");
+  o.beta = a.f32(13, "beta");
+  o.batch = a.dim(14, "batch");
+  o.stride_a = a.count(15, "strideA");
+  o.stride_b = a.count(16, "strideB");
+  o.stride_c = a.count(17, "strideC");
+  if (m == 0 || n == 0 || o.batch == 0) return undefined(env);  // nothing to write
+  LKC_CALL(lkc::gemm, c, ct, A, at, B, bt, m, n, k, o, stream());
+  a.launched();
+})
+
+LKC_JS(add, 6, {
+  LKC_CALL(lkc::add_broadcast, a.ptr(0, "out"), a.ptr(1, "a"), a.ptr(2, "b"), a.dtype(3, "t"), a.count(4, "n"), a.count(5, "nb"), stream());
+  a.launched();
+})
+
+LKC_JS(mul, 6, {
+  LKC_CALL(lkc::mul_broadcast, a.ptr(0, "out"), a.ptr(1, "a"), a.ptr(2, "b"), a.dtype(3, "t"), a.count(4, "n"), a.count(5, "nb"), stream());
+  a.launched();
+})
+
+LKC_JS(scale, 5, {
+  LKC_CALL(lkc::scale, a.ptr(0, "out"), a.ptr(1, "x"), a.f32(2, "alpha"), a.dtype(3, "t"), a.count(4, "n"), stream());
+  a.launched();
+})
+
+LKC_JS(axpy, 6, {
+  LKC_CALL(lkc::axpy, a.ptr(0, "y"), a.dtype(1, "yType"), a.ptr(2, "x"), a.dtype(3, "xType"), a.f32(4, "alpha"), a.count(5, "n"), stream());
+  a.launched();
+})
+
+LKC_JS(cast, 5, {
+  LKC_CALL(lkc::cast, a.ptr(0, "out"), a.dtype(1, "outType"), a.ptr(2, "x"), a.dtype(3, "xType"), a.count(4, "n"), stream());
+  a.launched();
+})
+
+LKC_JS(fill, 4, {
+  LKC_CALL(lkc::fill, a.ptr(0, "out"), a.dtype(1, "t"), a.f32(2, "value"), a.count(3, "n"), stream());
+  a.launched();
+})
+
+LKC_JS(sumRows, 6, {
+  LKC_CALL(lkc::sum_rows, a.ptr(0, "out"), a.dtype(1, "outType"), a.ptr(2, "x"), a.dtype(3, "xType"), a.count(4, "rows"), a.count(5, "cols"),
+                stream());
+  a.launched();
+})
+
+// Σ x² into a zeroed device scalar from the allocator, read back (waits).
+LKC_JS(sumSquares, 3, {
+  const void* x = a.ptr(0, "x");
+  const DType t = a.dtype(1, "t");
+  const int64_t n = a.count(2, "n");
+  cudaStream_t s = stream();
+  Scratch acc(sizeof(float));
+  cuda_check(cudaMemsetAsync(acc.as<float>(), 0, sizeof(float), s), "cudaMemsetAsync");
+  lkc::sum_squares(acc.as<float>(), x, t, n, s);
+  a.launched();
+  float host = 0.f;
+  cuda_check(cudaMemcpyAsync(&host, acc.as<float>(), sizeof(float), cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync (device to host)");
+  cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  return number(env, static_cast<double>(host));
+})
+
+// ---- layers --------------------------------------------------------------------------------------
+
+LKC_JS(rmsnormForward, 7, {
+  const int64_t rows = a.count(4, "rows");
+  check_rows(static_cast<double>(rows), 8, "rmsnorm");
+  LKC_CALL(lkc::rmsnorm_forward, a.ptr<bf16>(0, "y"), a.ptr<float>(1, "rstd"), a.ptr<const bf16>(2, "x"), a.ptr<const bf16>(3, "w"), rows,
+                       a.dim(5, "dim"), a.f32(6, "eps"), stream());
+  a.launched();
+})
+
+// dx (or 0) bf16, dw (or 0) f32 accumulated. The kernel always writes dx: without one it gets a scratch.
+LKC_JS(rmsnormBackward, 8, {
+  bf16* dx = a.opt<bf16>(0, "dx");
+  float* dw = a.opt<float>(1, "dw");
+  const bf16* dy = a.ptr<const bf16>(2, "dy");
+  const bf16* x = a.ptr<const bf16>(3, "x");
+  const bf16* w = a.ptr<const bf16>(4, "w");
+  const float* rstd = a.ptr<const float>(5, "rstd");
+  const int64_t rows = a.count(6, "rows");
+  const int dim = a.dim(7, "dim");
+  check_rows(static_cast<double>(rows), 8, "rmsnorm");
+  if (!dx && !dw) return undefined(env);
+  Scratch tmp;
+  if (!dx) {
+    tmp.alloc(static_cast<size_t>(rows) * dim * sizeof(bf16));
+    dx = tmp.as<bf16>();
+  }
+  LKC_CALL(lkc::rmsnorm_backward, dx, dw, dy, x, w, rstd, rows, dim, stream());
+  a.launched();
+})
+
+LKC_JS(ropeForward, 9, {
+  const int64_t rows = a.count(5, "rows");
+  const int H = a.dim(6, "H");
+  check_rows(static_cast<double>(rows) * H, 8, "rope");
+  LKC_CALL(lkc::rope_forward, a.ptr<bf16>(0, "out"), a.ptr<const bf16>(1, "x"), a.ptr<const float>(2, "cos"), a.ptr<const float>(3, "sin"),
+                    a.ptr<const int32_t>(4, "pos"), rows, H, a.dim(7, "D"), a.dim(8, "half"), stream());
+  a.launched();
+})
+
+LKC_JS(ropeBackward, 9, {
+  const int64_t rows = a.count(5, "rows");
+  const int H = a.dim(6, "H");
+  check_rows(static_cast<double>(rows) * H, 8, "rope");
+  LKC_CALL(lkc::rope_backward, a.ptr<bf16>(0, "dx"), a.ptr<const bf16>(1, "dy"), a.ptr<const float>(2, "cos"), a.ptr<const float>(3, "sin"),
+                     a.ptr<const int32_t>(4, "pos"), rows, H, a.dim(7, "D"), a.dim(8, "half"), stream());
+  a.launched();
+})
+
+LKC_JS(swigluForward, 4, {
+  LKC_CALL(lkc::swiglu_forward, a.ptr<bf16>(0, "h"), a.ptr<const bf16>(1, "g"), a.ptr<const bf16>(2, "u"), a.count(3, "n"), stream());
+  a.launched();
+})
+
+// dg, du bf16, either may be 0: the kernel writes both, so the one left out goes to a scratch.
+LKC_JS(swigluBackward, 6, {
+  bf16* dg = a.opt<bf16>(0, "dg");
+  bf16* du = a.opt<bf16>(1, "du");
+  const bf16* dh = a.ptr<const bf16>(2, "dh");
+  const bf16* g = a.ptr<const bf16>(3, "g");
+  const bf16* u = a.ptr<const bf16>(4, "u");
+  const int64_t n = a.count(5, "n");
+  if ((!dg && !du) || n == 0) return undefined(env);
+  Scratch tmp;
+  if (!dg || !du) {
+    tmp.alloc(static_cast<size_t>(n) * sizeof(bf16));
+    (dg ? du : dg) = tmp.as<bf16>();
+  }
+  LKC_CALL(lkc::swiglu_backward, dg, du, dh, g, u, n, stream());
+  a.launched();
+})
+
+LKC_JS(embeddingForward, 7, {
+  bf16* out = a.ptr<bf16>(0, "out");
+  const int32_t* ids = a.ptr<const int32_t>(1, "ids");
+  const void* table = a.ptr(2, "table");
+  const DType tt = a.dtype(3, "tableType");
+  const int64_t N = a.count(4, "N");
+  const int C = a.dim(5, "C");
+  const int64_t V = a.count(6, "V");
+  check_rows(static_cast<double>(N), 8, "embedding");
+  if (tt == DType::BF16)
+    LKC_CALL(lkc::embedding_forward, out, ids, static_cast<const bf16*>(table), N, C, V, stream());
+  else if (tt == DType::F32)
+    LKC_CALL(lkc::embedding_forward_f32, out, ids, static_cast<const float*>(table), N, C, V, stream());
+  else
+    fail(std::string("the embedding table must be f32 or bf16, not ") + lkc::dtype_name(tt) + ".");
+  a.launched();
+})
+
+LKC_JS(embeddingBackward, 6, {
+  const int64_t N = a.count(3, "N");
+  check_rows(static_cast<double>(N), 8, "embedding");
+  LKC_CALL(lkc::embedding_backward, a.ptr<float>(0, "dtable"), a.ptr<const bf16>(1, "dout"), a.ptr<const int32_t>(2, "ids"), N, a.dim(4, "C"),
+                          a.count(5, "V"), stream());
+  a.launched();
+})
+
+// ---- cross-entropy -------------------------------------------------------------------------------
+
+LKC_JS(crossEntropyForward, 7, {
+  const int64_t N = a.count(5, "N");
+  check_rows(static_cast<double>(N), 1, "cross-entropy");
+  float* row_loss = a.ptr<float>(0, "rowLoss");
+  float* lse = a.ptr<float>(1, "lse");
+  const void* logits = a.ptr(2, "logits");
+  const DType t = a.dtype(3, "t");
+  const int32_t* targets = a.ptr<const int32_t>(4, "targets");
+  const int64_t V = a.count(6, "V");
+  lkc::cross_entropy_forward(row_loss, lse, logits, t, targets, N, V, stream());
+  a.launched();
+  lkc::cross_entropy_zero_ignored(row_loss, lse, targets, N, V, stream());  // lse 0 on ignored rows, as the contract says
+  a.launched();
+})
+
+LKC_JS(crossEntropyBackward, 8, {
+  LKC_CALL(lkc::cross_entropy_backward, a.ptr(0, "dlogits"), a.ptr(1, "logits"), a.dtype(2, "t"), a.ptr<const int32_t>(3, "targets"),
+                              a.ptr<const float>(4, "lse"), a.ptr<const float>(5, "gradLoss"), a.count(6, "N"), a.count(7, "V"),
+                              stream());
+  a.launched();
+})
+
+LKC_JS(linearCrossEntropyWorkspace, 3, {
+  const size_t bytes = lkc::linear_cross_entropy_workspace(a.count(0, "N"), a.dim(1, "C"), a.dim(2, "chunk"));
+  return number(env, static_cast<double>(bytes));
+})
+
+LKC_JS(linearCrossEntropyForward, 10, {
+  LKC_CALL(lkc::linear_cross_entropy_forward, a.ptr<float>(0, "rowLoss"), a.ptr<float>(1, "lse"), a.ptr<const bf16>(2, "h"),
+                                    a.ptr<const bf16>(3, "W"), a.ptr<const int32_t>(4, "targets"), a.count(5, "N"), a.dim(6, "C"),
+                                    a.count(7, "V"), a.dim(8, "chunk"), a.ptr(9, "workspace"), stream());
+  a.launched();
+})
+
+LKC_JS(linearCrossEntropyBackward, 12, {
+  LKC_CALL(lkc::linear_cross_entropy_backward, a.ptr<bf16>(0, "dh"), a.opt<float>(1, "dW"), a.ptr<const bf16>(2, "h"), a.ptr<const bf16>(3, "W"),
+                                     a.ptr<const int32_t>(4, "targets"), a.ptr<const float>(5, "lse"), a.f32(6, "gradScale"),
+                                     a.count(7, "N"), a.dim(8, "C"), a.count(9, "V"), a.dim(10, "chunk"), a.ptr(11, "workspace"),
+                                     stream());
+  a.launched();
+})
+
+// ---- optimizers, dropout -------------------------------------------------------------------------
+
+LKC_JS(adamwStep, 12, {
+  LKC_CALL(lkc::adamw_step, a.ptr<float>(0, "p"), a.ptr<float>(1, "m"), a.ptr<float>(2, "v"), nullptr, a.ptr<const float>(3, "g"),
+                  a.opt<const float>(4, "gradScale"), a.count(5, "n"), a.f32(6, "lr"), a.f32(7, "beta1"), a.f32(8, "beta2"),
+                  a.f32(9, "eps"), a.f32(10, "weightDecay"), static_cast<int>(a.integer(11, "step", 1, 2147483647.0)), stream());
+  a.launched();
+})
+
+LKC_JS(sgdStep, 7, {
+  LKC_CALL(lkc::sgd_step, a.ptr<float>(0, "p"), a.opt<float>(1, "buf"), a.ptr<const float>(2, "g"), a.count(3, "n"), a.f32(4, "lr"),
+                a.f32(5, "weightDecay"), a.f32(6, "momentum"), stream());
+  a.launched();
+})
+
+// seed: any integer a JS number holds exactly, cast through int64 as the CPU addon does.
+LKC_JS(dropout, 6, {
+  const double p = a.num(3, "p");
+  if (!(p >= 0.0 && p <= 1.0)) fail("dropout probability must be in [0, 1].");
+  const int64_t seed = a.integer(4, "seed", -(kTwo53 - 1), kTwo53 - 1);
+  LKC_CALL(lkc::dropout, a.ptr(0, "out"), a.ptr(1, "x"), a.dtype(2, "t"), static_cast<float>(p), static_cast<uint64_t>(seed), a.count(5, "n"),
+               stream());
+  a.launched();
+})
+
+// ---- quantized weights ---------------------------------------------------------------------------
+
+LKC_JS(dequantize4bit, 6, {
+  LKC_CALL(lkc::dequantize_4bit, a.ptr<bf16>(0, "out"), a.ptr<const uint8_t>(1, "packed"), a.ptr<const float>(2, "absmax"),
+                       static_cast<int>(a.integer(3, "code", 0, 1)), a.count(4, "n"), a.dim(5, "blocksize"), stream());
+  a.launched();
+})
+
+LKC_JS(dequantize4bitDq, 10, {
+  LKC_CALL(lkc::dequantize_4bit_dq, a.ptr<bf16>(0, "out"), a.ptr<const uint8_t>(1, "packed"), a.ptr<const uint8_t>(2, "absmaxQ"),
+                          a.ptr<const float>(3, "absmax2"), a.ptr<const float>(4, "code2"), a.f32(5, "offset"),
+                          static_cast<int>(a.integer(6, "code", 0, 1)), a.count(7, "n"), a.dim(8, "blocksize"), a.dim(9, "blocksize2"),
+                          stream());
+  a.launched();
+})
+
+LKC_JS(dequantizeInt8, 5, {
+  LKC_CALL(lkc::dequantize_int8, a.ptr<bf16>(0, "out"), a.ptr<const int8_t>(1, "q"), a.ptr<const float>(2, "scale"), a.count(3, "rows"),
+                       a.count(4, "cols"), stream());
+  a.launched();
+})
+
+// ---- attention -----------------------------------------------------------------------------------
+
+LKC_JS(attentionForward, 13, {
+  LKC_CALL(lkc::attention_forward, a.ptr<bf16>(0, "out"), a.ptr<float>(1, "lse"), a.ptr<const bf16>(2, "q"), a.ptr<const bf16>(3, "k"),
+                         a.ptr<const bf16>(4, "v"), a.ptr<const int32_t>(5, "segments"), a.dim(6, "B"), a.dim(7, "Tq"), a.dim(8, "Tk"),
+                         a.dim(9, "Hq"), a.dim(10, "Hkv"), a.dim(11, "D"), a.f32(12, "scale"), stream());
+  a.launched();
+})
+
+LKC_JS(attentionBackwardWorkspace, 6, {
+  const size_t bytes = lkc::attention_backward_workspace(a.dim(0, "B"), a.dim(1, "Tq"), a.dim(2, "Tk"), a.dim(3, "Hq"), a.dim(4, "Hkv"),
+                                                         a.dim(5, "D"));
+  return number(env, static_cast<double>(bytes));
+})
+
+LKC_JS(attentionBackward, 18, {
+  LKC_CALL(lkc::attention_backward, a.ptr<bf16>(0, "dq"), a.ptr<bf16>(1, "dk"), a.ptr<bf16>(2, "dv"), a.ptr<const bf16>(3, "dout"),
+                          a.ptr<const bf16>(4, "out"), a.ptr<const bf16>(5, "q"), a.ptr<const bf16>(6, "k"), a.ptr<const bf16>(7, "v"),
+                          a.ptr<const float>(8, "lse"), a.ptr<const int32_t>(9, "segments"), a.dim(10, "B"), a.dim(11, "Tq"),
+                          a.dim(12, "Tk"), a.dim(13, "Hq"), a.dim(14, "Hkv"), a.dim(15, "D"), a.f32(16, "scale"), a.ptr(17, "workspace"),
+                          stream());
+  a.launched();
+})
+
+napi_value init(napi_env env, napi_value exports) {
+  init_cuda();
+#define LKC_FN(name) {#name, nullptr, js_##name, nullptr, nullptr, nullptr, napi_enumerable, nullptr}
+  const napi_property_descriptor fns[] = {
+      LKC_FN(deviceCount),
+      LKC_FN(deviceName),
+      LKC_FN(alloc),
+      LKC_FN(free),
+      LKC_FN(memoryStats),
+      LKC_FN(emptyCache),
+      LKC_FN(copyToDevice),
+      LKC_FN(copyToHost),
+      LKC_FN(copyDeviceToDevice),
+      LKC_FN(synchronize),
+      LKC_FN(gemm),
+      LKC_FN(add),
+      LKC_FN(mul),
+      LKC_FN(scale),
+      LKC_FN(axpy),
+      LKC_FN(cast),
+      LKC_FN(fill),
+      LKC_FN(sumRows),
+      LKC_FN(sumSquares),
+      LKC_FN(rmsnormForward),
+      LKC_FN(rmsnormBackward),
+      LKC_FN(ropeForward),
+      LKC_FN(ropeBackward),
+      LKC_FN(swigluForward),
+      LKC_FN(swigluBackward),
+      LKC_FN(embeddingForward),
+      LKC_FN(embeddingBackward),
+      LKC_FN(crossEntropyForward),
+      LKC_FN(crossEntropyBackward),
+      LKC_FN(linearCrossEntropyWorkspace),
+      LKC_FN(linearCrossEntropyForward),
+      LKC_FN(linearCrossEntropyBackward),
+      LKC_FN(adamwStep),
+      LKC_FN(sgdStep),
+      LKC_FN(dropout),
+      LKC_FN(dequantize4bit),
+      LKC_FN(dequantize4bitDq),
+      LKC_FN(dequantizeInt8),
+      LKC_FN(attentionForward),
+      LKC_FN(attentionBackwardWorkspace),
+      LKC_FN(attentionBackward),
+  };
+#undef LKC_FN
+  if (napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) != napi_ok) {
+    napi_throw_error(env, nullptr, "lorakit: the CUDA addon could not define its functions");
+    return nullptr;
+  }
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
