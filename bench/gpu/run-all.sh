@@ -49,7 +49,8 @@ say "built in $(($(date +%s) - t0)) s"
 grep "BUILD FAIL" "$LOG" && say "(see $LOG)"
 
 say "== harnesses"
-for h in memory elementwise rmsnorm rope swiglu embedding adamw nf4 cross_entropy attention gemm; do
+for h in memory elementwise broadcast sum_rows rmsnorm rope swiglu embedding embedding_f32 adamw sgd dropout nf4 dequant4 dequant_int8 \
+  cross_entropy cross_entropy_backward attention gemm; do
   bin=build/cuda-harness/${h}_check
   if [ ! -x "$bin" ]; then
     echo "RESULT $h: FAIL (not built)" | tee -a "$LOG"
@@ -62,9 +63,11 @@ done
 
 if [ "$SANITIZE" = 1 ] && command -v compute-sanitizer >/dev/null; then
   say "== compute-sanitizer (small cases)"
-  for h in elementwise rmsnorm rope swiglu embedding adamw nf4 cross_entropy attention; do
+  for h in elementwise broadcast sum_rows rmsnorm rope swiglu embedding embedding_f32 adamw sgd dropout nf4 dequant4 dequant_int8 \
+    cross_entropy cross_entropy_backward attention; do
     for tool in memcheck racecheck; do
-      [ "$tool" = racecheck ] && [ "$h" != attention ] && [ "$h" != rmsnorm ] && [ "$h" != cross_entropy ] && continue
+      [ "$tool" = racecheck ] && [ "$h" != attention ] && [ "$h" != rmsnorm ] && [ "$h" != cross_entropy ] &&
+        [ "$h" != sum_rows ] && [ "$h" != dequant4 ] && continue
       r=$(HX_QUICK=1 timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 9 build/cuda-harness/${h}_check 2>&1 | tee -a "$LOG" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY" | tail -1)
       say "sanitize $h $tool: ${r:-no summary (timed out?)}"
     done
