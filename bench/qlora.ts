@@ -4,11 +4,15 @@
 //  3. peak native memory of QLoRA (NF4+DQ) vs LoRA training, same model, data and batch;
 //  4. final eval loss of QLoRA vs LoRA after the same short run (Alpaca subset, same seed and settings).
 // Usage: node --import tsx bench/qlora.ts [--ppl-rows 48] [--steps 30] [--batch-size 4] [--seq-len 128] [--eval-rows 48]
+//        [--lr 2e-4] [--device cpu|cuda] [--skip-ppl]
+// On cuda the "unquantized" base is stored in bf16 (the GPU's activation dtype). LORAKIT_SHARED_DATA
+// points at ../shared/data elsewhere (a GPU machine).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseDevice } from '../src/backend/device.js';
 import { loadModel, type LoadOptions } from '../src/models/load.js';
 import { addAdapter } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
@@ -25,10 +29,14 @@ const { values } = parseArgs({
     'batch-size': { type: 'string', default: '4' },
     'seq-len': { type: 'string', default: '128' },
     'eval-rows': { type: 'string', default: '48' },
+    lr: { type: 'string', default: '2e-4' },
+    device: { type: 'string', default: 'cpu' },
+    'skip-ppl': { type: 'boolean', default: false },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
-const shared = join(root, '..', 'shared', 'data', 'datasets');
+const shared = join(process.env.LORAKIT_SHARED_DATA ?? join(root, '..', 'shared', 'data'), 'datasets');
+const device = parseDevice(values.device!, '--device');
 const gguf = execFileSync('bash', [join(root, 'scripts/fetch-smollm2.sh')], { encoding: 'utf8' }).trim();
 const work = mkdtempSync(join(tmpdir(), 'lorakit-bench-qlora-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -70,9 +78,9 @@ const variants: [string, LoadOptions][] = [
 
 const rows: string[] = [];
 let basePpl = 0;
-for (const [name, opts] of variants) {
+for (const [name, opts] of values['skip-ppl'] ? [] : variants) {
   const t0 = performance.now();
-  const { model, tokenizer } = await loadModel(gguf, opts);
+  const { model, tokenizer } = await loadModel(gguf, { ...opts, device });
   try {
     const w = baseWeightBytes(model);
     const data = loadData(pplFile, tokenizer, { completionOnly: false, maxSeqLen: 512 }).examples;
@@ -94,7 +102,7 @@ async function finetune(
   name: string,
   opts: LoadOptions,
 ): Promise<{ peak: number; evalLoss: number; before: number; seconds: number; baseBytes: number }> {
-  const { model, tokenizer } = await loadModel(gguf, opts);
+  const { model, tokenizer } = await loadModel(gguf, { ...opts, device });
   try {
     addAdapter(
       model,
@@ -104,13 +112,13 @@ async function finetune(
     );
     const evalSet: Example[] = loadData(evalFile, tokenizer, { completionOnly: true, maxSeqLen: T }).examples;
     const before = evaluate(model, evalSet, 8).loss;
-    memoryStats(true);
+    memoryStats(true, device);
     const t0 = performance.now();
     const r = await train(model, tokenizer, {
       data: trainFile,
       maxSteps: steps,
       batchSize: B,
-      lr: 2e-4,
+      lr: Number(values.lr),
       maxSeqLen: T,
       completionOnly: true,
       seed: 1,
@@ -119,7 +127,7 @@ async function finetune(
       gradCheckpointing: true,
     });
     const seconds = (performance.now() - t0) / 1000;
-    const peak = memoryStats().peakBytes;
+    const peak = memoryStats(false, device).peakBytes;
     const evalLoss = evaluate(model, evalSet, 8).loss;
     log(
       `${name}: eval loss ${before.toFixed(4)} -> ${evalLoss.toFixed(4)}, peak ${mib(peak)} MiB, ${seconds.toFixed(0)} s, ${r.steps} steps`,
@@ -130,7 +138,7 @@ async function finetune(
   }
 }
 
-const lora = await finetune('LoRA (fp32 base)', {});
+const lora = await finetune(device === 'cpu' ? 'LoRA (fp32 base)' : 'LoRA (bf16 base)', {});
 const qlora = await finetune('QLoRA (NF4 + DQ)', { quantize: 'nf4', doubleQuant: true });
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
@@ -143,14 +151,14 @@ console.log(
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(r);
 console.log(
-  `\nFine-tuning: Alpaca subset, ${steps} steps × batch ${B}, max ${T} tokens, completion-only loss, r 16, alpha 32, dropout 0.05, all-linear, AdamW lr 2e-4 (linear, 2 warm-up), activation checkpointing, seed 1; eval on ${values['eval-rows']} held-out rows.\n`,
+  `\nFine-tuning on ${device}: Alpaca subset, ${steps} steps × batch ${B}, max ${T} tokens, completion-only loss, r 16, alpha 32, dropout 0.05, all-linear, AdamW lr ${values.lr} (linear, 2 warm-up), activation checkpointing, seed 1; eval on ${values['eval-rows']} held-out rows.\n`,
 );
 console.log(
   '| run | base weights MiB | peak native memory in training MiB | eval loss before | eval loss after | time s |',
 );
 console.log('| --- | --- | --- | --- | --- | --- |');
 for (const [name, r] of [
-  ['LoRA (fp32 base)', lora],
+  [device === 'cpu' ? 'LoRA (fp32 base)' : 'LoRA (bf16 base)', lora],
   ['QLoRA (NF4 + DQ)', qlora],
 ] as const)
   console.log(

@@ -6,6 +6,7 @@
 # (no Node). Full output goes to $OUT/run-all.log (or build/cuda-bench/run-all.log).
 #   bash bench/gpu/run-all.sh              build, check, time
 #   bash bench/gpu/run-all.sh --sanitize   also memcheck + racecheck the kernels on the small cases
+#   LORAKIT_HARNESSES="dropout sgd" bash bench/gpu/run-all.sh   only these harnesses
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 SANITIZE=0
@@ -49,8 +50,8 @@ say "built in $(($(date +%s) - t0)) s"
 grep "BUILD FAIL" "$LOG" && say "(see $LOG)"
 
 say "== harnesses"
-for h in memory elementwise broadcast sum_rows rmsnorm rope swiglu embedding embedding_f32 adamw sgd dropout nf4 dequant4 dequant_int8 \
-  cross_entropy cross_entropy_backward attention gemm; do
+for h in ${LORAKIT_HARNESSES:-memory elementwise broadcast sum_rows rmsnorm rope swiglu embedding embedding_f32 adamw sgd dropout nf4 dequant4 dequant_int8 \
+  cross_entropy cross_entropy_backward attention gemm}; do
   bin=build/cuda-harness/${h}_check
   if [ ! -x "$bin" ]; then
     echo "RESULT $h: FAIL (not built)" | tee -a "$LOG"

@@ -248,12 +248,16 @@ export class CausalLM {
     const T = hostBatch.ids.shape[1];
     const maxPos = hostBatch.positions.as('i32').reduce((m, p) => Math.max(m, p), 0) + 1;
     // Batches are built on the host and checked there; a GPU model takes a copy.
-    if (this.device !== 'cpu')
+    if (this.device !== 'cpu') {
       for (const id of hostBatch.ids.as('i32'))
         if (id < 0 || id >= this.config.vocabSize)
           throw new Error(
             `lorakit: embedding: token id ${id} is out of range for a vocabulary of ${this.config.vocabSize} tokens.`,
           );
+      for (const s of hostBatch.segments.as('i32'))
+        if (s < 0)
+          throw new Error(`lorakit: attention: segment ids must be 0 (padding) or positive, got ${s}.`);
+    }
     const batch: Batch =
       this.device === 'cpu'
         ? hostBatch

@@ -162,6 +162,7 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, segments: Tensor): void {
     throw new Error(
       `lorakit: attention: segments has shape ${shapeString(segments.shape)}, expected [${B}, ${Tk}] (batch, key positions).`,
     );
+  if (segments.device !== 'cpu') return; // batches are checked on the host before they are copied
   const ids = segments.as('i32');
   for (let i = 0; i < ids.length; i++)
     if (ids[i] < 0)

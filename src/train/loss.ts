@@ -13,10 +13,11 @@ export function lossSum(model: CausalLM, batch: Batch, targets: Tensor, opts: Fo
   const adapter = opts.ctx?.adapter === undefined ? model.activeAdapter : opts.ctx.adapter;
   const headAdapted = adapter !== null && model.lmHead.adapters.has(adapter);
   const hidden = model.hidden(batch, opts);
-  if (targets.device !== hidden.device) targets = targets.toDevice(hidden.device); // freed by the caller's scope
   const [B, T, D] = hidden.shape;
+  // The fused op reads targets on the host (it checks and gathers them there).
   if (!headAdapted && !model.lmHead.bias)
     return linearCrossEntropy(hidden.reshape([B * T, D]), model.lmHead.weight, targets);
   const logits = model.lmHead.forward(hidden, { adapter, training: false, seed: 0, ...opts.ctx });
-  return crossEntropy(logits.reshape([B * T, model.config.vocabSize]), targets);
+  const onDevice = targets.device === logits.device ? targets : targets.toDevice(logits.device); // freed by the caller's scope
+  return crossEntropy(logits.reshape([B * T, model.config.vocabSize]), onDevice);
 }
