@@ -25,6 +25,12 @@ export interface ForwardContext {
  */
 export interface LinearAdapter {
   forward(x: Tensor, baseOut: Tensor, base: Linear, ctx: ForwardContext, layerSeed: number): Tensor;
+  /**
+   * The whole layer's output (base and adapter together) from its input, for adapters that compute
+   * the base product themselves (a fused LoRA op). Linear.forward prefers it to `forward`, except for
+   * per-row adapters (serving), which keep the base-then-adapter path.
+   */
+  forwardFused?(x: Tensor, base: Linear, ctx: ForwardContext, layerSeed: number): Tensor;
   parameters(): [string, Tensor][];
   dispose(): void;
 }
@@ -73,11 +79,13 @@ export class Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeigh
   }
 
   forward(x: Tensor, ctx: ForwardContext): Tensor {
-    const base = this.forwardBase(x);
-    if (ctx.rowAdapters) return this.forwardPerRow(x, base, ctx, ctx.rowAdapters);
+    if (ctx.rowAdapters) return this.forwardPerRow(x, this.forwardBase(x), ctx, ctx.rowAdapters);
     const adapter = ctx.adapter === null ? undefined : this.adapters.get(ctx.adapter);
-    if (!adapter) return base;
-    return adapter.forward(x, base, this, ctx, (ctx.seed ^ this.seedSalt) >>> 0);
+    if (!adapter) return this.forwardBase(x);
+    const seed = (ctx.seed ^ this.seedSalt) >>> 0;
+    // A fused adapter runs the base product itself (one op for the whole layer).
+    if (adapter.forwardFused) return adapter.forwardFused(x, this, ctx, seed);
+    return adapter.forward(x, this.forwardBase(x), this, ctx, seed);
   }
 
   // Each row b of x [B, ...] goes through its own adapter; the base GEMM ran once for all rows. Each

@@ -3,6 +3,7 @@ import { noGrad } from '../autograd/tape.js';
 import { dropout } from '../ops/dropout.js';
 import { add, mul, scale } from '../ops/elementwise.js';
 import { linear, matmul } from '../ops/matmul.js';
+import { loraLinear } from '../ops/lora-linear.js';
 import type { ForwardContext, Linear, LinearAdapter } from '../nn/linear.js';
 import { keep, Tensor, tidy } from '../tensor/tensor.js';
 import { weightToFloat32 } from '../quant/weight.js';
@@ -102,6 +103,17 @@ export class LoraLinear implements LinearAdapter {
     else baseX = baseOut;
     const scaled = mul(add(baseX, scale(lora, s)), magScale);
     return add(add(baseOut, scale(baseX, -1)), scaled);
+  }
+
+  /**
+   * The whole layer, base included, as one fused op (loraLinear: three GEMMs forward, at most five
+   * backward). DoRA keeps the base-then-adapter path of `forward`.
+   */
+  forwardFused(x: Tensor, base: Linear, ctx: ForwardContext, seed: number): Tensor {
+    if (this.magnitude) return this.forward(x, base.forwardBase(x), base, ctx, seed);
+    const s = loraScale(this.config);
+    const xd = ctx.training && this.config.dropout > 0 ? dropout(x, this.config.dropout, seed) : null;
+    return loraLinear(x, base.weight, base.bias, this.A, this.B, s, xd);
   }
 
   parameters(): [string, Tensor][] {
