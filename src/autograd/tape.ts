@@ -133,6 +133,10 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
             if (g && needs[k]) accumulate(grads, t, g);
           });
           for (const g of gOut) g.dispose();
+          // As torch does: what this op saved is released as soon as its backward has run, so memory
+          // falls while backward walks the tape instead of peaking until it ends.
+          for (const s of e.saved) s.dispose();
+          e.saved = [];
         }
       });
       // What is left belongs to leaves: parameters and checkpoint inputs.
@@ -183,7 +187,9 @@ export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[]): 
           return v;
         });
         gradEnabled = true;
-        const recomputed = fn(fresh);
+        // Intermediates the tape did not save are freed right after the recompute; the saved ones
+        // are released op by op as backward reaches them.
+        const recomputed = tidy(() => fn(fresh));
         backward(recomputed, gOut[0].retain());
         gradsIn = fresh.map((v) => {
           const g = v.grad;

@@ -23,8 +23,16 @@ import type {} from '../../ops/rope.js';
 import type {} from '../../ops/swiglu.js';
 import type {} from '../../quant/linear.js';
 
-/** Vocabulary columns per chunk of the fused head + loss: [N, 16384] f32 logits at a time. */
-const LCE_CHUNK = 16384;
+/**
+ * Vocabulary columns per chunk of the fused head + loss: about 8 M logits at a time (32 MiB f32 plus a
+ * bf16 copy), a power of two between 1024 and 16384, so the workspace stays small at any row count
+ * and each chunk is still a large GEMM.
+ */
+function lceChunk(N: number, V: number): number {
+  let chunk = 16384;
+  while (chunk > 1024 && N * chunk > 1 << 23) chunk /= 2;
+  return Math.min(chunk, V);
+}
 
 const NULL = 0;
 const opt = (t: Tensor | null): number => (t ? ptr(t) : NULL);
@@ -217,7 +225,7 @@ export function registerCudaKernels(): void {
     if (g !== gradLoss) g.dispose();
   });
   const lceWorkspace = (N: number, D: number, V: number): Tensor =>
-    Tensor.empty([cu.linearCrossEntropyWorkspace(N, D, Math.min(LCE_CHUNK, V))], 'u8', 'cuda');
+    Tensor.empty([cu.linearCrossEntropyWorkspace(N, D, lceChunk(N, V))], 'u8', 'cuda');
   reg('linearCrossEntropyForward', (rowLoss, lse, h, w, targets) => {
     const [N, D] = h.shape;
     const V = w.shape[0];
@@ -233,7 +241,7 @@ export function registerCudaKernels(): void {
       N,
       D,
       V,
-      Math.min(LCE_CHUNK, V),
+      lceChunk(N, V),
       ptr(ws),
     );
     ws.dispose();
@@ -253,7 +261,7 @@ export function registerCudaKernels(): void {
       N,
       D,
       V,
-      Math.min(LCE_CHUNK, V),
+      lceChunk(N, V),
       ptr(ws),
     );
     ws.dispose();
