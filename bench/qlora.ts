@@ -64,7 +64,8 @@ const trainFile = join(work, 'train.json');
 const evalFile = join(work, 'eval.json');
 const steps = Number(values.steps);
 const B = Number(values['batch-size']);
-writeFileSync(trainFile, JSON.stringify(alpaca.slice(0, steps * B)));
+// Rows 4000+ are held out for evaluation; longer runs take more epochs over the first 4000.
+writeFileSync(trainFile, JSON.stringify(alpaca.slice(0, Math.min(steps * B, 4000))));
 writeFileSync(evalFile, JSON.stringify(alpaca.slice(4000, 4000 + Number(values['eval-rows']))));
 
 const variants: [string, LoadOptions][] = [
