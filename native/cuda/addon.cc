@@ -5,8 +5,9 @@
 // uintptr_t; 0 is null, accepted only where the contract says an argument may be left out. Sizes are
 // checked to be non-negative integers (and to fit an int where the kernel takes one), dtypes to be one
 // of CUDA_DTYPE. Every kernel is enqueued on one stream, created at load with cudaStreamNonBlocking, and
-// the call returns at once; copies to and from the host, synchronize() and sumSquares() wait. After each
-// launch cudaGetLastError() is checked. Any C++ exception (an lkc:: argument check, a CUDA error, an
+// the call returns at once; copies to and from the host, synchronize() and sumSquares() wait. A second
+// non-blocking stream, the copy stream, carries only the activation offload/reload copies (offload.cu),
+// ordered against the main stream with events. After each launch cudaGetLastError() is checked. Any C++ exception (an lkc:: argument check, a CUDA error, an
 // allocation failure) becomes a JS Error "lorakit: <entry point>: <what>". deviceCount() never throws.
 // Loading never fails for want of a GPU: the stream is only created when a device is visible, and the
 // entry points that need it say why it is missing.
@@ -31,6 +32,7 @@ using lkc::bf16;
 using lkc::DType;
 
 cudaStream_t g_stream = nullptr;
+cudaStream_t g_copy_stream = nullptr;  // offload/reload copies only; set together with g_stream
 std::string g_no_stream = "the CUDA addon was not initialised";  // why g_stream is null
 
 [[noreturn]] void fail(const std::string& msg) { throw std::runtime_error("lorakit: " + msg); }
@@ -45,6 +47,11 @@ void cuda_check(cudaError_t e, const char* what) {
 cudaStream_t stream() {
   if (!g_stream) fail("CUDA is not available (" + g_no_stream + ").");
   return g_stream;
+}
+
+cudaStream_t copy_stream() {
+  stream();  // same reason when there is no GPU
+  return g_copy_stream;
 }
 
 // Creates the stream once per process (several Node environments may load the addon).
@@ -62,12 +69,19 @@ void init_cuda() {
       g_no_stream = "no CUDA device is visible";
       return;
     }
-    e = cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking);
+    cudaStream_t main = nullptr, copy = nullptr;
+    e = cudaStreamCreateWithFlags(&main, cudaStreamNonBlocking);
+    if (e == cudaSuccess) {
+      e = cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking);
+      if (e != cudaSuccess) (void)cudaStreamDestroy(main);
+    }
     if (e != cudaSuccess) {
-      g_stream = nullptr;
       g_no_stream = std::string("cudaStreamCreateWithFlags: ") + cudaGetErrorString(e);
       (void)cudaGetLastError();
+      return;
     }
+    g_stream = main;
+    g_copy_stream = copy;
   });
 }
 
@@ -218,7 +232,7 @@ class Args {
   uintptr_t address(size_t i, const char* name) const {
     const double v = num(i, name);
     if (!(v >= 0 && v < kTwo53) || std::floor(v) != v)
-      bad(i, name, "must be a device pointer (an integer in [0, 2^53)), got " + fmt(v));
+      bad(i, name, "must be a pointer (an integer in [0, 2^53)), got " + fmt(v));
     return static_cast<uintptr_t>(v);
   }
 
@@ -361,6 +375,34 @@ LKC_JS(synchronize, 0, {
   (void)a;
   cuda_check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
 })
+
+// ---- activation offload (offload.cu): pinned host buffers, copies on the copy stream -------------
+
+LKC_JS(pinnedAlloc, 1, {
+  const int64_t bytes = a.integer(0, "bytes", 1, kTwo53 - 1);
+  copy_stream();  // says why when there is no GPU
+  void* p = lkc::pinned_alloc(static_cast<size_t>(bytes));
+  const uintptr_t u = reinterpret_cast<uintptr_t>(p);
+  if (static_cast<double>(u) >= kTwo53) {
+    lkc::pinned_free(p, copy_stream());
+    fail("cudaHostAlloc returned an address a JS number cannot hold");
+  }
+  return number(env, static_cast<double>(u));
+})
+
+LKC_JS(pinnedFree, 1, { LKC_CALL(lkc::pinned_free, a.ptr(0, "host"), copy_stream()); })
+
+LKC_JS(offloadAsync, 3, {
+  LKC_CALL(lkc::offload_async, a.ptr(0, "host"), a.ptr(1, "dev"), static_cast<size_t>(a.count(2, "bytes")), stream(), copy_stream());
+})
+
+LKC_JS(reloadAsync, 3, {
+  const int64_t handle = LKC_CALL(lkc::reload_async, a.ptr(0, "dev"), a.ptr<const void>(1, "host"), static_cast<size_t>(a.count(2, "bytes")),
+                                  stream(), copy_stream());
+  return number(env, static_cast<double>(handle));
+})
+
+LKC_JS(waitEvent, 1, { LKC_CALL(lkc::wait_event, a.integer(0, "handle", 0, kTwo53 - 1), stream()); })
 
 // ---- GEMM and elementwise ------------------------------------------------------------------------
 
@@ -666,6 +708,11 @@ napi_value init(napi_env env, napi_value exports) {
       LKC_FN(copyToHost),
       LKC_FN(copyDeviceToDevice),
       LKC_FN(synchronize),
+      LKC_FN(pinnedAlloc),
+      LKC_FN(pinnedFree),
+      LKC_FN(offloadAsync),
+      LKC_FN(reloadAsync),
+      LKC_FN(waitEvent),
       LKC_FN(gemm),
       LKC_FN(add),
       LKC_FN(mul),

@@ -72,6 +72,30 @@ class Tensor {
   cudaStream_t stream_ = nullptr;
 };
 
+// ---- activation offload to pinned host memory (offload.cu) ---------------------------------------
+// Copies between device blocks and pinned host buffers run on a second ("copy") stream so that they
+// overlap the kernels of the main stream. `main` and `copy` are two different non-blocking streams.
+// Pinned buffers come from pinned_alloc; every host range a copy touches must lie inside one of them.
+// Device blocks must be pointers device_alloc handed out (the block's own address, not an interior one).
+// Thread-safe.
+void* pinned_alloc(size_t bytes);  // cudaHostAlloc (default flags); bytes > 0
+// Waits for the copy stream (the only stream that touches pinned buffers), then cudaFreeHost.
+void pinned_free(void* host, cudaStream_t copy);
+// host[0, bytes) = dev[0, bytes) on `copy`, after all work enqueued on `main` before the call. dev is
+// record_stream'ed on `copy`, so device_free(dev) right after the call is safe: the allocator hands the
+// block out again only once the copy has read it. Nothing may write dev on `main` after the call (free
+// it instead). Returns at once.
+void offload_async(void* host, void* dev, size_t bytes, cudaStream_t main, cudaStream_t copy);
+// dev[0, bytes) = host[0, bytes) on `copy`, after all work enqueued on `main` before the call (earlier
+// users of a block the allocator just handed out) and after earlier copies (same stream); dev is
+// record_stream'ed on `copy`. Returns a handle (> 0) to an event recorded on `copy` after the copy:
+// wait_event(handle, main) must come before `main` touches dev. Returns at once.
+int64_t reload_async(void* dev, const void* host, size_t bytes, cudaStream_t main, cudaStream_t copy);
+// `stream` waits (on the device; the host does not) for the reload behind `handle`; the handle is then
+// spent and its event recycled. A spent, unknown or malformed handle throws std::invalid_argument.
+void wait_event(int64_t handle, cudaStream_t stream);
+size_t pending_reloads();  // handles returned by reload_async and not yet waited on
+
 // ---- GEMM through cuBLASLt (gemm.cu) -------------------------------------------------------------
 
 // Row-major C[b] (M×N) = alpha · op(A[b]) · op(B[b]) + beta · C[b] (+ bias[N] broadcast over rows).

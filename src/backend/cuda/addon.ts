@@ -11,7 +11,8 @@ export type CudaDType = (typeof CUDA_DTYPE)[keyof typeof CUDA_DTYPE];
  * The CUDA addon's entry points (native/cuda/addon.cc). Device pointers travel as JS numbers: CUDA's
  * virtual addresses on x86-64 stay below 2⁴⁸, which a double holds exactly, and a number costs
  * nothing to pass where a BigInt allocates. A null pointer (0) marks an optional output left out.
- * Every kernel is enqueued on the addon's one stream and returns at once; only the copies to the
+ * Every kernel is enqueued on the addon's one (main) stream and returns at once (offloadAsync and
+ * reloadAsync copies run on a second, copy stream, ordered against it); only the copies to the
  * host, `synchronize` and the scalar readers wait. Convention: outputs first, then inputs, then
  * sizes and attributes. Errors throw an Error whose message starts with "lorakit: ".
  */
@@ -31,6 +32,33 @@ export interface CudaAddon {
   copyToHost(dst: Uint8Array, src: number): void;
   copyDeviceToDevice(dst: number, src: number, bytes: number): void;
   synchronize(): void;
+
+  /**
+   * Pinned (page-locked) host memory of `bytes` (> 0) bytes, by cudaHostAlloc; returns its address.
+   * Only offloadAsync/reloadAsync use it. Slow and may synchronize: pool the buffers.
+   */
+  pinnedAlloc(bytes: number): number;
+  /** Frees a pinnedAlloc buffer (cudaFreeHost), first waiting for the copies queued on the copy stream. */
+  pinnedFree(host: number): void;
+  /**
+   * host[0, bytes) = dev[0, bytes) on the addon's copy stream, after all work already queued on the
+   * main stream; returns at once. dev must be a pointer from `alloc` (not an interior address) and the
+   * host range inside one pinnedAlloc buffer. `free(dev)` right after is safe: the allocator hands the
+   * block out again only once the copy has read it. Nothing may write dev after the call (free it).
+   */
+  offloadAsync(host: number, dev: number, bytes: number): void;
+  /**
+   * dev[0, bytes) = host[0, bytes) on the copy stream, after all work already queued on the main stream
+   * and after earlier offload/reload copies (so the host buffer may be reused for a later offload at
+   * once); returns at once. Returns a handle (a positive integer) for `waitEvent`, which must come
+   * before any kernel or copy on the main stream touches dev. dev and host as for offloadAsync.
+   */
+  reloadAsync(dev: number, host: number, bytes: number): number;
+  /**
+   * Makes the main stream wait (on the GPU; the host does not) for the reload behind `handle`, and
+   * spends the handle: a second call, or a handle reloadAsync did not return, throws.
+   */
+  waitEvent(handle: number): void;
 
   /** C = alpha·op(A)·op(B) + beta·C (+ bias [n], C's dtype, beta 0 only); row-major, batched. */
   gemm(
