@@ -26,7 +26,13 @@ import { linear, matmul } from '../src/ops/matmul.js';
 import { rmsnorm } from '../src/ops/rmsnorm.js';
 import { rope, ropeTables, parseRopeConfig } from '../src/ops/rope.js';
 import { swiglu } from '../src/ops/swiglu.js';
-import { adapterParameters, addAdapter, loadAdapter, saveAdapter } from '../src/peft/adapters.js';
+import {
+  adapterParameters,
+  addAdapter,
+  deleteAdapter,
+  loadAdapter,
+  saveAdapter,
+} from '../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
 import { quantizedLinear } from '../src/quant/linear.js';
 import { quantizeWeight } from '../src/quant/weight.js';
@@ -466,6 +472,60 @@ test(
     } finally {
       model.dispose();
       rmSync(out, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'CUDA: offloaded checkpoints train exactly as kept ones, with less GPU memory',
+  { skip: SKIP },
+  async (t) => {
+    const modelDir = sharedData('models', 'stories260K-hf');
+    const rows = storiesRows(0, 64);
+    if (!modelDir || typeof rows !== 'string') return t.skip('shared data missing');
+    const { model, tokenizer } = await loadModel(modelDir, { device: 'cuda' });
+    const { loadData } = await import('../src/train/data.js');
+    const examples = loadData(rows, tokenizer, { maxSeqLen: 256, completionOnly: false }).examples.slice(
+      0,
+      16,
+    );
+    const run = (offloadCheckpoints: boolean) => {
+      addAdapter(model, 'o', { ...LORA_DEFAULTS, r: 8, alpha: 16 }, 5);
+      const params = adapterParameters(model, 'o');
+      const opt = new Optimizer(params, { name: 'adamw', weightDecay: 0 });
+      const hb = padBatch(examples);
+      const losses: number[] = [];
+      memoryStats(true, 'cuda');
+      for (let s = 0; s < 4; s++) {
+        losses.push(
+          tidy(() => {
+            const { batch, targets } = toDevice(hb);
+            const total = lossSum(model, batch, targets, {
+              ctx: { training: true, adapter: 'o' },
+              checkpointing: true,
+              offloadCheckpoints,
+            });
+            backward(scale(total, 1 / hb.targetCount));
+            return total.item() / hb.targetCount;
+          }),
+        );
+        opt.update(1e-3);
+        opt.zeroGrad();
+      }
+      const peak = memoryStats(false, 'cuda').peakBytes;
+      const weights = params.map(([, p]) => p.toFloat32());
+      opt.dispose();
+      deleteAdapter(model, 'o');
+      return { losses, peak, weights };
+    };
+    try {
+      const kept = run(false);
+      const offloaded = run(true);
+      assert.deepEqual(offloaded.losses, kept.losses, 'the same kernels on the same data: identical losses');
+      offloaded.weights.forEach((w, i) => assert.deepEqual(w, kept.weights[i], `adapter tensor ${i}`));
+      assert.ok(offloaded.peak < kept.peak, `peak ${offloaded.peak} with offloading vs ${kept.peak}`);
+    } finally {
+      model.dispose();
     }
   },
 );

@@ -6,6 +6,7 @@
 // double quant (QLoRA).
 //   node --import tsx bench/gpu/train-gpu.ts [--shapes qwen2.5-0.5b,llama-3.2-1b,llama-3.1-8b]
 //        [--modes lora,qlora] [--seq 2048] [--batch 1] [--steps 12] [--warmup 3] [--baselines file.jsonl]
+//        [--offload]   (keep each layer's checkpointed input in pinned host memory, as Unsloth's default)
 // Each (shape, mode) runs in its own process (--one shape:mode prints one JSON line).
 // MFU counts model FLOPs only (no recompute): per token 2·P forward + 2·P for the input gradients of the
 // frozen linears (P = linear parameters incl. the head) + 2·2·P_lora for the adapters' weight gradients,
@@ -99,6 +100,7 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '3' },
     baselines: { type: 'string' },
     one: { type: 'string' },
+    offload: { type: 'boolean', default: false },
   },
 });
 
@@ -270,6 +272,7 @@ function runOne(shape: string, mode: string): Record<string, unknown> {
     loss = tidy(() => {
       const total = lossSum(model, hostBatch, targets, {
         checkpointing: true,
+        offloadCheckpoints: args.offload,
         ctx: { training: true, adapter: 'default', seed: 0 },
       });
       backward(scale(total, 1 / (N - 1)));
@@ -293,7 +296,7 @@ function runOne(shape: string, mode: string): Record<string, unknown> {
   const attn = config.numLayers * 3 * 2 * 2 * (seq / 2) * config.numHeads * config.headDim;
   const flops = N * (4 * linearParams + 4 * loraParams + attn);
   const result = {
-    impl: 'lorakit',
+    impl: args.offload ? 'lorakit-offload' : 'lorakit',
     mode,
     shape,
     seq,
@@ -317,7 +320,7 @@ function runOne(shape: string, mode: string): Record<string, unknown> {
 function table(rows: Record<string, unknown>[]): void {
   const f = (v: unknown, d = 0) => (typeof v === 'number' ? v.toFixed(d) : String(v ?? '-'));
   const key = (r: Record<string, unknown>) => `${r.shape} ${r.mode}`;
-  const ours = rows.filter((r) => r.impl === 'lorakit');
+  const ours = rows.filter((r) => String(r.impl).startsWith('lorakit'));
   console.log(
     '\n| shape | mode | impl | tokens/s | peak GiB | MFU | lorakit tokens/s ÷ this | this peak ÷ lorakit peak |\n|---|---|---|---|---|---|---|---|',
   );
@@ -325,7 +328,7 @@ function table(rows: Record<string, unknown>[]): void {
     for (const r of rows.filter((x) => key(x) === key(o))) {
       const ok = typeof r.tokens_per_s === 'number';
       console.log(
-        `| ${r.shape} | ${r.mode} | ${r.impl} | ${ok ? f(r.tokens_per_s) : `error: ${String(r.error ?? '').slice(0, 60)}`} | ${f(r.peak_mem_gib, 2)} | ${r.impl === 'lorakit' ? f((r.mfu as number) * 100, 1) + '%' : '-'} | ${ok ? ((o.tokens_per_s as number) / (r.tokens_per_s as number)).toFixed(2) : '-'} | ${ok ? ((r.peak_mem_gib as number) / (o.peak_mem_gib as number)).toFixed(2) : '-'} |`,
+        `| ${r.shape} | ${r.mode} | ${r.impl} | ${ok ? f(r.tokens_per_s) : `error: ${String(r.error ?? '').slice(0, 60)}`} | ${f(r.peak_mem_gib, 2)} | ${String(r.impl).startsWith('lorakit') ? f((r.mfu as number) * 100, 1) + '%' : '-'} | ${ok ? ((o.tokens_per_s as number) / (r.tokens_per_s as number)).toFixed(2) : '-'} | ${ok ? ((r.peak_mem_gib as number) / (o.peak_mem_gib as number)).toFixed(2) : '-'} |`,
       );
     }
 }
@@ -359,6 +362,7 @@ if (args.one) {
             args.steps!,
             '--warmup',
             args.warmup!,
+            ...(args.offload ? ['--offload'] : []),
           ],
           { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
         );

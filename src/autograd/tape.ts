@@ -167,7 +167,12 @@ export function clearTape(): void {
  * fresh copies of the inputs with its own tape, so memory holds one block's activations at a time.
  * Parameters that fn closes over receive their gradients as usual.
  */
-export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
+export function checkpoint(
+  fn: (inputs: Tensor[]) => Tensor,
+  inputs: Tensor[],
+  /** Called when backward reaches this block, before it recomputes (e.g. to prefetch the block before). */
+  onBackward?: () => void,
+): Tensor {
   // Records whenever grad mode is on, even if no input requires grad: the parameters fn closes over
   // (a block's LoRA weights, fed by frozen embeddings) still need their gradients.
   if (!gradEnabled) return fn(inputs);
@@ -176,6 +181,7 @@ export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[]): 
   record(inputs, [out], inputs, (gOut) =>
     // The recomputed intermediates live only while this block's backward runs.
     tidy(() => {
+      onBackward?.();
       const tape = new Tape();
       tapes.push(tape);
       let gradsIn: (Tensor | null)[] = [];

@@ -1,4 +1,5 @@
-import type { Device } from '../tensor/tensor.js';
+import type { Device, Tensor } from '../tensor/tensor.js';
+import { offloadToHost, prefetchToDevice } from './cuda/device.js';
 import { registerCudaKernels } from './cuda/kernels.js';
 
 /**
@@ -7,6 +8,19 @@ import { registerCudaKernels } from './cuda/kernels.js';
  */
 export function useDevice(device: Device): void {
   if (device === 'cuda') registerCudaKernels();
+}
+
+/**
+ * Activation-checkpoint offloading: keeps a GPU tensor in pinned host memory until it is next used
+ * (or prefetched), freeing its device memory meanwhile. No-op on the CPU.
+ */
+export function offload(t: Tensor): void {
+  if (t.device === 'cuda') offloadToHost(t);
+}
+
+/** Starts copying an offloaded tensor back so that its next use does not wait. No-op on the CPU. */
+export function prefetch(t: Tensor): void {
+  if (t.device === 'cuda') prefetchToDevice(t);
 }
 
 export function parseDevice(value: string, where: string): Device {

@@ -51,6 +51,10 @@ export const FLAGS = {
   packing: { type: 'bool', help: 'pack several rows into one sequence' },
   'completion-only': { type: 'bool', help: 'loss only on completions / assistant turns' },
   'grad-checkpointing': { type: 'bool', help: 'recompute each layer in backward' },
+  'offload-checkpoints': {
+    type: 'bool',
+    help: 'with --device cuda: checkpointing, each layer input kept in host memory',
+  },
   seed: { type: 'int', help: 'random seed (42)', min: 0 },
   'eval-every': { type: 'int', help: 'evaluate every N steps', min: 1 },
   'save-every': { type: 'int', help: 'checkpoint every N steps', min: 1 },
@@ -149,6 +153,8 @@ export function parseTrainFlags(argv: string[]): TrainFlags {
     throw new UsageError('lorakit train: give --warmup-steps or --warmup-ratio, not both.');
   if (merged['double-quant'] && merged.quantize !== 'nf4' && merged.quantize !== 'fp4')
     throw new UsageError('lorakit train: --double-quant needs --quantize nf4 or fp4.');
+  if (merged['offload-checkpoints'] && merged.device !== 'cuda')
+    throw new UsageError('lorakit train: --offload-checkpoints needs --device cuda.');
   return merged;
 }
 
@@ -285,6 +291,7 @@ export async function run(argv: string[]): Promise<number> {
         packing: f.packing,
         completionOnly,
         gradCheckpointing: f['grad-checkpointing'],
+        offloadCheckpoints: f['offload-checkpoints'],
         seed: f.seed,
         evalEvery: f['eval-every'],
         saveEvery: f['save-every'],

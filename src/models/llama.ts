@@ -8,7 +8,7 @@ import { parseRopeConfig, rope, ropeTables, type RopeConfig } from '../ops/rope.
 import { swiglu } from '../ops/swiglu.js';
 import { Linear, type ForwardContext } from '../nn/linear.js';
 import { keep, Tensor, tidy, type Device } from '../tensor/tensor.js';
-import { useDevice } from '../backend/device.js';
+import { offload, prefetch, useDevice } from '../backend/device.js';
 import { activationDType } from '../ops/util.js';
 import type { ModelConfig } from './config.js';
 import type { LoraConfig } from '../peft/config.js';
@@ -100,6 +100,11 @@ export interface ForwardOptions {
   ctx?: Partial<ForwardContext>;
   /** Recompute each decoder layer in backward instead of keeping its activations. */
   checkpointing?: boolean;
+  /**
+   * With checkpointing on a GPU: keep each layer's saved input in pinned host memory between forward
+   * and backward (copied back one layer ahead), so activation memory no longer grows with depth.
+   */
+  offloadCheckpoints?: boolean;
   cache?: KVCache;
 }
 
@@ -279,10 +284,22 @@ export class CausalLM {
       (ctx.adapter !== null && this.embedCopies.get(ctx.adapter)) || this.embedTokens,
       batch.ids,
     );
-    for (const layer of this.layers) {
-      if (opts.checkpointing && !opts.cache)
-        x = checkpoint(([xin]) => layer.forward(xin, batch, rt, this.config, ctx), [x]);
-      else {
+    const offloading = opts.checkpointing && opts.offloadCheckpoints && !opts.cache;
+    let previousInput: Tensor | null = null;
+    for (const [i, layer] of this.layers.entries()) {
+      if (opts.checkpointing && !opts.cache) {
+        const xin = x;
+        const before = previousInput;
+        // Backward of layer i starts copying layer i − 1's input back while layer i recomputes.
+        x = checkpoint(
+          ([xi]) => layer.forward(xi, batch, rt, this.config, ctx),
+          [xin],
+          before ? () => prefetch(before) : undefined,
+        );
+        // The last layer's input is the first one backward needs: it stays.
+        if (offloading && i < this.layers.length - 1) offload(xin);
+        previousInput = xin;
+      } else {
         // A layer's intermediates that backward does not need are freed as soon as it returns (the
         // tape holds its own references to what it saved).
         const xin = x;

@@ -48,6 +48,8 @@ export interface TrainOptions {
   packing?: boolean;
   completionOnly?: boolean;
   gradCheckpointing?: boolean;
+  /** GPU: checkpointing with each layer's saved input kept in host memory (implies gradCheckpointing). */
+  offloadCheckpoints?: boolean;
   seed?: number;
   evalEvery?: number;
   saveEvery?: number;
@@ -237,7 +239,8 @@ export async function train(
           const { batch, targets } = toDevice(hb);
           const total = lossSum(model, batch, targets, {
             ctx: { adapter, training: true, seed: (o.seed * 2654435761 + state.step * 97 + k) >>> 0 },
-            checkpointing: o.gradCheckpointing === true,
+            checkpointing: o.gradCheckpointing === true || o.offloadCheckpoints === true,
+            offloadCheckpoints: o.offloadCheckpoints === true,
           });
           const value = total.item();
           backward(scale(total, 1 / Math.max(1, count)));

@@ -3,17 +3,83 @@ import { DTYPE_BYTES } from '../../tensor/dtype.js';
 import { registerDeviceBackend, type Storage, type Tensor } from '../../tensor/tensor.js';
 import { CUDA_DTYPE, cudaAddon, cudaUnavailableReason, type CudaAddon, type CudaDType } from './addon.js';
 
+/** Pinned host buffers by size, reused: cudaHostAlloc/cudaFreeHost are slow and may synchronize. */
+const pinnedPool = new Map<number, number[]>();
+
+/**
+ * Device memory that can also sit in pinned host memory for a while (offloaded activation checkpoints).
+ * Copies run on the addon's copy stream; `pointer` brings the data back (waiting for it) when a kernel
+ * or copy needs it, and `prefetch` starts that early so the copy overlaps compute.
+ */
 class CudaStorage implements Storage {
   readonly device = 'cuda' as const;
   refs = 1;
+  private dev: number;
+  private host = 0;
+  /** The event of a prefetch the main stream has not waited for yet, or -1. */
+  private pending = -1;
+
   constructor(
     private readonly addon: CudaAddon,
-    readonly pointer: number,
+    pointer: number,
     readonly bytes: number,
-  ) {}
-  free(): void {
-    this.addon.free(this.pointer);
+  ) {
+    this.dev = pointer;
   }
+
+  get pointer(): number {
+    if (this.dev === 0) this.prefetch();
+    if (this.pending >= 0) {
+      this.addon.waitEvent(this.pending);
+      this.pending = -1;
+    }
+    return this.dev;
+  }
+
+  /** Copies the data to pinned host memory and frees the device block (after the copy has read it). */
+  offload(): void {
+    if (this.dev === 0 || this.bytes === 0) return;
+    void this.pointer; // settle a prefetch in flight
+    const pool = pinnedPool.get(this.bytes);
+    this.host = pool?.pop() ?? this.addon.pinnedAlloc(this.bytes);
+    this.addon.offloadAsync(this.host, this.dev, this.bytes);
+    this.addon.free(this.dev);
+    this.dev = 0;
+  }
+
+  /** Starts copying offloaded data back; the first use waits for it. */
+  prefetch(): void {
+    if (this.dev !== 0) return;
+    this.dev = this.addon.alloc(this.bytes);
+    this.pending = this.addon.reloadAsync(this.dev, this.host, this.bytes);
+    this.releaseHost(); // later copies into it are ordered after this one on the copy stream
+  }
+
+  private releaseHost(): void {
+    if (this.host === 0) return;
+    const pool = pinnedPool.get(this.bytes) ?? [];
+    pool.push(this.host);
+    pinnedPool.set(this.bytes, pool);
+    this.host = 0;
+  }
+
+  free(): void {
+    if (this.pending >= 0) this.addon.waitEvent(this.pending); // recycles the event
+    this.pending = -1;
+    if (this.dev !== 0) this.addon.free(this.dev);
+    this.dev = 0;
+    this.releaseHost();
+  }
+}
+
+/** Moves a cuda tensor's memory (and its views') to pinned host memory until it is used or prefetched. */
+export function offloadToHost(t: Tensor): void {
+  if (t.storage instanceof CudaStorage) t.storage.offload();
+}
+
+/** Starts bringing an offloaded tensor back to the GPU. */
+export function prefetchToDevice(t: Tensor): void {
+  if (t.storage instanceof CudaStorage) t.storage.prefetch();
 }
 
 let registered: CudaAddon | null = null;
