@@ -299,6 +299,10 @@ export class CausalLM {
         // The last layer's input is the first one backward needs: it stays.
         if (offloading && i < this.layers.length - 1) offload(xin);
         previousInput = xin;
+        // From here the layer's input belongs to the tape alone (which saved it), so its memory goes
+        // as soon as backward has passed this layer instead of at the end of the caller's scope.
+        keep(xin);
+        xin.dispose();
       } else {
         // A layer's intermediates that backward does not need are freed as soon as it returns (the
         // tape holds its own references to what it saved).
