@@ -1,11 +1,12 @@
-// 4-bit dequantization to bf16, NF4 (code 0) or FP4 (code 1): nf4.cu's kernel with the code table as a
-// parameter. bitsandbytes layout: element i sits in byte i / 2, high nibble first; blocks of `blocksize`
+// 4-bit dequantization to bf16, NF4 (code 0) or FP4 (code 1): QLoRA's frozen base weights, dequantized
+// one weight at a time into a reused bf16 buffer right before its GEMM (see bench/gpu/NOTES.md for the
+// versions of this loop). bitsandbytes layout: element i sits in byte i / 2, high nibble first; blocks of `blocksize`
 // elements share one absmax; value = table[nibble] · absmax in fp32, rounded once to bf16. With double
 // quantization absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset (two roundings, no FMA).
 // The tables are the CPU backend's (native/cpu/quant.cc: bitsandbytes' values as fp32; FP4's index 8 is
-// +0). Same loop as nf4.cu (one thread per 4 packed bytes = 8 values per step, one 16-byte store, the
-// table in shared memory), so NF4 runs at nf4_dequantize's speed; a scalar loop covers unaligned
-// pointers and block sizes that are not multiples of 8.
+// +0). One thread per 4 packed bytes = 8 values per step, one 16-byte store (a warp stores 512
+// contiguous bytes), the table in shared memory; a scalar loop covers unaligned pointers and block
+// sizes that are not multiples of 8.
 #include "common.cuh"
 #include "lorakit_cuda.h"
 

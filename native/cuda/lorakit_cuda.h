@@ -223,19 +223,12 @@ void sgd_step(float* p, float* buf, const float* g, int64_t n, float lr, float w
 // out, x [n] of dtype t (F32 or BF16); out may alias x. p in [0, 1]. Backward: the same call on dy.
 void dropout(void* out, const void* x, DType t, float p, uint64_t seed, int64_t n, cudaStream_t stream);
 
-// ---- NF4 dequantize (nf4.cu) ---------------------------------------------------------------------
-// bitsandbytes layout: element i sits in byte i/2, high nibble first; blocks of `blocksize` elements
-// share absmax[i / blocksize] (a power of two, 16…4096); value = NF4[code] · absmax. out [n] bf16,
-// out 16-byte and packed 4-byte aligned.
-void nf4_dequantize(bf16* out, const uint8_t* packed, const float* absmax, int64_t n, int blocksize, cudaStream_t stream);
-// Double quantization: absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset.
-void nf4_dequantize_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
-                       float offset, int64_t n, int blocksize, int blocksize2, cudaStream_t stream);
-
 // ---- 4-bit dequantize, NF4 or FP4 (dequant4.cu) --------------------------------------------------
-// nf4_dequantize generalised: code 0 = NF4, 1 = FP4 (bitsandbytes' FP4 table as the CPU backend holds
-// it, native/cpu/quant.cc). Same layout and rounding; any blocksize > 0 and any alignment (16-byte
-// vector path when out is 16-byte aligned, packed 4-byte aligned and blocksize % 8 == 0).
+// bitsandbytes layout: element i sits in byte i/2, high nibble first; blocks of `blocksize` elements
+// share absmax[i / blocksize]; value = table[nibble] · absmax, out [n] bf16. code 0 = NF4, 1 = FP4
+// (bitsandbytes' tables as the CPU backend holds them, native/cpu/quant.cc). Any blocksize > 0 and any
+// alignment (16-byte vector path when out is 16-byte aligned, packed 4-byte aligned and blocksize % 8
+// == 0). Double quantization: absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset.
 void dequantize_4bit(bf16* out, const uint8_t* packed, const float* absmax, int code, int64_t n, int blocksize,
                      cudaStream_t stream);
 void dequantize_4bit_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
