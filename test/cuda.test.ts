@@ -14,7 +14,6 @@ import { cudaUnavailableReason } from '../src/backend/cuda/addon.js';
 import { useDevice } from '../src/backend/device.js';
 import { generate } from '../src/infer/generate.js';
 import { openSafetensors } from '../src/io/safetensors.js';
-import type { CausalLM } from '../src/models/llama.js';
 import { loadModel } from '../src/models/load.js';
 import { attention } from '../src/ops/attention.js';
 import { crossEntropy } from '../src/ops/cross-entropy.js';
@@ -44,6 +43,7 @@ import { lossSum } from '../src/train/loss.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { train } from '../src/train/trainer.js';
 import { assertClose, fixture, projectRoot, randn, sharedData } from './helpers.js';
+import { fixtureExamples, stepLoss } from './model-helpers.js';
 
 const gpu = cudaAvailable();
 const SKIP = gpu ? false : `no CUDA here (${cudaUnavailableReason()})`;
@@ -277,24 +277,6 @@ interface PeftExpected {
   adamw: { lr: number; beta1: number; beta2: number; eps: number; weight_decay: number; losses: number[] };
 }
 
-function examplesOf(e: { ids: number[][]; mask: number[][]; labels: number[][] }): Example[] {
-  return e.ids.map((row, b) => {
-    const n = e.mask[b].reduce((a, m) => a + m, 0);
-    return { ids: row.slice(0, n), labels: e.labels[b].slice(0, n) };
-  });
-}
-
-function stepLoss(model: CausalLM, examples: Example[], withBackward: boolean): number {
-  const hb = padBatch(examples);
-  return tidy(() => {
-    const { batch, targets } = toDevice(hb);
-    const total = lossSum(model, batch, targets, { ctx: { training: true } });
-    const value = total.item() / hb.targetCount;
-    if (withBackward) backward(scale(total, 1 / hb.targetCount));
-    return value;
-  });
-}
-
 // DoRA and modules_to_save run on the CPU only (refused on cuda, tested below).
 const peftCases = (fixture('peft') ? readdirSync(fixture('peft')!).sort() : []).filter(
   (n) => !n.includes('dora') && !n.includes('mts'),
@@ -315,7 +297,7 @@ for (const name of peftCases)
     try {
       loadAdapter(model, join(dir, 'adapter'), 'default');
       const params = adapterParameters(model, 'default');
-      const loss = stepLoss(model, examplesOf(e), true);
+      const loss = stepLoss(model, fixtureExamples(e), true);
       const wantLoss = e.loss_sum / e.loss_tokens;
       assert.ok(Math.abs(loss - wantLoss) / wantLoss < 1e-2, `loss ${loss} vs PEFT ${wantLoss}`);
       for (const [key, p] of params) {
@@ -333,7 +315,7 @@ for (const name of peftCases)
       opt.zeroGrad();
       const losses: number[] = [];
       for (let s = 0; s < 5; s++) {
-        losses.push(stepLoss(model, examplesOf(e), true));
+        losses.push(stepLoss(model, fixtureExamples(e), true));
         opt.update(e.adamw.lr);
         opt.zeroGrad();
       }
@@ -365,7 +347,7 @@ test(
     });
     try {
       loadAdapter(model, join(dir, 'qlora-adapter'), 'default');
-      const loss = stepLoss(model, examplesOf(e), true);
+      const loss = stepLoss(model, fixtureExamples(e), true);
       assert.ok(Math.abs(loss - e.loss) / e.loss < 1e-2, `loss ${loss} vs PEFT ${e.loss}`);
       for (const [key, p] of adapterParameters(model, 'default')) {
         const x = want.read(`grad.${key}`, 'f32');

@@ -7,19 +7,13 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { backward } from '../src/autograd/tape.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { loadModel } from '../src/models/load.js';
-import type { CausalLM } from '../src/models/llama.js';
-import { scale } from '../src/ops/elementwise.js';
 import { adapterParameters, addAdapter, loadAdapter, saveAdapter } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
-import { padBatch, toDevice } from '../src/train/batching.js';
-import type { Example } from '../src/train/data.js';
-import { lossSum } from '../src/train/loss.js';
 import { Optimizer } from '../src/train/optimizer.js';
-import { tidy } from '../src/tensor/tensor.js';
 import { assertClose, fixture, projectRoot } from './helpers.js';
+import { fixtureExamples, stepLoss } from './model-helpers.js';
 
 interface Expected {
   model: string;
@@ -31,25 +25,6 @@ interface Expected {
   loss_tokens: number;
   sgd_lr: number;
   adamw: { lr: number; beta1: number; beta2: number; eps: number; weight_decay: number; losses: number[] };
-}
-
-function examplesOf(e: Expected): Example[] {
-  return e.ids.map((row, b) => {
-    const n = e.mask[b].reduce((a, m) => a + m, 0);
-    return { ids: row.slice(0, n), labels: e.labels[b].slice(0, n) };
-  });
-}
-
-/** Loss (mean over targets) of the batch; with backward, gradients accumulate into the adapter. */
-function stepLoss(model: CausalLM, examples: Example[], withBackward: boolean): number {
-  const hb = padBatch(examples);
-  return tidy(() => {
-    const { batch, targets } = toDevice(hb);
-    const total = lossSum(model, batch, targets, { ctx: { training: true } });
-    const value = total.item() / hb.targetCount;
-    if (withBackward) backward(scale(total, 1 / hb.targetCount));
-    return value;
-  });
 }
 
 const python = join(projectRoot, '.venv-ref', 'bin', 'python');
@@ -64,7 +39,7 @@ for (const name of cases) {
     const dir = fixture('peft', name)!;
     const e = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
     const modelDir = fixture('models', e.model)!;
-    const examples = examplesOf(e);
+    const examples = fixtureExamples(e);
     const want = openSafetensors(join(dir, 'expected.safetensors'));
     const expect = (prefix: string, key: string) => {
       const k = `${prefix}.${key.endsWith('lora_magnitude_vector') ? `${key}.weight` : key}`;

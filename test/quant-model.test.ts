@@ -24,6 +24,7 @@ import type { Example } from '../src/train/data.js';
 import { lossSum } from '../src/train/loss.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { assertClose, fixture, projectRoot } from './helpers.js';
+import { fixtureExamples } from './model-helpers.js';
 
 const SKIP = 'fixture missing: run scripts/reference/make-all.sh';
 const python = join(projectRoot, '.venv-ref', 'bin', 'python');
@@ -37,16 +38,9 @@ interface BatchJson {
   logits?: number[];
 }
 
-function examplesOf(b: BatchJson): Example[] {
-  return b.ids.map((row, i) => {
-    const n = b.mask[i].reduce((a, m) => a + m, 0);
-    return { ids: row.slice(0, n), labels: b.labels ? b.labels[i].slice(0, n) : row.slice(0, n) };
-  });
-}
-
 /** Logits [B, T, V] of the batch at its unpadded positions, flattened like the fixture's (padding = 0). */
 function logitsOf(model: CausalLM, b: BatchJson): { values: Float32Array; keep: boolean[] } {
-  const hb = padBatch(examplesOf(b));
+  const hb = padBatch(fixtureExamples(b));
   return noGrad(() =>
     tidy(() => {
       const { batch } = toDevice(hb);
@@ -186,7 +180,7 @@ test('QLoRA (NF4 + double quant) forward, gradients and one SGD step match PEFT 
   try {
     loadAdapter(model, join(dir, 'qlora-adapter'), 'default');
     compareLogits(logitsOf(model, e), expect('logits'), 1e-4, 'QLoRA logits');
-    const hb = padBatch(examplesOf(e));
+    const hb = padBatch(fixtureExamples(e));
     const loss = tidy(() => {
       const { batch, targets } = toDevice(hb);
       const total = lossSum(model, batch, targets, { ctx: { training: true } });

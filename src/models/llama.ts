@@ -156,7 +156,6 @@ export class CausalLM {
         throw new Error(`lorakit: the checkpoint has no tensor '${name}' required by ${config.modelType}.`);
       return keep(source.read(name, big ? dtype : 'f32'));
     };
-    const readPlaced = (name: string, big: boolean): Tensor => place(read(name, big));
     const expect = (t: Tensor, name: string, shape: number[]): Tensor => {
       if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
         throw new Error(
