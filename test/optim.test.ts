@@ -98,6 +98,13 @@ test('gradNormSquared accumulates Σ x² in double', () => {
     assert.ok(Math.abs(got - ref) / ref < 1e-12, `n ${n}: ${got} vs ${ref}`);
     t.dispose();
   }
+  // Several tensors at once: the sum of their sums (how clipping asks, one read-back per step).
+  const parts = [3, 50, 1001].map((n, i) => Tensor.from(randn(n, 300 + i, 2), [n]));
+  const each = parts.reduce((a, t) => a + gradNormSquared(t), 0);
+  const all = gradNormSquared(parts);
+  assert.ok(Math.abs(all - each) / each < 1e-12, `${all} vs ${each}`);
+  assert.equal(gradNormSquared([]), 0);
+  parts.forEach((t) => t.dispose());
 });
 
 test('optimizer steps reject mismatched state and bad hyperparameters with clear errors', () => {

@@ -5,7 +5,7 @@
 // uintptr_t; 0 is null, accepted only where the contract says an argument may be left out. Sizes are
 // checked to be non-negative integers (and to fit an int where the kernel takes one), dtypes to be one
 // of CUDA_DTYPE. Every kernel is enqueued on one stream, created at load with cudaStreamNonBlocking, and
-// the call returns at once; copies to and from the host, synchronize() and sumSquares() wait. A second
+// the call returns at once; copies to and from the host and synchronize() wait. A second
 // non-blocking stream, the copy stream, carries only the activation offload/reload copies (offload.cu),
 // ordered against the main stream with events. After each launch cudaGetLastError() is checked. Any C++ exception (an lkc:: argument check, a CUDA error, an
 // allocation failure) becomes a JS Error "lorakit: <entry point>: <what>". deviceCount() never throws.
@@ -465,22 +465,6 @@ LKC_JS(sumRows, 6, {
   a.launched();
 })
 
-// Σ x² into a zeroed device scalar from the allocator, read back (waits).
-LKC_JS(sumSquares, 3, {
-  const void* x = a.ptr(0, "x");
-  const DType t = a.dtype(1, "t");
-  const int64_t n = a.count(2, "n");
-  cudaStream_t s = stream();
-  Scratch acc(sizeof(float));
-  cuda_check(cudaMemsetAsync(acc.as<float>(), 0, sizeof(float), s), "cudaMemsetAsync");
-  lkc::sum_squares(acc.as<float>(), x, t, n, s);
-  a.launched();
-  float host = 0.f;
-  cuda_check(cudaMemcpyAsync(&host, acc.as<float>(), sizeof(float), cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync (device to host)");
-  cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
-  return number(env, static_cast<double>(host));
-})
-
 // ---- layers --------------------------------------------------------------------------------------
 
 LKC_JS(rmsnormForward, 7, {
@@ -721,7 +705,6 @@ napi_value init(napi_env env, napi_value exports) {
       LKC_FN(cast),
       LKC_FN(fill),
       LKC_FN(sumRows),
-      LKC_FN(sumSquares),
       LKC_FN(rmsnormForward),
       LKC_FN(rmsnormBackward),
       LKC_FN(ropeForward),

@@ -64,8 +64,8 @@ declare module '../backend/kernels.js' {
       weightDecay: number,
       momentum: number,
     ): void;
-    /** Σ x², accumulated in double */
-    sumSquares(x: Tensor): number;
+    /** Σ over all the tensors of Σ x² (one value read back, however many tensors) */
+    sumSquares(xs: readonly Tensor[]): number;
   }
 }
 
@@ -95,7 +95,9 @@ registerKernel('cpu', 'sgdStep', (param, buf, grad, lr, weightDecay, momentum) =
     param.size,
   ),
 );
-registerKernel('cpu', 'sumSquares', (x) => cpu.sumSquaresF32(x.as('f32'), x.size));
+registerKernel('cpu', 'sumSquares', (xs) =>
+  xs.reduce((acc, x) => acc + cpu.sumSquaresF32(x.as('f32'), x.size), 0),
+);
 
 function checkState(op: string, param: Tensor, named: Record<string, Tensor>): void {
   expectDType(op, 'param', param, 'f32');
@@ -151,8 +153,15 @@ export function sgdStep(param: Tensor, grad: Tensor, o: SgdOptions): void {
   );
 }
 
-/** Σ t², accumulated in double (for the global gradient norm used by clipping). */
-export function gradNormSquared(t: Tensor): number {
-  expectDType('gradNormSquared', 't', t, 'f32');
-  return kernel(t.device, 'sumSquares')(t);
+/**
+ * Σ t² over all the tensors (the global gradient norm used by clipping). The CPU accumulates in double;
+ * a GPU sums each tensor in fp32 and reads all the sums back at once, so a step waits once, not once
+ * per parameter.
+ */
+export function gradNormSquared(ts: Tensor | readonly Tensor[]): number {
+  const list = ts instanceof Tensor ? [ts] : ts;
+  if (list.length === 0) return 0;
+  for (const t of list) expectDType('gradNormSquared', 't', t, 'f32');
+  sameDevice('gradNormSquared', ...list);
+  return kernel(list[0].device, 'sumSquares')(list);
 }

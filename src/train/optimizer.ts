@@ -115,9 +115,7 @@ export class Optimizer {
  * maxNorm / (norm + 1e-6), only when below 1). Returns the norm before clipping; maxNorm 0 only measures.
  */
 export function clipGradNorm(params: Tensor[], maxNorm: number): number {
-  let sq = 0;
-  for (const p of params) if (p.grad) sq += gradNormSquared(p.grad);
-  const norm = Math.sqrt(sq);
+  const norm = Math.sqrt(gradNormSquared(params.flatMap((p) => (p.grad ? [p.grad] : []))));
   const factor = maxNorm / (norm + 1e-6);
   if (maxNorm > 0 && factor < 1)
     for (const p of params) {

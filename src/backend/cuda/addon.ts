@@ -13,7 +13,7 @@ export type CudaDType = (typeof CUDA_DTYPE)[keyof typeof CUDA_DTYPE];
  * nothing to pass where a BigInt allocates. A null pointer (0) marks an optional output left out.
  * Every kernel is enqueued on the addon's one (main) stream and returns at once (offloadAsync and
  * reloadAsync copies run on a second, copy stream, ordered against it); only the copies to the
- * host, `synchronize` and the scalar readers wait. Convention: outputs first, then inputs, then
+ * host and `synchronize` wait. Convention: outputs first, then inputs, then
  * sizes and attributes. Errors throw an Error whose message starts with "lorakit: ".
  */
 export interface CudaAddon {
@@ -91,8 +91,6 @@ export interface CudaAddon {
   fill(out: number, t: CudaDType, value: number, n: number): void;
   /** out[r] = Σ_c x[r, c] (fp32 accumulation); out of outType, x of xType. */
   sumRows(out: number, outType: CudaDType, x: number, xType: CudaDType, rows: number, cols: number): void;
-  /** Σ x² over n elements, read back to the host (waits). */
-  sumSquares(x: number, t: CudaDType, n: number): number;
 
   /** bf16 y, x [rows, dim], w [dim]; f32 rstd [rows]. */
   rmsnormForward(y: number, rstd: number, x: number, w: number, rows: number, dim: number, eps: number): void;

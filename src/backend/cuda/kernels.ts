@@ -286,7 +286,21 @@ export function registerCudaKernels(): void {
   reg('sgdStep', (param, buf, grad, lr, weightDecay, momentum) =>
     cu.sgdStep(ptr(param), opt(buf), ptr(grad), param.size, lr, weightDecay, momentum),
   );
-  reg('sumSquares', (x) => cu.sumSquares(ptr(x), dt(x), x.size));
+  // Each tensor's Σ x² (x·x, then a row sum) lands in its own slot of one device vector, read back once.
+  reg('sumSquares', (xs) => {
+    const sums = Tensor.empty([xs.length], 'f32', 'cuda');
+    xs.forEach((x, i) => {
+      const sq = Tensor.empty(x.shape, x.dtype, 'cuda');
+      const slot = sums.sliceRows(i, i + 1);
+      cu.mul(ptr(sq), ptr(x), ptr(x), dt(x), x.size, x.size);
+      cu.sumRows(ptr(slot), CUDA_DTYPE.f32, ptr(sq), dt(sq), 1, x.size);
+      slot.dispose();
+      sq.dispose();
+    });
+    const host = sums.toFloat32();
+    sums.dispose();
+    return host.reduce((acc, v) => acc + v, 0);
+  });
 
   reg('attentionForward', (out, lse, q, k, v, segments, scale) => {
     const [B, Tq, Hq, D] = q.shape;
