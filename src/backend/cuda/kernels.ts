@@ -9,8 +9,8 @@ import { Tensor } from '../../tensor/tensor.js';
 import { CUDA_DTYPE, type CudaAddon } from './addon.js';
 import { dt, ptr, useCuda } from './device.js';
 
-// Registering needs the op modules' declarations only (types): the ops themselves stay independent
-// of this backend, and a CPU-only install never loads it.
+// Registering needs the op modules' declarations only (types), so the ops stay independent of this
+// backend; the addon itself is loaded only when a GPU is asked for (registerCudaKernels).
 import type {} from '../../ops/attention.js';
 import type {} from '../../ops/cross-entropy.js';
 import type {} from '../../ops/dropout.js';
