@@ -558,3 +558,29 @@ test(
     );
   },
 );
+
+test('GPU-only flags and commands are refused on the CPU with one clear sentence', () => {
+  const cli = (args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', join(projectRoot, 'test', 'lorakit-cli.mts'), ...args], {
+      encoding: 'utf8',
+      cwd: projectRoot,
+    });
+  const offload = cli([
+    'train',
+    '--model',
+    'x',
+    '--data',
+    'y',
+    '--out',
+    join(tmpdir(), 'lorakit-never'),
+    '--offload-checkpoints',
+  ]);
+  assert.equal(offload.status, 2);
+  assert.match(offload.stderr, /--offload-checkpoints needs --device cuda\./);
+  const serve = cli(['serve', '--model', 'x', '--device', 'cuda']);
+  assert.equal(serve.status, 2);
+  assert.match(
+    serve.stderr,
+    /lorakit serve: --device cuda is not supported by this command; use --device cpu\./,
+  );
+});
