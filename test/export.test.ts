@@ -36,9 +36,8 @@ import type { CausalLM } from '../src/models/llama.js';
 import { loadModel, type LoadedModel } from '../src/models/load.js';
 import { addAdapter, adapterParameters, loadAdapter } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS, loraScale } from '../src/peft/config.js';
-import { noGrad } from '../src/autograd/tape.js';
-import { Tensor, tidy } from '../src/tensor/tensor.js';
 import { assertClose, fixture, projectRoot, relError, sharedData } from './helpers.js';
+import { rowLogits } from './model-helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'lorakit-export-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -50,25 +49,6 @@ function cli(args: string[]) {
     process.execPath,
     ['--import', 'tsx', join(projectRoot, 'test', 'lorakit-cli.mts'), ...args],
     { encoding: 'utf8', cwd: projectRoot },
-  );
-}
-
-function logits(model: CausalLM, ids: number[][]): Float32Array {
-  return noGrad(() =>
-    tidy(() => {
-      const B = ids.length;
-      const T = ids[0].length;
-      const batch = {
-        ids: Tensor.from(ids.flat(), [B, T], 'i32'),
-        positions: Tensor.from(
-          ids.flatMap((r) => r.map((_, i) => i)),
-          [B, T],
-          'i32',
-        ),
-        segments: Tensor.from(new Array<number>(B * T).fill(1), [B, T], 'i32'),
-      };
-      return Float32Array.from(model.logits(batch).as('f32'));
-    }),
   );
 }
 
@@ -149,7 +129,7 @@ test('GGUF export of tiny models: loads back with the adapter merged; gguf-py re
     const { model, tokenizer, path } = await loadModel(fixture('models', m)!);
     try {
       loadAdapter(model, fixture('peft', a, 'adapter')!, 'a');
-      const ours = logits(model, IDS);
+      const ours = rowLogits(model, IDS);
       const out = join(work, `${m}.gguf`);
       const r = await exportGGUF(model, tokenizer, path, out, { adapter: 'a', quant: 'f32' });
       assert.ok(
@@ -158,7 +138,7 @@ test('GGUF export of tiny models: loads back with the adapter merged; gguf-py re
       );
       const back = await loadModel(out);
       try {
-        assertClose(logits(back.model, IDS), ours, 1e-5, `${m}: logits of the GGUF export`);
+        assertClose(rowLogits(back.model, IDS), ours, 1e-5, `${m}: logits of the GGUF export`);
         // GGUF's sentencepiece format prepends a space where tokenizer.json's Metaspace does not and
         // fuses unknown characters, so only plain text splits alike here (stories260K below checks more).
         const plain = 'the cat sat on the mat, and she said: hello to him.';
@@ -184,7 +164,7 @@ test('GGUF export of tiny models: loads back with the adapter merged; gguf-py re
   // f16 / q8_0 / q4_0: block types where rows fill whole blocks, 1-D tensors F32, values close.
   const { model, tokenizer, path } = await loadModel(fixture('models', 'llama')!);
   try {
-    const ours = logits(model, IDS);
+    const ours = rowLogits(model, IDS);
     for (const [quant, tol] of [
       ['f16', 1e-3],
       ['q8_0', 3e-2],
@@ -200,7 +180,7 @@ test('GGUF export of tiny models: loads back with the adapter merged; gguf-py re
       assert.equal(f.get('general.file_type'), { f16: 1, q8_0: 7, q4_0: 2 }[quant]);
       const back = await loadModel(out);
       try {
-        const err = relError(logits(back.model, IDS), ours);
+        const err = relError(rowLogits(back.model, IDS), ours);
         assert.ok(err < tol, `${quant}: logits relative error ${err}`);
       } finally {
         back.model.dispose();

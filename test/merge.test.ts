@@ -7,7 +7,6 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { noGrad } from '../src/autograd/tape.js';
 import { exportHF } from '../src/export/hf.js';
 import { openSafetensors, openSafetensorsModel } from '../src/io/safetensors.js';
 import type { CausalLM } from '../src/models/llama.js';
@@ -16,8 +15,9 @@ import { addAdapter, adapterParameters, loadAdapter, setActiveAdapter } from '..
 import { LORA_DEFAULTS } from '../src/peft/config.js';
 import { isMerged, mergeAdapter, mergedAdapters, unmergeAdapter } from '../src/peft/merge.js';
 import { quantizeWeight, QuantizedWeight, weightToFloat32 } from '../src/quant/weight.js';
-import { Tensor, tidy } from '../src/tensor/tensor.js';
+import { Tensor } from '../src/tensor/tensor.js';
 import { assertClose, fixture, projectRoot, relError } from './helpers.js';
+import { rowLogits } from './model-helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'lorakit-merge-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -38,22 +38,7 @@ const IDS = [
 ];
 
 function logits(model: CausalLM, ids = IDS): Float32Array {
-  return noGrad(() =>
-    tidy(() => {
-      const B = ids.length;
-      const T = ids[0].length;
-      const batch = {
-        ids: Tensor.from(ids.flat(), [B, T], 'i32'),
-        positions: Tensor.from(
-          ids.flatMap((r) => r.map((_, i) => i)),
-          [B, T],
-          'i32',
-        ),
-        segments: Tensor.from(new Array<number>(B * T).fill(1), [B, T], 'i32'),
-      };
-      return Float32Array.from(model.logits(batch).as('f32'));
-    }),
-  );
+  return rowLogits(model, ids);
 }
 
 function weights(model: CausalLM): Map<string, Float32Array> {

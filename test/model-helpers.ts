@@ -1,8 +1,8 @@
-// Test utilities that run a model: fixture batches as examples, and one training-mode loss.
-import { backward } from '../src/autograd/tape.js';
+// Test utilities that run a model: fixture batches as examples, one training-mode loss, plain logits.
+import { backward, noGrad } from '../src/autograd/tape.js';
 import type { CausalLM } from '../src/models/llama.js';
 import { scale } from '../src/ops/elementwise.js';
-import { tidy } from '../src/tensor/tensor.js';
+import { Tensor, tidy } from '../src/tensor/tensor.js';
 import { padBatch, toDevice } from '../src/train/batching.js';
 import type { Example } from '../src/train/data.js';
 import { lossSum } from '../src/train/loss.js';
@@ -25,4 +25,24 @@ export function stepLoss(model: CausalLM, examples: Example[], withBackward: boo
     if (withBackward) backward(scale(total, 1 / hb.targetCount));
     return value;
   });
+}
+
+/** Logits [B, T, V] (flattened) of equal-length rows, each its own sequence, without gradients. */
+export function rowLogits(model: CausalLM, ids: number[][]): Float32Array {
+  return noGrad(() =>
+    tidy(() => {
+      const B = ids.length;
+      const T = ids[0].length;
+      const batch = {
+        ids: Tensor.from(ids.flat(), [B, T], 'i32'),
+        positions: Tensor.from(
+          ids.flatMap((r) => r.map((_, i) => i)),
+          [B, T],
+          'i32',
+        ),
+        segments: Tensor.from(new Array<number>(B * T).fill(1), [B, T], 'i32'),
+      };
+      return model.logits(batch).toFloat32();
+    }),
+  );
 }
