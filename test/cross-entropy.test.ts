@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backward } from '../src/autograd/tape.js';
+import { linearCrossEntropy } from '../src/ops/linear-cross-entropy.js';
 import { crossEntropy, crossEntropyRows } from '../src/ops/cross-entropy.js';
 import { memoryStats, Tensor, tidy } from '../src/tensor/tensor.js';
 import { assertClose, randn, rng } from './helpers.js';
@@ -109,6 +110,13 @@ test('crossEntropy rejects bad targets and shapes with clear errors', () => {
     assert.throws(
       () => crossEntropy(logits, Tensor.from([0, -1, 1], [3], 'i32')),
       /target -1 at row 1 is out of range/,
+    );
+    // The fused head + loss checks the same way, with its own name.
+    const w = Tensor.from(randn(7 * 4, 71), [7, 4]);
+    const h = Tensor.from(randn(3 * 4, 72), [3, 4]);
+    assert.throws(
+      () => linearCrossEntropy(h, w, Tensor.from([0, 7, -100], [3], 'i32')),
+      /^Error: lorakit: linearCrossEntropy: target 7 at row 1 is out of range for a vocabulary of 7 \(use -100 to ignore a row\)\.$/,
     );
     assert.throws(
       () => crossEntropyRows(logits, Tensor.from([0, -101, 1], [3], 'i32')),

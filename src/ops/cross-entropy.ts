@@ -89,6 +89,14 @@ function check(op: string, logits: Tensor, targets: Tensor): void {
   if (targets.shape.length !== 1 || targets.shape[0] !== N)
     throw new Error(`lorakit: ${op}: targets has shape ${shapeString(targets.shape)}, expected [${N}].`);
   if (V < 1) throw new Error(`lorakit: ${op}: the vocabulary is empty.`);
+  checkTargets(op, targets, V);
+}
+
+/**
+ * Throws unless every target is −100 or in [0, V). Targets on a device were checked on the host
+ * before they were copied there (train/loss.ts), so only host targets are read here.
+ */
+export function checkTargets(op: string, targets: Tensor, V: number): void {
   if (targets.device !== 'cpu') return;
   const t = targets.as('i32');
   for (let i = 0; i < t.length; i++)

@@ -5,7 +5,7 @@
 import { kernel } from '../backend/kernels.js';
 import { needsRecord, noGrad, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor, tidy } from '../tensor/tensor.js';
-import { IGNORE_INDEX } from './cross-entropy.js';
+import { checkTargets, IGNORE_INDEX } from './cross-entropy.js';
 import { gemmInto } from './matmul.js';
 import { scale, sum } from './elementwise.js';
 import { emptyF32, emptyLike, expectDType, expectFloat } from './util.js';
@@ -46,16 +46,11 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
     );
   if (w.requiresGrad)
     throw new Error('lorakit: linearCrossEntropy: a trainable output head is not supported here.');
-  const tgt = targets.as('i32'); // on the host: checked here, gathered here
-  const rows: number[] = [];
-  for (let i = 0; i < N; i++) {
-    const t = tgt[i];
-    if (t === IGNORE_INDEX) continue;
-    if (t < 0 || t >= V)
-      throw new Error(`lorakit: target ${t} at row ${i} is out of range for a vocabulary of ${V}.`);
-    rows.push(i);
-  }
+  checkTargets('linearCrossEntropy', targets, V);
   if (h.device !== 'cpu') return fusedOnDevice(h, w, targets);
+  const tgt = targets.as('i32'); // the CPU path gathers the rows that have a target
+  const rows: number[] = [];
+  for (let i = 0; i < N; i++) if (tgt[i] !== IGNORE_INDEX) rows.push(i);
   const grad = needsRecord([h]);
   const dh = grad ? Tensor.zeros([N, D]) : null;
   let total = 0;
@@ -98,10 +93,11 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
 }
 
 // The device path: one fused kernel per direction over all N rows (ignored rows cost a GEMM row but
-// no host gather). targets were checked on the host above.
-function fusedOnDevice(h: Tensor, w: Tensor, targetsHost: Tensor): Tensor {
+// no host gather). Host targets are copied over here; callers in a training step pass them already on
+// the device (train/loss.ts), so this copy does not make the host wait in the middle of a forward.
+function fusedOnDevice(h: Tensor, w: Tensor, given: Tensor): Tensor {
   const N = h.shape[0];
-  const targets = targetsHost.toDevice(h.device);
+  const targets = given.device === h.device ? given : given.toDevice(h.device);
   const rowLoss = emptyF32(h, [N]);
   const lse = emptyF32(h, [N]);
   kernel(h.device, 'linearCrossEntropyForward')(rowLoss, lse, h, w, targets);
@@ -113,10 +109,10 @@ function fusedOnDevice(h: Tensor, w: Tensor, targetsHost: Tensor): Tensor {
       kernel(h.device, 'linearCrossEntropyBackward')(dh, h, w, targets, lse, g.item());
       return [dh];
     });
-    keep(lse);
-    keep(targets);
+    keep(lse); // the tape now holds the only references
+    if (targets !== given) keep(targets);
   }
   lse.dispose();
-  targets.dispose();
+  if (targets !== given) targets.dispose();
   return out;
 }

@@ -1,4 +1,4 @@
-import { crossEntropy } from '../ops/cross-entropy.js';
+import { checkTargets, crossEntropy } from '../ops/cross-entropy.js';
 import { linearCrossEntropy } from '../ops/linear-cross-entropy.js';
 import type { Batch, CausalLM, ForwardOptions } from '../models/llama.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -12,12 +12,17 @@ import type { Tensor } from '../tensor/tensor.js';
 export function lossSum(model: CausalLM, batch: Batch, targets: Tensor, opts: ForwardOptions = {}): Tensor {
   const adapter = opts.ctx?.adapter === undefined ? model.activeAdapter : opts.ctx.adapter;
   const headAdapted = adapter !== null && model.lmHead.adapters.has(adapter);
+  // On a GPU the targets are checked here and copied before the forward is queued: the copy waits for
+  // the stream, and at this point the stream is (nearly) idle. The copy is freed by the caller's scope.
+  let onDevice = targets;
+  if (model.device !== 'cpu' && targets.device === 'cpu') {
+    checkTargets('lossSum', targets, model.config.vocabSize);
+    onDevice = targets.toDevice(model.device);
+  }
   const hidden = model.hidden(batch, opts);
   const [B, T, D] = hidden.shape;
-  // The fused op reads targets on the host (it checks and gathers them there).
   if (!headAdapted && !model.lmHead.bias)
-    return linearCrossEntropy(hidden.reshape([B * T, D]), model.lmHead.weight, targets);
+    return linearCrossEntropy(hidden.reshape([B * T, D]), model.lmHead.weight, onDevice);
   const logits = model.lmHead.forward(hidden, { adapter, training: false, seed: 0, ...opts.ctx });
-  const onDevice = targets.device === logits.device ? targets : targets.toDevice(logits.device); // freed by the caller's scope
   return crossEntropy(logits.reshape([B * T, model.config.vocabSize]), onDevice);
 }
