@@ -14,10 +14,10 @@
 // are written to a temporary name and renamed.
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { newest, nodeInclude, parallel, withLock } from './build-util.mjs';
 
 const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -84,20 +84,6 @@ function cudaDirs(nvcc) {
   );
 }
 
-// Node's headers, as scripts/build-native.mjs finds them.
-function nodeInclude() {
-  const candidates = [
-    process.env.LORAKIT_NODE_INCLUDE,
-    resolve(process.execPath, '..', '..', 'include', 'node'),
-    '/usr/include/node',
-    '/usr/local/include/node',
-  ].filter(Boolean);
-  for (const dir of candidates) if (existsSync(join(dir, 'node_api.h'))) return dir;
-  throw new Error(
-    `node_api.h not found in ${candidates.join(', ')}; set LORAKIT_NODE_INCLUDE to the folder holding Node's headers.`,
-  );
-}
-
 const arch = (process.env.LORAKIT_CUDA_ARCH || 'arch=compute_90,code=sm_90').split(/\s+/).filter(Boolean);
 const flags = [
   '-std=c++17',
@@ -111,25 +97,6 @@ const flags = [
   '-Werror',
   'all-warnings',
 ];
-
-const newest = (dir, ext) =>
-  Math.max(
-    0,
-    ...readdirSync(dir)
-      .filter((f) => f.endsWith(ext))
-      .map((f) => statSync(join(dir, f)).mtimeMs),
-  );
-
-async function parallel(items, fn) {
-  const queue = [...items];
-  const workers = Array.from(
-    { length: Math.max(1, Math.min(availableParallelism(), queue.length)) },
-    async () => {
-      for (let it = queue.shift(); it !== undefined; it = queue.shift()) await fn(it);
-    },
-  );
-  await Promise.all(workers);
-}
 
 async function main() {
   const nvcc = findNvcc();
@@ -206,7 +173,7 @@ async function buildAddon(nvcc, headers) {
   process.stdout.write(`lorakit: built ${addon}\n`);
 }
 
-main().catch((err) => {
+withLock(outDir, 'cuda', main).catch((err) => {
   const detail = err && typeof err === 'object' && 'stderr' in err ? String(err.stderr) : '';
   process.stderr.write(
     `lorakit: CUDA build failed: ${err instanceof Error ? err.message : String(err)}\n${detail}`,
