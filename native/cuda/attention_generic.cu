@@ -1,0 +1,215 @@
+// Causal attention on CUDA cores: one warp per query row (forward, dQ) or key row (dK, dV). Serves any
+// head dimension up to 256 (tiny models) and cross-checks the tensor-core path in attention.cu, whose
+// header comment states the semantics.
+#include "attention_generic.cuh"
+#include "common.cuh"
+
+namespace lkc {
+namespace {
+
+// delta [B, Hq, Tq] = Σ_d dout · out (fp32), one warp per (b, i, h).
+__global__ void attn_delta_kernel(float* delta, const bf16* dout, const bf16* out, int B, int Tq, int Hq, int D) {
+  const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (w >= int64_t(B) * Tq * Hq) return;
+  const int h = int(w % Hq);
+  const int64_t bi = w / Hq;  // b · Tq + i
+  const bf16 *a = dout + w * D, *o = out + w * D;
+  float s = 0.f;
+  for (int d = lane; d < D; d += 32) s += __bfloat162float(a[d]) * __bfloat162float(o[d]);
+  s = warp_sum(s);
+  if (lane == 0) delta[(bi / Tq * Hq + h) * Tq + bi % Tq] = s;
+}
+
+// ---- CUDA-core path (any D ≤ 256) ------------------------------------------------------------------
+constexpr int kMaxD = kAttnMaxD, kGW = 4;  // warps per block
+
+// out, lse <- q, k, v, segments: one warp per (b, i, h); lanes own keys for scores, dims for outputs.
+__global__ void __launch_bounds__(kGW * 32) attn_fwd_generic(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                                             const int32_t* seg, int B, int Tq, int Tk, int Hq, int Hkv, int D,
+                                                             float scale) {
+  __shared__ float qsm[kGW][kMaxD];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t w = int64_t(blockIdx.x) * kGW + warp;
+  if (w >= int64_t(B) * Tq * Hq) return;
+  const int h = int(w % Hq), i = int((w / Hq) % Tq), b = int(w / (int64_t(Hq) * Tq));
+  const int kvh = h / (Hq / Hkv), p = Tk - Tq + i;
+  const int32_t* sb = seg + int64_t(b) * Tk;
+  const int sp = sb[p];
+  const bf16* qr = q + w * D;
+  for (int d = lane; d < D; d += 32) qsm[warp][d] = __bfloat162float(qr[d]);
+  __syncwarp();
+  const int64_t ks = int64_t(Hkv) * D;
+  const bf16* kb = k + int64_t(b) * Tk * ks + int64_t(kvh) * D;
+  const bf16* vb = v + int64_t(b) * Tk * ks + int64_t(kvh) * D;
+  float o[kMaxD / 32];
+#pragma unroll
+  for (int t = 0; t < kMaxD / 32; t++) o[t] = 0.f;
+  float m = -INFINITY, l = 0.f;
+  for (int j0 = 0; sp != 0 && j0 <= p; j0 += 32) {
+    const int j = j0 + lane;
+    float s = -INFINITY;
+    if (j <= p && sb[j] == sp) {
+      float acc = 0.f;
+      for (int d = 0; d < D; d++) acc += qsm[warp][d] * __bfloat162float(kb[j * ks + d]);
+      s = acc * scale;
+    }
+    const float mn = fmaxf(m, warp_max(s));
+    if (mn == -INFINITY) continue;
+    const float alpha = __expf(m - mn), pj = __expf(s - mn);
+    l = l * alpha + warp_sum(pj);
+    m = mn;
+#pragma unroll
+    for (int t = 0; t < kMaxD / 32; t++) o[t] *= alpha;
+    for (int jj = 0; jj < 32 && j0 + jj <= p; jj++) {
+      const float pb = __shfl_sync(0xffffffffu, pj, jj);
+      if (pb == 0.f) continue;
+      const bf16* vr = vb + int64_t(j0 + jj) * ks;
+#pragma unroll
+      for (int t = 0; t < kMaxD / 32; t++)
+        if (lane + 32 * t < D) o[t] += pb * __bfloat162float(vr[lane + 32 * t]);
+    }
+  }
+  const float inv = l > 0.f ? 1.f / l : 0.f;
+  bf16* orow = out + w * D;
+#pragma unroll
+  for (int t = 0; t < kMaxD / 32; t++)
+    if (lane + 32 * t < D) orow[lane + 32 * t] = __float2bfloat16_rn(o[t] * inv);
+  if (lane == 0) lse[(int64_t(b) * Hq + h) * Tq + i] = l > 0.f ? m + logf(l) : -INFINITY;
+}
+
+// dq <- dout, q, k, v, lse, delta: one warp per (b, i, h).
+__global__ void __launch_bounds__(kGW * 32) attn_bwd_dq_generic(bf16* dq, const bf16* dout, const bf16* q, const bf16* k,
+                                                                const bf16* v, const float* lse, const float* delta,
+                                                                const int32_t* seg, int B, int Tq, int Tk, int Hq, int Hkv,
+                                                                int D, float scale) {
+  __shared__ float qsm[kGW][kMaxD], dosm[kGW][kMaxD];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t w = int64_t(blockIdx.x) * kGW + warp;
+  if (w >= int64_t(B) * Tq * Hq) return;
+  const int h = int(w % Hq), i = int((w / Hq) % Tq), b = int(w / (int64_t(Hq) * Tq));
+  const int kvh = h / (Hq / Hkv), p = Tk - Tq + i;
+  const int32_t* sb = seg + int64_t(b) * Tk;
+  const int sp = sb[p];
+  for (int d = lane; d < D; d += 32) qsm[warp][d] = __bfloat162float(q[w * D + d]), dosm[warp][d] = __bfloat162float(dout[w * D + d]);
+  __syncwarp();
+  const int64_t ks = int64_t(Hkv) * D;
+  const bf16* kb = k + int64_t(b) * Tk * ks + int64_t(kvh) * D;
+  const bf16* vb = v + int64_t(b) * Tk * ks + int64_t(kvh) * D;
+  const float L = lse[(int64_t(b) * Hq + h) * Tq + i], dl = delta[(int64_t(b) * Hq + h) * Tq + i];
+  float acc[kMaxD / 32];
+#pragma unroll
+  for (int t = 0; t < kMaxD / 32; t++) acc[t] = 0.f;
+  for (int j0 = 0; sp != 0 && j0 <= p; j0 += 32) {
+    const int j = j0 + lane;
+    float ds = 0.f;
+    if (j <= p && sb[j] == sp) {
+      float s = 0.f, dp = 0.f;
+      for (int d = 0; d < D; d++) {
+        s += qsm[warp][d] * __bfloat162float(kb[j * ks + d]);
+        dp += dosm[warp][d] * __bfloat162float(vb[j * ks + d]);
+      }
+      const float pj = __expf(s * scale - L);
+      ds = pj * (dp - dl);
+    }
+    for (int jj = 0; jj < 32 && j0 + jj <= p; jj++) {
+      const float d_b = __shfl_sync(0xffffffffu, ds, jj);
+      if (d_b == 0.f) continue;
+      const bf16* kr = kb + int64_t(j0 + jj) * ks;
+#pragma unroll
+      for (int t = 0; t < kMaxD / 32; t++)
+        if (lane + 32 * t < D) acc[t] += d_b * __bfloat162float(kr[lane + 32 * t]);
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < kMaxD / 32; t++)
+    if (lane + 32 * t < D) dq[w * D + lane + 32 * t] = __float2bfloat16_rn(acc[t] * scale);
+}
+
+// dk, dv <- dout, q, k, v, lse, delta: one warp per (b, j, kv head), over every query head of its group.
+__global__ void __launch_bounds__(kGW * 32) attn_bwd_dkv_generic(bf16* dk, bf16* dv, const bf16* dout, const bf16* q,
+                                                                 const bf16* k, const bf16* v, const float* lse,
+                                                                 const float* delta, const int32_t* seg, int B, int Tq, int Tk,
+                                                                 int Hq, int Hkv, int D, float scale) {
+  __shared__ float ksm[kGW][kMaxD], vsm[kGW][kMaxD];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t w = int64_t(blockIdx.x) * kGW + warp;
+  if (w >= int64_t(B) * Tk * Hkv) return;
+  const int kvh = int(w % Hkv), j = int((w / Hkv) % Tk), b = int(w / (int64_t(Hkv) * Tk));
+  const int off = Tk - Tq, group = Hq / Hkv;
+  const int32_t* sb = seg + int64_t(b) * Tk;
+  const int sj = sb[j];
+  for (int d = lane; d < D; d += 32) ksm[warp][d] = __bfloat162float(k[w * D + d]), vsm[warp][d] = __bfloat162float(v[w * D + d]);
+  __syncwarp();
+  const int64_t qs = int64_t(Hq) * D;
+  float ak[kMaxD / 32], av[kMaxD / 32];
+#pragma unroll
+  for (int t = 0; t < kMaxD / 32; t++) ak[t] = av[t] = 0.f;
+  for (int hh = 0; sj != 0 && hh < group; hh++) {
+    const int h = kvh * group + hh;
+    const bf16* qb = q + int64_t(b) * Tq * qs + int64_t(h) * D;
+    const bf16* db = dout + int64_t(b) * Tq * qs + int64_t(h) * D;
+    const float* lb = lse + (int64_t(b) * Hq + h) * Tq;
+    const float* deb = delta + (int64_t(b) * Hq + h) * Tq;
+    for (int i0 = max(0, j - off); i0 < Tq; i0 += 32) {
+      const int i = i0 + lane;
+      float pi = 0.f, ds = 0.f;
+      if (i < Tq && sb[off + i] == sj) {
+        float s = 0.f, dp = 0.f;
+        for (int d = 0; d < D; d++) {
+          s += ksm[warp][d] * __bfloat162float(qb[i * qs + d]);
+          dp += vsm[warp][d] * __bfloat162float(db[i * qs + d]);
+        }
+        pi = __expf(s * scale - lb[i]);
+        ds = pi * (dp - deb[i]);
+      }
+      for (int ii = 0; ii < 32 && i0 + ii < Tq; ii++) {
+        const float pb = __shfl_sync(0xffffffffu, pi, ii), db_ = __shfl_sync(0xffffffffu, ds, ii);
+        if (pb == 0.f && db_ == 0.f) continue;
+        const bf16 *qr = qb + int64_t(i0 + ii) * qs, *dr = db + int64_t(i0 + ii) * qs;
+#pragma unroll
+        for (int t = 0; t < kMaxD / 32; t++)
+          if (lane + 32 * t < D) {
+            av[t] += pb * __bfloat162float(dr[lane + 32 * t]);
+            ak[t] += db_ * __bfloat162float(qr[lane + 32 * t]);
+          }
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < kMaxD / 32; t++)
+    if (lane + 32 * t < D) {
+      dk[w * D + lane + 32 * t] = __float2bfloat16_rn(ak[t] * scale);
+      dv[w * D + lane + 32 * t] = __float2bfloat16_rn(av[t]);
+    }
+}
+
+}  // namespace
+
+void attention_forward_generic(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* segments,
+                               int B, int Tq, int Tk, int Hq, int Hkv, int D, float scale, cudaStream_t stream) {
+  const int64_t rows = int64_t(B) * Tq * Hq;
+  attn_fwd_generic<<<ceil_div(rows, kGW), kGW * 32, 0, stream>>>(out, lse, q, k, v, segments, B, Tq, Tk, Hq, Hkv, D, scale);
+  LKC_CHECK_LAUNCH("attention_forward");
+}
+
+void attention_delta(float* delta, const bf16* dout, const bf16* out, int B, int Tq, int Hq, int D, cudaStream_t stream) {
+  const int64_t rows = int64_t(B) * Tq * Hq;
+  attn_delta_kernel<<<ceil_div(rows * 32, 256), 256, 0, stream>>>(delta, dout, out, B, Tq, Hq, D);
+  LKC_CHECK_LAUNCH("attention_delta");
+}
+
+void attention_backward_generic(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
+                                const float* lse, const float* delta, const int32_t* segments, int B, int Tq, int Tk, int Hq,
+                                int Hkv, int D, float scale, cudaStream_t stream) {
+  const int64_t rows = int64_t(B) * Tq * Hq;
+  attn_bwd_dq_generic<<<ceil_div(rows, kGW), kGW * 32, 0, stream>>>(dq, dout, q, k, v, lse, delta, segments, B, Tq, Tk, Hq, Hkv,
+                                                                    D, scale);
+  LKC_CHECK_LAUNCH("attention_backward_dq");
+  const int64_t krows = int64_t(B) * Tk * Hkv;
+  attn_bwd_dkv_generic<<<ceil_div(krows, kGW), kGW * 32, 0, stream>>>(dk, dv, dout, q, k, v, lse, delta, segments, B, Tq, Tk,
+                                                                      Hq, Hkv, D, scale);
+  LKC_CHECK_LAUNCH("attention_backward_dkv");
+}
+
+}  // namespace lkc
