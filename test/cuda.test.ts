@@ -62,12 +62,18 @@ function input(shape: number[], seed: number, std = 1): Tensor {
   return out;
 }
 
-/** The CPU tensor on `device` in the activation dtype there (bf16 on CUDA), optionally trainable. */
-function on(device: Device, t: Tensor, trainable = false, dtype?: 'f32' | 'bf16'): Tensor {
+type Act = 'bf16' | 'f32';
+/** The activation dtypes the GPU computes in; op tests run in both. */
+const ACTS: Act[] = ['bf16', 'f32'];
+/** A test's tolerance: `bf16` in bf16, fp32 rounding only in f32 (reductions in another order). */
+const tolFor = (act: Act, bf16: number): number => (act === 'f32' ? 2e-5 : bf16);
+
+/** The CPU tensor on `device` in `dtype` (on CUDA, the activation dtype `act` by default), optionally trainable. */
+function on(device: Device, t: Tensor, trainable = false, dtype?: 'f32' | 'bf16', act: Act = 'bf16'): Tensor {
   let out: Tensor;
   if (device === 'cpu') out = dtype === 'bf16' ? cast(t, 'bf16') : t.toDevice('cpu');
   else {
-    const host = cast(t, dtype ?? (t.dtype === 'i32' ? 'f32' : 'bf16'));
+    const host = cast(t, dtype ?? (t.dtype === 'i32' ? 'f32' : act));
     out = t.dtype === 'i32' ? t.toDevice('cuda') : host.toDevice('cuda');
     host.dispose();
   }
@@ -81,13 +87,15 @@ function on(device: Device, t: Tensor, trainable = false, dtype?: 'f32' | 'bf16'
  */
 function compareBackends(
   what: string,
+  act: Act,
   inputs: { t: Tensor; trainable?: boolean; dtype?: 'f32' | 'bf16' }[],
   build: (xs: Tensor[]) => Tensor,
-  tol = 2e-2,
+  bf16Tol = 2e-2,
 ): void {
+  const tol = tolFor(act, bf16Tol);
   const run = (device: Device) =>
     tidy(() => {
-      const xs = inputs.map((i) => on(device, i.t, i.trainable, device === 'cpu' ? undefined : i.dtype));
+      const xs = inputs.map((i) => on(device, i.t, i.trainable, device === 'cpu' ? undefined : i.dtype, act));
       const y = build(xs);
       const r = on(device, input(y.shape as number[], 99), false, y.dtype === 'bf16' ? 'bf16' : 'f32');
       backward(sum(mul(y, r)));
@@ -104,132 +112,147 @@ function compareBackends(
   });
 }
 
-test('CUDA: linear (bf16 weight, f32 LoRA factors) and matmul, forward and backward', { skip: SKIP }, () => {
-  const x = input([3, 37, 91], 1);
-  const w = input([53, 91], 2, 0.1);
-  const bias = input([53], 3);
-  compareBackends(
-    'linear',
-    [{ t: x, trainable: true }, { t: w }, { t: bias, trainable: true, dtype: 'f32' }],
-    ([a, b, c]) => linear(a, b, c),
-  );
-  const A = input([8, 91], 4, 0.1);
-  const B = input([53, 8], 5, 0.1);
-  compareBackends(
-    'LoRA path',
-    [
-      { t: x, trainable: true },
-      { t: A, trainable: true, dtype: 'f32' },
-      { t: B, trainable: true, dtype: 'f32' },
-    ],
-    ([a, la, lb]) => scale(linear(linear(a, la), lb), 2),
-  );
-  compareBackends(
-    'matmul transB',
-    [
-      { t: input([5, 19, 33], 6), trainable: true },
-      { t: input([5, 27, 33], 7), trainable: true },
-    ],
-    ([a, b]) => matmul(a, b, { transB: true }),
-  );
-});
-
-test('CUDA: rmsnorm, rope, swiglu, add/mul with broadcast', { skip: SKIP }, () => {
-  const x = input([2, 29, 4, 64], 10);
-  compareBackends('rmsnorm', [{ t: x, trainable: true }, { t: input([64], 11) }], ([a, w]) =>
-    rmsnorm(a, w, 1e-5),
-  );
-  const cfg = parseRopeConfig({ rope_theta: 10000 }, 64);
-  const positions = Tensor.from(
-    Array.from({ length: 2 * 29 }, (_, i) => (i % 29) % 17),
-    [2, 29],
-    'i32',
-  );
-  compareBackends('rope', [{ t: x, trainable: true }, { t: positions }], ([a, p]) => {
-    const { cos, sin } = ropeTables(cfg, 64, 64);
-    return rope(a, cos.toDevice(a.device), sin.toDevice(a.device), p);
+for (const act of ACTS)
+  test(`CUDA (${act}): linear, the LoRA path and matmul, forward and backward`, { skip: SKIP }, () => {
+    const x = input([3, 37, 91], 1);
+    const w = input([53, 91], 2, 0.1);
+    const bias = input([53], 3);
+    compareBackends(
+      'linear',
+      act,
+      [{ t: x, trainable: true }, { t: w }, { t: bias, trainable: true, dtype: 'f32' }],
+      ([a, b, c]) => linear(a, b, c),
+    );
+    const A = input([8, 91], 4, 0.1);
+    const B = input([53, 8], 5, 0.1);
+    compareBackends(
+      'LoRA path',
+      act,
+      [
+        { t: x, trainable: true },
+        { t: A, trainable: true, dtype: 'f32' },
+        { t: B, trainable: true, dtype: 'f32' },
+      ],
+      ([a, la, lb]) => scale(linear(linear(a, la), lb), 2),
+    );
+    compareBackends(
+      'matmul transB',
+      act,
+      [
+        { t: input([5, 19, 33], 6), trainable: true },
+        { t: input([5, 27, 33], 7), trainable: true },
+      ],
+      ([a, b]) => matmul(a, b, { transB: true }),
+    );
   });
-  compareBackends(
-    'swiglu',
-    [
-      { t: input([7, 333], 12), trainable: true },
-      { t: input([7, 333], 13), trainable: true },
-    ],
-    ([g, u]) => swiglu(g, u),
-  );
-  compareBackends(
-    'add + mul broadcast',
-    [
-      { t: input([6, 5, 41], 14), trainable: true },
-      { t: input([41], 15), trainable: true },
-    ],
-    ([a, b]) => mul(add(a, b), b),
-  );
-});
 
-test('CUDA: attention (GQA, packed and padded rows) forward and backward', { skip: SKIP }, () => {
-  for (const D of [64, 128, 40]) {
-    const [B, T, Hq, Hkv] = [2, 77, 8, 2];
-    const seg = Array.from({ length: B * T }, (_, i) => {
-      const b = Math.floor(i / T);
-      const t = i % T;
-      if (b === 1 && t >= 60) return 0; // padding
-      return t < 30 ? 1 : 2; // two packed sequences
+for (const act of ACTS)
+  test(`CUDA (${act}): rmsnorm, rope, swiglu, add/mul with broadcast`, { skip: SKIP }, () => {
+    const x = input([2, 29, 4, 64], 10);
+    compareBackends('rmsnorm', act, [{ t: x, trainable: true }, { t: input([64], 11) }], ([a, w]) =>
+      rmsnorm(a, w, 1e-5),
+    );
+    const cfg = parseRopeConfig({ rope_theta: 10000 }, 64);
+    const positions = Tensor.from(
+      Array.from({ length: 2 * 29 }, (_, i) => (i % 29) % 17),
+      [2, 29],
+      'i32',
+    );
+    compareBackends('rope', act, [{ t: x, trainable: true }, { t: positions }], ([a, p]) => {
+      const { cos, sin } = ropeTables(cfg, 64, 64);
+      return rope(a, cos.toDevice(a.device), sin.toDevice(a.device), p);
     });
     compareBackends(
-      `attention D=${D}`,
+      'swiglu',
+      act,
       [
-        { t: input([B, T, Hq, D], 20), trainable: true },
-        { t: input([B, T, Hkv, D], 21), trainable: true },
-        { t: input([B, T, Hkv, D], 22), trainable: true },
-        { t: Tensor.from(seg, [B, T], 'i32') },
+        { t: input([7, 333], 12), trainable: true },
+        { t: input([7, 333], 13), trainable: true },
       ],
-      ([q, k, v, s]) => attention(q, k, v, s),
-      3e-2,
+      ([g, u]) => swiglu(g, u),
     );
-  }
-});
+    compareBackends(
+      'add + mul broadcast',
+      act,
+      [
+        { t: input([6, 5, 41], 14), trainable: true },
+        { t: input([41], 15), trainable: true },
+      ],
+      ([a, b]) => mul(add(a, b), b),
+    );
+  });
 
-test('CUDA: embedding, cross-entropy, fused head + loss', { skip: SKIP }, () => {
-  const ids = Tensor.from(
-    Array.from({ length: 43 }, (_, i) => (i * 7919) % 301),
-    [43],
-    'i32',
-  );
-  compareBackends(
-    'embedding (f32 trainable table)',
-    [{ t: input([301, 72], 30), trainable: true, dtype: 'f32' }, { t: ids }],
-    ([t, i]) => embedding(t, i),
-  );
-  const targets = Tensor.from(
-    Array.from({ length: 43 }, (_, i) => (i % 5 === 3 ? -100 : (i * 31) % 1001)),
-    [43],
-    'i32',
-  );
-  compareBackends('crossEntropy', [{ t: input([43, 1001], 31), trainable: true }, { t: targets }], ([l, t]) =>
-    crossEntropy(l, t.toDevice(l.device)),
-  );
-  // The fused head: h [N, D] against a [V, D] head bigger than one vocabulary chunk.
-  const h = input([43, 96], 32);
-  const w = input([20011, 96], 33, 0.2);
-  const bigTargets = Tensor.from(
-    Array.from({ length: 43 }, (_, i) => (i % 5 === 3 ? -100 : (i * 7717) % 20011)),
-    [43],
-    'i32',
-  );
-  const run = (device: Device) =>
-    tidy(() => {
-      const hh = on(device, h, true);
-      const ww = on(device, w);
-      const loss = linearCrossEntropy(hh, ww, bigTargets);
-      backward(loss);
-      return { loss: loss.item(), dh: hh.grad!.toFloat32() };
-    });
-  const c = run('cpu');
-  const g = run('cuda');
-  assert.ok(Math.abs(g.loss - c.loss) / c.loss < 1e-2, `fused loss ${g.loss} vs CPU ${c.loss}`);
-  assertClose(g.dh, c.dh, 2e-2, 'fused head dh');
-});
+for (const act of ACTS)
+  test(`CUDA (${act}): attention (GQA, packed and padded rows) forward and backward`, { skip: SKIP }, () => {
+    for (const D of [64, 128, 40]) {
+      const [B, T, Hq, Hkv] = [2, 77, 8, 2];
+      const seg = Array.from({ length: B * T }, (_, i) => {
+        const b = Math.floor(i / T);
+        const t = i % T;
+        if (b === 1 && t >= 60) return 0; // padding
+        return t < 30 ? 1 : 2; // two packed sequences
+      });
+      compareBackends(
+        `attention D=${D}`,
+        act,
+        [
+          { t: input([B, T, Hq, D], 20), trainable: true },
+          { t: input([B, T, Hkv, D], 21), trainable: true },
+          { t: input([B, T, Hkv, D], 22), trainable: true },
+          { t: Tensor.from(seg, [B, T], 'i32') },
+        ],
+        ([q, k, v, s]) => attention(q, k, v, s),
+        3e-2,
+      );
+    }
+  });
+
+for (const act of ACTS)
+  test(`CUDA (${act}): embedding, cross-entropy, fused head + loss`, { skip: SKIP }, () => {
+    const ids = Tensor.from(
+      Array.from({ length: 43 }, (_, i) => (i * 7919) % 301),
+      [43],
+      'i32',
+    );
+    compareBackends(
+      'embedding (f32 trainable table)',
+      act,
+      [{ t: input([301, 72], 30), trainable: true, dtype: 'f32' }, { t: ids }],
+      ([t, i]) => embedding(t, i, t.device === 'cpu' ? 'f32' : act),
+    );
+    const targets = Tensor.from(
+      Array.from({ length: 43 }, (_, i) => (i % 5 === 3 ? -100 : (i * 31) % 1001)),
+      [43],
+      'i32',
+    );
+    compareBackends(
+      'crossEntropy',
+      act,
+      [{ t: input([43, 1001], 31), trainable: true }, { t: targets }],
+      ([l, t]) => crossEntropy(l, t.toDevice(l.device)),
+    );
+    // The fused head: h [N, D] against a [V, D] head bigger than one vocabulary chunk.
+    const h = input([43, 96], 32);
+    const w = input([20011, 96], 33, 0.2);
+    const bigTargets = Tensor.from(
+      Array.from({ length: 43 }, (_, i) => (i % 5 === 3 ? -100 : (i * 7717) % 20011)),
+      [43],
+      'i32',
+    );
+    const run = (device: Device) =>
+      tidy(() => {
+        const hh = on(device, h, true, undefined, act);
+        const ww = on(device, w, false, undefined, act);
+        const loss = linearCrossEntropy(hh, ww, bigTargets);
+        backward(loss);
+        return { loss: loss.item(), dh: hh.grad!.toFloat32() };
+      });
+    const c = run('cpu');
+    const g = run('cuda');
+    const lossErr = Math.abs(g.loss - c.loss) / c.loss;
+    assert.ok(lossErr < tolFor(act, 1e-2), `fused loss ${g.loss} vs CPU ${c.loss}`);
+    assertClose(g.dh, c.dh, tolFor(act, 2e-2), 'fused head dh');
+  });
 
 test('CUDA: dropout draws the CPU mask exactly', { skip: SKIP }, () => {
   const ones = Tensor.from(new Float32Array(10007).fill(1), [10007]);
@@ -239,30 +262,35 @@ test('CUDA: dropout draws the CPU mask exactly', { skip: SKIP }, () => {
     assert.equal(cudaMask[i] === 0, cpuMask[i] === 0, `element ${i}: kept on one backend only`);
 });
 
-test('CUDA: quantized linear (nf4 + double quant, fp4, int8) matches the CPU kernels', { skip: SKIP }, () => {
-  for (const [type, doubleQuant] of [
-    ['nf4', true],
-    ['fp4', false],
-    ['int8', false],
-  ] as const) {
-    const w = input([67, 320], 40, 0.05);
-    const x = input([3, 11, 320], 41);
-    const run = (device: Device) =>
-      tidy(() => {
-        const qw = quantizeWeight(w, { type, doubleQuant, blocksize: 64 }).moveTo(device);
-        const xx = on(device, x, true);
-        const y = quantizedLinear(xx, qw);
-        backward(sum(y));
-        const out = { y: y.toFloat32(), dx: xx.grad!.toFloat32() };
-        qw.dispose();
-        return out;
-      });
-    const c = run('cpu');
-    const g = run('cuda');
-    assertClose(g.y, c.y, 2e-2, `${type} forward`);
-    assertClose(g.dx, c.dx, 2e-2, `${type} input gradient`);
-  }
-});
+for (const act of ACTS)
+  test(
+    `CUDA (${act}): quantized linear (nf4 + double quant, fp4, int8) matches the CPU kernels`,
+    { skip: SKIP },
+    () => {
+      for (const [type, doubleQuant] of [
+        ['nf4', true],
+        ['fp4', false],
+        ['int8', false],
+      ] as const) {
+        const w = input([67, 320], 40, 0.05);
+        const x = input([3, 11, 320], 41);
+        const run = (device: Device) =>
+          tidy(() => {
+            const qw = quantizeWeight(w, { type, doubleQuant, blocksize: 64 }).moveTo(device);
+            const xx = on(device, x, true, undefined, act);
+            const y = quantizedLinear(xx, qw);
+            backward(sum(y));
+            const out = { y: y.toFloat32(), dx: xx.grad!.toFloat32() };
+            qw.dispose();
+            return out;
+          });
+        const c = run('cpu');
+        const g = run('cuda');
+        assertClose(g.y, c.y, tolFor(act, 2e-2), `${type} forward`);
+        assertClose(g.dx, c.dx, tolFor(act, 2e-2), `${type} input gradient`);
+      }
+    },
+  );
 
 // ---- models ----------------------------------------------------------------------------------------
 
@@ -282,84 +310,97 @@ const peftCases = (fixture('peft') ? readdirSync(fixture('peft')!).sort() : []).
   (n) => !n.includes('dora') && !n.includes('mts'),
 );
 
-for (const name of peftCases)
-  test(`CUDA: PEFT parity in bf16: ${name}`, { skip: SKIP }, async () => {
-    const dir = fixture('peft', name)!;
-    const e = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as PeftExpected;
-    const want = openSafetensors(join(dir, 'expected.safetensors'));
-    const expect = (key: string): Float32Array => {
-      const t = want.read(key, 'f32');
-      const v = Float32Array.from(t.as('f32'));
-      t.dispose();
-      return v;
-    };
-    const { model } = await loadModel(fixture('models', e.model)!, { device: 'cuda' });
-    try {
-      loadAdapter(model, join(dir, 'adapter'), 'default');
-      const params = adapterParameters(model, 'default');
-      const loss = stepLoss(model, fixtureExamples(e), true);
-      const wantLoss = e.loss_sum / e.loss_tokens;
-      assert.ok(Math.abs(loss - wantLoss) / wantLoss < 1e-2, `loss ${loss} vs PEFT ${wantLoss}`);
-      for (const [key, p] of params) {
-        assert.equal(p.device, 'cuda');
-        assert.equal(p.dtype, 'f32', 'LoRA master weights stay f32');
-        // bf16 activations through every layer: the gradient of a layer-0 factor has passed through a
-        // few dozen bf16 roundings (rsLoRA's larger scale measured 5.4e-2 here).
-        assertClose(p.grad!.toFloat32(), expect(`grad.${key}`), 8e-2, `grad ${key}`);
-      }
-      const opt = new Optimizer(params, {
-        name: 'adamw',
-        weightDecay: e.adamw.weight_decay,
-        eps: e.adamw.eps,
-      });
-      opt.zeroGrad();
-      const losses: number[] = [];
-      for (let s = 0; s < 5; s++) {
-        losses.push(stepLoss(model, fixtureExamples(e), true));
-        opt.update(e.adamw.lr);
-        opt.zeroGrad();
-      }
-      opt.dispose();
-      assertClose(losses, e.adamw.losses, 2e-2, 'AdamW losses');
-    } finally {
-      model.dispose();
-      want.close();
-    }
-  });
+/**
+ * The two GPU precisions and their tolerances (relative). bf16: activations and frozen weights in
+ * bf16 through every layer, so the gradient of a layer-0 factor has passed through a few dozen bf16
+ * roundings (rsLoRA's larger scale measured 5.4e-2 here). fp32 (`dtype: 'float32'`): exact fp32 math,
+ * held to the CPU's PEFT tolerances (test/peft.test.ts, test/quant-model.test.ts).
+ */
+const PRECISIONS = [
+  { name: 'bf16', dtype: 'bfloat16', loss: 1e-2, grad: 8e-2, adamw: 2e-2, qloraGrad: 5e-2 },
+  { name: 'fp32', dtype: 'float32', loss: 1e-4, grad: 1e-4, adamw: 1e-3, qloraGrad: 1e-3 },
+] as const;
 
-test(
-  'CUDA: QLoRA (NF4 + double quant) loss and gradients match PEFT + bitsandbytes',
-  { skip: SKIP },
-  async (t) => {
-    const dir = fixture('quant');
-    if (!dir) return t.skip('fixture missing: run scripts/reference/make-all.sh');
-    const e = JSON.parse(readFileSync(join(dir, 'qlora.json'), 'utf8')) as {
-      ids: number[][];
-      mask: number[][];
-      labels: number[][];
-      loss: number;
-    };
-    const want = openSafetensors(join(dir, 'qlora.safetensors'));
-    const { model } = await loadModel(fixture('quant', 'tiny-base')!, {
-      quantize: 'nf4',
-      doubleQuant: true,
-      device: 'cuda',
-    });
-    try {
-      loadAdapter(model, join(dir, 'qlora-adapter'), 'default');
-      const loss = stepLoss(model, fixtureExamples(e), true);
-      assert.ok(Math.abs(loss - e.loss) / e.loss < 1e-2, `loss ${loss} vs PEFT ${e.loss}`);
-      for (const [key, p] of adapterParameters(model, 'default')) {
-        const x = want.read(`grad.${key}`, 'f32');
-        assertClose(p.grad!.toFloat32(), x.as('f32'), 5e-2, `grad ${key}`);
-        x.dispose();
+for (const prec of PRECISIONS)
+  for (const name of peftCases)
+    test(`CUDA: PEFT parity in ${prec.name}: ${name}`, { skip: SKIP }, async () => {
+      const dir = fixture('peft', name)!;
+      const e = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as PeftExpected;
+      const want = openSafetensors(join(dir, 'expected.safetensors'));
+      const expect = (key: string): Float32Array => {
+        const t = want.read(key, 'f32');
+        const v = Float32Array.from(t.as('f32'));
+        t.dispose();
+        return v;
+      };
+      const { model } = await loadModel(fixture('models', e.model)!, { device: 'cuda', dtype: prec.dtype });
+      try {
+        assert.equal(model.activationDType, prec.name === 'bf16' ? 'bf16' : 'f32');
+        loadAdapter(model, join(dir, 'adapter'), 'default');
+        const params = adapterParameters(model, 'default');
+        const loss = stepLoss(model, fixtureExamples(e), true);
+        const wantLoss = e.loss_sum / e.loss_tokens;
+        assert.ok(Math.abs(loss - wantLoss) / wantLoss < prec.loss, `loss ${loss} vs PEFT ${wantLoss}`);
+        for (const [key, p] of params) {
+          assert.equal(p.device, 'cuda');
+          assert.equal(p.dtype, 'f32', 'LoRA master weights stay f32');
+          assertClose(p.grad!.toFloat32(), expect(`grad.${key}`), prec.grad, `grad ${key}`);
+        }
+        const opt = new Optimizer(params, {
+          name: 'adamw',
+          weightDecay: e.adamw.weight_decay,
+          eps: e.adamw.eps,
+        });
+        opt.zeroGrad();
+        const losses: number[] = [];
+        for (let s = 0; s < 5; s++) {
+          losses.push(stepLoss(model, fixtureExamples(e), true));
+          opt.update(e.adamw.lr);
+          opt.zeroGrad();
+        }
+        opt.dispose();
+        assertClose(losses, e.adamw.losses, prec.adamw, 'AdamW losses');
+      } finally {
+        model.dispose();
+        want.close();
       }
-    } finally {
-      model.dispose();
-      want.close();
-    }
-  },
-);
+    });
+
+for (const prec of PRECISIONS)
+  test(
+    `CUDA: QLoRA (NF4 + double quant) in ${prec.name}: loss and gradients match PEFT + bitsandbytes`,
+    { skip: SKIP },
+    async (t) => {
+      const dir = fixture('quant');
+      if (!dir) return t.skip('fixture missing: run scripts/reference/make-all.sh');
+      const e = JSON.parse(readFileSync(join(dir, 'qlora.json'), 'utf8')) as {
+        ids: number[][];
+        mask: number[][];
+        labels: number[][];
+        loss: number;
+      };
+      const want = openSafetensors(join(dir, 'qlora.safetensors'));
+      const { model } = await loadModel(fixture('quant', 'tiny-base')!, {
+        quantize: 'nf4',
+        doubleQuant: true,
+        device: 'cuda',
+        dtype: prec.dtype,
+      });
+      try {
+        loadAdapter(model, join(dir, 'qlora-adapter'), 'default');
+        const loss = stepLoss(model, fixtureExamples(e), true);
+        assert.ok(Math.abs(loss - e.loss) / e.loss < prec.loss, `loss ${loss} vs PEFT ${e.loss}`);
+        for (const [key, p] of adapterParameters(model, 'default')) {
+          const x = want.read(`grad.${key}`, 'f32');
+          assertClose(p.grad!.toFloat32(), x.as('f32'), prec.qloraGrad, `grad ${key}`);
+          x.dispose();
+        }
+      } finally {
+        model.dispose();
+        want.close();
+      }
+    },
+  );
 
 test('CUDA: DoRA is refused with one clear sentence', { skip: SKIP }, async () => {
   const { model } = await loadModel(fixture('models', 'llama')!, { device: 'cuda' });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backward } from '../src/autograd/tape.js';
+import { traceKernels } from '../src/backend/kernels.js';
 import { add, mul, scale, sum } from '../src/ops/elementwise.js';
 import { memoryStats, Tensor, tidy } from '../src/tensor/tensor.js';
 import { assertClose, randn } from './helpers.js';
@@ -57,5 +58,28 @@ test('reshape views pass gradients back to their source', () => {
   const b = randn(6, 5);
   const want = Array.from({ length: 12 }, (_, i) => 2 * b[i % 6]);
   assertClose(a.grad!.toFloat32(), want, 1e-6, 'grad through reshape');
+  a.dispose();
+});
+
+test('a kernel tracer sees each kernel call once, after it is set and until it is removed', () => {
+  const a = Tensor.from([1, 2, 3], [3]);
+  const seen: string[] = [];
+  let open = 0;
+  traceKernels('cpu', (name) => {
+    seen.push(name);
+    open++;
+    return () => open--;
+  });
+  try {
+    const y = mul(add(a, a), a);
+    assert.deepEqual(Array.from(y.toFloat32()), [2, 8, 18]);
+    y.dispose();
+  } finally {
+    traceKernels('cpu', null);
+  }
+  assert.deepEqual(seen, ['add', 'mul']);
+  assert.equal(open, 0, 'every call was closed');
+  add(a, a).dispose();
+  assert.equal(seen.length, 2, 'removed tracers see nothing');
   a.dispose();
 });

@@ -50,7 +50,7 @@ say "built in $(($(date +%s) - t0)) s"
 grep "BUILD FAIL" "$LOG" && say "(see $LOG)"
 
 say "== harnesses"
-for h in ${LORAKIT_HARNESSES:-memory offload elementwise broadcast sum_rows rmsnorm rope swiglu embedding embedding_f32 adamw sgd dropout dequant4 dequant_int8 \
+for h in ${LORAKIT_HARNESSES:-memory offload elementwise broadcast sum_rows rmsnorm rope swiglu embedding adamw sgd dropout dequant4 dequant_int8 \
   cross_entropy cross_entropy_backward attention gemm}; do
   bin=build/cuda-harness/${h}_check
   if [ ! -x "$bin" ]; then
@@ -64,7 +64,7 @@ done
 
 if [ "$SANITIZE" = 1 ] && command -v compute-sanitizer >/dev/null; then
   say "== compute-sanitizer (small cases)"
-  for h in offload elementwise broadcast sum_rows rmsnorm rope swiglu embedding embedding_f32 adamw sgd dropout dequant4 dequant_int8 \
+  for h in offload elementwise broadcast sum_rows rmsnorm rope swiglu embedding adamw sgd dropout dequant4 dequant_int8 \
     cross_entropy cross_entropy_backward attention; do
     for tool in memcheck racecheck; do
       [ "$tool" = racecheck ] && [ "$h" != attention ] && [ "$h" != rmsnorm ] && [ "$h" != cross_entropy ] &&

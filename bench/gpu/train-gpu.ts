@@ -7,6 +7,7 @@
 //   node --import tsx bench/gpu/train-gpu.ts [--shapes qwen2.5-0.5b,llama-3.2-1b,llama-3.1-8b]
 //        [--modes lora,qlora] [--seq 2048] [--batch 1] [--steps 12] [--warmup 3] [--baselines file.jsonl]
 //        [--offload]   (keep each layer's checkpointed input in pinned host memory, as Unsloth's default)
+//        [--profile]   (after the timed steps, one more step with GPU time per op, to stderr)
 // Each (shape, mode) runs in its own process (--one shape:mode prints one JSON line).
 // MFU counts model FLOPs only (no recompute): per token 2·P forward + 2·P for the input gradients of the
 // frozen linears (P = linear parameters incl. the head) + 2·2·P_lora for the adapters' weight gradients,
@@ -16,6 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { backward } from '../../src/autograd/tape.js';
 import { cudaAddon } from '../../src/backend/cuda/addon.js';
+import { profileCuda } from '../../src/backend/cuda/profile.js';
 import { kernel } from '../../src/backend/kernels.js';
 import { useDevice } from '../../src/backend/device.js';
 import { parseModelConfig, type ModelConfig } from '../../src/models/config.js';
@@ -101,6 +103,7 @@ const { values: args } = parseArgs({
     baselines: { type: 'string' },
     one: { type: 'string' },
     offload: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
   },
 });
 
@@ -289,6 +292,7 @@ function runOne(shape: string, mode: string): Record<string, unknown> {
   cu.synchronize();
   const stepS = (performance.now() - t1) / 1000 / steps;
   const [, reserved, peak, peakReserved] = cu.memoryStats(false);
+  if (args.profile) printProfile(`${shape} ${mode}`, step);
   // Model FLOPs per step (see the header).
   let linearParams = 0;
   for (const l of model.linears()) linearParams += l.outFeatures * l.inFeatures;
@@ -315,6 +319,23 @@ function runOne(shape: string, mode: string): Record<string, unknown> {
   opt.dispose();
   model.dispose();
   return result;
+}
+
+/** One more step with GPU time per op: a table on stderr (stdout carries the JSON line). */
+function printProfile(what: string, step: () => void): void {
+  const t0 = performance.now();
+  const p = profileCuda(step);
+  const wallMs = performance.now() - t0;
+  const opMs = p.ops.reduce((a, o) => a + o.ms, 0);
+  const lines = [
+    `\n${what}: one step, ${wallMs.toFixed(1)} ms wall, GPU span ${p.spanMs.toFixed(1)} ms, in ops ${opMs.toFixed(1)} ms (${((100 * opMs) / p.spanMs).toFixed(1)}%)`,
+    '| op | calls | GPU ms | % of span |',
+    '|---|---|---|---|',
+    ...p.ops.map(
+      (o) => `| ${o.op} | ${o.calls} | ${o.ms.toFixed(2)} | ${((100 * o.ms) / p.spanMs).toFixed(1)} |`,
+    ),
+  ];
+  process.stderr.write(lines.join('\n') + '\n');
 }
 
 function table(rows: Record<string, unknown>[]): void {
@@ -363,6 +384,7 @@ if (args.one) {
             '--warmup',
             args.warmup!,
             ...(args.offload ? ['--offload'] : []),
+            ...(args.profile ? ['--profile'] : []),
           ],
           { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
         );

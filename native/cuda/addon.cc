@@ -4,13 +4,14 @@
 // Device pointers travel as JS numbers: each is checked to be an integer in [0, 2⁵³) and cast to
 // uintptr_t; 0 is null, accepted only where the contract says an argument may be left out. Sizes are
 // checked to be non-negative integers (and to fit an int where the kernel takes one), dtypes to be one
-// of CUDA_DTYPE. Every kernel is enqueued on one stream, created at load with cudaStreamNonBlocking, and
-// the call returns at once; copies to and from the host and synchronize() wait. A second
-// non-blocking stream, the copy stream, carries only the activation offload/reload copies (offload.cu),
-// ordered against the main stream with events. After each launch cudaGetLastError() is checked. Any C++ exception (an lkc:: argument check, a CUDA error, an
-// allocation failure) becomes a JS Error "lorakit: <entry point>: <what>". deviceCount() never throws.
-// Loading never fails for want of a GPU: the stream is only created when a device is visible, and the
-// entry points that need it say why it is missing.
+// of CUDA_DTYPE (f32 or bf16 where one gives the dtype of activations). Every kernel is enqueued on
+// one stream, created at load with cudaStreamNonBlocking, and the call returns at once; copies to and
+// from the host and synchronize() wait. A second non-blocking stream, the copy stream, carries only the
+// activation offload/reload copies (offload.cu), ordered against the main stream with events. After
+// each launch cudaGetLastError() is checked. Any C++ exception (an lkc:: argument check, a CUDA error,
+// an allocation failure) becomes a JS Error "lorakit: <entry point>: <what>". deviceCount() never
+// throws. Loading never fails for want of a GPU: the stream is only created when a device is visible,
+// and the entry points that need it say why it is missing.
 #include <cuda_runtime.h>
 #include <node_api.h>
 
@@ -28,7 +29,6 @@
 
 namespace {
 
-using lkc::bf16;
 using lkc::DType;
 
 cudaStream_t g_stream = nullptr;
@@ -166,6 +166,12 @@ class Args {
   }
 
   DType dtype(size_t i, const char* name) const { return static_cast<DType>(integer(i, name, 0, 3)); }
+  // The dtype of activations and frozen weights: f32 or bf16.
+  DType float_dtype(size_t i, const char* name) const {
+    const DType t = dtype(i, name);
+    if (t != DType::F32 && t != DType::BF16) bad(i, name, std::string("must be f32 or bf16, not ") + lkc::dtype_name(t));
+    return t;
+  }
 
   // A required device pointer (never null).
   template <typename T = void>
@@ -404,6 +410,38 @@ LKC_JS(reloadAsync, 3, {
 
 LKC_JS(waitEvent, 1, { LKC_CALL(lkc::wait_event, a.integer(0, "handle", 0, kTwo53 - 1), stream()); })
 
+// ---- kernel timing (profiling): CUDA events recorded on the main stream --------------------------
+// Marks are numbered from 0 since the last timerReset; their events are created once and reused, so a
+// profiled step allocates nothing after the first.
+std::vector<cudaEvent_t> g_marks;
+size_t g_marks_used = 0;
+
+LKC_JS(timerMark, 0, {
+  (void)a;
+  if (g_marks_used == g_marks.size()) {
+    cudaEvent_t e = nullptr;
+    cuda_check(cudaEventCreate(&e), "cudaEventCreate");
+    g_marks.push_back(e);
+  }
+  cuda_check(cudaEventRecord(g_marks[g_marks_used], stream()), "cudaEventRecord");
+  return number(env, static_cast<double>(g_marks_used++));
+})
+
+LKC_JS(timerElapsed, 2, {
+  const int64_t from = a.integer(0, "from", 0, kTwo53 - 1), to = a.integer(1, "to", 0, kTwo53 - 1);
+  if (static_cast<size_t>(from) >= g_marks_used || static_cast<size_t>(to) >= g_marks_used)
+    fail("a mark was not recorded since the last timerReset");
+  cuda_check(cudaEventSynchronize(g_marks[to]), "cudaEventSynchronize");
+  float ms = 0.f;
+  cuda_check(cudaEventElapsedTime(&ms, g_marks[from], g_marks[to]), "cudaEventElapsedTime");
+  return number(env, ms);
+})
+
+LKC_JS(timerReset, 0, {
+  (void)a;
+  g_marks_used = 0;
+})
+
 // ---- GEMM and elementwise ------------------------------------------------------------------------
 
 LKC_JS(gemm, 18, {
@@ -467,99 +505,94 @@ LKC_JS(sumRows, 6, {
 
 // ---- layers --------------------------------------------------------------------------------------
 
-LKC_JS(rmsnormForward, 7, {
-  const int64_t rows = a.count(4, "rows");
+LKC_JS(rmsnormForward, 8, {
+  const int64_t rows = a.count(5, "rows");
   check_rows(static_cast<double>(rows), 8, "rmsnorm");
-  LKC_CALL(lkc::rmsnorm_forward, a.ptr<bf16>(0, "y"), a.ptr<float>(1, "rstd"), a.ptr<const bf16>(2, "x"), a.ptr<const bf16>(3, "w"), rows,
-                       a.dim(5, "dim"), a.f32(6, "eps"), stream());
+  LKC_CALL(lkc::rmsnorm_forward, a.ptr(0, "y"), a.ptr<float>(1, "rstd"), a.ptr<const void>(2, "x"), a.ptr<const void>(3, "w"),
+                       a.float_dtype(4, "t"), rows, a.dim(6, "dim"), a.f32(7, "eps"), stream());
   a.launched();
 })
 
-// dx (or 0) bf16, dw (or 0) f32 accumulated. The kernel always writes dx: without one it gets a scratch.
-LKC_JS(rmsnormBackward, 8, {
-  bf16* dx = a.opt<bf16>(0, "dx");
+// dx (or 0), dy, x, w of dtype t; dw (or 0) f32 accumulated. The kernel always writes dx: without one
+// it gets a scratch.
+LKC_JS(rmsnormBackward, 9, {
+  void* dx = a.opt(0, "dx");
   float* dw = a.opt<float>(1, "dw");
-  const bf16* dy = a.ptr<const bf16>(2, "dy");
-  const bf16* x = a.ptr<const bf16>(3, "x");
-  const bf16* w = a.ptr<const bf16>(4, "w");
-  const float* rstd = a.ptr<const float>(5, "rstd");
-  const int64_t rows = a.count(6, "rows");
-  const int dim = a.dim(7, "dim");
+  const void* dy = a.ptr<const void>(2, "dy");
+  const void* x = a.ptr<const void>(3, "x");
+  const void* w = a.ptr<const void>(4, "w");
+  const DType t = a.float_dtype(5, "t");
+  const float* rstd = a.ptr<const float>(6, "rstd");
+  const int64_t rows = a.count(7, "rows");
+  const int dim = a.dim(8, "dim");
   check_rows(static_cast<double>(rows), 8, "rmsnorm");
   if (!dx && !dw) return undefined(env);
   Scratch tmp;
   if (!dx) {
-    tmp.alloc(static_cast<size_t>(rows) * dim * sizeof(bf16));
-    dx = tmp.as<bf16>();
+    tmp.alloc(static_cast<size_t>(rows) * dim * lkc::dtype_size(t));
+    dx = tmp.as<void>();
   }
-  LKC_CALL(lkc::rmsnorm_backward, dx, dw, dy, x, w, rstd, rows, dim, stream());
+  LKC_CALL(lkc::rmsnorm_backward, dx, dw, dy, x, w, t, rstd, rows, dim, stream());
   a.launched();
 })
 
-LKC_JS(ropeForward, 9, {
-  const int64_t rows = a.count(5, "rows");
-  const int H = a.dim(6, "H");
+LKC_JS(ropeForward, 10, {
+  const int64_t rows = a.count(6, "rows");
+  const int H = a.dim(7, "H");
   check_rows(static_cast<double>(rows) * H, 8, "rope");
-  LKC_CALL(lkc::rope_forward, a.ptr<bf16>(0, "out"), a.ptr<const bf16>(1, "x"), a.ptr<const float>(2, "cos"), a.ptr<const float>(3, "sin"),
-                    a.ptr<const int32_t>(4, "pos"), rows, H, a.dim(7, "D"), a.dim(8, "half"), stream());
+  LKC_CALL(lkc::rope_forward, a.ptr(0, "out"), a.ptr<const void>(1, "x"), a.float_dtype(2, "t"), a.ptr<const float>(3, "cos"),
+                    a.ptr<const float>(4, "sin"), a.ptr<const int32_t>(5, "pos"), rows, H, a.dim(8, "D"), a.dim(9, "half"), stream());
   a.launched();
 })
 
-LKC_JS(ropeBackward, 9, {
-  const int64_t rows = a.count(5, "rows");
-  const int H = a.dim(6, "H");
+LKC_JS(ropeBackward, 10, {
+  const int64_t rows = a.count(6, "rows");
+  const int H = a.dim(7, "H");
   check_rows(static_cast<double>(rows) * H, 8, "rope");
-  LKC_CALL(lkc::rope_backward, a.ptr<bf16>(0, "dx"), a.ptr<const bf16>(1, "dy"), a.ptr<const float>(2, "cos"), a.ptr<const float>(3, "sin"),
-                     a.ptr<const int32_t>(4, "pos"), rows, H, a.dim(7, "D"), a.dim(8, "half"), stream());
+  LKC_CALL(lkc::rope_backward, a.ptr(0, "dx"), a.ptr<const void>(1, "dy"), a.float_dtype(2, "t"), a.ptr<const float>(3, "cos"),
+                     a.ptr<const float>(4, "sin"), a.ptr<const int32_t>(5, "pos"), rows, H, a.dim(8, "D"), a.dim(9, "half"), stream());
   a.launched();
 })
 
-LKC_JS(swigluForward, 4, {
-  LKC_CALL(lkc::swiglu_forward, a.ptr<bf16>(0, "h"), a.ptr<const bf16>(1, "g"), a.ptr<const bf16>(2, "u"), a.count(3, "n"), stream());
+LKC_JS(swigluForward, 5, {
+  LKC_CALL(lkc::swiglu_forward, a.ptr(0, "h"), a.ptr<const void>(1, "g"), a.ptr<const void>(2, "u"), a.float_dtype(3, "t"), a.count(4, "n"),
+                      stream());
   a.launched();
 })
 
-// dg, du bf16, either may be 0: the kernel writes both, so the one left out goes to a scratch.
-LKC_JS(swigluBackward, 6, {
-  bf16* dg = a.opt<bf16>(0, "dg");
-  bf16* du = a.opt<bf16>(1, "du");
-  const bf16* dh = a.ptr<const bf16>(2, "dh");
-  const bf16* g = a.ptr<const bf16>(3, "g");
-  const bf16* u = a.ptr<const bf16>(4, "u");
-  const int64_t n = a.count(5, "n");
+// dg, du of dtype t, either may be 0: the kernel writes both, so the one left out goes to a scratch.
+LKC_JS(swigluBackward, 7, {
+  void* dg = a.opt(0, "dg");
+  void* du = a.opt(1, "du");
+  const void* dh = a.ptr<const void>(2, "dh");
+  const void* g = a.ptr<const void>(3, "g");
+  const void* u = a.ptr<const void>(4, "u");
+  const DType t = a.float_dtype(5, "t");
+  const int64_t n = a.count(6, "n");
   if ((!dg && !du) || n == 0) return undefined(env);
   Scratch tmp;
   if (!dg || !du) {
-    tmp.alloc(static_cast<size_t>(n) * sizeof(bf16));
-    (dg ? du : dg) = tmp.as<bf16>();
+    tmp.alloc(static_cast<size_t>(n) * lkc::dtype_size(t));
+    (dg ? du : dg) = tmp.as<void>();
   }
-  LKC_CALL(lkc::swiglu_backward, dg, du, dh, g, u, n, stream());
+  LKC_CALL(lkc::swiglu_backward, dg, du, dh, g, u, t, n, stream());
   a.launched();
 })
 
-LKC_JS(embeddingForward, 7, {
-  bf16* out = a.ptr<bf16>(0, "out");
-  const int32_t* ids = a.ptr<const int32_t>(1, "ids");
-  const void* table = a.ptr(2, "table");
-  const DType tt = a.dtype(3, "tableType");
+// out of outType <- table of tableType: bf16 -> bf16, f32 -> bf16 or f32 (the kernel refuses other pairs).
+LKC_JS(embeddingForward, 8, {
+  const int64_t N = a.count(5, "N");
+  check_rows(static_cast<double>(N), 8, "embedding");
+  LKC_CALL(lkc::embedding_forward, a.ptr(0, "out"), a.float_dtype(1, "outType"), a.ptr<const int32_t>(2, "ids"), a.ptr<const void>(3, "table"),
+                         a.float_dtype(4, "tableType"), N, a.dim(6, "C"), a.count(7, "V"), stream());
+  a.launched();
+})
+
+LKC_JS(embeddingBackward, 7, {
   const int64_t N = a.count(4, "N");
-  const int C = a.dim(5, "C");
-  const int64_t V = a.count(6, "V");
   check_rows(static_cast<double>(N), 8, "embedding");
-  if (tt == DType::BF16)
-    LKC_CALL(lkc::embedding_forward, out, ids, static_cast<const bf16*>(table), N, C, V, stream());
-  else if (tt == DType::F32)
-    LKC_CALL(lkc::embedding_forward_f32, out, ids, static_cast<const float*>(table), N, C, V, stream());
-  else
-    fail(std::string("the embedding table must be f32 or bf16, not ") + lkc::dtype_name(tt) + ".");
-  a.launched();
-})
-
-LKC_JS(embeddingBackward, 6, {
-  const int64_t N = a.count(3, "N");
-  check_rows(static_cast<double>(N), 8, "embedding");
-  LKC_CALL(lkc::embedding_backward, a.ptr<float>(0, "dtable"), a.ptr<const bf16>(1, "dout"), a.ptr<const int32_t>(2, "ids"), N, a.dim(4, "C"),
-                          a.count(5, "V"), stream());
+  LKC_CALL(lkc::embedding_backward, a.ptr<float>(0, "dtable"), a.ptr<const void>(1, "dout"), a.float_dtype(2, "t"),
+                          a.ptr<const int32_t>(3, "ids"), N, a.dim(5, "C"), a.count(6, "V"), stream());
   a.launched();
 })
 
@@ -592,18 +625,19 @@ LKC_JS(linearCrossEntropyWorkspace, 3, {
   return number(env, static_cast<double>(bytes));
 })
 
-LKC_JS(linearCrossEntropyForward, 10, {
-  LKC_CALL(lkc::linear_cross_entropy_forward, a.ptr<float>(0, "rowLoss"), a.ptr<float>(1, "lse"), a.ptr<const bf16>(2, "h"),
-                                    a.ptr<const bf16>(3, "W"), a.ptr<const int32_t>(4, "targets"), a.count(5, "N"), a.dim(6, "C"),
-                                    a.count(7, "V"), a.dim(8, "chunk"), a.ptr(9, "workspace"), stream());
+LKC_JS(linearCrossEntropyForward, 11, {
+  LKC_CALL(lkc::linear_cross_entropy_forward, a.ptr<float>(0, "rowLoss"), a.ptr<float>(1, "lse"), a.ptr<const void>(2, "h"),
+                                    a.ptr<const void>(3, "W"), a.float_dtype(4, "t"), a.ptr<const int32_t>(5, "targets"), a.count(6, "N"),
+                                    a.dim(7, "C"), a.count(8, "V"), a.dim(9, "chunk"), a.ptr(10, "workspace"), stream());
   a.launched();
 })
 
-LKC_JS(linearCrossEntropyBackward, 12, {
-  LKC_CALL(lkc::linear_cross_entropy_backward, a.ptr<bf16>(0, "dh"), a.opt<float>(1, "dW"), a.ptr<const bf16>(2, "h"), a.ptr<const bf16>(3, "W"),
-                                     a.ptr<const int32_t>(4, "targets"), a.ptr<const float>(5, "lse"), a.f32(6, "gradScale"),
-                                     a.count(7, "N"), a.dim(8, "C"), a.count(9, "V"), a.dim(10, "chunk"), a.ptr(11, "workspace"),
-                                     stream());
+// gradScale: a device pointer to one f32 (the loss gradient), read by the kernels.
+LKC_JS(linearCrossEntropyBackward, 13, {
+  LKC_CALL(lkc::linear_cross_entropy_backward, a.ptr(0, "dh"), a.opt<float>(1, "dW"), a.ptr<const void>(2, "h"), a.ptr<const void>(3, "W"),
+                                     a.float_dtype(4, "t"), a.ptr<const int32_t>(5, "targets"), a.ptr<const float>(6, "lse"),
+                                     a.ptr<const float>(7, "gradScale"), a.count(8, "N"), a.dim(9, "C"), a.count(10, "V"), a.dim(11, "chunk"),
+                                     a.ptr(12, "workspace"), stream());
   a.launched();
 })
 
@@ -634,32 +668,32 @@ LKC_JS(dropout, 6, {
 
 // ---- quantized weights ---------------------------------------------------------------------------
 
-LKC_JS(dequantize4bit, 6, {
-  LKC_CALL(lkc::dequantize_4bit, a.ptr<bf16>(0, "out"), a.ptr<const uint8_t>(1, "packed"), a.ptr<const float>(2, "absmax"),
-                       static_cast<int>(a.integer(3, "code", 0, 1)), a.count(4, "n"), a.dim(5, "blocksize"), stream());
+LKC_JS(dequantize4bit, 7, {
+  LKC_CALL(lkc::dequantize_4bit, a.ptr(0, "out"), a.float_dtype(1, "t"), a.ptr<const uint8_t>(2, "packed"), a.ptr<const float>(3, "absmax"),
+                       static_cast<int>(a.integer(4, "code", 0, 1)), a.count(5, "n"), a.dim(6, "blocksize"), stream());
   a.launched();
 })
 
-LKC_JS(dequantize4bitDq, 10, {
-  LKC_CALL(lkc::dequantize_4bit_dq, a.ptr<bf16>(0, "out"), a.ptr<const uint8_t>(1, "packed"), a.ptr<const uint8_t>(2, "absmaxQ"),
-                          a.ptr<const float>(3, "absmax2"), a.ptr<const float>(4, "code2"), a.f32(5, "offset"),
-                          static_cast<int>(a.integer(6, "code", 0, 1)), a.count(7, "n"), a.dim(8, "blocksize"), a.dim(9, "blocksize2"),
-                          stream());
+LKC_JS(dequantize4bitDq, 11, {
+  LKC_CALL(lkc::dequantize_4bit_dq, a.ptr(0, "out"), a.float_dtype(1, "t"), a.ptr<const uint8_t>(2, "packed"),
+                          a.ptr<const uint8_t>(3, "absmaxQ"), a.ptr<const float>(4, "absmax2"), a.ptr<const float>(5, "code2"),
+                          a.f32(6, "offset"), static_cast<int>(a.integer(7, "code", 0, 1)), a.count(8, "n"), a.dim(9, "blocksize"),
+                          a.dim(10, "blocksize2"), stream());
   a.launched();
 })
 
-LKC_JS(dequantizeInt8, 5, {
-  LKC_CALL(lkc::dequantize_int8, a.ptr<bf16>(0, "out"), a.ptr<const int8_t>(1, "q"), a.ptr<const float>(2, "scale"), a.count(3, "rows"),
-                       a.count(4, "cols"), stream());
+LKC_JS(dequantizeInt8, 6, {
+  LKC_CALL(lkc::dequantize_int8, a.ptr(0, "out"), a.float_dtype(1, "t"), a.ptr<const int8_t>(2, "q"), a.ptr<const float>(3, "scale"),
+                       a.count(4, "rows"), a.count(5, "cols"), stream());
   a.launched();
 })
 
 // ---- attention -----------------------------------------------------------------------------------
 
-LKC_JS(attentionForward, 13, {
-  LKC_CALL(lkc::attention_forward, a.ptr<bf16>(0, "out"), a.ptr<float>(1, "lse"), a.ptr<const bf16>(2, "q"), a.ptr<const bf16>(3, "k"),
-                         a.ptr<const bf16>(4, "v"), a.ptr<const int32_t>(5, "segments"), a.dim(6, "B"), a.dim(7, "Tq"), a.dim(8, "Tk"),
-                         a.dim(9, "Hq"), a.dim(10, "Hkv"), a.dim(11, "D"), a.f32(12, "scale"), stream());
+LKC_JS(attentionForward, 14, {
+  LKC_CALL(lkc::attention_forward, a.ptr(0, "out"), a.ptr<float>(1, "lse"), a.ptr<const void>(2, "q"), a.ptr<const void>(3, "k"),
+                         a.ptr<const void>(4, "v"), a.float_dtype(5, "t"), a.ptr<const int32_t>(6, "segments"), a.dim(7, "B"), a.dim(8, "Tq"),
+                         a.dim(9, "Tk"), a.dim(10, "Hq"), a.dim(11, "Hkv"), a.dim(12, "D"), a.f32(13, "scale"), stream());
   a.launched();
 })
 
@@ -669,11 +703,11 @@ LKC_JS(attentionBackwardWorkspace, 6, {
   return number(env, static_cast<double>(bytes));
 })
 
-LKC_JS(attentionBackward, 18, {
-  LKC_CALL(lkc::attention_backward, a.ptr<bf16>(0, "dq"), a.ptr<bf16>(1, "dk"), a.ptr<bf16>(2, "dv"), a.ptr<const bf16>(3, "dout"),
-                          a.ptr<const bf16>(4, "out"), a.ptr<const bf16>(5, "q"), a.ptr<const bf16>(6, "k"), a.ptr<const bf16>(7, "v"),
-                          a.ptr<const float>(8, "lse"), a.ptr<const int32_t>(9, "segments"), a.dim(10, "B"), a.dim(11, "Tq"),
-                          a.dim(12, "Tk"), a.dim(13, "Hq"), a.dim(14, "Hkv"), a.dim(15, "D"), a.f32(16, "scale"), a.ptr(17, "workspace"),
+LKC_JS(attentionBackward, 19, {
+  LKC_CALL(lkc::attention_backward, a.ptr(0, "dq"), a.ptr(1, "dk"), a.ptr(2, "dv"), a.ptr<const void>(3, "dout"), a.ptr<const void>(4, "out"),
+                          a.ptr<const void>(5, "q"), a.ptr<const void>(6, "k"), a.ptr<const void>(7, "v"), a.float_dtype(8, "t"),
+                          a.ptr<const float>(9, "lse"), a.ptr<const int32_t>(10, "segments"), a.dim(11, "B"), a.dim(12, "Tq"),
+                          a.dim(13, "Tk"), a.dim(14, "Hq"), a.dim(15, "Hkv"), a.dim(16, "D"), a.f32(17, "scale"), a.ptr(18, "workspace"),
                           stream());
   a.launched();
 })
@@ -697,6 +731,9 @@ napi_value init(napi_env env, napi_value exports) {
       LKC_FN(offloadAsync),
       LKC_FN(reloadAsync),
       LKC_FN(waitEvent),
+      LKC_FN(timerMark),
+      LKC_FN(timerElapsed),
+      LKC_FN(timerReset),
       LKC_FN(gemm),
       LKC_FN(add),
       LKC_FN(mul),

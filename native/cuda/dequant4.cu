@@ -1,8 +1,10 @@
-// 4-bit dequantization to bf16, NF4 (code 0) or FP4 (code 1): QLoRA's frozen base weights, dequantized
-// one weight at a time into a reused bf16 buffer right before its GEMM (see bench/gpu/NOTES.md for the
-// versions of this loop). bitsandbytes layout: element i sits in byte i / 2, high nibble first; blocks of `blocksize`
-// elements share one absmax; value = table[nibble] · absmax in fp32, rounded once to bf16. With double
-// quantization absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset (two roundings, no FMA).
+// 4-bit dequantization to bf16 or f32, NF4 (code 0) or FP4 (code 1): QLoRA's frozen base weights,
+// dequantized one weight at a time into a reused buffer of the compute dtype right before its GEMM (see
+// bench/gpu/NOTES.md for the versions of this loop). bitsandbytes layout: element i sits in byte i / 2,
+// high nibble first; blocks of `blocksize` elements share one absmax; value = table[nibble] · absmax in
+// fp32, then rounded once to bf16 (f32 output keeps the product exactly as the CPU backend computes it).
+// With double quantization absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset (two
+// roundings, no FMA).
 // The tables are the CPU backend's (native/cpu/quant.cc: bitsandbytes' values as fp32; FP4's index 8 is
 // +0). One thread per 4 packed bytes = 8 values per step, one 16-byte store (a warp stores 512
 // contiguous bytes), the table in shared memory; a scalar loop covers unaligned pointers and block
@@ -23,9 +25,9 @@ __constant__ float kCodes[2][16] = {
      -0.0052083334885537624f, -0.6666666865348816f, -1.0f, -0.3333333432674408f, -0.5f, -0.1666666716337204f, -0.25f},
 };
 
-// out [n] bf16 <- packed [(n+1)/2], absmax [ceil(n / blocksize)] (DQ: absmax_q + absmax2 + code2 + offset)
-template <bool DQ>
-__global__ void dequant4_kernel(bf16* out, const uint8_t* packed, const float* absmax, const uint8_t* absmax_q, const float* absmax2,
+// out [n] of T <- packed [(n+1)/2], absmax [ceil(n / blocksize)] (DQ: absmax_q + absmax2 + code2 + offset)
+template <typename T, bool DQ>
+__global__ void dequant4_kernel(T* out, const uint8_t* packed, const float* absmax, const uint8_t* absmax_q, const float* absmax2,
                                 const float* code2, float offset, int code, int64_t n, int blocksize, int blocksize2, bool vec) {
   __shared__ float lut[16];
   __shared__ float code_s[DQ ? 256 : 1];
@@ -54,38 +56,54 @@ __global__ void dequant4_kernel(bf16* out, const uint8_t* packed, const float* a
   }
   for (int64_t i = n8 + tid; i < n; i += stride) {
     const uint8_t byte = packed[i / 2];
-    out[i] = __float2bfloat16_rn(lut[(i & 1) ? (byte & 15) : (byte >> 4)] * scale_of(i / blocksize));
+    out[i] = from_f32<T>(lut[(i & 1) ? (byte & 15) : (byte >> 4)] * scale_of(i / blocksize));
   }
 }
 
-void check(int code, int blocksize) {
+void check(DType t, int code, int blocksize) {
+  LKC_REQUIRE(t == DType::F32 || t == DType::BF16, std::string("4-bit dequantize writes f32 or bf16, not ") + dtype_name(t) + ".");
   LKC_REQUIRE(code == 0 || code == 1, "4-bit code must be 0 (NF4) or 1 (FP4).");
   LKC_REQUIRE(blocksize > 0, "4-bit block size must be positive.");
 }
 
-bool vec_ok(const bf16* out, const uint8_t* packed, int blocksize) {
+// The vector path: 8 values per step stored with 16-byte accesses (out + i, i % 8 == 0, stays 16-byte
+// aligned in either dtype), 4-byte packed loads, and 8 values never straddling two blocks.
+bool vec_ok(const void* out, const uint8_t* packed, int blocksize) {
   return aligned16(out) && (reinterpret_cast<uintptr_t>(packed) & 3) == 0 && blocksize % 8 == 0;
+}
+
+template <typename T, bool DQ>
+void launch(T* out, const uint8_t* packed, const float* absmax, const uint8_t* absmax_q, const float* absmax2, const float* code2,
+            float offset, int code, int64_t n, int blocksize, int blocksize2, cudaStream_t stream) {
+  const bool vec = vec_ok(out, packed, blocksize);
+  dequant4_kernel<T, DQ><<<grid_for(vec ? (n + 7) / 8 : n, 256), 256, 0, stream>>>(out, packed, absmax, absmax_q, absmax2, code2, offset,
+                                                                                  code, n, blocksize, blocksize2, vec);
 }
 
 }  // namespace
 
-void dequantize_4bit(bf16* out, const uint8_t* packed, const float* absmax, int code, int64_t n, int blocksize, cudaStream_t stream) {
-  check(code, blocksize);
+void dequantize_4bit(void* out, DType t, const uint8_t* packed, const float* absmax, int code, int64_t n, int blocksize,
+                     cudaStream_t stream) {
+  check(t, code, blocksize);
   if (n <= 0) return;
-  const bool vec = vec_ok(out, packed, blocksize);
-  dequant4_kernel<false><<<grid_for(vec ? (n + 7) / 8 : n, 256), 256, 0, stream>>>(out, packed, absmax, nullptr, nullptr, nullptr, 0.f,
-                                                                                   code, n, blocksize, 1, vec);
+  if (t == DType::F32)
+    launch<float, false>(static_cast<float*>(out), packed, absmax, nullptr, nullptr, nullptr, 0.f, code, n, blocksize, 1, stream);
+  else
+    launch<bf16, false>(static_cast<bf16*>(out), packed, absmax, nullptr, nullptr, nullptr, 0.f, code, n, blocksize, 1, stream);
   LKC_CHECK_LAUNCH("dequantize_4bit");
 }
 
-void dequantize_4bit_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
+void dequantize_4bit_dq(void* out, DType t, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
                         float offset, int code, int64_t n, int blocksize, int blocksize2, cudaStream_t stream) {
-  check(code, blocksize);
+  check(t, code, blocksize);
   LKC_REQUIRE(blocksize2 > 0, "4-bit double-quantization block size must be positive.");
   if (n <= 0) return;
-  const bool vec = vec_ok(out, packed, blocksize);
-  dequant4_kernel<true><<<grid_for(vec ? (n + 7) / 8 : n, 256), 256, 0, stream>>>(out, packed, nullptr, absmax_q, absmax2, code2,
-                                                                                  offset, code, n, blocksize, blocksize2, vec);
+  if (t == DType::F32)
+    launch<float, true>(static_cast<float*>(out), packed, nullptr, absmax_q, absmax2, code2, offset, code, n, blocksize, blocksize2,
+                        stream);
+  else
+    launch<bf16, true>(static_cast<bf16*>(out), packed, nullptr, absmax_q, absmax2, code2, offset, code, n, blocksize, blocksize2,
+                       stream);
   LKC_CHECK_LAUNCH("dequantize_4bit_dq");
 }
 

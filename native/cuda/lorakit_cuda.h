@@ -2,9 +2,11 @@
 //
 // Conventions (as the CPU backend and llm.c): outputs first, then inputs, then sizes and attributes;
 // raw device pointers; row-major; every launcher takes the stream it enqueues on and returns at once.
-// bf16 activations and weights with fp32 accumulation; fp32 LoRA master weights, gradients of trainable
-// tensors and optimizer state. Errors are std::runtime_error / std::invalid_argument whose message
-// starts with "lorakit: ".
+// Activations and frozen weights in bf16 (the speed mode) or f32 (the exactness mode), selected per call
+// by a DType argument that follows the tensors it describes, with fp32 math and accumulation either way;
+// fp32 LoRA master weights, gradients of trainable tensors and optimizer state. Errors are
+// std::runtime_error / std::invalid_argument whose message starts with "lorakit: " (a dtype a kernel
+// does not take included).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -144,48 +146,53 @@ void mul_broadcast(void* out, const void* a, const void* b, DType t, int64_t n, 
 void sum_rows(void* out, DType out_type, const void* x, DType x_type, int64_t rows, int64_t cols, cudaStream_t stream);
 
 // ---- RMSNorm (rmsnorm.cu) ------------------------------------------------------------------------
-// out, x [N, C] bf16; w [C] bf16; rstd [N] f32 (saved for backward). y = x · rstd · w, rstd = 1/sqrt(mean(x²)+eps).
-void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int64_t N, int C, float eps, cudaStream_t stream);
-// dx [N, C] bf16; dw [C] f32 accumulated (+=) when not null (frozen norms pass null).
-void rmsnorm_backward(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w, const float* rstd, int64_t N, int C,
+// out, x [N, C] and w [C] of dtype t (F32 or BF16); rstd [N] f32 (saved for backward).
+// y = w · T(x · rstd), rstd = 1/sqrt(mean(x²)+eps) (the inner rounding T(·) only for bf16, as HF).
+void rmsnorm_forward(void* out, float* rstd, const void* x, const void* w, DType t, int64_t N, int C, float eps, cudaStream_t stream);
+// dx, dy, x [N, C] and w [C] of dtype t; dw [C] f32 accumulated (+=) when not null (frozen norms pass null).
+void rmsnorm_backward(void* dx, float* dw, const void* dy, const void* x, const void* w, DType t, const float* rstd, int64_t N, int C,
                       cudaStream_t stream);
 
 // ---- RoPE, rotate-half (rope.cu) -----------------------------------------------------------------
-// out, x [rows, H, D] bf16 (in place allowed); cos, sin [P, half] f32; pos [rows] i32 in [0, P).
-// out[i] = x[i]·cos − x[i+half]·sin, out[i+half] = x[i+half]·cos + x[i]·sin for i < half; dims ≥ 2·half pass.
-void rope_forward(bf16* out, const bf16* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+// out, x [rows, H, D] of dtype t, F32 or BF16 (in place allowed); cos, sin [P, half] f32; pos [rows] i32
+// in [0, P). out[i] = x[i]·cos − x[i+half]·sin, out[i+half] = x[i+half]·cos + x[i]·sin for i < half;
+// dims ≥ 2·half pass. Backward: dx, dy of dtype t, the rotation by −θ.
+void rope_forward(void* out, const void* x, DType t, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
                   int half, cudaStream_t stream);
-void rope_backward(bf16* dx, const bf16* dy, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+void rope_backward(void* dx, const void* dy, DType t, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
                    int half, cudaStream_t stream);
 // cos, sin [P, half] = cos/sin(p · inv_freq[i]) · attn_scale (inv_freq carries any llama3/yarn scaling).
 void rope_tables(float* cos, float* sin, const float* inv_freq, int P, int half, float attn_scale, cudaStream_t stream);
 
 // ---- SwiGLU (swiglu.cu) --------------------------------------------------------------------------
-// h = silu(g) · u over [n] bf16. Backward needs g and u (no saved state).
-void swiglu_forward(bf16* h, const bf16* g, const bf16* u, int64_t n, cudaStream_t stream);
-void swiglu_backward(bf16* dg, bf16* du, const bf16* dh, const bf16* g, const bf16* u, int64_t n, cudaStream_t stream);
+// h = silu(g) · u over [n], h, g, u of dtype t (F32 or BF16). Backward needs g and u (no saved state);
+// dg, du, dh of dtype t too.
+void swiglu_forward(void* h, const void* g, const void* u, DType t, int64_t n, cudaStream_t stream);
+void swiglu_backward(void* dg, void* du, const void* dh, const void* g, const void* u, DType t, int64_t n, cudaStream_t stream);
 
 // ---- embedding (embedding.cu) --------------------------------------------------------------------
-// out [N, C] = table[ids[n], :]; table [V, C] bf16. Ids outside [0, V) give zero rows (the caller
-// validates ids on the host; the kernel never reads out of bounds).
-void embedding_forward(bf16* out, const int32_t* ids, const bf16* table, int64_t N, int C, int64_t V, cudaStream_t stream);
-// dtable [V, C] f32 += scatter of dout [N, C] bf16 by ids (fp32 atomics).
-void embedding_backward(float* dtable, const bf16* dout, const int32_t* ids, int64_t N, int C, int64_t V, cudaStream_t stream);
-
-// ---- embedding with an f32 table (embedding_f32.cu) ----------------------------------------------
-// out [N, C] bf16 = bf16(table[ids[n], :]) with table [V, C] f32 (round to nearest even); same id rules.
-void embedding_forward_f32(bf16* out, const int32_t* ids, const float* table, int64_t N, int C, int64_t V, cudaStream_t stream);
+// out [N, C] of out_t = table[ids[n], :] with table [V, C] of table_t: a bf16 table into bf16 rows, or an
+// f32 table into f32 rows (exact) or bf16 rows (round to nearest even: a trainable f32 embed_tokens copy
+// feeding bf16 activations); other pairs throw. Ids outside [0, V) give zero rows (the caller validates
+// ids on the host; the kernel never reads out of bounds).
+void embedding_forward(void* out, DType out_t, const int32_t* ids, const void* table, DType table_t, int64_t N, int C, int64_t V,
+                       cudaStream_t stream);
+// dtable [V, C] f32 += scatter of dout [N, C] of dtype t (F32 or BF16) by ids (fp32 atomics).
+void embedding_backward(float* dtable, const void* dout, DType t, const int32_t* ids, int64_t N, int C, int64_t V, cudaStream_t stream);
 
 // ---- fused linear + cross-entropy over vocabulary chunks (cross_entropy.cu) ----------------------
-// logits = h · Wᵀ are only ever materialized [N, chunk] at a time. targets [N] i32, −100 = ignored.
+// logits = h · Wᵀ are only ever materialized [N, chunk] at a time, in f32: h [N, C] and W [V, C] both of
+// dtype t, BF16 (tensor-core GEMMs) or F32 (exact f32 GEMMs). targets [N] i32, −100 = ignored.
 // Forward: lse [N] f32 (saved), loss [N] f32 = lse − logit[target] (0 for ignored rows).
-// Backward: dh [N, C] bf16 = Σ_chunks dz · W_chunk with dz = grad_scale · (softmax − onehot) (0 on ignored
-// rows); dW [V, C] f32 += dzᵀ · h when not null. grad_scale is dL/dloss[n] (1/count for a mean).
+// Backward: dh [N, C] of dtype t = Σ_chunks dz · W_chunk with dz = grad_scale[0] · (softmax − onehot) (0
+// on ignored rows; dz rounded to bf16 for BF16); dW [V, C] f32 += dzᵀ · h when not null. grad_scale: one
+// f32 on the device, dL/dloss[n] (1/count for a mean), read by the kernels so the host never waits.
+// The workspace size does not depend on t.
 size_t linear_cross_entropy_workspace(int64_t N, int C, int chunk);
-void linear_cross_entropy_forward(float* loss, float* lse, const bf16* h, const bf16* W, const int32_t* targets, int64_t N, int C,
-                                  int64_t V, int chunk, void* workspace, cudaStream_t stream);
-void linear_cross_entropy_backward(bf16* dh, float* dW, const bf16* h, const bf16* W, const int32_t* targets, const float* lse,
-                                   float grad_scale, int64_t N, int C, int64_t V, int chunk, void* workspace, cudaStream_t stream);
+void linear_cross_entropy_forward(float* loss, float* lse, const void* h, const void* W, DType t, const int32_t* targets, int64_t N,
+                                  int C, int64_t V, int chunk, void* workspace, cudaStream_t stream);
+void linear_cross_entropy_backward(void* dh, float* dW, const void* h, const void* W, DType t, const int32_t* targets, const float* lse,
+                                   const float* grad_scale, int64_t N, int C, int64_t V, int chunk, void* workspace, cudaStream_t stream);
 // Plain cross-entropy over given logits [N, V] (bf16 or f32), one pass per row: loss, lse [N] f32.
 void cross_entropy_forward(float* loss, float* lse, const void* logits, DType t, const int32_t* targets, int64_t N, int64_t V,
                            cudaStream_t stream);
@@ -225,33 +232,40 @@ void dropout(void* out, const void* x, DType t, float p, uint64_t seed, int64_t 
 
 // ---- 4-bit dequantize, NF4 or FP4 (dequant4.cu) --------------------------------------------------
 // bitsandbytes layout: element i sits in byte i/2, high nibble first; blocks of `blocksize` elements
-// share absmax[i / blocksize]; value = table[nibble] · absmax, out [n] bf16. code 0 = NF4, 1 = FP4
-// (bitsandbytes' tables as the CPU backend holds them, native/cpu/quant.cc). Any blocksize > 0 and any
-// alignment (16-byte vector path when out is 16-byte aligned, packed 4-byte aligned and blocksize % 8
-// == 0). Double quantization: absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset.
-void dequantize_4bit(bf16* out, const uint8_t* packed, const float* absmax, int code, int64_t n, int blocksize,
+// share absmax[i / blocksize]; value = table[nibble] · absmax in fp32, out [n] of dtype t: BF16 (one
+// rounding) or F32 (the CPU backend's value bit for bit). code 0 = NF4, 1 = FP4 (bitsandbytes' tables as
+// the CPU backend holds them, native/cpu/quant.cc). Any blocksize > 0 and any alignment (16-byte vector
+// path when out is 16-byte aligned, packed 4-byte aligned and blocksize % 8 == 0). Double quantization:
+// absmax[j] = code2[absmax_q[j]] · absmax2[j / blocksize2] + offset.
+void dequantize_4bit(void* out, DType t, const uint8_t* packed, const float* absmax, int code, int64_t n, int blocksize,
                      cudaStream_t stream);
-void dequantize_4bit_dq(bf16* out, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
+void dequantize_4bit_dq(void* out, DType t, const uint8_t* packed, const uint8_t* absmax_q, const float* absmax2, const float* code2,
                         float offset, int code, int64_t n, int blocksize, int blocksize2, cudaStream_t stream);
 
 // ---- int8 row dequantize (dequant_int8.cu) -------------------------------------------------------
-// out [rows, cols] bf16 = (float(q[r, c]) · scale[r]) · (1/127 as f32), as bitsandbytes'
-// int8_vectorwise_dequant and the CPU backend (two fp32 roundings, then one to bf16). q holds int8.
-void dequantize_int8(bf16* out, const int8_t* q, const float* scale, int64_t rows, int64_t cols, cudaStream_t stream);
+// out [rows, cols] of dtype t = (float(q[r, c]) · scale[r]) · (1/127 as f32), as bitsandbytes'
+// int8_vectorwise_dequant and the CPU backend (two fp32 roundings, then one to bf16 for BF16; F32 keeps
+// the CPU backend's value bit for bit). q holds int8.
+void dequantize_int8(void* out, DType t, const int8_t* q, const float* scale, int64_t rows, int64_t cols, cudaStream_t stream);
 
 // ---- causal attention, GQA, packed sequences (attention.cu) --------------------------------------
-// q, out, dout [B, Tq, Hq, D]; k, v [B, Tk, Hkv, D] bf16; segments [B, Tk] i32; lse [B, Hq, Tq] f32.
+// q, out, dout, dq [B, Tq, Hq, D]; k, v, dk, dv [B, Tk, Hkv, D], all of dtype t (F32 or BF16);
+// segments [B, Tk] i32; lse [B, Hq, Tq] f32.
 // Query row i sits at key position p = Tk − Tq + i and attends to key j iff j ≤ p and
 // segments[b, j] == segments[b, p] != 0 (0 marks padding). Query head h reads kv head h / (Hq / Hkv).
 // A padded query row outputs zeros, has lse = −inf and gets zero gradient. Never materializes T×T:
-// flash-attention tiles on tensor cores for D ∈ {64, 128}, a CUDA-core tiled path for other D ≤ 256.
-void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* segments, int B, int Tq,
-                       int Tk, int Hq, int Hkv, int D, float scale, cudaStream_t stream);
+// flash-attention tiles on tensor cores for bf16 with D ∈ {64, 128} (16-byte aligned tensors), a
+// CUDA-core path (fp32 math) for every other D ≤ 256 and for every f32 call. The workspace size does not
+// depend on t.
+void attention_forward(void* out, float* lse, const void* q, const void* k, const void* v, DType t, const int32_t* segments, int B,
+                       int Tq, int Tk, int Hq, int Hkv, int D, float scale, cudaStream_t stream);
 size_t attention_backward_workspace(int B, int Tq, int Tk, int Hq, int Hkv, int D);
-void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const bf16* q, const bf16* k,
-                        const bf16* v, const float* lse, const int32_t* segments, int B, int Tq, int Tk, int Hq, int Hkv, int D,
-                        float scale, void* workspace, cudaStream_t stream);
+void attention_backward(void* dq, void* dk, void* dv, const void* dout, const void* out, const void* q, const void* k, const void* v,
+                        DType t, const float* lse, const int32_t* segments, int B, int Tq, int Tk, int Hq, int Hkv, int D, float scale,
+                        void* workspace, cudaStream_t stream);
 // Forces the CUDA-core path (tests compare the two paths).
 void attention_set_force_generic(bool on);
+// Chooses the tensor-core kernels: 1 = attn_fwd_tc / attn_bwd_tc, 2 = the cp.async, 8-warp version (default).
+void attention_set_variant(int v);
 
 }  // namespace lkc

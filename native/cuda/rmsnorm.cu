@@ -1,6 +1,7 @@
-// RMSNorm, forward and backward. One warp per row of C channels (16-byte accesses when C % 8 == 0),
-// fp32 statistics. Forward rounds as transformers' LlamaRMSNorm does: t = bf16(x · rstd), then
-// y = bf16(w · t). Backward needs x, w and the rstd [N] that forward saved.
+// RMSNorm, forward and backward, on f32 or bf16 tensors (x, w, y, dy, dx of one dtype T). One warp per
+// row of C channels (16-byte accesses when C % 8 == 0), fp32 statistics. Forward rounds as
+// transformers' LlamaRMSNorm does: t = T(x · rstd), then y = T(w · t) (no rounding at all for f32).
+// Backward needs x, w and the rstd [N] that forward saved.
 //   forward:  rstd = 1 / sqrt(mean(x²) + eps),  y = w · x · rstd
 //   backward: g = dy · w,  dx = rstd · (g − x · rstd² · mean(g · x)),  dw += Σ_rows dy · x · rstd
 #include <algorithm>
@@ -13,15 +14,21 @@ namespace {
 
 constexpr int kWarps = 8;
 
-// out [N, C], rstd [N] <- x [N, C], w [C]
-template <bool VEC>
-__global__ void __launch_bounds__(kWarps * 32) rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, const bf16* w,
-                                                                      int64_t N, int C, float eps) {
+// x rounded to T and read back: the storage rounding of an intermediate (the identity for f32).
+template <typename T>
+__device__ __forceinline__ float round_to(float x) {
+  return to_f32(from_f32<T>(x));
+}
+
+// out [N, C], rstd [N] <- x [N, C], w [C]; out, x, w of T
+template <typename T, bool VEC>
+__global__ void __launch_bounds__(kWarps * 32) rmsnorm_forward_kernel(T* out, float* rstd, const T* x, const T* w, int64_t N, int C,
+                                                                      float eps) {
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (row >= N) return;
-  const bf16* xr = x + row * C;
-  bf16* orow = out + row * C;
+  const T* xr = x + row * C;
+  T* orow = out + row * C;
   float ss = 0.f;
   if (VEC) {
     for (int c = lane * 8; c < C; c += 256) {
@@ -44,25 +51,25 @@ __global__ void __launch_bounds__(kWarps * 32) rmsnorm_forward_kernel(bf16* out,
       load8(xr + c, v);
       load8(w + c, g);
 #pragma unroll
-      for (int k = 0; k < 8; k++) v[k] = g[k] * __bfloat162float(__float2bfloat16_rn(v[k] * r));
+      for (int k = 0; k < 8; k++) v[k] = g[k] * round_to<T>(v[k] * r);
       store8(orow + c, v);
     }
   } else {
     for (int c = lane; c < C; c += 32)
-      orow[c] = __float2bfloat16_rn(to_f32(w[c]) * __bfloat162float(__float2bfloat16_rn(to_f32(xr[c]) * r)));
+      orow[c] = from_f32<T>(to_f32(w[c]) * round_to<T>(to_f32(xr[c]) * r));
   }
 }
 
-// dx [N, C] <- dy [N, C], x [N, C], w [C], rstd [N]
-template <bool VEC>
-__global__ void __launch_bounds__(kWarps * 32) rmsnorm_backward_kernel(bf16* dx, const bf16* dy, const bf16* x, const bf16* w,
-                                                                       const float* rstd, int64_t N, int C) {
+// dx [N, C] <- dy [N, C], x [N, C], w [C], rstd [N]; dx, dy, x, w of T
+template <typename T, bool VEC>
+__global__ void __launch_bounds__(kWarps * 32) rmsnorm_backward_kernel(T* dx, const T* dy, const T* x, const T* w, const float* rstd,
+                                                                       int64_t N, int C) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   {
     const int64_t row = int64_t(blockIdx.x) * kWarps + warp;
     if (row >= N) return;
-    const bf16 *xr = x + row * C, *dyr = dy + row * C;
-    bf16* dxr = dx + row * C;
+    const T *xr = x + row * C, *dyr = dy + row * C;
+    T* dxr = dx + row * C;
     const float r = rstd[row];
     float dot = 0.f;  // Σ g·x
     if (VEC) {
@@ -91,15 +98,16 @@ __global__ void __launch_bounds__(kWarps * 32) rmsnorm_backward_kernel(bf16* dx,
     } else {
       for (int c = lane; c < C; c += 32) {
         const float a = to_f32(xr[c]), b = to_f32(dyr[c]);
-        dxr[c] = __float2bfloat16_rn(r * (b * to_f32(w[c]) - a * m));
+        dxr[c] = from_f32<T>(r * (b * to_f32(w[c]) - a * m));
       }
     }
   }
 }
 
 // dw [C] += Σ_rows dy · x · rstd: a column reduction. Each thread owns two adjacent columns over a
-// chunk of rows (a warp reads 128 contiguous bytes per row), then adds its sums to dw once.
-__global__ void rmsnorm_dw_kernel(float* dw, const bf16* dy, const bf16* x, const float* rstd, int64_t N, int C, int64_t rows_per_block) {
+// chunk of rows (a warp reads 128 contiguous bytes per row for bf16), then adds its sums to dw once.
+template <typename T>
+__global__ void rmsnorm_dw_kernel(float* dw, const T* dy, const T* x, const float* rstd, int64_t N, int C, int64_t rows_per_block) {
   const int c = (blockIdx.x * blockDim.x + threadIdx.x) * 2;
   if (c >= C) return;
   const int64_t r0 = int64_t(blockIdx.y) * rows_per_block, r1 = min(N, r0 + rows_per_block);
@@ -108,48 +116,71 @@ __global__ void rmsnorm_dw_kernel(float* dw, const bf16* dy, const bf16* x, cons
 #pragma unroll 4
   for (int64_t r = r0; r < r1; r++) {
     const float rs = rstd[r];
-    const bf16 *dyr = dy + r * C + c, *xr = x + r * C + c;
-    a0 += __bfloat162float(dyr[0]) * __bfloat162float(xr[0]) * rs;
-    if (pair) a1 += __bfloat162float(dyr[1]) * __bfloat162float(xr[1]) * rs;
+    const T *dyr = dy + r * C + c, *xr = x + r * C + c;
+    a0 += to_f32(dyr[0]) * to_f32(xr[0]) * rs;
+    if (pair) a1 += to_f32(dyr[1]) * to_f32(xr[1]) * rs;
   }
   atomicAdd(dw + c, a0);
   if (pair) atomicAdd(dw + c + 1, a1);
 }
 
-}  // namespace
-
-void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int64_t N, int C, float eps, cudaStream_t stream) {
-  LKC_REQUIRE(C > 0, "rmsnorm needs at least one channel.");
-  if (N <= 0) return;
+template <typename T>
+void forward_as(T* out, float* rstd, const T* x, const T* w, int64_t N, int C, float eps, cudaStream_t stream) {
   const bool vec = C % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w);
   const unsigned grid = ceil_div(N, kWarps);
   if (vec)
-    rmsnorm_forward_kernel<true><<<grid, kWarps * 32, 0, stream>>>(out, rstd, x, w, N, C, eps);
+    rmsnorm_forward_kernel<T, true><<<grid, kWarps * 32, 0, stream>>>(out, rstd, x, w, N, C, eps);
   else
-    rmsnorm_forward_kernel<false><<<grid, kWarps * 32, 0, stream>>>(out, rstd, x, w, N, C, eps);
+    rmsnorm_forward_kernel<T, false><<<grid, kWarps * 32, 0, stream>>>(out, rstd, x, w, N, C, eps);
   LKC_CHECK_LAUNCH("rmsnorm_forward");
 }
 
-void rmsnorm_backward(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w, const float* rstd, int64_t N, int C,
-                      cudaStream_t stream) {
-  LKC_REQUIRE(C > 0, "rmsnorm needs at least one channel.");
-  if (N <= 0) return;
+template <typename T>
+void backward_as(T* dx, float* dw, const T* dy, const T* x, const T* w, const float* rstd, int64_t N, int C, cudaStream_t stream) {
   const bool vec = C % 8 == 0 && aligned16(dx) && aligned16(dy) && aligned16(x) && aligned16(w);
   const unsigned grid = ceil_div(N, kWarps);
   if (vec)
-    rmsnorm_backward_kernel<true><<<grid, kWarps * 32, 0, stream>>>(dx, dy, x, w, rstd, N, C);
+    rmsnorm_backward_kernel<T, true><<<grid, kWarps * 32, 0, stream>>>(dx, dy, x, w, rstd, N, C);
   else
-    rmsnorm_backward_kernel<false><<<grid, kWarps * 32, 0, stream>>>(dx, dy, x, w, rstd, N, C);
+    rmsnorm_backward_kernel<T, false><<<grid, kWarps * 32, 0, stream>>>(dx, dy, x, w, rstd, N, C);
   if (dw) {
     LKC_CHECK_LAUNCH("rmsnorm_backward");
     const unsigned gx = ceil_div(C, 2 * 256);
     // About 8 blocks per SM in all, each over a chunk of at least 16 rows.
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>((N + 15) / 16, int64_t(num_sms()) * 8 / gx));
     const int64_t rows_per_block = (N + chunks - 1) / chunks;
-    rmsnorm_dw_kernel<<<dim3(gx, unsigned((N + rows_per_block - 1) / rows_per_block)), 256, 0, stream>>>(dw, dy, x, rstd, N, C,
-                                                                                                          rows_per_block);
+    rmsnorm_dw_kernel<T><<<dim3(gx, unsigned((N + rows_per_block - 1) / rows_per_block)), 256, 0, stream>>>(dw, dy, x, rstd, N, C,
+                                                                                                             rows_per_block);
   }
   LKC_CHECK_LAUNCH("rmsnorm_backward");
+}
+
+void check(DType t, int C) {
+  LKC_REQUIRE(t == DType::F32 || t == DType::BF16, std::string("rmsnorm takes f32 or bf16 tensors, not ") + dtype_name(t) + ".");
+  LKC_REQUIRE(C > 0, "rmsnorm needs at least one channel.");
+}
+
+}  // namespace
+
+void rmsnorm_forward(void* out, float* rstd, const void* x, const void* w, DType t, int64_t N, int C, float eps, cudaStream_t stream) {
+  check(t, C);
+  if (N <= 0) return;
+  if (t == DType::F32)
+    forward_as(static_cast<float*>(out), rstd, static_cast<const float*>(x), static_cast<const float*>(w), N, C, eps, stream);
+  else
+    forward_as(static_cast<bf16*>(out), rstd, static_cast<const bf16*>(x), static_cast<const bf16*>(w), N, C, eps, stream);
+}
+
+void rmsnorm_backward(void* dx, float* dw, const void* dy, const void* x, const void* w, DType t, const float* rstd, int64_t N, int C,
+                      cudaStream_t stream) {
+  check(t, C);
+  if (N <= 0) return;
+  if (t == DType::F32)
+    backward_as(static_cast<float*>(dx), dw, static_cast<const float*>(dy), static_cast<const float*>(x), static_cast<const float*>(w),
+                rstd, N, C, stream);
+  else
+    backward_as(static_cast<bf16*>(dx), dw, static_cast<const bf16*>(dy), static_cast<const bf16*>(x), static_cast<const bf16*>(w), rstd,
+                N, C, stream);
 }
 
 }  // namespace lkc

@@ -1,5 +1,6 @@
-// Rotary position embedding, Hugging Face "rotate_half" layout, forward and backward. Per head, with
-// half the rotary half-width (dims ≥ 2·half pass through unrotated, for partial rotary):
+// Rotary position embedding, Hugging Face "rotate_half" layout, forward and backward, on f32 or bf16
+// activations (fp32 math, f32 tables). Per head, with half the rotary half-width (dims ≥ 2·half pass
+// through unrotated, for partial rotary):
 //   forward:  out[i] = x[i]·cos[p,i] − x[i+half]·sin[p,i],  out[i+half] = x[i+half]·cos[p,i] + x[i]·sin[p,i]
 //   backward: the transpose, a rotation by −θ (sin → −sin). Nothing is saved: backward needs only the
 //   tables and positions. Positions come per token, so packed sequences restart at 0 wherever they start.
@@ -11,31 +12,36 @@
 namespace lkc {
 namespace {
 
-// out, x [rows, H, D]; cos, sin [P, half]; pos [rows]. sign = +1 forward, −1 backward.
+// Two adjacent elements to/from fp32: one 4-byte access for bf16, one 8-byte access for f32.
+__device__ __forceinline__ float2 load2(const bf16* p) { return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p)); }
+__device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
+__device__ __forceinline__ void store2(bf16* p, float a, float b) { *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b); }
+__device__ __forceinline__ void store2(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
+
+// out, x [rows, H, D] of T; cos, sin [P, half] f32; pos [rows]. sign = +1 forward, −1 backward.
 // One warp per (row, head): lanes walk the pairs i < half (coalesced) and then the passed-through dims.
-template <bool PAIRS>
-__global__ void rope_kernel(bf16* out, const bf16* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H,
-                            int D, int half, float sign) {
+template <typename T, bool PAIRS>
+__global__ void rope_kernel(T* out, const T* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+                            int half, float sign) {
   const int lane = threadIdx.x & 31;
   const int64_t rh = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;  // row · H + head
   if (rh >= rows * H) return;
   const int64_t row = rh / H, base = rh * D, p = pos[row];
   const float *cr = cos + p * half, *sr = sin + p * half;
-  if (PAIRS) {  // two adjacent i per lane: 4-byte bf16 and 8-byte table accesses
+  if (PAIRS) {  // two adjacent i per lane: 2-element and 8-byte table accesses
     for (int i = 2 * lane; i < half; i += 64) {
       const float2 c = *reinterpret_cast<const float2*>(cr + i), s0 = *reinterpret_cast<const float2*>(sr + i);
-      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + base + i));
-      const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + base + i + half));
+      const float2 a = load2(x + base + i), b = load2(x + base + i + half);
       const float sx = sign * s0.x, sy = sign * s0.y;
-      *reinterpret_cast<__nv_bfloat162*>(out + base + i) = __floats2bfloat162_rn(a.x * c.x - b.x * sx, a.y * c.y - b.y * sy);
-      *reinterpret_cast<__nv_bfloat162*>(out + base + i + half) = __floats2bfloat162_rn(b.x * c.x + a.x * sx, b.y * c.y + a.y * sy);
+      store2(out + base + i, a.x * c.x - b.x * sx, a.y * c.y - b.y * sy);
+      store2(out + base + i + half, b.x * c.x + a.x * sx, b.y * c.y + a.y * sy);
     }
   } else {
     for (int i = lane; i < half; i += 32) {
       const float c = cr[i], s = sign * sr[i];
-      const float x1 = __bfloat162float(x[base + i]), x2 = __bfloat162float(x[base + i + half]);
-      out[base + i] = __float2bfloat16_rn(x1 * c - x2 * s);
-      out[base + i + half] = __float2bfloat16_rn(x2 * c + x1 * s);
+      const float x1 = to_f32(x[base + i]), x2 = to_f32(x[base + i + half]);
+      out[base + i] = from_f32<T>(x1 * c - x2 * s);
+      out[base + i + half] = from_f32<T>(x2 * c + x1 * s);
     }
   }
   if (out != x)
@@ -55,30 +61,42 @@ __global__ void rope_tables_kernel(float* cos, float* sin, const float* inv_freq
   }
 }
 
-void launch(bf16* out, const bf16* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D, int half,
-            float sign, cudaStream_t stream) {
-  LKC_REQUIRE(half > 0 && 2 * half <= D, "rope's rotary half-width must be in [1, head_dim / 2].");
-  if (rows <= 0 || H <= 0) return;
-  const bool pairs = half % 2 == 0 && D % 2 == 0 && (reinterpret_cast<uintptr_t>(out) & 3) == 0 &&
-                     (reinterpret_cast<uintptr_t>(x) & 3) == 0 && (reinterpret_cast<uintptr_t>(cos) & 7) == 0 &&
+template <typename T>
+void launch(T* out, const T* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D, int half, float sign,
+            cudaStream_t stream) {
+  // Pairs: element offsets base + i and base + i + half are even, so 2·sizeof(T) alignment of out and x suffices.
+  constexpr uintptr_t pair_mask = 2 * sizeof(T) - 1;
+  const bool pairs = half % 2 == 0 && D % 2 == 0 && (reinterpret_cast<uintptr_t>(out) & pair_mask) == 0 &&
+                     (reinterpret_cast<uintptr_t>(x) & pair_mask) == 0 && (reinterpret_cast<uintptr_t>(cos) & 7) == 0 &&
                      (reinterpret_cast<uintptr_t>(sin) & 7) == 0;
   if (pairs)
-    rope_kernel<true><<<ceil_div(rows * H, 8), 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
+    rope_kernel<T, true><<<ceil_div(rows * H, 8), 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
   else
-    rope_kernel<false><<<ceil_div(rows * H, 8), 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
+    rope_kernel<T, false><<<ceil_div(rows * H, 8), 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
   LKC_CHECK_LAUNCH("rope");
+}
+
+void dispatch(void* out, const void* x, DType t, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+              int half, float sign, cudaStream_t stream) {
+  LKC_REQUIRE(t == DType::F32 || t == DType::BF16, std::string("rope takes f32 or bf16 tensors, not ") + dtype_name(t) + ".");
+  LKC_REQUIRE(half > 0 && 2 * half <= D, "rope's rotary half-width must be in [1, head_dim / 2].");
+  if (rows <= 0 || H <= 0) return;
+  if (t == DType::F32)
+    launch(static_cast<float*>(out), static_cast<const float*>(x), cos, sin, pos, rows, H, D, half, sign, stream);
+  else
+    launch(static_cast<bf16*>(out), static_cast<const bf16*>(x), cos, sin, pos, rows, H, D, half, sign, stream);
 }
 
 }  // namespace
 
-void rope_forward(bf16* out, const bf16* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+void rope_forward(void* out, const void* x, DType t, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
                   int half, cudaStream_t stream) {
-  launch(out, x, cos, sin, pos, rows, H, D, half, 1.f, stream);
+  dispatch(out, x, t, cos, sin, pos, rows, H, D, half, 1.f, stream);
 }
 
-void rope_backward(bf16* dx, const bf16* dy, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
+void rope_backward(void* dx, const void* dy, DType t, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
                    int half, cudaStream_t stream) {
-  launch(dx, dy, cos, sin, pos, rows, H, D, half, -1.f, stream);
+  dispatch(dx, dy, t, cos, sin, pos, rows, H, D, half, -1.f, stream);
 }
 
 void rope_tables(float* cos, float* sin, const float* inv_freq, int P, int half, float attn_scale, cudaStream_t stream) {

@@ -10,7 +10,11 @@ import { formatBytes } from './progress.js';
 export const MODEL_FLAGS = {
   model: { type: 'string', help: 'model folder, .gguf file or hub id' },
   adapter: { type: 'string', help: 'PEFT adapter folder to apply' },
-  dtype: { type: 'string', help: 'base weight storage', choices: ['float32', 'bfloat16'] },
+  dtype: {
+    type: 'string',
+    help: 'CPU: base weight storage (float32); cuda: weights and activations (bfloat16)',
+    choices: ['float32', 'bfloat16'],
+  },
   device: { type: 'string', help: 'compute device', choices: ['cpu', 'cuda'] },
   quantize: { type: 'string', help: 'quantize the base weights', choices: ['nf4', 'fp4', 'int8'] },
   'double-quant': { type: 'bool', help: 'quantize the quantization constants too' },
@@ -40,7 +44,7 @@ export async function openModel(
     );
   const loaded = await loadModel(f.model, {
     device: f.device === 'cuda' ? 'cuda' : 'cpu',
-    dtype: f.dtype === 'bfloat16' ? 'bfloat16' : 'float32',
+    dtype: f.dtype === 'bfloat16' || f.dtype === 'float32' ? f.dtype : undefined,
     quantize: f.quantize === 'nf4' || f.quantize === 'fp4' || f.quantize === 'int8' ? f.quantize : undefined,
     doubleQuant: f['double-quant'] === true,
   });

@@ -23,7 +23,11 @@ export const FLAGS = {
   adapter: { type: 'string', help: 'start from this PEFT adapter folder' },
   quantize: { type: 'string', help: 'quantize the base weights', choices: ['nf4', 'fp4', 'int8'] },
   'double-quant': { type: 'bool', help: 'quantize the quantization constants too' },
-  dtype: { type: 'string', help: 'base weight storage', choices: ['float32', 'bfloat16'] },
+  dtype: {
+    type: 'string',
+    help: 'CPU: base weight storage (float32); cuda: weights and activations (bfloat16)',
+    choices: ['float32', 'bfloat16'],
+  },
   device: { type: 'string', help: 'compute device', choices: ['cpu', 'cuda'] },
   r: { type: 'int', help: 'LoRA rank (16)', min: 1 },
   alpha: { type: 'number', help: 'LoRA alpha (32)', min: 0, exclusiveMin: true },

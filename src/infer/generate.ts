@@ -56,7 +56,15 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
   });
   const eos = new Set(tokenizer.eosIds);
   const c = model.config;
-  const cache = new KVCache(1, ids.length + maxNew, c.numLayers, c.numKvHeads, c.headDim, model.device);
+  const cache = new KVCache(
+    1,
+    ids.length + maxNew,
+    c.numLayers,
+    c.numKvHeads,
+    c.headDim,
+    model.device,
+    model.activationDType,
+  );
   const out: number[] = [];
   let text = '';
   let finishReason: GenerateResult['finishReason'] = 'length';

@@ -1,5 +1,6 @@
 import { keep, Tensor, type Device } from '../tensor/tensor.js';
 import { activationDType } from '../ops/util.js';
+import type { DType } from '../tensor/dtype.js';
 
 /**
  * Keys and values of past tokens, per layer, for generation: [B, capacity, Hkv, Dh] each, plus the
@@ -19,9 +20,10 @@ export class KVCache {
     readonly numKvHeads: number,
     readonly headDim: number,
     readonly device: Device = 'cpu',
+    /** The model's activation dtype (CausalLM.activationDType). */
+    dtype: DType = activationDType(device),
   ) {
     const shape = [batch, capacity, numKvHeads, headDim];
-    const dtype = activationDType(device);
     this.keys = Array.from({ length: numLayers }, () => keep(Tensor.empty(shape, dtype, device)));
     this.values = Array.from({ length: numLayers }, () => keep(Tensor.empty(shape, dtype, device)));
     this.segments = keep(Tensor.zeros([batch, capacity], 'i32', device));

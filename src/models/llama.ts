@@ -9,7 +9,7 @@ import { swiglu } from '../ops/swiglu.js';
 import { Linear, type ForwardContext } from '../nn/linear.js';
 import { keep, Tensor, tidy, type Device } from '../tensor/tensor.js';
 import { offload, prefetch, useDevice } from '../backend/device.js';
-import { activationDType } from '../ops/util.js';
+import type { DType } from '../tensor/dtype.js';
 import type { ModelConfig } from './config.js';
 import type { LoraConfig } from '../peft/config.js';
 import type { KVCache } from './kv-cache.js';
@@ -141,11 +141,11 @@ export class CausalLM {
     device: Device = 'cpu',
   ): CausalLM {
     if (device !== 'cpu') useDevice(device);
-    // On a GPU every frozen tensor is stored in the activation dtype (bf16), moved as soon as it is
-    // read, so the host holds one tensor at a time.
+    // On a GPU every frozen tensor is stored in the compute dtype (`dtype`: bf16, or f32 for exact fp32
+    // math), moved as soon as it is read, so the host holds one tensor at a time.
     const place = (t: Tensor): Tensor => {
       if (device === 'cpu') return t;
-      const host = t.dtype === activationDType(device) ? t : cast(t, activationDType(device));
+      const host = t.dtype === dtype ? t : cast(t, dtype);
       const moved = keep(host.toDevice(device));
       if (host !== t) host.dispose();
       t.dispose();
@@ -225,6 +225,15 @@ export class CausalLM {
     return this.embedTokens.device;
   }
 
+  /**
+   * The dtype activations flow in: f32 on the CPU; on a GPU the dtype the frozen weights were placed
+   * in (bf16, or f32 for a model loaded with dtype float32). The norms are never quantized nor
+   * trained, so theirs is that dtype.
+   */
+  get activationDType(): DType {
+    return this.device === 'cpu' ? 'f32' : this.finalNorm.dtype;
+  }
+
   /** Every linear layer, in model order, the output head last. */
   linears(): Linear[] {
     return [...this.layers.flatMap((l) => l.linears()), this.lmHead];
@@ -282,6 +291,7 @@ export class CausalLM {
     let x = embedding(
       (ctx.adapter !== null && this.embedCopies.get(ctx.adapter)) || this.embedTokens,
       batch.ids,
+      this.activationDType,
     );
     const offloading = opts.checkpointing && opts.offloadCheckpoints && !opts.cache;
     let previousInput: Tensor | null = null;

@@ -10,7 +10,11 @@ import { useDevice } from '../backend/device.js';
 import type { QuantType } from '../quant/weight.js';
 
 export interface LoadOptions {
-  /** Storage of the large matrices on the CPU: float32 or bfloat16 (compute stays fp32 there). On cuda everything is bf16. */
+  /**
+   * On the CPU, how the large matrices are stored: float32 (default) or bfloat16; compute stays fp32.
+   * On cuda, the dtype of the frozen weights and the activations alike: bfloat16 (default; tensor-core
+   * GEMMs, fp32 accumulation) or float32 (exact fp32 math, about 2× the memory: the parity mode).
+   */
   dtype?: 'float32' | 'bfloat16';
   device?: 'cpu' | 'cuda';
   /** QLoRA: store the decoder's linear weights as nf4, fp4 or int8 (bitsandbytes' formats). */
@@ -40,7 +44,9 @@ export interface LoadedModel {
   path: string;
 }
 
-export function weightDType(d: LoadOptions['dtype']): WeightDType {
+/** The WeightDType a LoadOptions dtype means on a device (see LoadOptions.dtype for the defaults). */
+export function weightDType(d: LoadOptions['dtype'], device: LoadOptions['device'] = 'cpu'): WeightDType {
+  if (d === undefined) return device === 'cpu' ? 'f32' : 'bf16';
   return d === 'bfloat16' ? 'bf16' : 'f32';
 }
 
@@ -55,7 +61,7 @@ export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<L
       );
     const { loadGGUFModel } = await import('./gguf-model.js');
     // Each weight is quantized right after it is read, so the dense model never exists whole.
-    const loaded = await loadGGUFModel(path, weightDType(opts.dtype), quantOptions(opts), device);
+    const loaded = await loadGGUFModel(path, weightDType(opts.dtype, device), quantOptions(opts), device);
     return { ...loaded, path };
   }
   const configPath = join(path, 'config.json');
@@ -66,7 +72,7 @@ export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<L
   const tokenizer = Tokenizer.fromFile(tokenizerPath);
   const source = openSafetensorsModel(path);
   try {
-    const model = CausalLM.load(config, source, weightDType(opts.dtype), quantOptions(opts), device);
+    const model = CausalLM.load(config, source, weightDType(opts.dtype, device), quantOptions(opts), device);
     return { model, tokenizer, path };
   } finally {
     source.close();

@@ -1,8 +1,9 @@
-// Token embedding lookup: table [V, D] (f32 or bf16) gathered by i32 ids into f32 rows.
+// Token embedding lookup: table [V, D] (f32 or bf16) gathered by i32 ids into activation rows.
 import { cpu } from '../backend/cpu/addon.js';
 import { kernel, registerKernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
 import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { activationDType, expectDType, sameDevice } from './util.js';
 
@@ -55,8 +56,11 @@ registerKernel('cpu', 'embeddingBackward', (dtable, dy, ids) => {
   cpu.embeddingBackwardF32(dtable.as('f32'), dy.as('f32'), ids.as('i32'), ids.size, V, D);
 });
 
-/** ids [...] i32 -> [..., D] rows of table [V, D] (f32 or bf16), in the device's activation dtype. */
-export function embedding(table: Tensor, ids: Tensor): Tensor {
+/**
+ * ids [...] i32 -> [..., D] rows of table [V, D] (f32 or bf16), in `dtype` (the device's activation
+ * dtype unless given; the CPU computes in f32 only).
+ */
+export function embedding(table: Tensor, ids: Tensor, dtype: DType = activationDType(table.device)): Tensor {
   sameDevice('embedding', table, ids);
   expectDType('embedding', 'table', table, 'f32', 'bf16');
   expectDType('embedding', 'ids', ids, 'i32');
@@ -76,7 +80,11 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
     throw new Error(
       `lorakit: embedding: a ${table.dtype} table cannot be trained; keep trainable embeddings in f32.`,
     );
-  const out = Tensor.empty([...ids.shape, D], activationDType(table.device), table.device);
+  if (dtype !== 'f32' && dtype !== 'bf16')
+    throw new Error(`lorakit: embedding: the output dtype must be f32 or bf16, got ${dtype}.`);
+  if (table.device === 'cpu' && dtype !== 'f32')
+    throw new Error(`lorakit: embedding: the CPU computes in f32, not ${dtype}.`);
+  const out = Tensor.empty([...ids.shape, D], dtype, table.device);
   kernel(table.device, 'embeddingForward')(out, table, ids);
   if (training)
     record([table], [out], [ids], ([g]) => {

@@ -19,14 +19,17 @@ declare module '../backend/kernels.js' {
      * never whole). rowLoss, lse [N] f32 (0 for ignored rows) <- h [N, D], w [V, D], targets [N].
      */
     linearCrossEntropyForward(rowLoss: Tensor, lse: Tensor, h: Tensor, w: Tensor, targets: Tensor): void;
-    /** dh [N, D] = gradScale · (softmax(h wᵀ) − onehot) · w, 0 on ignored rows. */
+    /**
+     * dh [N, D] = gradScale · (softmax(h wᵀ) − onehot) · w, 0 on ignored rows; gradScale is the loss
+     * gradient, a one-element f32 tensor read on the device (the host never waits for it).
+     */
     linearCrossEntropyBackward(
       dh: Tensor,
       h: Tensor,
       w: Tensor,
       targets: Tensor,
       lse: Tensor,
-      gradScale: number,
+      gradScale: Tensor,
     ): void;
   }
 }
@@ -106,7 +109,7 @@ function fusedOnDevice(h: Tensor, w: Tensor, given: Tensor): Tensor {
   if (needsRecord([h])) {
     record([h], [out], [h, targets, lse], ([g]) => {
       const dh = emptyLike(h);
-      kernel(h.device, 'linearCrossEntropyBackward')(dh, h, w, targets, lse, g.item());
+      kernel(h.device, 'linearCrossEntropyBackward')(dh, h, w, targets, lse, g);
       return [dh];
     });
     keep(lse); // the tape now holds the only references

@@ -30,9 +30,10 @@ export function expectFloat(op: string, name: string, t: Tensor): void {
 }
 
 /**
- * The dtype activations have on a device: f32 on the CPU (exact, and the CPU kernels are f32); bf16
- * on CUDA, where tensor-core GEMMs read bf16 and activations move at half the bytes. Trainable
- * weights, their gradients and optimizer state stay f32 everywhere.
+ * The dtype activations have on a device unless a model asks for another: f32 on the CPU (exact, and
+ * the CPU kernels are f32); bf16 on CUDA, where tensor-core GEMMs read bf16 and activations move at
+ * half the bytes (a model loaded with dtype float32 on CUDA computes in f32 instead: CausalLM's
+ * activationDType). Trainable weights, their gradients and optimizer state stay f32 everywhere.
  */
 export function activationDType(device: Device): DType {
   return device === 'cpu' ? 'f32' : 'bf16';

@@ -1,10 +1,16 @@
 // RoPE harness: tables from inv_freq, forward and backward (rotation by −θ), full and partial rotary,
-// in place, per-token positions (packed sequences restart at 0), against float64 references.
+// in place, per-token positions (packed sequences restart at 0), bf16 and f32 activations, pair and
+// scalar paths, against float64 references.
 #include "harness.h"
 
 using namespace hx;
+using lkc::DType;
 
 namespace {
+
+// Values already representable in t go up as t; results come back as floats.
+Buf up_as(DType t, const std::vector<float>& v) { return t == DType::F32 ? up(v) : up_bf16(v); }
+std::vector<float> down_as(DType t, const void* p, size_t n) { return t == DType::F32 ? down<float>(p, n) : down_bf16(p, n); }
 
 void correctness() {
   Rng r(31);
@@ -12,14 +18,14 @@ void correctness() {
     int64_t rows;
     int H, D, half;
   };
-  for (Case c : {Case{1, 1, 2, 1}, Case{7, 3, 16, 8}, Case{33, 5, 16, 4}, Case{127, 2, 64, 32}, Case{9, 4, 128, 64}}) {
+  // half = 1, 5: the scalar path; even half: the pair path.
+  for (Case c : {Case{1, 1, 2, 1}, Case{7, 3, 16, 8}, Case{33, 5, 16, 4}, Case{127, 2, 64, 32}, Case{9, 4, 128, 64}, Case{11, 3, 13, 5}}) {
     const std::string tag = dims({c.rows, c.H, c.D}) + " half=" + std::to_string(c.half);
     const int P = 300;
     std::vector<float> inv(c.half);
     for (int i = 0; i < c.half; i++) inv[i] = float(std::pow(10000.0, -2.0 * i / (2 * c.half)));
     std::vector<int32_t> pos(c.rows);
     for (int64_t i = 0; i < c.rows; i++) pos[i] = int32_t(i % 41);  // sequences of 41 packed together
-    auto x = randn(r, c.rows * c.H * c.D), dy = randn(r, c.rows * c.H * c.D);
     Buf dinv = up(inv), dpos = up(pos), cosb(size_t(P) * c.half * 4), sinb(size_t(P) * c.half * 4);
     lkc::rope_tables(cosb.f(), sinb.f(), dinv.f(), P, c.half, 1.f, nullptr);
     std::vector<double> cref(P * c.half), sref(P * c.half);
@@ -46,19 +52,27 @@ void correctness() {
         }
       return o;
     };
-    Buf dx = up_bf16(x), out(x.size() * 2);
-    out.poison();
-    lkc::rope_forward(out.bf(), dx.bf(), cosb.f(), sinb.f(), dpos.as<int32_t>(), c.rows, c.H, c.D, c.half, nullptr);
-    check("rope fwd", tag, compare(down_bf16(out.p, x.size()), rotate(x, 1)), 1e-2);
-    Buf ddy = up_bf16(dy), din(x.size() * 2);
-    din.poison();
-    lkc::rope_backward(din.bf(), ddy.bf(), cosb.f(), sinb.f(), dpos.as<int32_t>(), c.rows, c.H, c.D, c.half, nullptr);
-    check("rope bwd", tag, compare(down_bf16(din.p, x.size()), rotate(dy, -1)), 1e-2);
-    lkc::rope_forward(dx.bf(), dx.bf(), cosb.f(), sinb.f(), dpos.as<int32_t>(), c.rows, c.H, c.D, c.half, nullptr);
-    check("rope fwd in place", tag, compare(down_bf16(dx.p, x.size()), rotate(x, 1)), 1e-2);
+    for (DType t : {DType::BF16, DType::F32}) {
+      const bool f32 = t == DType::F32;
+      const size_t es = lkc::dtype_size(t);
+      const double tol = f32 ? 1e-5 : 1e-2;  // bf16: one output rounding
+      const std::string ttag = std::string(lkc::dtype_name(t)) + " " + tag;
+      auto x = randn(r, c.rows * c.H * c.D, 1.f, !f32), dy = randn(r, c.rows * c.H * c.D, 1.f, !f32);
+      Buf dx = up_as(t, x), out(x.size() * es);
+      out.poison();
+      lkc::rope_forward(out.p, dx.p, t, cosb.f(), sinb.f(), dpos.as<int32_t>(), c.rows, c.H, c.D, c.half, nullptr);
+      check("rope fwd", ttag, compare(down_as(t, out.p, x.size()), rotate(x, 1)), tol);
+      Buf ddy = up_as(t, dy), din(x.size() * es);
+      din.poison();
+      lkc::rope_backward(din.p, ddy.p, t, cosb.f(), sinb.f(), dpos.as<int32_t>(), c.rows, c.H, c.D, c.half, nullptr);
+      check("rope bwd", ttag, compare(down_as(t, din.p, x.size()), rotate(dy, -1)), tol);
+      lkc::rope_forward(dx.p, dx.p, t, cosb.f(), sinb.f(), dpos.as<int32_t>(), c.rows, c.H, c.D, c.half, nullptr);
+      check("rope fwd in place", ttag, compare(down_as(t, dx.p, x.size()), rotate(x, 1)), tol);
+    }
   }
   expect_throw("rope", "half-width over head_dim/2",
-               [] { lkc::rope_forward(nullptr, nullptr, nullptr, nullptr, nullptr, 4, 2, 8, 5, nullptr); });
+               [] { lkc::rope_forward(nullptr, nullptr, DType::BF16, nullptr, nullptr, nullptr, 4, 2, 8, 5, nullptr); });
+  expect_throw("rope", "u8 tensors", [] { lkc::rope_forward(nullptr, nullptr, DType::U8, nullptr, nullptr, nullptr, 4, 2, 8, 4, nullptr); });
 }
 
 void timings() {
@@ -70,7 +84,8 @@ void timings() {
   Buf dpos = up(pos);
   lkc::fill(inv.p, lkc::DType::F32, 0.01f, D / 2, nullptr);
   lkc::rope_tables(cs.f(), sn.f(), inv.f(), P, D / 2, 1.f, nullptr);
-  const double us = time_us([&] { lkc::rope_forward(o.bf(), x.bf(), cs.f(), sn.f(), dpos.as<int32_t>(), rows, H, D, D / 2, nullptr); });
+  const double us =
+      time_us([&] { lkc::rope_forward(o.p, x.p, DType::BF16, cs.f(), sn.f(), dpos.as<int32_t>(), rows, H, D, D / 2, nullptr); });
   timing("rope fwd", dims({rows, H, D}), us, gbps(4.0 * rows * H * D, us));
 }
 

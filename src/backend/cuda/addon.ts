@@ -14,7 +14,10 @@ export type CudaDType = (typeof CUDA_DTYPE)[keyof typeof CUDA_DTYPE];
  * Every kernel is enqueued on the addon's one (main) stream and returns at once (offloadAsync and
  * reloadAsync copies run on a second, copy stream, ordered against it); only the copies to the
  * host and `synchronize` wait. Convention: outputs first, then inputs, then
- * sizes and attributes. Errors throw an Error whose message starts with "lorakit: ".
+ * sizes and attributes. Activations and frozen weights are f32 or bf16: a kernel over them takes a
+ * dtype argument `t` right after the tensors it describes (f32 throughout gives exact fp32 math, bf16
+ * the tensor-core speed mode). Errors throw an Error whose message starts with "lorakit: " (a dtype
+ * a kernel does not take included).
  */
 export interface CudaAddon {
   /** Number of CUDA devices visible (0 when there is no driver or no GPU); never throws. */
@@ -60,6 +63,16 @@ export interface CudaAddon {
    */
   waitEvent(handle: number): void;
 
+  /**
+   * Records a timing mark (a CUDA event) on the main stream after the work queued so far; returns its
+   * number, counted from 0 since the last timerReset. Returns at once.
+   */
+  timerMark(): number;
+  /** Milliseconds of GPU time between two marks; waits until the later one is reached. */
+  timerElapsed(from: number, to: number): number;
+  /** Forgets every mark (their events are reused by the next timerMark calls). */
+  timerReset(): void;
+
   /** C = alpha·op(A)·op(B) + beta·C (+ bias [n], C's dtype, beta 0 only); row-major, batched. */
   gemm(
     c: number,
@@ -92,23 +105,34 @@ export interface CudaAddon {
   /** out[r] = Σ_c x[r, c] (fp32 accumulation); out of outType, x of xType. */
   sumRows(out: number, outType: CudaDType, x: number, xType: CudaDType, rows: number, cols: number): void;
 
-  /** bf16 y, x [rows, dim], w [dim]; f32 rstd [rows]. */
-  rmsnormForward(y: number, rstd: number, x: number, w: number, rows: number, dim: number, eps: number): void;
-  /** dx bf16 (or 0); dw f32 [dim] accumulated (+=, or 0). */
+  /** y, x [rows, dim] and w [dim] of dtype t (f32 or bf16); f32 rstd [rows]. */
+  rmsnormForward(
+    y: number,
+    rstd: number,
+    x: number,
+    w: number,
+    t: CudaDType,
+    rows: number,
+    dim: number,
+    eps: number,
+  ): void;
+  /** dx (or 0), dy, x [rows, dim] and w [dim] of dtype t; dw f32 [dim] accumulated (+=, or 0). */
   rmsnormBackward(
     dx: number,
     dw: number,
     dy: number,
     x: number,
     w: number,
+    t: CudaDType,
     rstd: number,
     rows: number,
     dim: number,
   ): void;
-  /** bf16 out, x [rows, H, D]; f32 cos, sin [P, half]; i32 pos [rows]. */
+  /** out, x [rows, H, D] of dtype t (f32 or bf16; in place allowed); f32 cos, sin [P, half]; i32 pos [rows]. */
   ropeForward(
     out: number,
     x: number,
+    t: CudaDType,
     cos: number,
     sin: number,
     pos: number,
@@ -117,9 +141,11 @@ export interface CudaAddon {
     D: number,
     half: number,
   ): void;
+  /** dx, dy [rows, H, D] of dtype t: the rotation by −θ. */
   ropeBackward(
     dx: number,
     dy: number,
+    t: CudaDType,
     cos: number,
     sin: number,
     pos: number,
@@ -128,12 +154,17 @@ export interface CudaAddon {
     D: number,
     half: number,
   ): void;
-  swigluForward(h: number, g: number, u: number, n: number): void;
-  /** dg, du bf16 (either may be 0). */
-  swigluBackward(dg: number, du: number, dh: number, g: number, u: number, n: number): void;
-  /** out [N, C] bf16 = table[ids] with table [V, C] f32 or bf16. */
+  /** h = silu(g) · u over [n], all of dtype t (f32 or bf16). */
+  swigluForward(h: number, g: number, u: number, t: CudaDType, n: number): void;
+  /** dg, du (either may be 0), dh, g, u [n] of dtype t. */
+  swigluBackward(dg: number, du: number, dh: number, g: number, u: number, t: CudaDType, n: number): void;
+  /**
+   * out [N, C] of outType = table[ids] with table [V, C] of tableType: bf16 -> bf16, f32 -> bf16
+   * (rounded) or f32 -> f32 (exact); other pairs throw. Ids outside [0, V) give zero rows.
+   */
   embeddingForward(
     out: number,
+    outType: CudaDType,
     ids: number,
     table: number,
     tableType: CudaDType,
@@ -141,8 +172,16 @@ export interface CudaAddon {
     C: number,
     V: number,
   ): void;
-  /** dtable [V, C] f32 += scatter of dout [N, C] bf16 (zero it first for a fresh gradient). */
-  embeddingBackward(dtable: number, dout: number, ids: number, N: number, C: number, V: number): void;
+  /** dtable [V, C] f32 += scatter of dout [N, C] of dtype t (f32 or bf16; zero dtable first for a fresh gradient). */
+  embeddingBackward(
+    dtable: number,
+    dout: number,
+    t: CudaDType,
+    ids: number,
+    N: number,
+    C: number,
+    V: number,
+  ): void;
   /** rowLoss, lse [N] f32 <- logits [N, V] (f32 or bf16), targets [N] i32 (−100: loss 0, lse 0). */
   crossEntropyForward(
     rowLoss: number,
@@ -165,12 +204,16 @@ export interface CudaAddon {
     V: number,
   ): void;
   linearCrossEntropyWorkspace(N: number, C: number, chunk: number): number;
-  /** rowLoss, lse [N] f32 <- h [N, C] bf16, W [V, C] bf16, targets [N] i32; logits only [N, chunk] at a time. */
+  /**
+   * rowLoss, lse [N] f32 <- h [N, C], W [V, C] both of dtype t (bf16, or f32 for exact f32 GEMMs),
+   * targets [N] i32; logits only [N, chunk] at a time.
+   */
   linearCrossEntropyForward(
     rowLoss: number,
     lse: number,
     h: number,
     W: number,
+    t: CudaDType,
     targets: number,
     N: number,
     C: number,
@@ -178,12 +221,16 @@ export interface CudaAddon {
     chunk: number,
     workspace: number,
   ): void;
-  /** dh [N, C] bf16 (gradScale · Σ dz·W), dW f32 += (or 0). */
+  /**
+   * dh [N, C] of dtype t (gradScale[0] · Σ dz·W), dW f32 += (or 0), h and W of dtype t. gradScale is a
+   * device pointer to one f32 (the loss gradient), read by the kernels: the host never waits for it.
+   */
   linearCrossEntropyBackward(
     dh: number,
     dW: number,
     h: number,
     W: number,
+    t: CudaDType,
     targets: number,
     lse: number,
     gradScale: number,
@@ -220,9 +267,13 @@ export interface CudaAddon {
   ): void;
   /** The CPU backend's mask exactly (native/cpu/dropout.cc): out, x of dtype t. */
   dropout(out: number, x: number, t: CudaDType, p: number, seed: number, n: number): void;
-  /** bf16 out [n] from bitsandbytes NF4 (code = 0) or FP4 (code = 1) packed nibbles, absmax f32. */
+  /**
+   * out [n] of dtype t from bitsandbytes NF4 (code = 0) or FP4 (code = 1) packed nibbles, absmax f32:
+   * table[nibble] · absmax in fp32, rounded once for bf16, exact (the CPU backend's value) for f32.
+   */
   dequantize4bit(
     out: number,
+    t: CudaDType,
     packed: number,
     absmax: number,
     code: number,
@@ -232,6 +283,7 @@ export interface CudaAddon {
   /** Same with double-quantized absmax: absmax[j] = code2[absmaxQ[j]] · absmax2[j / blocksize2] + offset. */
   dequantize4bitDq(
     out: number,
+    t: CudaDType,
     packed: number,
     absmaxQ: number,
     absmax2: number,
@@ -242,15 +294,19 @@ export interface CudaAddon {
     blocksize: number,
     blocksize2: number,
   ): void;
-  /** bf16 out [rows, cols] = int8 q [rows, cols] · scale[row] / 127 (transformers' per-channel int8). */
-  dequantizeInt8(out: number, q: number, scale: number, rows: number, cols: number): void;
-  /** bf16 q, out [B, Tq, Hq, D]; k, v [B, Tk, Hkv, D]; i32 segments [B, Tk]; f32 lse [B, Hq, Tq]. */
+  /** out [rows, cols] of dtype t = int8 q [rows, cols] · scale[row] / 127 (transformers' per-channel int8). */
+  dequantizeInt8(out: number, t: CudaDType, q: number, scale: number, rows: number, cols: number): void;
+  /**
+   * q, out [B, Tq, Hq, D] and k, v [B, Tk, Hkv, D] of dtype t; i32 segments [B, Tk]; f32 lse [B, Hq, Tq].
+   * bf16 with D 64 or 128 runs on tensor cores; f32 (exact fp32 math) and other D on CUDA cores.
+   */
   attentionForward(
     out: number,
     lse: number,
     q: number,
     k: number,
     v: number,
+    t: CudaDType,
     segments: number,
     B: number,
     Tq: number,
@@ -261,6 +317,7 @@ export interface CudaAddon {
     scale: number,
   ): void;
   attentionBackwardWorkspace(B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number): number;
+  /** dq, dk, dv, dout, out, q, k, v of dtype t (as attentionForward); workspace of attentionBackwardWorkspace bytes. */
   attentionBackward(
     dq: number,
     dk: number,
@@ -270,6 +327,7 @@ export interface CudaAddon {
     q: number,
     k: number,
     v: number,
+    t: CudaDType,
     lse: number,
     segments: number,
     B: number,

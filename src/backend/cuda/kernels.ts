@@ -1,12 +1,14 @@
 // The CUDA implementations of the op table (src/backend/kernels.ts), on native/cuda through the addon.
-// bf16 activations, fp32 accumulation; trainable weights, their gradients and optimizer state in f32.
-// An f32 operand meeting a bf16 one in a GEMM (a LoRA matrix against activations) is rounded to a bf16
-// copy first: it is small (r × features), and tensor cores then take the whole product.
+// Activations and frozen weights are bf16 (tensor cores, the speed mode) or f32 (exact fp32 math, the
+// exactness mode): each op runs in the one dtype its float tensors share, with fp32 accumulation either
+// way; trainable weights, their gradients and optimizer state are f32. In bf16 mode an f32 operand
+// meeting a bf16 one in a GEMM (a LoRA matrix against activations) is rounded to a bf16 copy first: it
+// is small (r × features), and tensor cores then take the whole product. f32 · f32 stays f32.
 import { registerKernel, type KernelTable } from '../kernels.js';
 import type { GemmAttrs } from '../../ops/matmul.js';
 import type { QuantizedWeight } from '../../quant/weight.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { CUDA_DTYPE, type CudaAddon } from './addon.js';
+import { CUDA_DTYPE, type CudaAddon, type CudaDType } from './addon.js';
 import { dt, ptr, useCuda } from './device.js';
 
 // Registering needs the op modules' declarations only (types), so the ops stay independent of this
@@ -39,6 +41,20 @@ const opt = (t: Tensor | null): number => (t ? ptr(t) : NULL);
 
 function expect(t: Tensor, dtype: Tensor['dtype'], op: string, name: string): void {
   if (t.dtype !== dtype) throw new Error(`lorakit: ${op} on cuda: ${name} must be ${dtype}, got ${t.dtype}.`);
+}
+
+/**
+ * The addon dtype of an op's float tensors (activations, frozen weights; null: an output left out),
+ * which must all be f32 or all bf16: the kernels take one dtype per call.
+ */
+function floatType(op: string, tensors: Record<string, Tensor | null>): CudaDType {
+  const given = Object.entries(tensors).filter((e): e is [string, Tensor] => e[1] !== null);
+  const dtype = given[0]?.[1].dtype;
+  if ((dtype === 'f32' || dtype === 'bf16') && given.every(([, t]) => t.dtype === dtype))
+    return CUDA_DTYPE[dtype];
+  const names = given.map(([name]) => name).join(', ');
+  const got = given.map(([name, t]) => `${name} ${t.dtype}`).join(', ');
+  throw new Error(`lorakit: ${op} on cuda: ${names} must be all f32 or all bf16, got ${got}.`);
 }
 
 /** t as bf16: t itself, or a temporary copy the caller disposes (`owned`). */
@@ -95,12 +111,12 @@ function gemm(cu: CudaAddon, c: Tensor, a: Tensor, b: Tensor, bias: Tensor | nul
   );
 }
 
-/** W [out, in] dequantized to a bf16 temporary (the caller disposes it). */
-function dequantize(cu: CudaAddon, w: QuantizedWeight): Tensor {
+/** W [out, in] dequantized to a temporary of dtype t, f32 or bf16 (the caller disposes it). */
+function dequantize(cu: CudaAddon, w: QuantizedWeight, t: CudaDType): Tensor {
   const [rows, cols] = w.shape;
-  const out = Tensor.empty([rows, cols], 'bf16', 'cuda');
+  const out = Tensor.empty([rows, cols], t === CUDA_DTYPE.f32 ? 'f32' : 'bf16', 'cuda');
   if (w.type === 'int8') {
-    cu.dequantizeInt8(ptr(out), ptr(w.data), ptr(w.absmax!), rows, cols);
+    cu.dequantizeInt8(ptr(out), t, ptr(w.data), ptr(w.absmax!), rows, cols);
     return out;
   }
   const code = w.type === 'nf4' ? 0 : 1;
@@ -108,6 +124,7 @@ function dequantize(cu: CudaAddon, w: QuantizedWeight): Tensor {
   if (n)
     cu.dequantize4bitDq(
       ptr(out),
+      t,
       ptr(w.data),
       ptr(n.qabsmax),
       ptr(n.absmax2),
@@ -118,7 +135,7 @@ function dequantize(cu: CudaAddon, w: QuantizedWeight): Tensor {
       w.blocksize,
       n.blocksize,
     );
-  else cu.dequantize4bit(ptr(out), ptr(w.data), ptr(w.absmax!), code, rows * cols, w.blocksize);
+  else cu.dequantize4bit(ptr(out), t, ptr(w.data), ptr(w.absmax!), code, rows * cols, w.blocksize);
   return out;
 }
 
@@ -167,18 +184,19 @@ export function registerCudaKernels(): void {
   });
 
   reg('rmsnormForward', (y, rstd, x, weight, eps) => {
-    expect(x, 'bf16', 'rmsnorm', 'x');
-    expect(weight, 'bf16', 'rmsnorm', 'weight');
-    cu.rmsnormForward(ptr(y), ptr(rstd), ptr(x), ptr(weight), rstd.size, weight.size, eps);
+    const t = floatType('rmsnorm', { y, x, weight });
+    cu.rmsnormForward(ptr(y), ptr(rstd), ptr(x), ptr(weight), t, rstd.size, weight.size, eps);
   });
   reg('rmsnormBackward', (dx, dweight, dy, x, weight, rstd) => {
     if (dweight) expect(dweight, 'f32', 'rmsnorm backward', 'dweight');
+    const t = floatType('rmsnorm backward', { dx, dy, x, weight });
     cu.rmsnormBackward(
       opt(dx),
       opt(dweight),
       ptr(dy),
       ptr(x),
       ptr(weight),
+      t,
       ptr(rstd),
       rstd.size,
       weight.size,
@@ -186,28 +204,34 @@ export function registerCudaKernels(): void {
   });
   reg('ropeForward', (out, x, cos, sin, positions) => {
     const [B, T, H, D] = x.shape;
-    cu.ropeForward(ptr(out), ptr(x), ptr(cos), ptr(sin), ptr(positions), B * T, H, D, cos.shape[1]);
+    const t = floatType('rope', { out, x });
+    cu.ropeForward(ptr(out), ptr(x), t, ptr(cos), ptr(sin), ptr(positions), B * T, H, D, cos.shape[1]);
   });
   reg('ropeBackward', (dx, dy, cos, sin, positions) => {
     const [B, T, H, D] = dy.shape;
-    cu.ropeBackward(ptr(dx), ptr(dy), ptr(cos), ptr(sin), ptr(positions), B * T, H, D, cos.shape[1]);
+    const t = floatType('rope backward', { dx, dy });
+    cu.ropeBackward(ptr(dx), ptr(dy), t, ptr(cos), ptr(sin), ptr(positions), B * T, H, D, cos.shape[1]);
   });
   reg('swigluForward', (out, gate, up) => {
-    expect(gate, 'bf16', 'swiglu', 'gate');
-    cu.swigluForward(ptr(out), ptr(gate), ptr(up), out.size);
+    const t = floatType('swiglu', { out, gate, up });
+    cu.swigluForward(ptr(out), ptr(gate), ptr(up), t, out.size);
   });
-  reg('swigluBackward', (dgate, dup, dy, gate, up) =>
-    cu.swigluBackward(opt(dgate), opt(dup), ptr(dy), ptr(gate), ptr(up), dy.size),
-  );
+  reg('swigluBackward', (dgate, dup, dy, gate, up) => {
+    const t = floatType('swiglu backward', { dgate, dup, dy, gate, up });
+    cu.swigluBackward(opt(dgate), opt(dup), ptr(dy), ptr(gate), ptr(up), t, dy.size);
+  });
+  // A bf16 table gives bf16 rows; an f32 one f32 rows (exact) or bf16 rows (rounded); the addon says
+  // when a pair is not one of these.
   reg('embeddingForward', (out, table, ids) => {
     const [V, D] = table.shape;
-    cu.embeddingForward(ptr(out), ptr(ids), ptr(table), dt(table), ids.size, D, V);
+    cu.embeddingForward(ptr(out), dt(out), ptr(ids), ptr(table), dt(table), ids.size, D, V);
   });
   reg('embeddingBackward', (dtable, dy, ids) => {
     const [V, D] = dtable.shape;
-    expect(dy, 'bf16', 'embedding backward', 'dy');
+    expect(dtable, 'f32', 'embedding backward', 'dtable');
+    const t = floatType('embedding backward', { dy });
     cu.fill(ptr(dtable), CUDA_DTYPE.f32, 0, dtable.size);
-    cu.embeddingBackward(ptr(dtable), ptr(dy), ptr(ids), ids.size, D, V);
+    cu.embeddingBackward(ptr(dtable), ptr(dy), t, ptr(ids), ids.size, D, V);
   });
   reg('dropout', (out, x, p, seed) => cu.dropout(ptr(out), ptr(x), dt(x), p, seed, x.size));
 
@@ -229,14 +253,14 @@ export function registerCudaKernels(): void {
   reg('linearCrossEntropyForward', (rowLoss, lse, h, w, targets) => {
     const [N, D] = h.shape;
     const V = w.shape[0];
-    expect(h, 'bf16', 'linearCrossEntropy', 'h');
-    expect(w, 'bf16', 'linearCrossEntropy', 'w');
+    const t = floatType('linearCrossEntropy', { h, w });
     const ws = lceWorkspace(N, D, V);
     cu.linearCrossEntropyForward(
       ptr(rowLoss),
       ptr(lse),
       ptr(h),
       ptr(w),
+      t,
       ptr(targets),
       N,
       D,
@@ -246,18 +270,23 @@ export function registerCudaKernels(): void {
     );
     ws.dispose();
   });
+  // gradScale (the loss gradient, one f32) is read by the kernels on the device: no host sync.
   reg('linearCrossEntropyBackward', (dh, h, w, targets, lse, gradScale) => {
     const [N, D] = h.shape;
     const V = w.shape[0];
+    const t = floatType('linearCrossEntropy backward', { dh, h, w });
+    expect(gradScale, 'f32', 'linearCrossEntropy backward', 'gradScale');
+    const g = gradScale.device === 'cuda' ? gradScale : gradScale.toDevice('cuda');
     const ws = lceWorkspace(N, D, V);
     cu.linearCrossEntropyBackward(
       ptr(dh),
       NULL,
       ptr(h),
       ptr(w),
+      t,
       ptr(targets),
       ptr(lse),
-      gradScale,
+      ptr(g),
       N,
       D,
       V,
@@ -265,6 +294,7 @@ export function registerCudaKernels(): void {
       ptr(ws),
     );
     ws.dispose();
+    if (g !== gradScale) g.dispose();
   });
 
   reg('adamwStep', (param, m, v, grad, o) =>
@@ -305,13 +335,14 @@ export function registerCudaKernels(): void {
   reg('attentionForward', (out, lse, q, k, v, segments, scale) => {
     const [B, Tq, Hq, D] = q.shape;
     const [, Tk, Hkv] = k.shape;
-    expect(q, 'bf16', 'attention', 'q');
+    const t = floatType('attention', { out, q, k, v });
     cu.attentionForward(
       ptr(out),
       ptr(lse),
       ptr(q),
       ptr(k),
       ptr(v),
+      t,
       ptr(segments),
       B,
       Tq,
@@ -325,6 +356,7 @@ export function registerCudaKernels(): void {
   reg('attentionBackward', (dq, dk, dv, dout, q, k, v, segments, out, lse, scale) => {
     const [B, Tq, Hq, D] = q.shape;
     const [, Tk, Hkv] = k.shape;
+    const t = floatType('attention backward', { dq, dk, dv, dout, q, k, v, out });
     const ws = Tensor.empty(
       [Math.max(1, cu.attentionBackwardWorkspace(B, Tq, Tk, Hq, Hkv, D))],
       'u8',
@@ -339,6 +371,7 @@ export function registerCudaKernels(): void {
       ptr(q),
       ptr(k),
       ptr(v),
+      t,
       ptr(lse),
       ptr(segments),
       B,
@@ -353,12 +386,12 @@ export function registerCudaKernels(): void {
     ws.dispose();
   });
 
-  // QLoRA: each quantized weight is dequantized to a bf16 temporary right before its GEMM and freed
-  // right after (the caching allocator hands the same block to the next layer), so the model never
-  // exists in bf16 as a whole.
+  // QLoRA: each quantized weight is dequantized to a temporary in the input's dtype (bf16, or f32 for
+  // exact fp32 math) right before its GEMM and freed right after (the caching allocator hands the same
+  // block to the next layer), so the model never exists dequantized as a whole.
   reg('quantLinear', (y, x, w, bias, m) => {
     const [out, inF] = w.shape;
-    const W = dequantize(cu, w);
+    const W = dequantize(cu, w, floatType('quantLinear', { x }));
     try {
       gemm(cu, y, x, W, bias, plainGemm(m, out, inF, true));
     } finally {
@@ -367,7 +400,7 @@ export function registerCudaKernels(): void {
   });
   reg('quantLinearBackward', (dx, g, w, m) => {
     const [out, inF] = w.shape;
-    const W = dequantize(cu, w);
+    const W = dequantize(cu, w, floatType('quantLinear backward', { g }));
     try {
       gemm(cu, dx, g, W, null, plainGemm(m, inF, out, false));
     } finally {
