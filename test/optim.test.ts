@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { cast } from '../src/ops/elementwise.js';
 import { adamwStep, gradNormSquared, sgdStep } from '../src/ops/optim.js';
 import { Tensor, tidy } from '../src/tensor/tensor.js';
 import { assertClose, randn } from './helpers.js';
@@ -20,7 +21,7 @@ test('adamwStep matches torch.optim.AdamW formulas (float64 re-implementation) o
       for (let step = 1; step <= 5; step++) {
         const g32 = Float32Array.from(randn(n, seed++, 0.5));
         const grad = Tensor.from(g32, [n]);
-        adamwStep(param, grad, m, v, { ...o, step });
+        adamwStep([{ param, grad, m, v, copy: null }], { ...o, step });
         grad.dispose();
         const bc1 = 1 - o.beta1 ** step;
         const bc2 = 1 - o.beta2 ** step;
@@ -114,23 +115,23 @@ test('optimizer steps reject mismatched state and bad hyperparameters with clear
     const z = (): Tensor => Tensor.zeros([7]);
     const o = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 };
     assert.throws(
-      () => adamwStep(p, Tensor.zeros([6]), z(), z(), o),
+      () => adamwStep([{ param: p, grad: Tensor.zeros([6]), m: z(), v: z(), copy: null }], o),
       /lorakit: adamwStep: grad has 6 elements but the parameter has 7/,
     );
     assert.throws(
-      () => adamwStep(p, g, z(), Tensor.zeros([7], 'bf16'), o),
+      () => adamwStep([{ param: p, grad: g, m: z(), v: Tensor.zeros([7], 'bf16'), copy: null }], o),
       /lorakit: adamwStep: v must be f32, got bf16/,
     );
     assert.throws(
-      () => adamwStep(p, g, z(), z(), { ...o, step: 0 }),
+      () => adamwStep([{ param: p, grad: g, m: z(), v: z(), copy: null }], { ...o, step: 0 }),
       /lorakit: adamwStep: step must be an integer ≥ 1, got 0/,
     );
     assert.throws(
-      () => adamwStep(p, g, z(), z(), { ...o, lr: NaN }),
+      () => adamwStep([{ param: p, grad: g, m: z(), v: z(), copy: null }], { ...o, lr: NaN }),
       /lorakit: adamwStep: lr must be a finite number/,
     );
     assert.throws(
-      () => adamwStep(p, g, z(), z(), { ...o, beta2: 1 }),
+      () => adamwStep([{ param: p, grad: g, m: z(), v: z(), copy: null }], { ...o, beta2: 1 }),
       /lorakit: adamwStep: betas must be in \[0, 1\)/,
     );
     assert.throws(
@@ -146,4 +147,46 @@ test('optimizer steps reject mismatched state and bad hyperparameters with clear
       /lorakit: gradNormSquared: t must be f32, got i32/,
     );
   });
+});
+
+test('AdamW updates several tensors in one call and rewrites their bf16 compute copies', () => {
+  tidy(() => {
+    const o = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1 };
+    const sizes = [5, 33, 129];
+    const run = (withCopies: boolean) =>
+      sizes.map((n, i) => {
+        const param = Tensor.from(randn(n, 10 + i), [n]);
+        const slot = {
+          param,
+          grad: Tensor.from(randn(n, 20 + i), [n]),
+          m: Tensor.zeros([n]),
+          v: Tensor.zeros([n]),
+          copy: withCopies ? Tensor.zeros([n], 'bf16') : null,
+        };
+        return slot;
+      });
+    const together = run(true);
+    adamwStep(together, o);
+    for (const one of run(false)) {
+      adamwStep([one], o);
+      const same = together.find((t) => t.param.size === one.param.size)!;
+      assert.deepEqual(same.param.toFloat32(), one.param.toFloat32(), 'one call per tensor or one for all');
+      assert.deepEqual(same.copy!.toFloat32(), cast(one.param, 'bf16').toFloat32(), 'the copy is bf16(p)');
+    }
+    assert.throws(
+      () => adamwStep([{ ...together[0], copy: Tensor.zeros([5]) }], o),
+      /lorakit: adamwStep: copy must be bf16, got f32/,
+    );
+  });
+});
+
+test('a compute copy is dropped when the tensor is written', () => {
+  const t = Tensor.from([1, 2, 3], [3]);
+  t.computeCopy = cast(t, 'bf16');
+  t.copyFrom(Tensor.from([4, 5, 6], [3]));
+  assert.equal(t.computeCopy, null);
+  t.computeCopy = cast(t, 'bf16');
+  const c = t.computeCopy;
+  t.dispose();
+  assert.ok(c.disposed, 'disposing the tensor frees its copy');
 });

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 #include <tuple>
 
 #include "lorakit_cuda.h"
@@ -643,10 +644,26 @@ LKC_JS(linearCrossEntropyBackward, 13, {
 
 // ---- optimizers, dropout -------------------------------------------------------------------------
 
-LKC_JS(adamwStep, 12, {
-  LKC_CALL(lkc::adamw_step, a.ptr<float>(0, "p"), a.ptr<float>(1, "m"), a.ptr<float>(2, "v"), nullptr, a.ptr<const float>(3, "g"),
-                  a.opt<const float>(4, "gradScale"), a.count(5, "n"), a.f32(6, "lr"), a.f32(7, "beta1"), a.f32(8, "beta2"),
-                  a.f32(9, "eps"), a.f32(10, "weightDecay"), static_cast<int>(a.integer(11, "step", 1, 2147483647.0)), stream());
+// table: a Float64Array of 6 numbers per tensor, [p, m, v, pBf16 (0: none), g, n], all pointers but n.
+LKC_JS(adamwStep, 8, {
+  const Args::Bytes table = a.bytes(0, "table");
+  if (table.size % (6 * sizeof(double)) != 0) fail("argument 0 (table) must be a Float64Array of 6 numbers per tensor");
+  const double* t = static_cast<const double*>(table.data);
+  const size_t count = table.size / (6 * sizeof(double));
+  std::vector<lkc::AdamwTensor> tensors(count);
+  const auto pointer = [&](size_t i, size_t field, bool nullable) -> uintptr_t {
+    const double v = t[i * 6 + field];
+    if (!(v >= 0 && v < kTwo53) || std::floor(v) != v || (!nullable && v == 0))
+      fail("table entry " + std::to_string(i) + ", field " + std::to_string(field) + " is not a valid pointer or size");
+    return static_cast<uintptr_t>(v);
+  };
+  for (size_t i = 0; i < count; i++)
+    tensors[i] = {reinterpret_cast<float*>(pointer(i, 0, false)), reinterpret_cast<float*>(pointer(i, 1, false)),
+                  reinterpret_cast<float*>(pointer(i, 2, false)), reinterpret_cast<lkc::bf16*>(pointer(i, 3, true)),
+                  reinterpret_cast<const float*>(pointer(i, 4, false)), static_cast<int64_t>(pointer(i, 5, true))};
+  LKC_CALL(lkc::adamw_step_multi, tensors.data(), static_cast<int>(count), a.opt<const float>(1, "gradScale"), a.f32(2, "lr"),
+           a.f32(3, "beta1"), a.f32(4, "beta2"), a.f32(5, "eps"), a.f32(6, "weightDecay"),
+           static_cast<int>(a.integer(7, "step", 1, 2147483647.0)), stream());
   a.launched();
 })
 

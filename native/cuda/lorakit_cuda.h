@@ -213,6 +213,16 @@ void cross_entropy_zero_ignored(float* loss, float* lse, const int32_t* targets,
 // (clip coefficient on the device) or 1 when null. p_bf16 (nullable) receives the updated p in bf16.
 void adamw_step(float* p, float* m, float* v, bf16* p_bf16, const float* g, const float* grad_scale, int64_t n, float lr,
                 float beta1, float beta2, float eps, float weight_decay, int step, cudaStream_t stream);
+// The same update over many tensors with shared hyperparameters, kAdamwBatch tensors per launch.
+struct AdamwTensor {
+  float *p, *m, *v;
+  bf16* p_bf16;  // nullable
+  const float* g;
+  int64_t n;
+};
+constexpr int kAdamwBatch = 64;  // 64 × 48 bytes of kernel parameters, under the 4 KB every GPU takes
+void adamw_step_multi(const AdamwTensor* tensors, int count, const float* grad_scale, float lr, float beta1, float beta2,
+                      float eps, float weight_decay, int step, cudaStream_t stream);
 
 // ---- SGD (sgd.cu) --------------------------------------------------------------------------------
 // torch.optim.SGD (dampening 0, no nesterov) on flat f32 buffers, the CPU backend's semantics (native/cpu/optim.cc):
@@ -265,7 +275,5 @@ void attention_backward(void* dq, void* dk, void* dv, const void* dout, const vo
                         void* workspace, cudaStream_t stream);
 // Forces the CUDA-core path (tests compare the two paths).
 void attention_set_force_generic(bool on);
-// Chooses the tensor-core kernels: 1 = attn_fwd_tc / attn_bwd_tc, 2 = the cp.async, 8-warp version (default).
-void attention_set_variant(int v);
 
 }  // namespace lkc

@@ -2,8 +2,8 @@
 //
 //   y = x·Wᵀ (+ bias) + s·(xl·Aᵀ)·Bᵀ,   xl = xLora ?? x
 //
-// Forward is three GEMMs (the base with its bias epilogue, h = xl·Aᵀ, then y += s·h·Bᵀ with beta = 1)
-// and backward at most five (g·B, g·W, the LoRA part of dx accumulated with beta = 1, dA, dB), one tape
+// Forward is three GEMMs (h = xl·Aᵀ, s·h·Bᵀ, the base x·Wᵀ, the two summed by a GEMM's beta = 1) and
+// backward at most five (g·B, the LoRA part of dx, g·W accumulated onto it, dA, dB), one tape
 // entry for the layer instead of five. The kernels are called directly: shapes and dtypes are checked
 // once, at the top of loraLinear. Nothing here reads tensor data on the host, so it runs on any device.
 import { kernel } from '../backend/kernels.js';
@@ -32,15 +32,20 @@ function attrs(
 }
 
 /**
- * A LoRA factor in the activations' dtype: the factor itself, or a fresh copy owned by the caller. On
- * CUDA (bf16 activations) the GEMM would otherwise cast the f32 factor on every call; cast once here,
- * the forward's two GEMMs and the backward's two that read the factor share the copy.
+ * A LoRA factor in the activations' dtype, owned by the caller (dispose it): the factor itself, or its
+ * compute copy (Tensor.computeCopy). On CUDA (bf16 activations) the GEMMs would otherwise cast the
+ * f32 factor on every call; the copy is made once and kept until the factor changes (the optimizer
+ * refreshes it in the same kernel that updates the factor).
  */
 function factorIn(t: Tensor, dtype: Tensor['dtype']): Tensor {
-  if (t.dtype === dtype) return t;
-  const c = keep(Tensor.empty(t.shape, dtype, t.device));
-  kernel(t.device, 'cast')(c, t);
-  return c;
+  if (t.dtype === dtype) return t.retain();
+  if (t.computeCopy?.dtype !== dtype) {
+    t.dropComputeCopy();
+    const c = keep(Tensor.empty(t.shape, dtype, t.device));
+    kernel(t.device, 'cast')(c, t);
+    t.computeCopy = c;
+  }
+  return t.computeCopy.retain();
 }
 
 function check(
@@ -141,17 +146,23 @@ export function loraLinear(
   const r = A.shape[0];
   const rows = inF === 0 ? numel(x.shape.slice(0, -1)) : x.size / inF;
 
-  // y = x·Wᵀ + bias (the bias in the GEMM's epilogue, or in the quantized kernel).
   const y = Tensor.empty([...x.shape.slice(0, -1), out], dtype, device);
-  if (w instanceof QuantizedWeight) kernel(device, 'quantLinear')(y, x, w, bias, rows);
-  else gemm(y, x, w, bias, attrs(rows, out, inF, false, true));
-
   const Ac = factorIn(A, dtype);
   const Bc = factorIn(B, dtype);
   const h = keep(Tensor.empty([rows, r], dtype, device));
   try {
     gemm(h, xl, Ac, null, attrs(rows, r, inF, false, true)); // h = xl·Aᵀ [rows, r]
-    gemm(y, h, Bc, null, attrs(rows, out, r, false, true, s, 1)); // y += s·h·Bᵀ
+    // y = x·Wᵀ + bias + s·h·Bᵀ. Without a bias (an epilogue that needs beta = 0) the small product goes
+    // first and the base GEMM adds it as C with beta = 1: the compute-bound base GEMM reads C almost for
+    // free, where the memory-bound small one would read and write all of y again.
+    if (w instanceof QuantizedWeight || bias) {
+      if (w instanceof QuantizedWeight) kernel(device, 'quantLinear')(y, x, w, bias, rows);
+      else gemm(y, x, w, bias, attrs(rows, out, inF, false, true));
+      gemm(y, h, Bc, null, attrs(rows, out, r, false, true, s, 1)); // y += s·h·Bᵀ
+    } else {
+      gemm(y, h, Bc, null, attrs(rows, out, r, false, true, s)); // y = s·h·Bᵀ
+      gemm(y, x, w, null, attrs(rows, out, inF, false, true, 1, 1)); // y += x·Wᵀ
+    }
 
     if (needsRecord([x, bias, A, B, xl0])) {
       const wantX = x.requiresGrad;
@@ -189,12 +200,16 @@ export function loraLinear(
             gemm(gb, g, Bc, null, attrs(rows, r, out, false, false));
           }
           if (needX) {
-            dx = Tensor.empty(x.shape, dtype, device); // dx = g·W
+            dx = Tensor.empty(x.shape, dtype, device); // dx = g·W (+ s·(g·B)·A)
             if (w instanceof QuantizedWeight) {
               if (w.disposed) throw new Error(`lorakit: ${OP} backward: the quantized weight was disposed.`);
               kernel(device, 'quantLinearBackward')(dx, g, w, rows);
+              if (xl0 === null) gemm(dx, gb!, Ac, null, attrs(rows, inF, r, false, false, s, 1));
+            } else if (xl0 === null) {
+              // As in forward: the small product first, the base GEMM accumulates onto it.
+              gemm(dx, gb!, Ac, null, attrs(rows, inF, r, false, false, s));
+              gemm(dx, g, w, null, attrs(rows, inF, out, false, false, 1, 1));
             } else gemm(dx, g, w, null, attrs(rows, inF, out, false, false));
-            if (xl0 === null) gemm(dx, gb!, Ac, null, attrs(rows, inF, r, false, false, s, 1)); // dx += s·(g·B)·A
           }
           if (needXl) {
             dXl = Tensor.empty(xl.shape, dtype, device); // dxl = s·(g·B)·A
@@ -221,8 +236,8 @@ export function loraLinear(
   } finally {
     // Saved tensors were retained by the tape; drop this op's own references.
     h.dispose();
-    if (Ac !== A) Ac.dispose();
-    if (Bc !== B) Bc.dispose();
+    Ac.dispose();
+    Bc.dispose();
   }
   return y;
 }

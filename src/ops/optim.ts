@@ -43,6 +43,16 @@ export interface AdamWOptions {
   step: number;
 }
 
+/** One tensor AdamW updates: the parameter, its state and gradient (all f32, one size). */
+export interface AdamWSlot {
+  param: Tensor;
+  m: Tensor;
+  v: Tensor;
+  grad: Tensor;
+  /** The parameter's bf16 compute copy (Tensor.computeCopy), rewritten from the updated values; or null. */
+  copy: Tensor | null;
+}
+
 export interface SgdOptions {
   lr: number;
   weightDecay: number;
@@ -53,8 +63,8 @@ export interface SgdOptions {
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
-    /** param, m, v updated in place from grad (all f32, same size) */
-    adamwStep(param: Tensor, m: Tensor, v: Tensor, grad: Tensor, o: AdamWOptions): void;
+    /** Every slot's param, m, v (and copy) updated in place from its grad; one call for a model's tensors. */
+    adamwStep(slots: readonly AdamWSlot[], o: AdamWOptions): void;
     /** param (and buf, when given) updated in place from grad */
     sgdStep(
       param: Tensor,
@@ -69,21 +79,24 @@ declare module '../backend/kernels.js' {
   }
 }
 
-registerKernel('cpu', 'adamwStep', (param, m, v, grad, o) =>
-  cpu.adamwStepF32(
-    param.as('f32'),
-    m.as('f32'),
-    v.as('f32'),
-    grad.as('f32'),
-    o.lr,
-    o.beta1,
-    o.beta2,
-    o.eps,
-    o.weightDecay,
-    o.step,
-    param.size,
-  ),
-);
+registerKernel('cpu', 'adamwStep', (slots, o) => {
+  for (const { param, m, v, grad, copy } of slots) {
+    cpu.adamwStepF32(
+      param.as('f32'),
+      m.as('f32'),
+      v.as('f32'),
+      grad.as('f32'),
+      o.lr,
+      o.beta1,
+      o.beta2,
+      o.eps,
+      o.weightDecay,
+      o.step,
+      param.size,
+    );
+    if (copy) cpu.f32ToBf16(copy.as('bf16'), param.as('f32'), param.size);
+  }
+});
 registerKernel('cpu', 'sgdStep', (param, buf, grad, lr, weightDecay, momentum) =>
   cpu.sgdStepF32(
     param.as('f32'),
@@ -115,11 +128,11 @@ function checkNumbers(op: string, values: Record<string, number>): void {
 }
 
 /**
- * One torch.optim.AdamW update, in place: p *= 1 − lr·wd; m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
- * p −= lr/(1 − β1^step) · m / (sqrt(v)/sqrt(1 − β2^step) + eps).
+ * One torch.optim.AdamW update of every slot, in place: p *= 1 − lr·wd; m = β1·m + (1 − β1)·g;
+ * v = β2·v + (1 − β2)·g²; p −= lr/(1 − β1^step) · m / (sqrt(v)/sqrt(1 − β2^step) + eps). A slot's
+ * bf16 copy, when given, receives the updated p. All slots on one device.
  */
-export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamWOptions): void {
-  checkState('adamwStep', param, { grad, m, v });
+export function adamwStep(slots: readonly AdamWSlot[], o: AdamWOptions): void {
   checkNumbers('adamwStep', {
     lr: o.lr,
     beta1: o.beta1,
@@ -131,7 +144,20 @@ export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: 
     throw new Error(`lorakit: adamwStep: step must be an integer ≥ 1, got ${o.step}.`);
   if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
     throw new Error(`lorakit: adamwStep: betas must be in [0, 1), got ${o.beta1} and ${o.beta2}.`);
-  kernel(param.device, 'adamwStep')(param, m, v, grad, o);
+  if (slots.length === 0) return;
+  for (const { param, m, v, grad, copy } of slots) {
+    checkState('adamwStep', param, { grad, m, v });
+    sameDevice('adamwStep', slots[0].param, param);
+    if (copy) {
+      sameDevice('adamwStep', param, copy);
+      expectDType('adamwStep', 'copy', copy, 'bf16');
+      if (copy.size !== param.size)
+        throw new Error(
+          `lorakit: adamwStep: copy has ${copy.size} elements but the parameter has ${param.size}.`,
+        );
+    }
+  }
+  kernel(slots[0].param.device, 'adamwStep')(slots, o);
 }
 
 /**

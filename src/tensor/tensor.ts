@@ -146,6 +146,13 @@ export class Tensor {
   requiresGrad = false;
   /** Accumulated gradient of a leaf that requires grad. */
   grad: Tensor | null = null;
+  /**
+   * A lower-precision copy of this tensor for compute (a LoRA factor's bf16 copy on a GPU), made at
+   * first use and kept while the values stay: the optimizer rewrites it in the kernel that updates
+   * the tensor, and copyFrom / copyElements into the tensor drop it. It is the tensor's own: dispose
+   * frees it.
+   */
+  computeCopy: Tensor | null = null;
   private refs = 1;
 
   constructor(
@@ -265,6 +272,7 @@ export class Tensor {
     if (dstIndex + count > dst.size || srcIndex + count > src.size)
       throw new Error(`lorakit: copyElements: ${count} elements do not fit.`);
     const b = DTYPE_BYTES[dst.dtype];
+    dst.dropComputeCopy();
     backendOf(dst.device).copy(
       dst.storage,
       (dst.offset + dstIndex) * b,
@@ -280,10 +288,17 @@ export class Tensor {
       throw new Error(
         `lorakit: cannot copy a ${src.dtype} ${shapeString(src.shape)} tensor into a ${this.dtype} ${shapeString(this.shape)} one.`,
       );
+    this.dropComputeCopy();
     const host = src.device === 'cpu' ? src : src.toDevice('cpu');
     const bytes = hostBytes(host.storage, host.offset * DTYPE_BYTES[host.dtype], host.byteLength);
     backendOf(this.device).write(this.storage, this.offset * DTYPE_BYTES[this.dtype], bytes);
     if (host !== src) host.dispose();
+  }
+
+  /** Frees the compute copy (the values changed, or it is no longer wanted). */
+  dropComputeCopy(): void {
+    this.computeCopy?.dispose();
+    this.computeCopy = null;
   }
 
   /** A Float32Array copy of the values, whatever the dtype and device (a device tensor is copied over). */
@@ -347,6 +362,7 @@ export class Tensor {
     this.view_ = null;
     this.grad?.dispose();
     this.grad = null;
+    this.dropComputeCopy();
     if (--this.storage.refs === 0) this.storage.free();
   }
 }

@@ -1,5 +1,5 @@
 // Optimizers over the trainable tensors: AdamW and SGD with torch semantics, state kept per tensor.
-import { adamwStep, gradNormSquared, sgdStep } from '../ops/optim.js';
+import { adamwStep, gradNormSquared, sgdStep, type AdamWSlot } from '../ops/optim.js';
 import { scale } from '../ops/elementwise.js';
 import { keep, Tensor } from '../tensor/tensor.js';
 
@@ -46,26 +46,35 @@ export class Optimizer {
   /** Applies one update with learning rate lr to every parameter that has a gradient. */
   update(lr: number): void {
     this.step++;
+    const adam: AdamWSlot[] = [];
     for (const [name, p] of this.params) {
       if (!p.grad) continue;
       const s = this.slot(name, p);
-      if (this.opts.name === 'adamw')
-        adamwStep(p, p.grad, s.m!, s.v!, {
+      if (this.opts.name === 'adamw') {
+        adam.push({ param: p, m: s.m!, v: s.v!, grad: p.grad, copy: p.computeCopy });
+        continue;
+      }
+      p.dropComputeCopy(); // the SGD kernel does not write one
+      sgdStep(p, p.grad, {
+        lr,
+        weightDecay: this.opts.weightDecay,
+        momentum: this.opts.momentum ?? 0,
+        buf: s.m ?? undefined,
+      });
+    }
+    // One call per device (a model's parameters all live on one).
+    for (const device of new Set(adam.map((a) => a.param.device)))
+      adamwStep(
+        adam.filter((a) => a.param.device === device),
+        {
           lr,
           beta1: this.opts.beta1 ?? 0.9,
           beta2: this.opts.beta2 ?? 0.999,
           eps: this.opts.eps ?? 1e-8,
           weightDecay: this.opts.weightDecay,
           step: this.step,
-        });
-      else
-        sgdStep(p, p.grad, {
-          lr,
-          weightDecay: this.opts.weightDecay,
-          momentum: this.opts.momentum ?? 0,
-          buf: s.m ?? undefined,
-        });
-    }
+        },
+      );
   }
 
   zeroGrad(): void {

@@ -2,8 +2,7 @@
 // with D = 64/128, CUDA cores otherwise, when forced and for every f32 call) against a float64 CPU
 // reference, with GQA, packed sequences, left and right padding, fewer queries than keys, odd lengths;
 // then timings at the three models' shapes (T = 2048), including packed sequences, with a spot-check of
-// rows at full size. The tensor-core cases and the timings run both kernel variants (attention_set_variant
-// 1 and 2), and variant 2's full-size results are checked against variant 1's.
+// rows at full size.
 #include "harness.h"
 
 using namespace hx;
@@ -87,8 +86,7 @@ Ref reference(const Cfg& c, const std::vector<float>& q, const std::vector<float
 Buf up_as(DType t, const std::vector<float>& v) { return t == DType::F32 ? up(v) : up_bf16(v); }
 std::vector<float> down_as(DType t, const void* p, size_t n) { return t == DType::F32 ? down<float>(p, n) : down_bf16(p, n); }
 
-// variant: attention_set_variant for the tensor-core kernels (1 or 2; the tag names it on that path).
-void run_case(const Cfg& c, Rng& rng, bool force_generic, DType t = DType::BF16, int variant = 2) {
+void run_case(const Cfg& c, Rng& rng, bool force_generic, DType t = DType::BF16) {
   const bool f32 = t == DType::F32;
   const size_t nq = size_t(c.B) * c.Tq * c.Hq * c.D, nk = size_t(c.B) * c.Tk * c.Hkv * c.D, es = lkc::dtype_size(t);
   auto q = randn(rng, nq, 1.f, !f32), k = randn(rng, nk, 1.f, !f32), v = randn(rng, nk, 1.f, !f32), dout = randn(rng, nq, 1.f, !f32);
@@ -97,16 +95,13 @@ void run_case(const Cfg& c, Rng& rng, bool force_generic, DType t = DType::BF16,
   Buf ws(lkc::attention_backward_workspace(c.B, c.Tq, c.Tk, c.Hq, c.Hkv, c.D));
   const float scale = float(1.0 / std::sqrt(double(c.D)));
   lkc::attention_set_force_generic(force_generic);
-  lkc::attention_set_variant(variant);
   out.poison(), lse.poison(), gq.poison(), gk.poison(), gv.poison();
   lkc::attention_forward(out.p, lse.f(), dq_.p, dk_.p, dv_.p, t, dseg.as<int32_t>(), c.B, c.Tq, c.Tk, c.Hq, c.Hkv, c.D, scale, nullptr);
   lkc::attention_backward(gq.p, gk.p, gv.p, ddo.p, out.p, dq_.p, dk_.p, dv_.p, t, lse.f(), dseg.as<int32_t>(), c.B, c.Tq, c.Tk, c.Hq,
                           c.Hkv, c.D, scale, ws.p, nullptr);
   lkc::attention_set_force_generic(false);
-  lkc::attention_set_variant(2);
   const Ref r = reference(c, q, k, v, dout, true);
-  const std::string path =
-      force_generic || f32 || !(c.D == 64 || c.D == 128) ? "cuda-core" : "tensor-core v" + std::to_string(variant);
+  const std::string path = force_generic || f32 || !(c.D == 64 || c.D == 128) ? "cuda-core" : "tensor-core";
   const std::string tag = std::string(lkc::dtype_name(t)) + " " + c.name + " " + path;
   // bf16: rounded inputs to the P·V and gradient products (tensor cores) and rounded outputs; f32: fp32 throughout.
   const double tol_out = f32 ? 1e-4 : 1e-2, tol_grad = f32 ? 1e-4 : 2e-2;
@@ -136,15 +131,15 @@ void correctness() {
       {1, 515, 515, 4, 2, 128, segs(1, 515, {{{1, 200}, {2, 315}}}), "B1 T515 Hq4 Hkv2 D128 packed"},
       {2, 37, 37, 8, 4, 8, segs(2, 37, {{{1, 37}}, {{3, 10}, {4, 20}, {0, 7}}}), "B2 T37 Hq8 Hkv4 D8"},
       {1, 33, 33, 3, 1, 80, segs(1, 33, {{{1, 33}}}), "B1 T33 Hq3 Hkv1 D80"},
-      // Tile edges of the 128-row / 128-key blocks of variant 2: ids out of order with padding between
-      // sequences, a 1-row tail block with fewer queries than keys, several key blocks without GQA, one query.
+      // Tile edges of the tensor-core kernels' 128-row / 128-key blocks: ids out of order with padding
+      // between sequences, a 1-row tail block with fewer queries than keys, several key blocks without
+      // GQA, one query.
       {1, 300, 300, 8, 2, 64, segs(1, 300, {{{5, 100}, {0, 20}, {2, 180}}}), "B1 T300 Hq8 Hkv2 D64 packed ids 5,0,2"},
       {2, 129, 390, 4, 2, 128, segs(2, 390, {{{1, 390}}, {{0, 5}, {3, 200}, {4, 185}}}), "B2 Tq129 Tk390 Hq4 Hkv2 D128 (cache) packed"},
       {1, 700, 700, 2, 2, 64, segs(1, 700, {{{1, 700}}}), "B1 T700 Hq2 Hkv2 D64"},
       {1, 1, 77, 4, 1, 128, segs(1, 77, {{{1, 77}}}), "B1 Tq1 Tk77 Hq4 Hkv1 D128"},
   };
-  for (const Cfg& c : cfgs)
-    for (int variant : {1, 2}) run_case(c, rng, false, DType::BF16, variant);
+  for (const Cfg& c : cfgs) run_case(c, rng, false);
   run_case(cfgs[0], rng, true);
   run_case(cfgs[1], rng, true);
   for (const Cfg& c : cfgs) run_case(c, rng, false, DType::F32);  // D = 64/128 too: f32 never takes the tensor cores
@@ -180,56 +175,41 @@ void timings() {
     const std::string shape = std::string(m.name) + " B1 T2048 Hq" + std::to_string(m.Hq) + " Hkv" + std::to_string(m.Hkv) + " D" +
                               std::to_string(m.D);
     auto hq = down_bf16(q.p, nq), hk = down_bf16(k.p, nk), hv = down_bf16(v.p, nk);
-    std::vector<double> v1_out, v1_dq, v1_dk, v1_dv;  // variant 1's full-size results, which variant 2 must match
-    auto as_double = [](const std::vector<float>& f) { return std::vector<double>(f.begin(), f.end()); };
-    for (int variant : {1, 2}) {
-      lkc::attention_set_variant(variant);
-      const std::string vs = " v" + std::to_string(variant);
-      double us = time_us([&] {
-        lkc::attention_forward(out.p, lse.f(), q.p, k.p, v.p, DType::BF16, dseg.as<int32_t>(), B, T, T, m.Hq, m.Hkv, m.D, scale, nullptr);
-      });
-      timing("attention fwd" + vs, shape, us, tflops(fwd_flops, us));
-      us = time_us([&] {
-        lkc::attention_backward(gq.p, gk.p, gv.p, dout.p, out.p, q.p, k.p, v.p, DType::BF16, lse.f(), dseg.as<int32_t>(), B, T, T, m.Hq,
-                                m.Hkv, m.D, scale, ws.p, nullptr);
-      });
-      timing("attention bwd" + vs, shape, us, tflops(2.5 * fwd_flops, us));
-      const auto ho = down_bf16(out.p, nq), hdq = down_bf16(gq.p, nq), hdk = down_bf16(gk.p, nk), hdv = down_bf16(gv.p, nk);
-      if (variant == 1) {
-        v1_out = as_double(ho), v1_dq = as_double(hdq), v1_dk = as_double(hdk), v1_dv = as_double(hdv);
-      } else {
-        check("attention fwd out v2 vs v1", shape, compare(ho, v1_out), 1e-2);
-        check("attention bwd dq v2 vs v1", shape, compare(hdq, v1_dq), 2e-2);
-        check("attention bwd dk v2 vs v1", shape, compare(hdk, v1_dk), 2e-2);
-        check("attention bwd dv v2 vs v1", shape, compare(hdv, v1_dv), 2e-2);
+    double us = time_us([&] {
+      lkc::attention_forward(out.p, lse.f(), q.p, k.p, v.p, DType::BF16, dseg.as<int32_t>(), B, T, T, m.Hq, m.Hkv, m.D, scale, nullptr);
+    });
+    timing("attention fwd", shape, us, tflops(fwd_flops, us));
+    us = time_us([&] {
+      lkc::attention_backward(gq.p, gk.p, gv.p, dout.p, out.p, q.p, k.p, v.p, DType::BF16, lse.f(), dseg.as<int32_t>(), B, T, T, m.Hq,
+                              m.Hkv, m.D, scale, ws.p, nullptr);
+    });
+    timing("attention bwd", shape, us, tflops(2.5 * fwd_flops, us));
+    const auto ho = down_bf16(out.p, nq);
+    // Spot-check 8 rows of the full-size forward against the float64 reference of those rows.
+    Rng r(17);
+    std::vector<float> got;
+    std::vector<double> ref;
+    for (int t = 0; t < 8; t++) {
+      const int i = r.below(T), h = r.below(m.Hq), kh = h / (m.Hq / m.Hkv);
+      std::vector<double> s(i + 1);
+      double mx = -1e300, l = 0;
+      for (int j = 0; j <= i; j++) {
+        if (seg[j] != seg[i]) continue;
+        double a = 0;
+        for (int d = 0; d < m.D; d++) a += double(hq[(int64_t(i) * m.Hq + h) * m.D + d]) * hk[(int64_t(j) * m.Hkv + kh) * m.D + d];
+        s[j] = a * scale, mx = std::max(mx, s[j]);
       }
-      // Spot-check 8 rows of the full-size forward against the float64 reference of those rows.
-      Rng r(17);
-      std::vector<float> got;
-      std::vector<double> ref;
-      for (int t = 0; t < 8; t++) {
-        const int i = r.below(T), h = r.below(m.Hq), kh = h / (m.Hq / m.Hkv);
-        std::vector<double> s(i + 1);
-        double mx = -1e300, l = 0;
-        for (int j = 0; j <= i; j++) {
-          if (seg[j] != seg[i]) continue;
-          double a = 0;
-          for (int d = 0; d < m.D; d++) a += double(hq[(int64_t(i) * m.Hq + h) * m.D + d]) * hk[(int64_t(j) * m.Hkv + kh) * m.D + d];
-          s[j] = a * scale, mx = std::max(mx, s[j]);
-        }
+      for (int j = 0; j <= i; j++)
+        if (seg[j] == seg[i]) l += std::exp(s[j] - mx);
+      for (int d = 0; d < m.D; d++) {
+        double o = 0;
         for (int j = 0; j <= i; j++)
-          if (seg[j] == seg[i]) l += std::exp(s[j] - mx);
-        for (int d = 0; d < m.D; d++) {
-          double o = 0;
-          for (int j = 0; j <= i; j++)
-            if (seg[j] == seg[i]) o += std::exp(s[j] - mx) / l * hv[(int64_t(j) * m.Hkv + kh) * m.D + d];
-          ref.push_back(o);
-          got.push_back(ho[(int64_t(i) * m.Hq + h) * m.D + d]);
-        }
+          if (seg[j] == seg[i]) o += std::exp(s[j] - mx) / l * hv[(int64_t(j) * m.Hkv + kh) * m.D + d];
+        ref.push_back(o);
+        got.push_back(ho[(int64_t(i) * m.Hq + h) * m.D + d]);
       }
-      check("attention fwd spot rows" + vs, shape, compare(got, ref), 1e-2);
     }
-    lkc::attention_set_variant(2);
+    check("attention fwd spot rows", shape, compare(got, ref), 1e-2);
   }
 }
 

@@ -240,14 +240,14 @@ export interface CudaAddon {
     chunk: number,
     workspace: number,
   ): void;
-  /** torch.optim.AdamW on f32 p, m, v, g [n]; gradScale f32 [1] on the device or 0. */
+  /**
+   * torch.optim.AdamW on many tensors at once (one launch per 64): `table` holds 6 numbers per tensor,
+   * [p, m, v, pBf16, g, n], with p, m, v, g f32 [n] and pBf16 (0: none) a bf16 [n] that receives the
+   * updated p; gradScale f32 [1] on the device (a clip coefficient) or 0.
+   */
   adamwStep(
-    p: number,
-    m: number,
-    v: number,
-    g: number,
+    table: Float64Array,
     gradScale: number,
-    n: number,
     lr: number,
     beta1: number,
     beta2: number,

@@ -297,22 +297,15 @@ export function registerCudaKernels(): void {
     if (g !== gradScale) g.dispose();
   });
 
-  reg('adamwStep', (param, m, v, grad, o) =>
-    cu.adamwStep(
-      ptr(param),
-      ptr(m),
-      ptr(v),
-      ptr(grad),
-      NULL,
-      param.size,
-      o.lr,
-      o.beta1,
-      o.beta2,
-      o.eps,
-      o.weightDecay,
-      o.step,
-    ),
-  );
+  // All of a model's tensors in one call (the addon launches once per 64); each slot's bf16 compute
+  // copy is rewritten in the same pass, so the next forward needs no cast.
+  reg('adamwStep', (slots, o) => {
+    const table = new Float64Array(slots.length * 6);
+    slots.forEach(({ param, m, v, grad, copy }, i) =>
+      table.set([ptr(param), ptr(m), ptr(v), opt(copy), ptr(grad), param.size], i * 6),
+    );
+    cu.adamwStep(table, NULL, o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, o.step);
+  });
   reg('sgdStep', (param, buf, grad, lr, weightDecay, momentum) =>
     cu.sgdStep(ptr(param), opt(buf), ptr(grad), param.size, lr, weightDecay, momentum),
   );
