@@ -267,27 +267,36 @@ for (const act of ACTS)
     `CUDA (${act}): quantized linear (nf4 + double quant, fp4, int8) matches the CPU kernels`,
     { skip: SKIP },
     () => {
-      for (const [type, doubleQuant] of [
-        ['nf4', true],
-        ['fp4', false],
-        ['int8', false],
+      // The second shape's dequantized copy exceeds one 64 MiB block: it runs in blocks of rows, the
+      // last one partial.
+      for (const [type, doubleQuant, out, inF] of [
+        ['nf4', true, 67, 320],
+        ['fp4', false, 67, 320],
+        ['int8', false, 67, 320],
+        ['nf4', true, 8200, 4160],
+        ['fp4', false, 8200, 4160],
+        ['int8', false, 8200, 4160],
       ] as const) {
-        const w = input([67, 320], 40, 0.05);
-        const x = input([3, 11, 320], 41);
+        const w = input([out, inF], 40, 0.05);
+        const x = input([2, 11, inF], 41);
+        const bias = input([8200], 42);
         const run = (device: Device) =>
           tidy(() => {
             const qw = quantizeWeight(w, { type, doubleQuant, blocksize: 64 }).moveTo(device);
             const xx = on(device, x, true, undefined, act);
-            const y = quantizedLinear(xx, qw);
-            backward(sum(y));
-            const out = { y: y.toFloat32(), dx: xx.grad!.toFloat32() };
+            const y = quantizedLinear(xx, qw, on(device, bias.sliceRows(0, out), false, undefined, act));
+            backward(sum(mul(y, on(device, input(y.shape as number[], 43), false, undefined, act))));
+            const res = { y: y.toFloat32(), dx: xx.grad!.toFloat32() };
             qw.dispose();
-            return out;
+            return res;
           });
         const c = run('cpu');
         const g = run('cuda');
-        assertClose(g.y, c.y, tolFor(act, 2e-2), `${type} forward`);
-        assertClose(g.dx, c.dx, tolFor(act, 2e-2), `${type} input gradient`);
+        assertClose(g.y, c.y, tolFor(act, 2e-2), `${type} [${out}, ${inF}] forward`);
+        assertClose(g.dx, c.dx, tolFor(act, 2e-2), `${type} [${out}, ${inF}] input gradient`);
+        w.dispose();
+        x.dispose();
+        bias.dispose();
       }
     },
   );

@@ -445,7 +445,8 @@ LKC_JS(timerReset, 0, {
 
 // ---- GEMM and elementwise ------------------------------------------------------------------------
 
-LKC_JS(gemm, 18, {
+// lda, ldb, ldc: leading dimensions in elements (0: packed), for operands that are slices of wider rows.
+LKC_JS(gemm, 21, {
   void* c = a.ptr(0, "c");
   const DType ct = a.dtype(1, "cType");
   const void* A = a.ptr(2, "a");
@@ -463,6 +464,9 @@ LKC_JS(gemm, 18, {
   o.stride_a = a.count(15, "strideA");
   o.stride_b = a.count(16, "strideB");
   o.stride_c = a.count(17, "strideC");
+  o.lda = a.count(18, "lda");
+  o.ldb = a.count(19, "ldb");
+  o.ldc = a.count(20, "ldc");
   if (m == 0 || n == 0 || o.batch == 0) return undefined(env);  // nothing to write
   LKC_CALL(lkc::gemm, c, ct, A, at, B, bt, m, n, k, o, stream());
   a.launched();

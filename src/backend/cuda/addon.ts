@@ -93,6 +93,10 @@ export interface CudaAddon {
     strideA: number,
     strideB: number,
     strideC: number,
+    /** Leading dimensions in elements (0: packed), for operands that are slices of wider rows. */
+    lda: number,
+    ldb: number,
+    ldc: number,
   ): void;
   /** out[i] = a[i] + b[i mod nb] (nb divides n), fp32 math; out, a, b of dtype t. */
   add(out: number, a: number, b: number, t: CudaDType, n: number, nb: number): void;
