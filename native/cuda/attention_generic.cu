@@ -26,6 +26,40 @@ __global__ void attn_delta_kernel(float* delta, const T* dout, const T* out, int
 // ---- CUDA-core path (any D ≤ 256) ------------------------------------------------------------------
 constexpr int kMaxD = kAttnMaxD, kGW = 4;  // warps per block
 
+// The query row a warp of the forward or dQ kernel owns: warp w = (b · Tq + i) · Hq + h.
+struct QueryRow {
+  int b, i, h;
+  int p;               // its key position, Tk − Tq + i
+  int sp;              // its segment id (0: a padded row)
+  const int32_t* sb;   // segments of batch row b [Tk]
+  int64_t kv_offset;   // element offset of (b, key 0, its kv head) in k and v
+};
+
+// acc[t] += Σ over the keys j0 + jj ≤ last of this 32-key step: weight(lane jj) · rows[j0 + jj][lane + 32t].
+// Lane jj holds key j0 + jj's weight; last is the same for the whole warp.
+template <typename T>
+__device__ __forceinline__ void add_weighted_rows(float (&acc)[kMaxD / 32], float weight, const T* rows, int j0, int last,
+                                                  int64_t stride, int D, int lane) {
+  for (int jj = 0; jj < 32 && j0 + jj <= last; jj++) {
+    const float wj = __shfl_sync(0xffffffffu, weight, jj);
+    if (wj == 0.f) continue;
+    const T* r = rows + int64_t(j0 + jj) * stride;
+#pragma unroll
+    for (int t = 0; t < kMaxD / 32; t++)
+      if (lane + 32 * t < D) acc[t] += wj * to_f32(r[lane + 32 * t]);
+  }
+}
+
+__device__ __forceinline__ QueryRow query_row(int64_t w, const int32_t* seg, int Tq, int Tk, int Hq, int Hkv, int D) {
+  QueryRow r;
+  r.h = int(w % Hq), r.i = int((w / Hq) % Tq), r.b = int(w / (int64_t(Hq) * Tq));
+  r.p = Tk - Tq + r.i;
+  r.sb = seg + int64_t(r.b) * Tk;
+  r.sp = r.sb[r.p];
+  r.kv_offset = int64_t(r.b) * Tk * Hkv * D + int64_t(r.h / (Hq / Hkv)) * D;
+  return r;
+}
+
 // out, lse <- q, k, v, segments: one warp per (b, i, h); lanes own keys for scores, dims for outputs.
 template <typename T>
 __global__ void __launch_bounds__(kGW * 32) attn_fwd_generic(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg,
@@ -34,16 +68,15 @@ __global__ void __launch_bounds__(kGW * 32) attn_fwd_generic(T* out, float* lse,
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t w = int64_t(blockIdx.x) * kGW + warp;
   if (w >= int64_t(B) * Tq * Hq) return;
-  const int h = int(w % Hq), i = int((w / Hq) % Tq), b = int(w / (int64_t(Hq) * Tq));
-  const int kvh = h / (Hq / Hkv), p = Tk - Tq + i;
-  const int32_t* sb = seg + int64_t(b) * Tk;
-  const int sp = sb[p];
+  const QueryRow row = query_row(w, seg, Tq, Tk, Hq, Hkv, D);
+  const int b = row.b, i = row.i, h = row.h, p = row.p, sp = row.sp;
+  const int32_t* sb = row.sb;
   const T* qr = q + w * D;
   for (int d = lane; d < D; d += 32) qsm[warp][d] = to_f32(qr[d]);
   __syncwarp();
   const int64_t ks = int64_t(Hkv) * D;
-  const T* kb = k + int64_t(b) * Tk * ks + int64_t(kvh) * D;
-  const T* vb = v + int64_t(b) * Tk * ks + int64_t(kvh) * D;
+  const T* kb = k + row.kv_offset;
+  const T* vb = v + row.kv_offset;
   float o[kMaxD / 32];
 #pragma unroll
   for (int t = 0; t < kMaxD / 32; t++) o[t] = 0.f;
@@ -63,14 +96,7 @@ __global__ void __launch_bounds__(kGW * 32) attn_fwd_generic(T* out, float* lse,
     m = mn;
 #pragma unroll
     for (int t = 0; t < kMaxD / 32; t++) o[t] *= alpha;
-    for (int jj = 0; jj < 32 && j0 + jj <= p; jj++) {
-      const float pb = __shfl_sync(0xffffffffu, pj, jj);
-      if (pb == 0.f) continue;
-      const T* vr = vb + int64_t(j0 + jj) * ks;
-#pragma unroll
-      for (int t = 0; t < kMaxD / 32; t++)
-        if (lane + 32 * t < D) o[t] += pb * to_f32(vr[lane + 32 * t]);
-    }
+    add_weighted_rows(o, pj, vb, j0, p, ks, D, lane);
   }
   const float inv = l > 0.f ? 1.f / l : 0.f;
   T* orow = out + w * D;
@@ -89,15 +115,14 @@ __global__ void __launch_bounds__(kGW * 32) attn_bwd_dq_generic(T* dq, const T* 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t w = int64_t(blockIdx.x) * kGW + warp;
   if (w >= int64_t(B) * Tq * Hq) return;
-  const int h = int(w % Hq), i = int((w / Hq) % Tq), b = int(w / (int64_t(Hq) * Tq));
-  const int kvh = h / (Hq / Hkv), p = Tk - Tq + i;
-  const int32_t* sb = seg + int64_t(b) * Tk;
-  const int sp = sb[p];
+  const QueryRow row = query_row(w, seg, Tq, Tk, Hq, Hkv, D);
+  const int b = row.b, i = row.i, h = row.h, p = row.p, sp = row.sp;
+  const int32_t* sb = row.sb;
   for (int d = lane; d < D; d += 32) qsm[warp][d] = to_f32(q[w * D + d]), dosm[warp][d] = to_f32(dout[w * D + d]);
   __syncwarp();
   const int64_t ks = int64_t(Hkv) * D;
-  const T* kb = k + int64_t(b) * Tk * ks + int64_t(kvh) * D;
-  const T* vb = v + int64_t(b) * Tk * ks + int64_t(kvh) * D;
+  const T* kb = k + row.kv_offset;
+  const T* vb = v + row.kv_offset;
   const float L = lse[(int64_t(b) * Hq + h) * Tq + i], dl = delta[(int64_t(b) * Hq + h) * Tq + i];
   float acc[kMaxD / 32];
 #pragma unroll
@@ -114,14 +139,7 @@ __global__ void __launch_bounds__(kGW * 32) attn_bwd_dq_generic(T* dq, const T* 
       const float pj = __expf(s * scale - L);
       ds = pj * (dp - dl);
     }
-    for (int jj = 0; jj < 32 && j0 + jj <= p; jj++) {
-      const float d_b = __shfl_sync(0xffffffffu, ds, jj);
-      if (d_b == 0.f) continue;
-      const T* kr = kb + int64_t(j0 + jj) * ks;
-#pragma unroll
-      for (int t = 0; t < kMaxD / 32; t++)
-        if (lane + 32 * t < D) acc[t] += d_b * to_f32(kr[lane + 32 * t]);
-    }
+    add_weighted_rows(acc, ds, kb, j0, p, ks, D, lane);
   }
 #pragma unroll
   for (int t = 0; t < kMaxD / 32; t++)
