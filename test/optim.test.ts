@@ -190,3 +190,17 @@ test('a compute copy is dropped when the tensor is written', () => {
   t.dispose();
   assert.ok(c.disposed, 'disposing the tensor frees its copy');
 });
+
+test('an optimizer step that does not rewrite a compute copy drops it', () => {
+  tidy(() => {
+    const o = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 };
+    const param = Tensor.from(randn(9, 1), [9]);
+    const grad = Tensor.from(randn(9, 2), [9]);
+    param.computeCopy = cast(param, 'bf16');
+    adamwStep([{ param, grad, m: Tensor.zeros([9]), v: Tensor.zeros([9]), copy: null }], o);
+    assert.equal(param.computeCopy, null, 'AdamW without the copy');
+    param.computeCopy = cast(param, 'bf16');
+    sgdStep(param, grad, { lr: 0.1, weightDecay: 0 });
+    assert.equal(param.computeCopy, null, 'SGD');
+  });
+});

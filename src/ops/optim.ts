@@ -157,6 +157,9 @@ export function adamwStep(slots: readonly AdamWSlot[], o: AdamWOptions): void {
         );
     }
   }
+  // A compute copy the kernel does not rewrite would go stale: drop it.
+  for (const { param, copy } of slots)
+    if (param.computeCopy && param.computeCopy !== copy) param.dropComputeCopy();
   kernel(slots[0].param.device, 'adamwStep')(slots, o);
 }
 
@@ -169,6 +172,7 @@ export function sgdStep(param: Tensor, grad: Tensor, o: SgdOptions): void {
   checkState('sgdStep', param, o.buf ? { grad, buf: o.buf } : { grad });
   checkNumbers('sgdStep', { lr: o.lr, weightDecay: o.weightDecay, momentum });
   if (momentum !== 0 && !o.buf) throw new Error('lorakit: sgdStep: momentum needs a momentum buffer (buf).');
+  param.dropComputeCopy(); // the SGD kernel does not rewrite it
   kernel(param.device, 'sgdStep')(
     param,
     momentum !== 0 ? (o.buf ?? null) : null,

@@ -54,7 +54,6 @@ export class Optimizer {
         adam.push({ param: p, m: s.m!, v: s.v!, grad: p.grad, copy: p.computeCopy });
         continue;
       }
-      p.dropComputeCopy(); // the SGD kernel does not write one
       sgdStep(p, p.grad, {
         lr,
         weightDecay: this.opts.weightDecay,
