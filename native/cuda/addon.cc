@@ -472,6 +472,12 @@ LKC_JS(gemm, 21, {
   a.launched();
 })
 
+// acc[0] += Σ x² over x [n] (f32 or bf16); acc: one f32 on the device, zeroed by the caller.
+LKC_JS(sumSquares, 4, {
+  LKC_CALL(lkc::sum_squares, a.ptr<float>(0, "acc"), a.ptr(1, "x"), a.dtype(2, "t"), a.count(3, "n"), stream());
+  a.launched();
+})
+
 LKC_JS(add, 6, {
   LKC_CALL(lkc::add_broadcast, a.ptr(0, "out"), a.ptr(1, "a"), a.ptr(2, "b"), a.dtype(3, "t"), a.count(4, "n"), a.count(5, "nb"), stream());
   a.launched();
@@ -763,6 +769,7 @@ napi_value init(napi_env env, napi_value exports) {
       LKC_FN(cast),
       LKC_FN(fill),
       LKC_FN(sumRows),
+      LKC_FN(sumSquares),
       LKC_FN(rmsnormForward),
       LKC_FN(rmsnormBackward),
       LKC_FN(ropeForward),

@@ -106,6 +106,8 @@ export interface CudaAddon {
   axpy(y: number, yType: CudaDType, x: number, xType: CudaDType, alpha: number, n: number): void;
   cast(out: number, outType: CudaDType, x: number, xType: CudaDType, n: number): void;
   fill(out: number, t: CudaDType, value: number, n: number): void;
+  /** acc[0] += Σ x² over x [n] of dtype t (fp32 atomics); acc is one f32, zeroed by the caller. */
+  sumSquares(acc: number, x: number, t: CudaDType, n: number): void;
   /** out[r] = Σ_c x[r, c] (fp32 accumulation); out of outType, x of xType. */
   sumRows(out: number, outType: CudaDType, x: number, xType: CudaDType, rows: number, cols: number): void;
 

@@ -370,20 +370,13 @@ export function registerCudaKernels(): void {
   reg('sgdStep', (param, buf, grad, lr, weightDecay, momentum) =>
     cu.sgdStep(ptr(param), opt(buf), ptr(grad), param.size, lr, weightDecay, momentum),
   );
-  // Each tensor's Σ x² (x·x, then a row sum) lands in its own slot of one device vector, read back once.
+  // Every tensor's Σ x² accumulates on the device into one f32, read back once.
   reg('sumSquares', (xs) => {
-    const sums = Tensor.empty([xs.length], 'f32', 'cuda');
-    xs.forEach((x, i) => {
-      const sq = Tensor.empty(x.shape, x.dtype, 'cuda');
-      const slot = sums.sliceRows(i, i + 1);
-      cu.mul(ptr(sq), ptr(x), ptr(x), dt(x), x.size, x.size);
-      cu.sumRows(ptr(slot), CUDA_DTYPE.f32, ptr(sq), dt(sq), 1, x.size);
-      slot.dispose();
-      sq.dispose();
-    });
-    const host = sums.toFloat32();
-    sums.dispose();
-    return host.reduce((acc, v) => acc + v, 0);
+    const acc = Tensor.zeros([1], 'f32', 'cuda');
+    for (const x of xs) cu.sumSquares(ptr(acc), ptr(x), dt(x), x.size);
+    const total = acc.item();
+    acc.dispose();
+    return total;
   });
 
   reg('attentionForward', (out, lse, q, k, v, segments, scale) => {
