@@ -61,19 +61,15 @@ export class Optimizer {
         buf: s.m ?? undefined,
       });
     }
-    // One call per device (a model's parameters all live on one).
-    for (const device of new Set(adam.map((a) => a.param.device)))
-      adamwStep(
-        adam.filter((a) => a.param.device === device),
-        {
-          lr,
-          beta1: this.opts.beta1 ?? 0.9,
-          beta2: this.opts.beta2 ?? 0.999,
-          eps: this.opts.eps ?? 1e-8,
-          weightDecay: this.opts.weightDecay,
-          step: this.step,
-        },
-      );
+    if (adam.length > 0)
+      adamwStep(adam, {
+        lr,
+        beta1: this.opts.beta1 ?? 0.9,
+        beta2: this.opts.beta2 ?? 0.999,
+        eps: this.opts.eps ?? 1e-8,
+        weightDecay: this.opts.weightDecay,
+        step: this.step,
+      });
   }
 
   zeroGrad(): void {

@@ -24,17 +24,9 @@ export function profileCuda<T>(fn: () => T): Profile<T> {
   const cu = useCuda();
   const calls: { op: KernelName; from: number; to: number }[] = [];
   cu.timerReset();
-  let depth = 0; // a kernel that calls kernels (none today) is timed once, as the outer op
   traceKernels('cuda', (op) => {
-    if (depth++ > 0)
-      return () => {
-        depth--;
-      };
     const from = cu.timerMark();
-    return () => {
-      depth--;
-      calls.push({ op, from, to: cu.timerMark() });
-    };
+    return () => calls.push({ op, from, to: cu.timerMark() });
   });
   let result: T;
   try {
