@@ -40,6 +40,7 @@ import { padBatch, toDevice } from '../src/train/batching.js';
 import type { Example } from '../src/train/data.js';
 import { evaluate } from '../src/train/evaluate.js';
 import { lossSum } from '../src/train/loss.js';
+import { gradNormSquared } from '../src/ops/optim.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { train } from '../src/train/trainer.js';
 import { assertClose, fixture, projectRoot, randn, sharedData } from './helpers.js';
@@ -260,6 +261,16 @@ test('CUDA: dropout draws the CPU mask exactly', { skip: SKIP }, () => {
   const cudaMask = dropout(on('cuda', ones), 0.3, 12345).toFloat32();
   for (let i = 0; i < cpuMask.length; i++)
     assert.equal(cudaMask[i] === 0, cpuMask[i] === 0, `element ${i}: kept on one backend only`);
+});
+
+test('CUDA: the squared gradient norm over many tensors matches the CPU', { skip: SKIP }, () => {
+  const sizes = [1, 7, 333, 40001];
+  const xs = sizes.map((n, i) => Tensor.from(randn(n, 50 + i), [n]));
+  const want = xs.reduce((acc, x) => acc + x.toFloat32().reduce((a, v) => a + v * v, 0), 0);
+  const onGpu = xs.map((x) => x.toDevice('cuda'));
+  const got = gradNormSquared(onGpu);
+  assert.ok(Math.abs(got - want) / want < 1e-5, `Σ x² ${got} vs ${want}`);
+  for (const x of [...xs, ...onGpu]) x.dispose();
 });
 
 for (const act of ACTS)
@@ -579,28 +590,28 @@ test('CUDA: generation on the GPU starts with the CPU tokens', { skip: SKIP }, a
   assert.equal(texts[1].slice(0, 8), texts[0].slice(0, 8), `GPU "${texts[1]}" vs CPU "${texts[0]}"`);
 });
 
+/** The lorakit CLI run from source in a child process. */
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', join(projectRoot, 'test', 'lorakit-cli.mts'), ...args], {
+    encoding: 'utf8',
+    cwd: projectRoot,
+  });
+
 test(
   '--device cuda without a usable GPU fails with one clear sentence',
   { skip: gpu ? 'a GPU is present' : false },
   () => {
-    const r = spawnSync(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        join(projectRoot, 'test', 'lorakit-cli.mts'),
-        'train',
-        '--model',
-        'x',
-        '--data',
-        'y',
-        '--out',
-        join(tmpdir(), 'lorakit-never'),
-        '--device',
-        'cuda',
-      ],
-      { encoding: 'utf8', cwd: projectRoot },
-    );
+    const r = cli([
+      'train',
+      '--model',
+      'x',
+      '--data',
+      'y',
+      '--out',
+      join(tmpdir(), 'lorakit-never'),
+      '--device',
+      'cuda',
+    ]);
     assert.notEqual(r.status, 0);
     assert.match(
       r.stderr,
@@ -610,11 +621,6 @@ test(
 );
 
 test('GPU-only flags and commands are refused on the CPU with one clear sentence', () => {
-  const cli = (args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', join(projectRoot, 'test', 'lorakit-cli.mts'), ...args], {
-      encoding: 'utf8',
-      cwd: projectRoot,
-    });
   const offload = cli([
     'train',
     '--model',
