@@ -120,3 +120,18 @@ test('embedding training steps do not grow native memory', () => {
   table.dispose();
   ids.dispose();
 });
+
+test('embedding refuses an output dtype the device does not compute in', () => {
+  const table = Tensor.from(randn(12, 3), [4, 3]);
+  const ids = Tensor.from([0, 3], [2], 'i32');
+  assert.throws(
+    () => embedding(table, ids, 'bf16'),
+    /lorakit: embedding: the CPU computes in f32, not bf16\./,
+  );
+  assert.throws(
+    () => embedding(table, ids, 'i32'),
+    /lorakit: embedding: the output dtype must be f32 or bf16, got i32\./,
+  );
+  table.dispose();
+  ids.dispose();
+});
