@@ -1,11 +1,12 @@
 // Composed gradients: central finite differences of a real decoder's loss against the tape's
 // gradients (LoRA weights of every kind of layer, through attention, RoPE, norms, SwiGLU, the fused
-// head + cross-entropy, with and without activation checkpointing); and the fused head against the
-// plain head + cross-entropy.
+// head + cross-entropy, with and without activation checkpointing, whole layers or halves); and the
+// fused head against the plain head + cross-entropy.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backward, noGrad } from '../src/autograd/tape.js';
 import { loadModel } from '../src/models/load.js';
+import type { ForwardOptions } from '../src/models/llama.js';
 import { crossEntropy } from '../src/ops/cross-entropy.js';
 import { linearCrossEntropy } from '../src/ops/linear-cross-entropy.js';
 import { linear } from '../src/ops/matmul.js';
@@ -30,38 +31,49 @@ test('finite differences agree with backward through a whole decoder', async (t)
       { ids, labels: ids },
       { ids: ids.slice(0, 6).reverse(), labels: [-100, -100, ...ids.slice(2, 6)] },
     ]);
-    const lossOf = (checkpointing: boolean, grad: boolean): number =>
+    // Checkpointing recomputes each layer (or, with offloading, each half layer) without the last
+    // projection's product: the gradients must not change.
+    const modes: [string, ForwardOptions][] = [
+      ['no checkpointing', {}],
+      ['checkpointed layers', { checkpointing: true }],
+      ['checkpointed halves', { checkpointing: true, offloadCheckpoints: true }],
+    ];
+    const lossOf = (opts: ForwardOptions, grad: boolean): number =>
       tidy(() => {
         const { batch, targets } = toDevice(hb);
-        const l = lossSum(model, batch, targets, { checkpointing });
+        const l = lossSum(model, batch, targets, opts);
         const v = l.item();
         if (grad) backward(l);
         return v;
       });
-    for (const checkpointing of [false, true]) {
-      lossOf(checkpointing, true);
+    let first: Float32Array[] | null = null;
+    for (const [mode, opts] of modes) {
+      lossOf(opts, true);
+      const grads = params.map(([, p]) => p.grad!.toFloat32());
+      first ??= grads;
+      grads.forEach((g, k) => assertClose(g, first![k], 1e-5, `${mode}: ${params[k][0]}`));
       const eps = 1e-2;
       let checked = 0;
-      for (const [key, p] of params) {
-        if (!/layers\.1\.(self_attn\.(q|v)|mlp\.(gate|down))_proj\.lora_[AB]/.test(key)) continue;
+      for (const [k, [key, p]] of params.entries()) {
+        if (!/layers\.1\.(self_attn\.(q|v|o)|mlp\.(gate|down))_proj\.lora_[AB]/.test(key)) continue;
         const w = p.as('f32');
-        const g = p.grad!.toFloat32();
+        const g = grads[k];
         for (const i of [0, Math.floor(p.size / 2), p.size - 1]) {
           const orig = w[i];
           w[i] = orig + eps;
-          const up = noGrad(() => lossOf(checkpointing, false));
+          const up = noGrad(() => lossOf(opts, false));
           w[i] = orig - eps;
-          const down = noGrad(() => lossOf(checkpointing, false));
+          const down = noGrad(() => lossOf(opts, false));
           w[i] = orig;
           const fd = (up - down) / (2 * eps);
           assert.ok(
             Math.abs(fd - g[i]) < 2e-3 + 2e-2 * Math.abs(fd),
-            `${key}[${i}] checkpointing=${checkpointing}: fd ${fd} vs ${g[i]}`,
+            `${key}[${i}] ${mode}: fd ${fd} vs ${g[i]}`,
           );
           checked++;
         }
       }
-      assert.ok(checked >= 20);
+      assert.ok(checked >= 24);
       for (const [, p] of params) {
         p.grad?.dispose();
         p.grad = null;

@@ -166,18 +166,22 @@ export function clearTape(): void {
  * Activation checkpointing: runs fn without keeping its intermediates; backward recomputes it on
  * fresh copies of the inputs with its own tape, so memory holds one block's activations at a time.
  * Parameters that fn closes over receive their gradients as usual.
+ *
+ * fn's second argument is true when it runs for that recompute. Its output's values are then never
+ * read (backward needs only the graph that produced it), so fn may pass `graphOnly` to the ops that
+ * make the output: e.g. a decoder block skips its last projection's product and the residual sum.
  */
 export function checkpoint(
-  fn: (inputs: Tensor[]) => Tensor,
+  fn: (inputs: Tensor[], recompute: boolean) => Tensor,
   inputs: Tensor[],
   /** Called when backward reaches this block, before it recomputes (e.g. to prefetch the block before). */
   onBackward?: () => void,
 ): Tensor {
   // Records whenever grad mode is on, even if no input requires grad: the parameters fn closes over
   // (a block's LoRA weights, fed by frozen embeddings) still need their gradients.
-  if (!gradEnabled) return fn(inputs);
+  if (!gradEnabled) return fn(inputs, false);
   // Forward keeps only the block's output: its intermediates are freed as soon as it returns.
-  const out = noGrad(() => tidy(() => fn(inputs)));
+  const out = noGrad(() => tidy(() => fn(inputs, false)));
   record(inputs, [out], inputs, (gOut) =>
     // The recomputed intermediates live only while this block's backward runs.
     tidy(() => {
@@ -195,7 +199,7 @@ export function checkpoint(
         gradEnabled = true;
         // Intermediates the tape did not save are freed right after the recompute; the saved ones
         // are released op by op as backward reaches them.
-        const recomputed = tidy(() => fn(fresh));
+        const recomputed = tidy(() => fn(fresh, true));
         backward(recomputed, gOut[0].retain());
         gradsIn = fresh.map((v) => {
           const g = v.grad;

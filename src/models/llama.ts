@@ -54,14 +54,16 @@ class DecoderLayer {
     return [this.q, this.k, this.v, this.o, this.gate, this.up, this.down];
   }
 
-  // x [B, T, D] -> [B, T, D]
-  forward(
+  // x [B, T, D] -> x + attention(norm(x)) [B, T, D]. graphOnly: see checkpoint (the output is never
+  // read), so the o projection's product and the residual sum are recorded, not computed.
+  attentionBlock(
     x: Tensor,
     batch: Batch,
     rt: RopeRuntime,
     cfg: ModelConfig,
     ctx: ForwardContext,
     cache?: KVCache,
+    graphOnly = false,
   ): Tensor {
     const [B, T] = x.shape;
     const h = rmsnorm(x, this.inputNorm, cfg.rmsNormEps);
@@ -77,10 +79,27 @@ class DecoderLayer {
     let segments = batch.segments;
     if (cache) ({ k, v, segments } = cache.append(this.index, k, v, batch.segments));
     const a = attention(q, k, v, segments).reshape([B, T, cfg.numHeads * cfg.headDim]);
-    const x1 = add(x, this.o.forward(a, ctx));
+    return add(x, this.o.forward(a, ctx, graphOnly), graphOnly);
+  }
+
+  // x1 [B, T, D] -> x1 + mlp(norm(x1)) [B, T, D]; graphOnly as in attentionBlock (for the down projection).
+  mlpBlock(x1: Tensor, cfg: ModelConfig, ctx: ForwardContext, graphOnly = false): Tensor {
     const h2 = rmsnorm(x1, this.postAttnNorm, cfg.rmsNormEps);
     const m = swiglu(this.gate.forward(h2, ctx), this.up.forward(h2, ctx));
-    return add(x1, this.down.forward(m, ctx));
+    return add(x1, this.down.forward(m, ctx, graphOnly), graphOnly);
+  }
+
+  // x [B, T, D] -> [B, T, D]
+  forward(
+    x: Tensor,
+    batch: Batch,
+    rt: RopeRuntime,
+    cfg: ModelConfig,
+    ctx: ForwardContext,
+    cache?: KVCache,
+    graphOnly = false,
+  ): Tensor {
+    return this.mlpBlock(this.attentionBlock(x, batch, rt, cfg, ctx, cache), cfg, ctx, graphOnly);
   }
 
   dispose(): void {
@@ -294,25 +313,40 @@ export class CausalLM {
       this.activationDType,
     );
     const offloading = opts.checkpointing && opts.offloadCheckpoints && !opts.cache;
-    let previousInput: Tensor | null = null;
-    for (const [i, layer] of this.layers.entries()) {
-      if (opts.checkpointing && !opts.cache) {
+    if (opts.checkpointing && !opts.cache) {
+      // Each block is checkpointed: forward keeps its input, backward recomputes it. When the inputs
+      // are offloaded to the host, each layer is two blocks (attention, then MLP): the extra input
+      // costs host memory only, and the recompute then skips the o projection's product as well as
+      // the down projection's (each block's last, whose output backward never reads).
+      type Block = (x: Tensor, graphOnly: boolean) => Tensor;
+      const blocks: Block[] = this.layers.flatMap((layer): Block[] =>
+        offloading
+          ? [
+              (xi, graphOnly) => layer.attentionBlock(xi, batch, rt, this.config, ctx, undefined, graphOnly),
+              (xi, graphOnly) => layer.mlpBlock(xi, this.config, ctx, graphOnly),
+            ]
+          : [(xi, graphOnly) => layer.forward(xi, batch, rt, this.config, ctx, undefined, graphOnly)],
+      );
+      let previousInput: Tensor | null = null;
+      for (const [i, block] of blocks.entries()) {
         const xin = x;
         const before = previousInput;
-        // Backward of layer i starts copying layer i − 1's input back while layer i recomputes.
+        // Backward of block i starts copying block i − 1's input back while block i recomputes.
         x = checkpoint(
-          ([xi]) => layer.forward(xi, batch, rt, this.config, ctx),
+          ([xi], recompute) => block(xi, recompute),
           [xin],
           before ? () => prefetch(before) : undefined,
         );
-        // The last layer's input is the first one backward needs: it stays.
-        if (offloading && i < this.layers.length - 1) offload(xin);
+        // The last block's input is the first one backward needs: it stays.
+        if (offloading && i < blocks.length - 1) offload(xin);
         previousInput = xin;
-        // From here the layer's input belongs to the tape alone (which saved it), so its memory goes
-        // as soon as backward has passed this layer instead of at the end of the caller's scope.
+        // From here the block's input belongs to the tape alone (which saved it), so its memory goes
+        // as soon as backward has passed this block instead of at the end of the caller's scope.
         keep(xin);
         xin.dispose();
-      } else {
+      }
+    } else {
+      for (const layer of this.layers) {
         // A layer's intermediates that backward does not need are freed as soon as it returns (the
         // tape holds its own references to what it saved).
         const xin = x;

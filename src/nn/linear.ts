@@ -30,7 +30,7 @@ export interface LinearAdapter {
    * the base product themselves (a fused LoRA op). Linear.forward prefers it to `forward`, except for
    * per-row adapters (serving), which keep the base-then-adapter path.
    */
-  forwardFused?(x: Tensor, base: Linear, ctx: ForwardContext, layerSeed: number): Tensor;
+  forwardFused?(x: Tensor, base: Linear, ctx: ForwardContext, layerSeed: number, graphOnly: boolean): Tensor;
   parameters(): [string, Tensor][];
   dispose(): void;
 }
@@ -78,13 +78,18 @@ export class Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeigh
     return this.weight instanceof QuantizedWeight;
   }
 
-  forward(x: Tensor, ctx: ForwardContext): Tensor {
+  /**
+   * The layer's output. With `graphOnly` (an output nobody reads, see checkpoint) the products are
+   * recorded for backward but not computed, where the op allows: the plain and fused paths. A
+   * base-then-adapter path (DoRA) computes as usual, since the adapter reads the base output.
+   */
+  forward(x: Tensor, ctx: ForwardContext, graphOnly = false): Tensor {
     if (ctx.rowAdapters) return this.forwardPerRow(x, this.forwardBase(x), ctx, ctx.rowAdapters);
     const adapter = ctx.adapter === null ? undefined : this.adapters.get(ctx.adapter);
-    if (!adapter) return this.forwardBase(x);
+    if (!adapter) return this.forwardBase(x, graphOnly);
     const seed = (ctx.seed ^ this.seedSalt) >>> 0;
     // A fused adapter runs the base product itself (one op for the whole layer).
-    if (adapter.forwardFused) return adapter.forwardFused(x, this, ctx, seed);
+    if (adapter.forwardFused) return adapter.forwardFused(x, this, ctx, seed, graphOnly);
     return adapter.forward(x, this.forwardBase(x), this, ctx, seed);
   }
 
@@ -121,9 +126,11 @@ export class Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeigh
   }
 
   /** Base output only (merged weights, or when the adapter is handled elsewhere). */
-  forwardBase(x: Tensor): Tensor {
+  forwardBase(x: Tensor, graphOnly = false): Tensor {
     const w: Tensor | QuantizedWeight = this.weight;
-    return w instanceof QuantizedWeight ? quantizedLinear(x, w, this.bias) : linear(x, w, this.bias);
+    return w instanceof QuantizedWeight
+      ? quantizedLinear(x, w, this.bias, graphOnly)
+      : linear(x, w, this.bias, graphOnly);
   }
 
   /** x Wᵀ without the bias (DoRA needs it on a dropped-out input). */

@@ -100,10 +100,14 @@ function reduceTo(g: Tensor, like: Tensor): Tensor {
   return out;
 }
 
-export function add(a: Tensor, b: Tensor): Tensor {
+/**
+ * a + b, b broadcast over a's leading dims. With `graphOnly` the sum is recorded for backward but not
+ * computed: for an output nobody reads (see checkpoint), whose values are then unset.
+ */
+export function add(a: Tensor, b: Tensor, graphOnly = false): Tensor {
   checkBroadcast('add', a, b);
   const out = emptyLike(a);
-  kernel(a.device, 'add')(out, a, b);
+  if (!graphOnly) kernel(a.device, 'add')(out, a, b);
   if (needsRecord([a, b]))
     record([a, b], [out], [], ([g], [ga, gb]) => [ga ? copy(g) : null, gb ? reduceTo(g, b) : null]);
   return out;

@@ -126,6 +126,8 @@ function check(
  *
  * Gradients of A and B are f32; those of x and xLora have x's dtype. Inputs that need no gradient get
  * none, and the work for it is skipped.
+ *
+ * With `graphOnly`, y is recorded for backward but not computed (see add): only h, which dB needs, is.
  */
 export function loraLinear(
   x: Tensor,
@@ -135,6 +137,7 @@ export function loraLinear(
   B: Tensor,
   s: number,
   xLora?: Tensor | null,
+  graphOnly = false,
 ): Tensor {
   const xl0 = xLora ?? null;
   check(x, w, bias, A, B, s, xl0);
@@ -155,7 +158,9 @@ export function loraLinear(
     // y = x·Wᵀ + bias + s·h·Bᵀ. Without a bias (an epilogue that needs beta = 0) the small product goes
     // first and the base GEMM adds it as C with beta = 1: the compute-bound base GEMM reads C almost for
     // free, where the memory-bound small one would read and write all of y again.
-    if (w instanceof QuantizedWeight || bias) {
+    if (graphOnly) {
+      // y is never read; backward needs only h.
+    } else if (w instanceof QuantizedWeight || bias) {
       if (w instanceof QuantizedWeight) kernel(device, 'quantLinear')(y, x, w, bias, rows);
       else gemm(y, x, w, bias, attrs(rows, out, inF, false, true));
       gemm(y, h, Bc, null, attrs(rows, out, r, false, true, s, 1)); // y += s·h·Bᵀ

@@ -276,8 +276,9 @@ function matmulGradB(g: Tensor, a: Tensor, b: Tensor, p: Product, transA: boolea
 /**
  * y = x · wᵀ (+ bias): x [..., in] f32, w [out, in] f32 or bf16 (frozen), bias [out] f32 or null.
  * Result [..., out] f32. One GEMM reading w as stored (no transposed copy), bias added in its epilogue.
+ * With `graphOnly` the product is recorded for backward but not computed (see add).
  */
-export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor {
+export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null, graphOnly = false): Tensor {
   sameDevice('linear', x, w, bias);
   expectFloat('linear', 'x', x);
   expectDType('linear', 'w', w, 'f32', 'bf16');
@@ -295,7 +296,7 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor
     );
   const rows = inF === 0 ? numel(x.shape.slice(0, -1)) : x.size / inF;
   const y = Tensor.empty([...x.shape.slice(0, -1), out], x.dtype, x.device);
-  gemm(y, x, w, { m: rows, n: out, k: inF, transB: true }, bias);
+  if (!graphOnly) gemm(y, x, w, { m: rows, n: out, k: inF, transB: true }, bias);
   if (needsRecord([x, w, bias])) {
     // dx needs w; dw needs x; dbias needs nothing.
     const wantX = x.requiresGrad;

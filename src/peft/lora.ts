@@ -109,11 +109,11 @@ export class LoraLinear implements LinearAdapter {
    * The whole layer, base included, as one fused op (loraLinear: three GEMMs forward, at most five
    * backward). DoRA keeps the base-then-adapter path of `forward`.
    */
-  forwardFused(x: Tensor, base: Linear, ctx: ForwardContext, seed: number): Tensor {
+  forwardFused(x: Tensor, base: Linear, ctx: ForwardContext, seed: number, graphOnly: boolean): Tensor {
     if (this.magnitude) return this.forward(x, base.forwardBase(x), base, ctx, seed);
     const s = loraScale(this.config);
     const xd = ctx.training && this.config.dropout > 0 ? dropout(x, this.config.dropout, seed) : null;
-    return loraLinear(x, base.weight, base.bias, this.A, this.B, s, xd);
+    return loraLinear(x, base.weight, base.bias, this.A, this.B, s, xd, graphOnly);
   }
 
   parameters(): [string, Tensor][] {

@@ -41,9 +41,15 @@ registerKernel('cpu', 'quantLinearBackward', (dx, g, w, m) =>
 
 /**
  * y = x · Wᵀ (+ bias): x [..., in] f32, W quantized [out, in] (frozen), bias [out] f32 or null.
- * Result [..., out] f32. Differentiable in x and bias.
+ * Result [..., out] f32. Differentiable in x and bias. With `graphOnly` the product is recorded for
+ * backward but not computed (see add).
  */
-export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null = null): Tensor {
+export function quantizedLinear(
+  x: Tensor,
+  w: QuantizedWeight,
+  bias: Tensor | null = null,
+  graphOnly = false,
+): Tensor {
   sameDevice('quantizedLinear', x, w.data, bias);
   expectFloat('quantizedLinear', 'x', x);
   if (bias) expectFloat('quantizedLinear', 'bias', bias);
@@ -59,7 +65,7 @@ export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | nu
     );
   const m = numel(x.shape.slice(0, -1));
   const y = Tensor.empty([...x.shape.slice(0, -1), out], x.dtype, x.device);
-  kernel(x.device, 'quantLinear')(y, x, w, bias, m);
+  if (!graphOnly) kernel(x.device, 'quantLinear')(y, x, w, bias, m);
   if (needsRecord([x, bias])) {
     // dx needs only W (held by the layer, frozen); dbias needs nothing.
     record([x, bias], [y], [], ([g], [gx, gb]) => {
