@@ -631,8 +631,8 @@ LKC_JS(crossEntropyBackward, 8, {
   a.launched();
 })
 
-LKC_JS(linearCrossEntropyWorkspace, 3, {
-  const size_t bytes = lkc::linear_cross_entropy_workspace(a.count(0, "N"), a.dim(1, "C"), a.dim(2, "chunk"));
+LKC_JS(linearCrossEntropyWorkspace, 2, {
+  const size_t bytes = lkc::linear_cross_entropy_workspace(a.count(0, "N"), a.dim(1, "chunk"));
   return number(env, static_cast<double>(bytes));
 })
 
@@ -643,12 +643,18 @@ LKC_JS(linearCrossEntropyForward, 11, {
   a.launched();
 })
 
-// gradScale: a device pointer to one f32 (the loss gradient), read by the kernels.
-LKC_JS(linearCrossEntropyBackward, 13, {
-  LKC_CALL(lkc::linear_cross_entropy_backward, a.ptr(0, "dh"), a.opt<float>(1, "dW"), a.ptr<const void>(2, "h"), a.ptr<const void>(3, "W"),
-                                     a.float_dtype(4, "t"), a.ptr<const int32_t>(5, "targets"), a.ptr<const float>(6, "lse"),
-                                     a.ptr<const float>(7, "gradScale"), a.count(8, "N"), a.dim(9, "C"), a.count(10, "V"), a.dim(11, "chunk"),
-                                     a.ptr(12, "workspace"), stream());
+LKC_JS(linearCrossEntropyForwardGrad, 12, {
+  LKC_CALL(lkc::linear_cross_entropy_forward_grad, a.ptr<float>(0, "rowLoss"), a.ptr<float>(1, "lse"), a.ptr<float>(2, "dhUnit"),
+                                         a.ptr<const void>(3, "h"), a.ptr<const void>(4, "W"), a.float_dtype(5, "t"),
+                                         a.ptr<const int32_t>(6, "targets"), a.count(7, "N"), a.dim(8, "C"), a.count(9, "V"),
+                                         a.dim(10, "chunk"), a.ptr(11, "workspace"), stream());
+  a.launched();
+})
+
+// scalar: a device pointer to one f32, read by the kernel (the host never waits for it).
+LKC_JS(scaleByScalar, 5, {
+  LKC_CALL(lkc::scale_by_scalar, a.ptr(0, "out"), a.float_dtype(1, "t"), a.ptr<const float>(2, "x"), a.ptr<const float>(3, "scalar"),
+                        a.count(4, "n"), stream());
   a.launched();
 })
 
@@ -782,7 +788,8 @@ napi_value init(napi_env env, napi_value exports) {
       LKC_FN(crossEntropyBackward),
       LKC_FN(linearCrossEntropyWorkspace),
       LKC_FN(linearCrossEntropyForward),
-      LKC_FN(linearCrossEntropyBackward),
+      LKC_FN(linearCrossEntropyForwardGrad),
+      LKC_FN(scaleByScalar),
       LKC_FN(adamwStep),
       LKC_FN(sgdStep),
       LKC_FN(dropout),

@@ -1,13 +1,16 @@
-// Fused linear + cross-entropy over vocabulary chunks, forward and backward, with h, W (and dh) all bf16
-// or all f32. The logits h · Wᵀ exist only [N, chunk] at a time (fp32, from a bf16·bf16 or an exact
-// f32·f32 cuBLASLt GEMM), never as the full [N, V] matrix or its log-softmax.
-//   forward:  per chunk, logits = h · W_cᵀ, then each row's running (max, Σexp) is merged with the
-//             chunk's (online logsumexp) and the target logit picked when it falls in the chunk.
-//             lse[n] = max + log Σexp, loss[n] = lse[n] − logit[n, target] (0 for target −100).
-//   backward: needs h, W, targets and the saved lse [N]. Per chunk the logits are recomputed and
-//             dz = grad_scale · (exp(logit − lse) − onehot) written in h's dtype (f32: over the logits,
-//             in place), then dh += dz · W_c (fp32 accumulation across chunks) and, when W is
-//             trained, dW_c += dzᵀ · h. grad_scale is read on the device, so the host never waits.
+// Fused linear + cross-entropy over vocabulary chunks, with h and W (and dh) all bf16 or all f32. The
+// logits h · Wᵀ exist only [N, chunk] at a time (fp32, from a bf16·bf16 or an exact f32·f32 cuBLASLt
+// GEMM), never as the full [N, V] matrix or its log-softmax.
+//   forward:      per chunk, logits = h · W_cᵀ, then each row's running (max, Σexp) is merged with the
+//                 chunk's (online logsumexp) and the target logit picked when it falls in the chunk.
+//                 lse[n] = max + log Σexp, loss[n] = lse[n] − logit[n, target] (0 for target −100).
+//   forward_grad: the same, and also the head's input gradient for a unit loss gradient,
+//                 dh_unit = softmax(h Wᵀ) · W − W[target], accumulated as flash attention accumulates
+//                 its output: per chunk P = exp(logit − m) (m the running max; written in h's dtype)
+//                 and dh_unit += P · W_c, the row rescaled by exp(m_old − m) when its max moves; after
+//                 the last chunk dh_unit = dh_unit / Σexp − W[target] (0 for ignored rows). Training
+//                 then needs two GEMMs per chunk instead of three (no logits recomputed in backward),
+//                 and backward only scales dh_unit by the loss gradient (scale_by_scalar).
 #include <algorithm>
 #include <type_traits>
 
@@ -73,20 +76,66 @@ __global__ void ce_finish_kernel(float* loss, float* lse, const float* m, const 
   loss[i] = targets[i] == kIgnore ? 0.f : l - zt[i];
 }
 
-// dz [N, vc] of T <- logits [N, vc] f32, lse [N], targets [N], grad_scale [1]. For T = f32, dz may be
-// logits itself: each element is read, then written, by the same thread.
+// One chunk of forward_grad, a block per row: P [N, vc] of T <- exp(logits − m_new) with m_new the
+// row max over the chunks so far; m, s (Σexp), zt (target logit) updated; the row of dh_unit [N, C]
+// rescaled by exp(m_old − m_new) when the max moved. For T = f32, P may be logits itself: each element
+// is read, then written, by the same thread, after the block-wide max has read them all.
 template <typename T>
-__global__ void __launch_bounds__(kBlock) ce_chunk_grad_kernel(T* dz, const float* logits, const float* lse, const int32_t* targets,
-                                                               const float* grad_scale, int vc, int64_t v0) {
+__global__ void __launch_bounds__(kBlock) ce_chunk_softmax_kernel(T* P, float* m, float* s, float* zt, float* dh_unit,
+                                                                  const float* logits, const int32_t* targets, int vc, int64_t v0,
+                                                                  int C, bool first) {
+  const int64_t row = blockIdx.x;
+  const float* z = logits + row * vc;
+  const float mo = first ? -INFINITY : m[row];
+  const int64_t t = targets[row];
+  const float zt_here = (t >= v0 && t < v0 + vc) ? z[t - v0] : 0.f;  // read before P may overwrite it
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < vc; j += blockDim.x) mx = fmaxf(mx, z[j]);
+  const float mn = fmaxf(mo, block_max(mx));  // its barrier: every logit is read before any P is written
+  T* p = P + row * vc;
+  float acc = 0.f;
+  for (int j = threadIdx.x; j < vc; j += blockDim.x) {
+    const float e = __expf(z[j] - mn);
+    p[j] = from_f32<T>(e);
+    acc += e;
+  }
+  const float S = block_sum(acc);
+  const float f = first ? 0.f : __expf(mo - mn);
+  if (!first && f != 1.f)
+    for (int k = threadIdx.x; k < C; k += blockDim.x) dh_unit[row * C + k] *= f;
+  if (threadIdx.x == 0) {
+    s[row] = first ? S : s[row] * f + S;
+    m[row] = mn;
+    if (first) zt[row] = 0.f;
+    if (t >= v0 && t < v0 + vc) zt[row] = zt_here;
+  }
+}
+
+// After forward_grad's last chunk, a block per row: loss, lse as ce_finish_kernel, and
+// dh_unit[row] = dh_unit[row] / s − W[target] (zeros for an ignored row).
+template <typename T>
+__global__ void __launch_bounds__(kBlock) ce_finish_grad_kernel(float* loss, float* lse, float* dh_unit, const float* m, const float* s,
+                                                                const float* zt, const T* W, const int32_t* targets, int C) {
   const int64_t row = blockIdx.x;
   const int64_t t = targets[row];
-  const float l = lse[row], g = t == kIgnore ? 0.f : grad_scale[0];
-  const float* z = logits + row * vc;
-  T* d = dz + row * vc;
-  for (int j = threadIdx.x; j < vc; j += blockDim.x) {
-    const float p = __expf(z[j] - l);
-    d[j] = from_f32<T>(g * (p - (v0 + j == t ? 1.f : 0.f)));
+  const bool ignored = t == kIgnore;
+  const float inv = 1.f / s[row];
+  float* d = dh_unit + row * C;
+  const T* w = W + (ignored ? 0 : t) * C;
+  for (int k = threadIdx.x; k < C; k += blockDim.x) d[k] = ignored ? 0.f : d[k] * inv - to_f32(w[k]);
+  if (threadIdx.x == 0) {
+    const float l = m[row] + logf(s[row]);
+    lse[row] = l;
+    loss[row] = ignored ? 0.f : l - zt[row];
   }
+}
+
+// out [n] of T = scalar[0] · x [n] f32
+template <typename T>
+__global__ void scale_by_scalar_kernel(T* out, const float* x, const float* scalar, int64_t n) {
+  const float g = scalar[0];
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = from_f32<T>(g * x[i]);
 }
 
 // Plain cross-entropy on full logits [N, V]: loss, lse [N].
@@ -107,22 +156,19 @@ __global__ void __launch_bounds__(kBlock) ce_logits_kernel(float* loss, float* l
 
 struct Workspace {
   float* logits;  // [N, chunk]
-  bf16* dz;       // [N, chunk], bf16 inputs only (f32 writes dz over the logits)
-  float* dh;      // [N, C], bf16 inputs only (f32 accumulates in dh itself)
+  bf16* P;        // [N, chunk], forward_grad with bf16 inputs only (f32 writes P over the logits)
   float *m, *s, *zt;
 };
 
 size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
-Workspace carve(void* base, int64_t N, int C, int chunk) {
+Workspace carve(void* base, int64_t N, int chunk) {
   char* p = static_cast<char*>(base);
   Workspace w;
   w.logits = reinterpret_cast<float*>(p);
   p += align256(size_t(N) * chunk * 4);
-  w.dz = reinterpret_cast<bf16*>(p);
+  w.P = reinterpret_cast<bf16*>(p);
   p += align256(size_t(N) * chunk * 2);
-  w.dh = reinterpret_cast<float*>(p);
-  p += align256(size_t(N) * C * 4);
   w.m = reinterpret_cast<float*>(p);
   p += align256(size_t(N) * 4);
   w.s = reinterpret_cast<float*>(p);
@@ -143,7 +189,7 @@ void check_args(DType t, int64_t N, int C, int64_t V, int chunk) {
 template <typename T>
 void lce_forward(float* loss, float* lse, const T* h, const T* W, const int32_t* targets, int64_t N, int C, int64_t V, int chunk,
                  void* workspace, cudaStream_t stream) {
-  Workspace w = carve(workspace, N, C, chunk);
+  Workspace w = carve(workspace, N, chunk);
   for (int64_t v0 = 0; v0 < V; v0 += chunk) {
     const int vc = int(std::min<int64_t>(chunk, V - v0));
     GemmOpts o;
@@ -156,45 +202,35 @@ void lce_forward(float* loss, float* lse, const T* h, const T* W, const int32_t*
   LKC_CHECK_LAUNCH("ce_finish");
 }
 
-// dh [N, C] of T (dW [V, C] f32 +=) <- h [N, C], W [V, C] of T, targets, lse [N], grad_scale [1]
+// loss, lse [N], dh_unit [N, C] f32 <- h [N, C], W [V, C] of T, targets [N]
 template <typename T>
-void lce_backward(T* dh, float* dW, const T* h, const T* W, const int32_t* targets, const float* lse, const float* grad_scale, int64_t N,
-                  int C, int64_t V, int chunk, void* workspace, cudaStream_t stream) {
-  Workspace w = carve(workspace, N, C, chunk);
-  // f32: dz overwrites the logits it comes from and dh accumulates in place (no rounding to undo).
-  T* dz;
-  float* dh_acc;
-  if constexpr (std::is_same_v<T, float>) {
-    dz = w.logits;
-    dh_acc = dh;
-  } else {
-    dz = w.dz;
-    dh_acc = w.dh;
-  }
+void lce_forward_grad(float* loss, float* lse, float* dh_unit, const T* h, const T* W, const int32_t* targets, int64_t N, int C, int64_t V,
+                      int chunk, void* workspace, cudaStream_t stream) {
+  Workspace w = carve(workspace, N, chunk);
+  T* P;
+  if constexpr (std::is_same_v<T, float>)
+    P = w.logits;
+  else
+    P = w.P;
   for (int64_t v0 = 0; v0 < V; v0 += chunk) {
     const int vc = int(std::min<int64_t>(chunk, V - v0));
     GemmOpts o;
-    o.trans_b = true;
+    o.trans_b = true;  // logits [N, vc] = h [N, C] · W_c [vc, C]ᵀ
     gemm(w.logits, DType::F32, h, kDType<T>, W + v0 * C, kDType<T>, N, vc, C, o, stream);
-    ce_chunk_grad_kernel<<<unsigned(N), kBlock, 0, stream>>>(dz, w.logits, lse, targets, grad_scale, vc, v0);
-    LKC_CHECK_LAUNCH("ce_chunk_grad");
-    GemmOpts od;  // dh [N, C] (+)= dz [N, vc] · W_c [vc, C]
+    ce_chunk_softmax_kernel<<<unsigned(N), kBlock, 0, stream>>>(P, w.m, w.s, w.zt, dh_unit, w.logits, targets, vc, v0, C, v0 == 0);
+    LKC_CHECK_LAUNCH("ce_chunk_softmax");
+    GemmOpts od;  // dh_unit [N, C] (+)= P [N, vc] · W_c [vc, C]
     od.beta = v0 == 0 ? 0.f : 1.f;
-    gemm(dh_acc, DType::F32, dz, kDType<T>, W + v0 * C, kDType<T>, N, C, vc, od, stream);
-    if (dW) {
-      GemmOpts ow;  // dW_c [vc, C] += dz [N, vc]ᵀ · h [N, C]
-      ow.trans_a = true;
-      ow.beta = 1.f;
-      gemm(dW + v0 * C, DType::F32, dz, kDType<T>, h, kDType<T>, vc, C, N, ow, stream);
-    }
+    gemm(dh_unit, DType::F32, P, kDType<T>, W + v0 * C, kDType<T>, N, C, vc, od, stream);
   }
-  if constexpr (!std::is_same_v<T, float>) cast(dh, DType::BF16, w.dh, DType::F32, N * C, stream);
+  ce_finish_grad_kernel<<<unsigned(N), kBlock, 0, stream>>>(loss, lse, dh_unit, w.m, w.s, w.zt, W, targets, C);
+  LKC_CHECK_LAUNCH("ce_finish_grad");
 }
 
 }  // namespace
 
-size_t linear_cross_entropy_workspace(int64_t N, int C, int chunk) {
-  return align256(size_t(N) * chunk * 4) + align256(size_t(N) * chunk * 2) + align256(size_t(N) * C * 4) + 3 * align256(size_t(N) * 4);
+size_t linear_cross_entropy_workspace(int64_t N, int chunk) {
+  return align256(size_t(N) * chunk * 4) + align256(size_t(N) * chunk * 2) + 3 * align256(size_t(N) * 4);
 }
 
 void linear_cross_entropy_forward(float* loss, float* lse, const void* h, const void* W, DType t, const int32_t* targets, int64_t N,
@@ -206,15 +242,27 @@ void linear_cross_entropy_forward(float* loss, float* lse, const void* h, const 
     lce_forward(loss, lse, static_cast<const bf16*>(h), static_cast<const bf16*>(W), targets, N, C, V, chunk, workspace, stream);
 }
 
-void linear_cross_entropy_backward(void* dh, float* dW, const void* h, const void* W, DType t, const int32_t* targets, const float* lse,
-                                   const float* grad_scale, int64_t N, int C, int64_t V, int chunk, void* workspace, cudaStream_t stream) {
+void linear_cross_entropy_forward_grad(float* loss, float* lse, float* dh_unit, const void* h, const void* W, DType t,
+                                       const int32_t* targets, int64_t N, int C, int64_t V, int chunk, void* workspace,
+                                       cudaStream_t stream) {
   check_args(t, N, C, V, chunk);
   if (t == DType::F32)
-    lce_backward(static_cast<float*>(dh), dW, static_cast<const float*>(h), static_cast<const float*>(W), targets, lse, grad_scale, N, C,
-                 V, chunk, workspace, stream);
+    lce_forward_grad(loss, lse, dh_unit, static_cast<const float*>(h), static_cast<const float*>(W), targets, N, C, V, chunk, workspace,
+                     stream);
   else
-    lce_backward(static_cast<bf16*>(dh), dW, static_cast<const bf16*>(h), static_cast<const bf16*>(W), targets, lse, grad_scale, N, C, V,
-                 chunk, workspace, stream);
+    lce_forward_grad(loss, lse, dh_unit, static_cast<const bf16*>(h), static_cast<const bf16*>(W), targets, N, C, V, chunk, workspace,
+                     stream);
+}
+
+void scale_by_scalar(void* out, DType t, const float* x, const float* scalar, int64_t n, cudaStream_t stream) {
+  LKC_REQUIRE(t == DType::F32 || t == DType::BF16, std::string("scale_by_scalar writes f32 or bf16, not ") + dtype_name(t) + ".");
+  if (n <= 0) return;
+  const unsigned blocks = unsigned(std::min<int64_t>(ceil_div(n, 256), 65535));
+  if (t == DType::F32)
+    scale_by_scalar_kernel<<<blocks, 256, 0, stream>>>(static_cast<float*>(out), x, scalar, n);
+  else
+    scale_by_scalar_kernel<<<blocks, 256, 0, stream>>>(static_cast<bf16*>(out), x, scalar, n);
+  LKC_CHECK_LAUNCH("scale_by_scalar");
 }
 
 void cross_entropy_forward(float* loss, float* lse, const void* logits, DType t, const int32_t* targets, int64_t N, int64_t V,

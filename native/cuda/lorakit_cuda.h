@@ -183,16 +183,18 @@ void embedding_backward(float* dtable, const void* dout, DType t, const int32_t*
 // ---- fused linear + cross-entropy over vocabulary chunks (cross_entropy.cu) ----------------------
 // logits = h · Wᵀ are only ever materialized [N, chunk] at a time, in f32: h [N, C] and W [V, C] both of
 // dtype t, BF16 (tensor-core GEMMs) or F32 (exact f32 GEMMs). targets [N] i32, −100 = ignored.
-// Forward: lse [N] f32 (saved), loss [N] f32 = lse − logit[target] (0 for ignored rows).
-// Backward: dh [N, C] of dtype t = Σ_chunks dz · W_chunk with dz = grad_scale[0] · (softmax − onehot) (0
-// on ignored rows; dz rounded to bf16 for BF16); dW [V, C] f32 += dzᵀ · h when not null. grad_scale: one
-// f32 on the device, dL/dloss[n] (1/count for a mean), read by the kernels so the host never waits.
-// The workspace size does not depend on t.
-size_t linear_cross_entropy_workspace(int64_t N, int C, int chunk);
+// Forward: lse [N] f32, loss [N] f32 = lse − logit[target] (0 for ignored rows).
+// Forward_grad (training): the same, and dh_unit [N, C] f32 = softmax · W − W[target] (0 on ignored
+// rows), the head's input gradient for a unit loss gradient; backward is then scale_by_scalar.
+// The workspace size does not depend on t or C.
+size_t linear_cross_entropy_workspace(int64_t N, int chunk);
 void linear_cross_entropy_forward(float* loss, float* lse, const void* h, const void* W, DType t, const int32_t* targets, int64_t N,
                                   int C, int64_t V, int chunk, void* workspace, cudaStream_t stream);
-void linear_cross_entropy_backward(void* dh, float* dW, const void* h, const void* W, DType t, const int32_t* targets, const float* lse,
-                                   const float* grad_scale, int64_t N, int C, int64_t V, int chunk, void* workspace, cudaStream_t stream);
+void linear_cross_entropy_forward_grad(float* loss, float* lse, float* dh_unit, const void* h, const void* W, DType t,
+                                       const int32_t* targets, int64_t N, int C, int64_t V, int chunk, void* workspace,
+                                       cudaStream_t stream);
+// out [n] of dtype t (f32 or bf16) = scalar[0] · x [n] f32, the scalar read on the device.
+void scale_by_scalar(void* out, DType t, const float* x, const float* scalar, int64_t n, cudaStream_t stream);
 // Plain cross-entropy over given logits [N, V] (bf16 or f32), one pass per row: loss, lse [N] f32.
 void cross_entropy_forward(float* loss, float* lse, const void* logits, DType t, const int32_t* targets, int64_t N, int64_t V,
                            cudaStream_t stream);

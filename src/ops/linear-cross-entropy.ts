@@ -4,7 +4,7 @@
 // gradient for a unit loss gradient), since it has each chunk's softmax at hand; backward scales it.
 import { kernel } from '../backend/kernels.js';
 import { needsRecord, noGrad, record } from '../autograd/tape.js';
-import { keep, shapeString, Tensor, tidy } from '../tensor/tensor.js';
+import { shapeString, Tensor, tidy } from '../tensor/tensor.js';
 import { checkTargets, IGNORE_INDEX } from './cross-entropy.js';
 import { gemmInto } from './matmul.js';
 import { scale, sum } from './elementwise.js';
@@ -16,21 +16,20 @@ declare module '../backend/kernels.js' {
   interface KernelTable {
     /**
      * Device backends fuse the head and the loss (CUDA: vocabulary chunks through cuBLASLt, logits
-     * never whole). rowLoss, lse [N] f32 (0 for ignored rows) <- h [N, D], w [V, D], targets [N].
+     * never whole). rowLoss, lse [N] f32 (0 for ignored rows) <- h [N, D], w [V, D], targets [N]; with
+     * dhUnit [N, D] f32 (training), also the head's input gradient for a unit loss gradient,
+     * softmax(h wᵀ)·w − w[target] (0 on ignored rows).
      */
-    linearCrossEntropyForward(rowLoss: Tensor, lse: Tensor, h: Tensor, w: Tensor, targets: Tensor): void;
-    /**
-     * dh [N, D] = gradScale · (softmax(h wᵀ) − onehot) · w, 0 on ignored rows; gradScale is the loss
-     * gradient, a one-element f32 tensor read on the device (the host never waits for it).
-     */
-    linearCrossEntropyBackward(
-      dh: Tensor,
+    linearCrossEntropyForward(
+      rowLoss: Tensor,
+      lse: Tensor,
+      dhUnit: Tensor | null,
       h: Tensor,
       w: Tensor,
       targets: Tensor,
-      lse: Tensor,
-      gradScale: Tensor,
     ): void;
+    /** out = scalar · x, x f32, scalar a one-element f32 tensor read on the device (no host wait). */
+    scaleByScalar(out: Tensor, x: Tensor, scalar: Tensor): void;
   }
 }
 
@@ -95,27 +94,27 @@ export function linearCrossEntropy(h: Tensor, w: Tensor, targets: Tensor): Tenso
   return out;
 }
 
-// The device path: one fused kernel per direction over all N rows (ignored rows cost a GEMM row but
-// no host gather). Host targets are copied over here; callers in a training step pass them already on
-// the device (train/loss.ts), so this copy does not make the host wait in the middle of a forward.
+// The device path: one fused kernel over all N rows (ignored rows cost a GEMM row but no host gather);
+// when recording it also computes dh for a unit loss gradient, so backward only scales it by the loss
+// gradient, read on the device. Host targets are copied over here; callers in a training step pass
+// them already on the device (train/loss.ts), so this copy does not make the host wait mid-forward.
 function fusedOnDevice(h: Tensor, w: Tensor, given: Tensor): Tensor {
   const N = h.shape[0];
   const targets = given.device === h.device ? given : given.toDevice(h.device);
   const rowLoss = emptyF32(h, [N]);
   const lse = emptyF32(h, [N]);
-  kernel(h.device, 'linearCrossEntropyForward')(rowLoss, lse, h, w, targets);
+  const dhUnit = needsRecord([h]) ? emptyF32(h, h.shape) : null;
+  kernel(h.device, 'linearCrossEntropyForward')(rowLoss, lse, dhUnit, h, w, targets);
   const out = noGrad(() => sum(rowLoss));
-  rowLoss.dispose();
-  if (needsRecord([h])) {
-    record([h], [out], [h, targets, lse], ([g]) => {
+  if (dhUnit) {
+    record([h], [out], [dhUnit], ([g]) => {
       const dh = emptyLike(h);
-      kernel(h.device, 'linearCrossEntropyBackward')(dh, h, w, targets, lse, g);
+      kernel(h.device, 'scaleByScalar')(dh, dhUnit, g);
       return [dh];
     });
-    keep(lse); // the tape now holds the only references
-    if (targets !== given) keep(targets);
+    dhUnit.dispose(); // the tape holds the only reference now
   }
-  lse.dispose();
+  for (const t of [rowLoss, lse]) t.dispose();
   if (targets !== given) targets.dispose();
   return out;
 }

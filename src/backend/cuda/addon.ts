@@ -209,7 +209,7 @@ export interface CudaAddon {
     N: number,
     V: number,
   ): void;
-  linearCrossEntropyWorkspace(N: number, C: number, chunk: number): number;
+  linearCrossEntropyWorkspace(N: number, chunk: number): number;
   /**
    * rowLoss, lse [N] f32 <- h [N, C], W [V, C] both of dtype t (bf16, or f32 for exact f32 GEMMs),
    * targets [N] i32; logits only [N, chunk] at a time.
@@ -227,25 +227,23 @@ export interface CudaAddon {
     chunk: number,
     workspace: number,
   ): void;
-  /**
-   * dh [N, C] of dtype t (gradScale[0] · Σ dz·W), dW f32 += (or 0), h and W of dtype t. gradScale is a
-   * device pointer to one f32 (the loss gradient), read by the kernels: the host never waits for it.
-   */
-  linearCrossEntropyBackward(
-    dh: number,
-    dW: number,
+  /** The forward, and dhUnit [N, C] f32 = softmax · W − W[target] (0 on ignored rows). */
+  linearCrossEntropyForwardGrad(
+    rowLoss: number,
+    lse: number,
+    dhUnit: number,
     h: number,
     W: number,
     t: CudaDType,
     targets: number,
-    lse: number,
-    gradScale: number,
     N: number,
     C: number,
     V: number,
     chunk: number,
     workspace: number,
   ): void;
+  /** out [n] of dtype t = scalar[0] · x [n] f32; scalar is a device pointer to one f32. */
+  scaleByScalar(out: number, t: CudaDType, x: number, scalar: number, n: number): void;
   /**
    * torch.optim.AdamW on many tensors at once (one launch per 64): `table` holds 6 numbers per tensor,
    * [p, m, v, pBf16, g, n], with p, m, v, g f32 [n] and pBf16 (0: none) a bf16 [n] that receives the

@@ -309,53 +309,53 @@ export function registerCudaKernels(): void {
     cu.crossEntropyBackward(ptr(dlogits), ptr(logits), dt(logits), ptr(targets), ptr(lse), ptr(g), N, V);
     if (g !== gradLoss) g.dispose();
   });
-  const lceWorkspace = (N: number, D: number, V: number): Tensor =>
-    Tensor.empty([cu.linearCrossEntropyWorkspace(N, D, lceChunk(N, V))], 'u8', 'cuda');
-  reg('linearCrossEntropyForward', (rowLoss, lse, h, w, targets) => {
+  const lceWorkspace = (N: number, V: number): Tensor =>
+    Tensor.empty([cu.linearCrossEntropyWorkspace(N, lceChunk(N, V))], 'u8', 'cuda');
+  reg('linearCrossEntropyForward', (rowLoss, lse, dhUnit, h, w, targets) => {
     const [N, D] = h.shape;
     const V = w.shape[0];
     const t = floatType('linearCrossEntropy', { h, w });
-    const ws = lceWorkspace(N, D, V);
-    cu.linearCrossEntropyForward(
-      ptr(rowLoss),
-      ptr(lse),
-      ptr(h),
-      ptr(w),
-      t,
-      ptr(targets),
-      N,
-      D,
-      V,
-      lceChunk(N, V),
-      ptr(ws),
-    );
+    if (dhUnit) expect(dhUnit, 'f32', 'linearCrossEntropy', 'dhUnit');
+    const ws = lceWorkspace(N, V);
+    const chunk = lceChunk(N, V);
+    if (dhUnit)
+      cu.linearCrossEntropyForwardGrad(
+        ptr(rowLoss),
+        ptr(lse),
+        ptr(dhUnit),
+        ptr(h),
+        ptr(w),
+        t,
+        ptr(targets),
+        N,
+        D,
+        V,
+        chunk,
+        ptr(ws),
+      );
+    else
+      cu.linearCrossEntropyForward(
+        ptr(rowLoss),
+        ptr(lse),
+        ptr(h),
+        ptr(w),
+        t,
+        ptr(targets),
+        N,
+        D,
+        V,
+        chunk,
+        ptr(ws),
+      );
     ws.dispose();
   });
-  // gradScale (the loss gradient, one f32) is read by the kernels on the device: no host sync.
-  reg('linearCrossEntropyBackward', (dh, h, w, targets, lse, gradScale) => {
-    const [N, D] = h.shape;
-    const V = w.shape[0];
-    const t = floatType('linearCrossEntropy backward', { dh, h, w });
-    expect(gradScale, 'f32', 'linearCrossEntropy backward', 'gradScale');
-    const g = gradScale.device === 'cuda' ? gradScale : gradScale.toDevice('cuda');
-    const ws = lceWorkspace(N, D, V);
-    cu.linearCrossEntropyBackward(
-      ptr(dh),
-      NULL,
-      ptr(h),
-      ptr(w),
-      t,
-      ptr(targets),
-      ptr(lse),
-      ptr(g),
-      N,
-      D,
-      V,
-      lceChunk(N, V),
-      ptr(ws),
-    );
-    ws.dispose();
-    if (g !== gradScale) g.dispose();
+  // The scalar (e.g. a loss gradient) is read by the kernel on the device: no host sync.
+  reg('scaleByScalar', (out, x, scalar) => {
+    expect(x, 'f32', 'scaleByScalar', 'x');
+    expect(scalar, 'f32', 'scaleByScalar', 'scalar');
+    const s = scalar.device === 'cuda' ? scalar : scalar.toDevice('cuda');
+    cu.scaleByScalar(ptr(out), floatType('scaleByScalar', { out }), ptr(x), ptr(s), x.size);
+    if (s !== scalar) s.dispose();
   });
 
   // All of a model's tensors in one call (the addon launches once per 64); each slot's bf16 compute
