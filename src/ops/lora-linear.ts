@@ -158,15 +158,16 @@ export function loraLinear(
     // y = x·Wᵀ + bias + s·h·Bᵀ. Without a bias (an epilogue that needs beta = 0) the small product goes
     // first and the base GEMM adds it as C with beta = 1: the compute-bound base GEMM reads C almost for
     // free, where the memory-bound small one would read and write all of y again.
-    if (graphOnly) {
-      // y is never read; backward needs only h.
-    } else if (w instanceof QuantizedWeight || bias) {
-      if (w instanceof QuantizedWeight) kernel(device, 'quantLinear')(y, x, w, bias, rows);
-      else gemm(y, x, w, bias, attrs(rows, out, inF, false, true));
-      gemm(y, h, Bc, null, attrs(rows, out, r, false, true, s, 1)); // y += s·h·Bᵀ
-    } else {
-      gemm(y, h, Bc, null, attrs(rows, out, r, false, true, s)); // y = s·h·Bᵀ
-      gemm(y, x, w, null, attrs(rows, out, inF, false, true, 1, 1)); // y += x·Wᵀ
+    // With graphOnly y is never read: backward needs only h.
+    if (!graphOnly) {
+      if (w instanceof QuantizedWeight || bias) {
+        if (w instanceof QuantizedWeight) kernel(device, 'quantLinear')(y, x, w, bias, rows);
+        else gemm(y, x, w, bias, attrs(rows, out, inF, false, true));
+        gemm(y, h, Bc, null, attrs(rows, out, r, false, true, s, 1)); // y += s·h·Bᵀ
+      } else {
+        gemm(y, h, Bc, null, attrs(rows, out, r, false, true, s)); // y = s·h·Bᵀ
+        gemm(y, x, w, null, attrs(rows, out, inF, false, true, 1, 1)); // y += x·Wᵀ
+      }
     }
 
     if (needsRecord([x, bias, A, B, xl0])) {
