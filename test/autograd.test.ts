@@ -12,7 +12,7 @@ import { linearCrossEntropy } from '../src/ops/linear-cross-entropy.js';
 import { linear } from '../src/ops/matmul.js';
 import { cast } from '../src/ops/elementwise.js';
 import { adapterParameters, addAdapter } from '../src/peft/adapters.js';
-import { LORA_DEFAULTS } from '../src/peft/config.js';
+import { LORA_DEFAULTS, type LoraConfig } from '../src/peft/config.js';
 import { padBatch, toDevice } from '../src/train/batching.js';
 import { lossSum } from '../src/train/loss.js';
 import { Tensor, tidy } from '../src/tensor/tensor.js';
@@ -82,6 +82,50 @@ test('finite differences agree with backward through a whole decoder', async (t)
   } finally {
     model.dispose();
   }
+});
+
+test('checkpointed layers and halves give the gradients of no checkpointing: plain, LoRA and NF4 layers', async (t) => {
+  const dir = fixture('models', 'qwen2');
+  if (!dir) return t.skip('fixture missing: run scripts/reference/make-all.sh');
+  // q/v only: o and down are plain (or NF4) layers, whose products the recompute skips too.
+  for (const quantize of [undefined, 'nf4'] as const)
+    for (const targetModules of [
+      'all-linear',
+      ['q_proj', 'v_proj'],
+    ] satisfies LoraConfig['targetModules'][]) {
+      const { model } = await loadModel(dir, { quantize });
+      try {
+        addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 3, alpha: 6, dropout: 0, targetModules }, 4);
+        const params = adapterParameters(model, 'default');
+        for (const [, p] of params) p.as('f32').set(Float32Array.from(randn(p.size, p.size + 1, 0.05)));
+        const ids = [5, 17, 33, 2, 80, 41, 9, 60, 11, 70, 3];
+        const hb = padBatch([{ ids, labels: ids }]);
+        const grads = (opts: ForwardOptions): Float32Array[] => {
+          tidy(() => {
+            const { batch, targets } = toDevice(hb);
+            backward(lossSum(model, batch, targets, opts));
+          });
+          return params.map(([, p]) => {
+            const g = p.grad!.toFloat32();
+            p.grad!.dispose();
+            p.grad = null;
+            return g;
+          });
+        };
+        const plain = grads({});
+        for (const opts of [{ checkpointing: true }, { checkpointing: true, offloadCheckpoints: true }])
+          grads(opts).forEach((g, k) =>
+            assertClose(
+              g,
+              plain[k],
+              1e-5,
+              `${quantize ?? 'f32'} ${String(targetModules)} ${JSON.stringify(opts)}: ${params[k][0]}`,
+            ),
+          );
+      } finally {
+        model.dispose();
+      }
+    }
 });
 
 test('fused head + cross-entropy equals head then cross-entropy (f32 and bf16 weights, ignored rows)', () => {
