@@ -637,14 +637,14 @@ LKC_JS(linearCrossEntropyWorkspace, 2, {
 })
 
 LKC_JS(linearCrossEntropyForward, 11, {
-  LKC_CALL(lkc::linear_cross_entropy_forward, a.ptr<float>(0, "rowLoss"), a.ptr<float>(1, "lse"), a.ptr<const void>(2, "h"),
+  LKC_CALL(lkc::linear_cross_entropy_forward, a.ptr<float>(0, "rowLoss"), a.opt<float>(1, "lse"), a.ptr<const void>(2, "h"),
                                     a.ptr<const void>(3, "W"), a.float_dtype(4, "t"), a.ptr<const int32_t>(5, "targets"), a.count(6, "N"),
                                     a.dim(7, "C"), a.count(8, "V"), a.dim(9, "chunk"), a.ptr(10, "workspace"), stream());
   a.launched();
 })
 
 LKC_JS(linearCrossEntropyForwardGrad, 12, {
-  LKC_CALL(lkc::linear_cross_entropy_forward_grad, a.ptr<float>(0, "rowLoss"), a.ptr<float>(1, "lse"), a.ptr<float>(2, "dhUnit"),
+  LKC_CALL(lkc::linear_cross_entropy_forward_grad, a.ptr<float>(0, "rowLoss"), a.opt<float>(1, "lse"), a.ptr<float>(2, "dhUnit"),
                                          a.ptr<const void>(3, "h"), a.ptr<const void>(4, "W"), a.float_dtype(5, "t"),
                                          a.ptr<const int32_t>(6, "targets"), a.count(7, "N"), a.dim(8, "C"), a.count(9, "V"),
                                          a.dim(10, "chunk"), a.ptr(11, "workspace"), stream());

@@ -72,7 +72,7 @@ __global__ void ce_finish_kernel(float* loss, float* lse, const float* m, const 
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= N) return;
   const float l = m[i] + logf(s[i]);
-  lse[i] = l;
+  if (lse) lse[i] = l;
   loss[i] = targets[i] == kIgnore ? 0.f : l - zt[i];
 }
 
@@ -125,7 +125,7 @@ __global__ void __launch_bounds__(kBlock) ce_finish_grad_kernel(float* loss, flo
   for (int k = threadIdx.x; k < C; k += blockDim.x) d[k] = ignored ? 0.f : d[k] * inv - to_f32(w[k]);
   if (threadIdx.x == 0) {
     const float l = m[row] + logf(s[row]);
-    lse[row] = l;
+    if (lse) lse[row] = l;
     loss[row] = ignored ? 0.f : l - zt[row];
   }
 }

@@ -183,7 +183,7 @@ void embedding_backward(float* dtable, const void* dout, DType t, const int32_t*
 // ---- fused linear + cross-entropy over vocabulary chunks (cross_entropy.cu) ----------------------
 // logits = h · Wᵀ are only ever materialized [N, chunk] at a time, in f32: h [N, C] and W [V, C] both of
 // dtype t, BF16 (tensor-core GEMMs) or F32 (exact f32 GEMMs). targets [N] i32, −100 = ignored.
-// Forward: lse [N] f32, loss [N] f32 = lse − logit[target] (0 for ignored rows).
+// Forward: loss [N] f32 = lse − logit[target] (0 for ignored rows), and lse [N] f32 unless lse is null.
 // Forward_grad (training): the same, and dh_unit [N, C] f32 = softmax · W − W[target] (0 on ignored
 // rows), the head's input gradient for a unit loss gradient; backward is then scale_by_scalar.
 // The workspace size does not depend on t or C.

@@ -16,13 +16,12 @@ declare module '../backend/kernels.js' {
   interface KernelTable {
     /**
      * Device backends fuse the head and the loss (CUDA: vocabulary chunks through cuBLASLt, logits
-     * never whole). rowLoss, lse [N] f32 (0 for ignored rows) <- h [N, D], w [V, D], targets [N]; with
+     * never whole). rowLoss [N] f32 (0 for ignored rows) <- h [N, D], w [V, D], targets [N]; with
      * dhUnit [N, D] f32 (training), also the head's input gradient for a unit loss gradient,
      * softmax(h wᵀ)·w − w[target] (0 on ignored rows).
      */
     linearCrossEntropyForward(
       rowLoss: Tensor,
-      lse: Tensor,
       dhUnit: Tensor | null,
       h: Tensor,
       w: Tensor,
@@ -102,9 +101,8 @@ function fusedOnDevice(h: Tensor, w: Tensor, given: Tensor): Tensor {
   const N = h.shape[0];
   const targets = given.device === h.device ? given : given.toDevice(h.device);
   const rowLoss = emptyF32(h, [N]);
-  const lse = emptyF32(h, [N]);
   const dhUnit = needsRecord([h]) ? emptyF32(h, h.shape) : null;
-  kernel(h.device, 'linearCrossEntropyForward')(rowLoss, lse, dhUnit, h, w, targets);
+  kernel(h.device, 'linearCrossEntropyForward')(rowLoss, dhUnit, h, w, targets);
   const out = noGrad(() => sum(rowLoss));
   if (dhUnit) {
     record([h], [out], [dhUnit], ([g]) => {
@@ -114,7 +112,7 @@ function fusedOnDevice(h: Tensor, w: Tensor, given: Tensor): Tensor {
     });
     dhUnit.dispose(); // the tape holds the only reference now
   }
-  for (const t of [rowLoss, lse]) t.dispose();
+  rowLoss.dispose();
   if (targets !== given) targets.dispose();
   return out;
 }

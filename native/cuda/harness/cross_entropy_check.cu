@@ -66,11 +66,18 @@ void correctness() {
       }
       check("linear CE fwd loss", tag, compare(down<float>(loss.p, c.N), lref), 1e-5);
       check("linear CE fwd lse", tag, compare(down<float>(lse.p, c.N), lseref), 1e-5);
+      loss.poison();  // lse is optional: the training path does not read it
+      lkc::linear_cross_entropy_forward(loss.f(), nullptr, dh_.p, dW_.p, type, dtg.as<int32_t>(), c.N, c.C, c.V, c.chunk, ws.p, nullptr);
+      check("linear CE fwd loss, no lse", tag, compare(down<float>(loss.p, c.N), lref), 1e-5);
       loss.poison(), lse.poison(), dhu.poison();
       lkc::linear_cross_entropy_forward_grad(loss.f(), lse.f(), dhu.f(), dh_.p, dW_.p, type, dtg.as<int32_t>(), c.N, c.C, c.V, c.chunk,
                                              ws.p, nullptr);
       check("linear CE fwd+grad loss", tag, compare(down<float>(loss.p, c.N), lref), 1e-5);
       check("linear CE fwd+grad lse", tag, compare(down<float>(lse.p, c.N), lseref), 1e-5);
+      loss.poison(), dhu.poison();
+      lkc::linear_cross_entropy_forward_grad(loss.f(), nullptr, dhu.f(), dh_.p, dW_.p, type, dtg.as<int32_t>(), c.N, c.C, c.V, c.chunk,
+                                             ws.p, nullptr);
+      check("linear CE fwd+grad loss, no lse", tag, compare(down<float>(loss.p, c.N), lref), 1e-5);
       dhg.poison();
       lkc::scale_by_scalar(dhg.p, type, dhu.f(), dgs.f(), c.N * c.C, nullptr);
       // bf16: P is rounded to bf16 before its GEMM (~3e-3 relative), so a bf16 tolerance; f32: fp32 throughout.

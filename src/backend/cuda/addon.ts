@@ -211,8 +211,8 @@ export interface CudaAddon {
   ): void;
   linearCrossEntropyWorkspace(N: number, chunk: number): number;
   /**
-   * rowLoss, lse [N] f32 <- h [N, C], W [V, C] both of dtype t (bf16, or f32 for exact f32 GEMMs),
-   * targets [N] i32; logits only [N, chunk] at a time.
+   * rowLoss, lse [N] f32 (lse 0: not wanted) <- h [N, C], W [V, C] both of dtype t (bf16, or f32 for
+   * exact f32 GEMMs), targets [N] i32; logits only [N, chunk] at a time.
    */
   linearCrossEntropyForward(
     rowLoss: number,

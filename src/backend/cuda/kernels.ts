@@ -311,7 +311,7 @@ export function registerCudaKernels(): void {
   });
   const lceWorkspace = (N: number, V: number): Tensor =>
     Tensor.empty([cu.linearCrossEntropyWorkspace(N, lceChunk(N, V))], 'u8', 'cuda');
-  reg('linearCrossEntropyForward', (rowLoss, lse, dhUnit, h, w, targets) => {
+  reg('linearCrossEntropyForward', (rowLoss, dhUnit, h, w, targets) => {
     const [N, D] = h.shape;
     const V = w.shape[0];
     const t = floatType('linearCrossEntropy', { h, w });
@@ -321,7 +321,7 @@ export function registerCudaKernels(): void {
     if (dhUnit)
       cu.linearCrossEntropyForwardGrad(
         ptr(rowLoss),
-        ptr(lse),
+        NULL,
         ptr(dhUnit),
         ptr(h),
         ptr(w),
@@ -336,7 +336,7 @@ export function registerCudaKernels(): void {
     else
       cu.linearCrossEntropyForward(
         ptr(rowLoss),
-        ptr(lse),
+        NULL,
         ptr(h),
         ptr(w),
         t,
