@@ -207,12 +207,13 @@ void quant_linear_forward(float* y, const float* x, const float* bias, const QW&
 }
 
 // dx [m, in] = g [m, out] · W. Needs nothing from forward (W is frozen, x is not used).
-void quant_linear_backward(float* dx, const float* g, const QW& w, int64_t m) {
+// dx [m, cols] = g [m, rows] · W, or dx += g · W when accumulating (layers sharing an input).
+void quant_linear_backward(float* dx, const float* g, const QW& w, int64_t m, bool accumulate) {
   const int64_t in = w.cols, out = w.rows, tile = tile_rows(w);
   Buffer wt(tile * in);
   if (tile == out) {
     dequant_rows(wt.p, w, 0, out);
-    gemm<float, float>(dx, g, wt.p, nullptr, 1, m, in, out, false, false, 1.0f, 0.0f, 0, 0, 0);
+    gemm<float, float>(dx, g, wt.p, nullptr, 1, m, in, out, false, false, 1.0f, accumulate ? 1.0f : 0.0f, 0, 0, 0);
     return;
   }
   Buffer gt(m * tile);
@@ -222,7 +223,8 @@ void quant_linear_backward(float* dx, const float* g, const QW& w, int64_t m) {
     parallel_for(m, std::max<int64_t>(1, 16384 / t), [&](int64_t a, int64_t b) {
       for (int64_t r = a; r < b; r++) std::memcpy(gt.p + r * t, g + r * out + o0, t * sizeof(float));
     });
-    gemm<float, float>(dx, gt.p, wt.p, nullptr, 1, m, in, t, false, false, 1.0f, o0 == 0 ? 0.0f : 1.0f, 0, 0, 0);
+    const float beta = o0 == 0 && !accumulate ? 0.0f : 1.0f;
+    gemm<float, float>(dx, gt.p, wt.p, nullptr, 1, m, in, t, false, false, 1.0f, beta, 0, 0, 0);
   }
 }
 
@@ -325,10 +327,10 @@ LK_ENTRY(js_quant_linear, 15, {
   const float* bias = a.absent(2) ? nullptr : a.f32(2, w.rows);
   quant_linear_forward(a.f32(0, m * w.rows), a.f32(1, m * w.cols), bias, w, m);
 })
-LK_ENTRY(js_quant_linear_backward, 14, {
+LK_ENTRY(js_quant_linear_backward, 15, {
   QW w = read_qw(a, 2);
   int64_t m = a.int64(13);
-  quant_linear_backward(a.f32(0, m * w.cols), a.f32(1, m * w.rows), w, m);
+  quant_linear_backward(a.f32(0, m * w.cols), a.f32(1, m * w.rows), w, m, a.boolean(14));
 })
 
 LK_EXPORT("quantize4bit", js_quantize_4bit);

@@ -18,8 +18,8 @@ declare module '../backend/cpu/addon.js' {
       bias: Float32Array | null,
       ...rest: [...QuantArgs, number]
     ): void;
-    /** dx [m, cols] = g [m, rows] · W. */
-    quantLinearBackward(dx: Float32Array, g: Float32Array, ...rest: [...QuantArgs, number]): void;
+    /** dx [m, cols] = g [m, rows] · W (dx += … when accumulating). */
+    quantLinearBackward(dx: Float32Array, g: Float32Array, ...rest: [...QuantArgs, number, boolean]): void;
   }
 }
 
@@ -27,16 +27,19 @@ declare module '../backend/kernels.js' {
   interface KernelTable {
     /** y [m, out] = x [m, in] · Wᵀ (+ bias [out]) for a quantized W [out, in]. */
     quantLinear(y: Tensor, x: Tensor, w: QuantizedWeight, bias: Tensor | null, m: number): void;
-    /** dx [m, in] = g [m, out] · W for a quantized W [out, in]. */
-    quantLinearBackward(dx: Tensor, g: Tensor, w: QuantizedWeight, m: number): void;
+    /**
+     * dx [m, in] = g [m, out] · W for a quantized W [out, in]; with `accumulate`, dx += g · W (layers
+     * that share an input sum their input gradients in place).
+     */
+    quantLinearBackward(dx: Tensor, g: Tensor, w: QuantizedWeight, m: number, accumulate: boolean): void;
   }
 }
 
 registerKernel('cpu', 'quantLinear', (y, x, w, bias, m) =>
   cpu.quantLinear(y.as('f32'), x.as('f32'), bias ? bias.as('f32') : null, ...w.args(), m),
 );
-registerKernel('cpu', 'quantLinearBackward', (dx, g, w, m) =>
-  cpu.quantLinearBackward(dx.as('f32'), g.as('f32'), ...w.args(), m),
+registerKernel('cpu', 'quantLinearBackward', (dx, g, w, m, accumulate) =>
+  cpu.quantLinearBackward(dx.as('f32'), g.as('f32'), ...w.args(), m, accumulate),
 );
 
 /**
@@ -75,7 +78,7 @@ export function quantizedLinear(
         if (w.disposed)
           throw new Error('lorakit: quantizedLinear backward: the quantized weight was disposed.');
         dx = Tensor.empty(x.shape, x.dtype, x.device);
-        kernel(x.device, 'quantLinearBackward')(dx, g, w, m);
+        kernel(x.device, 'quantLinearBackward')(dx, g, w, m, false);
       }
       if (gb && bias) {
         db = Tensor.empty(bias.shape, bias.dtype, bias.device);

@@ -474,8 +474,8 @@ export function registerCudaKernels(): void {
       if (Bias && Bias !== bias) Bias.dispose();
     }
   });
-  // dx [m, in] = g [m, out] · W = Σ over row blocks of g's matching columns times the block.
-  reg('quantLinearBackward', (dx, g, w, m) => {
+  // dx [m, in] (+)= g [m, out] · W = Σ over row blocks of g's matching columns times the block.
+  reg('quantLinearBackward', (dx, g, w, m, accumulate) => {
     const [out, inF] = w.shape;
     const t = floatType('quantLinear backward', { dx, g });
     const esize = t === CUDA_DTYPE.f32 ? 4 : 2;
@@ -495,7 +495,7 @@ export function registerCudaKernels(): void {
         false,
         false,
         1,
-        r0 === 0 ? 0 : 1,
+        r0 === 0 && !accumulate ? 0 : 1,
         1,
         0,
         0,
