@@ -22,6 +22,7 @@ import { add, cast, mul, scale, sum } from '../src/ops/elementwise.js';
 import { embedding } from '../src/ops/embedding.js';
 import { linearCrossEntropy } from '../src/ops/linear-cross-entropy.js';
 import { linear, matmul } from '../src/ops/matmul.js';
+import { loraLinears } from '../src/ops/lora-linear.js';
 import { rmsnorm } from '../src/ops/rmsnorm.js';
 import { rope, ropeTables, parseRopeConfig } from '../src/ops/rope.js';
 import { swiglu } from '../src/ops/swiglu.js';
@@ -146,6 +147,70 @@ for (const act of ACTS)
       ([a, b]) => matmul(a, b, { transB: true }),
     );
   });
+
+for (const act of ACTS)
+  test(
+    `CUDA (${act}): layers sharing an input (loraLinears), and their stacked factors after AdamW`,
+    { skip: SKIP },
+    () => {
+      // q/k/v-like: two LoRA layers of different rank (one with a bias) and a plain one, on one input.
+      const x = input([2, 37, 91], 80);
+      const ws = [0, 1, 2].map((i) => input([53, 91], 81 + i, 0.1));
+      const bias = input([53], 84);
+      const factors = [
+        input([8, 91], 85, 0.1),
+        input([53, 8], 86, 0.1),
+        input([5, 91], 87, 0.1),
+        input([53, 5], 88, 0.1),
+      ];
+      compareBackends(
+        'loraLinears',
+        act,
+        [
+          { t: x, trainable: true },
+          ...ws.map((t) => ({ t })),
+          { t: bias, trainable: true, dtype: 'f32' as const },
+          ...factors.map((t) => ({ t, trainable: true, dtype: 'f32' as const })),
+        ],
+        ([xx, w0, w1, w2, b0, A0, B0, A1, B1]) => {
+          const [q, k, v] = loraLinears(xx, [
+            { w: w0, bias: b0, lora: { A: A0, B: B0, s: 2 } },
+            { w: w1, bias: null, lora: { A: A1, B: B1, s: 0.5 } },
+            { w: w2, bias: null, lora: null },
+          ]);
+          // One output for the comparison; each layer's output still gets its own gradient.
+          return add(add(q, scale(k, 0.7)), scale(v, -0.5));
+        },
+      );
+      if (act === 'f32') return;
+      // In bf16 the factors' compute copies are row blocks of one buffer; AdamW rewrites them in place.
+      tidy(() => {
+        const As = [factors[0], factors[2]].map((t) => on('cuda', t, true, 'f32'));
+        const Bs = [factors[1], factors[3]].map((t) => on('cuda', t, true, 'f32'));
+        const layers = [0, 1].map((i) => ({
+          w: on('cuda', ws[i]),
+          bias: null,
+          lora: { A: As[i], B: Bs[i], s: 1 },
+        }));
+        const xx = on('cuda', x, true);
+        const [q, k] = loraLinears(xx, layers);
+        backward(add(sum(q), sum(k)));
+        const copies = As.map((a) => a.computeCopy!);
+        const stack = Tensor.spanRows(copies);
+        assert.ok(stack, 'the compute copies are one buffer');
+        stack.dispose();
+        const params = [...As, ...Bs].map((p, i): [string, Tensor] => [`p${i}`, p]);
+        const opt = new Optimizer(params, { name: 'adamw', weightDecay: 0.01 });
+        opt.update(1e-2);
+        opt.dispose();
+        As.forEach((a, i) => {
+          assert.equal(a.computeCopy, copies[i], 'AdamW keeps the copy');
+          assertClose(a.computeCopy!.toFloat32(), a.toFloat32(), 8e-3, `copy of A${i} after the step`);
+        });
+        for (const p of [...As, ...Bs]) p.dispose();
+      });
+    },
+  );
 
 for (const act of ACTS)
   test(`CUDA (${act}): rmsnorm, rope, swiglu, add/mul with broadcast`, { skip: SKIP }, () => {

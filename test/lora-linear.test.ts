@@ -1,13 +1,14 @@
 // The fused LoRA linear op (src/ops/lora-linear.ts): output and every gradient against a float64
 // reference, a quantized base against the unfused composition, skipped gradients, bad inputs, the
-// LoRA layer's fused path against its unfused one, and the number of kernel calls per layer.
+// LoRA layer's fused path against its unfused one, layers sharing an input as one op against the same
+// layers one by one, and the number of kernel calls per layer and per group.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backward, noGrad } from '../src/autograd/tape.js';
 import { kernel, registerKernel, type KernelName } from '../src/backend/kernels.js';
-import { Linear, type ForwardContext } from '../src/nn/linear.js';
-import { add, scale } from '../src/ops/elementwise.js';
-import { loraLinear } from '../src/ops/lora-linear.js';
+import { forwardShared, Linear, type ForwardContext } from '../src/nn/linear.js';
+import { add, mul, scale, sum } from '../src/ops/elementwise.js';
+import { loraLinear, loraLinears, type SharedInputLayer } from '../src/ops/lora-linear.js';
 import { linear } from '../src/ops/matmul.js';
 import { LORA_DEFAULTS, loraScale } from '../src/peft/config.js';
 import { LoraLinear } from '../src/peft/lora.js';
@@ -432,5 +433,156 @@ test('a LoRA layer is 3 kernel calls forward and 5 backward (unfused: 5, and 8 p
     assert.ok(total(before.fwd) > total(after.fwd) && total(before.bwd) > total(after.bwd));
   } finally {
     layer.dispose();
+  }
+});
+
+// Four layers on one input, unlike each other: LoRA on a dense f32 base with a bias, LoRA on an NF4
+// base, a plain bf16 layer with a bias and no adapter, LoRA of another rank on a dense base.
+function sharedLayers(): { layers: SharedInputLayer[]; params: Tensor[]; dispose: () => void } {
+  const nf4Source = leaf([OUT + 2, IN], 21, false, 'f32', 0.2);
+  const nf4 = quantizeWeight(nf4Source, { type: 'nf4', blocksize: 64, doubleQuant: true });
+  nf4Source.dispose();
+  const layers: SharedInputLayer[] = [
+    {
+      w: leaf([OUT, IN], 22, false, 'f32', 0.2),
+      bias: leaf([OUT], 23, true),
+      lora: { A: leaf([R, IN], 24, true, 'f32', 0.3), B: leaf([OUT, R], 25, true, 'f32', 0.3), s: S },
+    },
+    {
+      w: nf4,
+      bias: null,
+      lora: { A: leaf([3, IN], 26, true, 'f32', 0.3), B: leaf([OUT + 2, 3], 27, true, 'f32', 0.3), s: 0.5 },
+    },
+    { w: leaf([OUT - 9, IN], 28, false, 'bf16', 0.2), bias: leaf([OUT - 9], 29, true), lora: null },
+    {
+      w: leaf([OUT + 5, IN], 30, false, 'f32', 0.2),
+      bias: null,
+      lora: { A: leaf([5, IN], 31, true, 'f32', 0.3), B: leaf([OUT + 5, 5], 32, true, 'f32', 0.3), s: 2 },
+    },
+  ];
+  const params = layers.flatMap(({ bias, lora }) => [bias, lora?.A, lora?.B]).filter((t): t is Tensor => !!t);
+  return { layers, params, dispose: () => layers.forEach(({ w }) => w.dispose()) };
+}
+
+for (const withXLora of [false, true])
+  test(`loraLinears: layers sharing an input match the same layers one by one (${withXLora ? 'separate xLora' : 'x as LoRA input'})`, () => {
+    const { layers, params, dispose } = sharedLayers();
+    try {
+      const run = (shared: boolean) =>
+        tidy(() => {
+          const x = leaf([3, ROWS, IN], 1, true);
+          const xl = withXLora ? leaf([3, ROWS, IN], 2, true) : null;
+          const ys = shared
+            ? loraLinears(x, layers, xl)
+            : layers.map(({ w, bias, lora }) =>
+                lora
+                  ? loraLinear(x, w, bias, lora.A, lora.B, lora.s, xl)
+                  : w instanceof Tensor
+                    ? linear(x, w, bias)
+                    : quantizedLinear(x, w, bias),
+              );
+          // Σ_i Σ y_i·r_i: every output gets its own upstream gradient.
+          let loss: Tensor | null = null;
+          ys.forEach((y, i) => {
+            const r = Tensor.from(randn(y.size, 40 + i), y.shape as number[]);
+            const term = sum(mul(y, r));
+            loss = loss ? add(loss, term) : term;
+          });
+          backward(loss!);
+          const out = {
+            ys: ys.map((y) => y.toFloat32()),
+            dx: grad(x, 'dx'),
+            dxl: xl ? grad(xl, 'dxl') : null,
+            params: params.map((p, i) => grad(p, `parameter ${i}`)),
+          };
+          for (const p of params) {
+            p.grad!.dispose();
+            p.grad = null;
+          }
+          return out;
+        });
+      const want = run(false);
+      const got = run(true);
+      want.ys.forEach((y, i) => assertClose(got.ys[i], y, TOL, `y of layer ${i}`));
+      assertClose(got.dx, want.dx, TOL, 'dx');
+      if (want.dxl) assertClose(got.dxl!, want.dxl, TOL, 'dxl');
+      want.params.forEach((g, i) => assertClose(got.params[i], g, TOL, `gradient of parameter ${i}`));
+    } finally {
+      dispose();
+    }
+  });
+
+test('loraLinears: three LoRA layers are 7 GEMMs forward and 11 backward, with no gradient sums (one by one: 9 and 15 plus 2 sums)', (t) => {
+  const ws = [OUT, OUT - 20, OUT - 20].map((out, i) => leaf([out, IN], 50 + i, false, 'bf16', 0.2));
+  const layers = ws.map((w, i) => new Linear(`model.layers.0.self_attn.${'qkv'[i]}_proj`, w, null));
+  const loras = layers.map((l, i) => {
+    const lora = LoraLinear.create(l, { ...LORA_DEFAULTS, r: R, alpha: R, dropout: 0 }, 60 + i);
+    lora.B.as('f32').set(randn(l.outFeatures * R, 70 + i, 0.3));
+    l.adapters.set('a', lora);
+    return lora;
+  });
+  try {
+    const ctx: ForwardContext = { adapter: 'a', training: true, seed: 1 };
+    const measure = (shared: boolean) =>
+      tidy(() => {
+        const x = leaf([ROWS, IN], 1, true);
+        let ys: Tensor[] = [];
+        const fwd = countKernels(() => {
+          ys = shared ? forwardShared(layers, x, ctx) : layers.map((l) => l.forward(x, ctx));
+        });
+        const loss = tidy(() => sum(mul(ys[0], ys[0])));
+        const loss2 = add(loss, add(sum(ys[1]), sum(ys[2])));
+        const bwd = countKernels(() => backward(loss2));
+        const dx = grad(x, 'dx');
+        const dA = loras.map((l) => grad(l.A, 'dA'));
+        for (const l of loras)
+          for (const p of [l.A, l.B]) {
+            p.grad!.dispose();
+            p.grad = null;
+          }
+        return { fwd, bwd, dx, dA };
+      });
+    const one = measure(false);
+    const shared = measure(true);
+    t.diagnostic(`one by one: forward ${JSON.stringify(one.fwd)}, backward ${JSON.stringify(one.bwd)}`);
+    t.diagnostic(`shared:     forward ${JSON.stringify(shared.fwd)}, backward ${JSON.stringify(shared.bwd)}`);
+    assert.deepEqual(shared.fwd, { gemm: 7 });
+    assert.equal(shared.bwd.gemm, 11);
+    assert.equal(one.fwd.gemm, 9);
+    assert.equal(one.bwd.gemm, 15);
+    assert.equal(shared.bwd.axpy ?? 0, one.bwd.axpy - 2, 'the layers no longer sum their input gradients');
+    assertClose(shared.dx, one.dx, TOL, 'dx');
+    shared.dA.forEach((g, i) => assertClose(g, one.dA[i], TOL, `dA of layer ${i}`));
+    // Dropout gives each layer its own mask: then they run one by one.
+    const dropping = countKernels(() =>
+      tidy(() => {
+        for (const l of loras) (l.config as { dropout: number }).dropout = 0.1;
+        try {
+          forwardShared(layers, leaf([ROWS, IN], 1, false), ctx);
+        } finally {
+          for (const l of loras) (l.config as { dropout: number }).dropout = 0;
+        }
+      }),
+    );
+    assert.equal(dropping.dropout, 3);
+  } finally {
+    for (const l of layers) l.dispose();
+  }
+});
+
+test('loraLinears refuses bad groups with one clear sentence', () => {
+  const { layers, dispose } = sharedLayers();
+  try {
+    const x = leaf([ROWS, IN], 1, true);
+    assert.throws(() => loraLinears(x, []), /loraLinear: needs at least one layer/);
+    const narrow = { ...layers[2], w: leaf([OUT, IN - 1], 3, false) };
+    assert.throws(
+      () => loraLinears(x, [layers[0], narrow]),
+      /loraLinear \(layer 1 of 2\): x \[37, 91\] does not match w \[53, 90\]/,
+    );
+    const badB = { ...layers[3], lora: { ...layers[3].lora!, B: leaf([OUT + 5, 4], 5, true) } };
+    assert.throws(() => loraLinears(x, [layers[0], badB]), /layer 1 of 2\): B \[58, 4\] must be \[58, 5\]/);
+  } finally {
+    dispose();
   }
 });

@@ -6,7 +6,7 @@ import { embedding } from '../ops/embedding.js';
 import { rmsnorm } from '../ops/rmsnorm.js';
 import { parseRopeConfig, rope, ropeTables, type RopeConfig } from '../ops/rope.js';
 import { swiglu } from '../ops/swiglu.js';
-import { Linear, type ForwardContext } from '../nn/linear.js';
+import { forwardShared, Linear, type ForwardContext } from '../nn/linear.js';
 import { keep, Tensor, tidy, type Device } from '../tensor/tensor.js';
 import { offload, prefetch, useDevice } from '../backend/device.js';
 import type { DType } from '../tensor/dtype.js';
@@ -67,9 +67,10 @@ class DecoderLayer {
   ): Tensor {
     const [B, T] = x.shape;
     const h = rmsnorm(x, this.inputNorm, cfg.rmsNormEps);
-    let q = this.q.forward(h, ctx).reshape([B, T, cfg.numHeads, cfg.headDim]);
-    let k = this.k.forward(h, ctx).reshape([B, T, cfg.numKvHeads, cfg.headDim]);
-    let v = this.v.forward(h, ctx).reshape([B, T, cfg.numKvHeads, cfg.headDim]);
+    const [qh, kh, vh] = forwardShared([this.q, this.k, this.v], h, ctx);
+    let q = qh.reshape([B, T, cfg.numHeads, cfg.headDim]);
+    let k = kh.reshape([B, T, cfg.numKvHeads, cfg.headDim]);
+    let v = vh.reshape([B, T, cfg.numKvHeads, cfg.headDim]);
     if (this.qNorm && this.kNorm) {
       q = rmsnorm(q, this.qNorm, cfg.rmsNormEps);
       k = rmsnorm(k, this.kNorm, cfg.rmsNormEps);
@@ -85,7 +86,8 @@ class DecoderLayer {
   // x1 [B, T, D] -> x1 + mlp(norm(x1)) [B, T, D]; graphOnly as in attentionBlock (for the down projection).
   mlpBlock(x1: Tensor, cfg: ModelConfig, ctx: ForwardContext, graphOnly = false): Tensor {
     const h2 = rmsnorm(x1, this.postAttnNorm, cfg.rmsNormEps);
-    const m = swiglu(this.gate.forward(h2, ctx), this.up.forward(h2, ctx));
+    const [gate, up] = forwardShared([this.gate, this.up], h2, ctx);
+    const m = swiglu(gate, up);
     return add(x1, this.down.forward(m, ctx, graphOnly), graphOnly);
   }
 

@@ -1,5 +1,6 @@
 import { isGradEnabled } from '../autograd/tape.js';
 import { linear } from '../ops/matmul.js';
+import { loraLinears, type LoraFactors, type SharedInputLayer } from '../ops/lora-linear.js';
 import { quantizedLinear } from '../quant/linear.js';
 import { QuantizedWeight } from '../quant/weight.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -31,8 +32,37 @@ export interface LinearAdapter {
    * per-row adapters (serving), which keep the base-then-adapter path.
    */
   forwardFused?(x: Tensor, base: Linear, ctx: ForwardContext, layerSeed: number, graphOnly: boolean): Tensor;
+  /**
+   * The LoRA factors when this adapter can run in one op with the other layers that read the same
+   * input (forwardShared); null when it cannot in this forward (DoRA, or dropout: a mask per layer).
+   */
+  sharedFactors?(ctx: ForwardContext): LoraFactors | null;
   parameters(): [string, Tensor][];
   dispose(): void;
+}
+
+/**
+ * Layers that read one input (q, k, v; gate, up): their outputs, as one op (loraLinears) when every
+ * layer is plain or has an adapter that can share it: one product with the stacked A factors forward
+ * and one input gradient that every layer accumulates into backward. Otherwise each layer on its own.
+ */
+export function forwardShared(layers: readonly Linear[], x: Tensor, ctx: ForwardContext): Tensor[] {
+  const group = sharedGroup(layers, ctx);
+  return group ? loraLinears(x, group) : layers.map((l) => l.forward(x, ctx));
+}
+
+// The layers as one loraLinears group, or null when an adapter cannot share or none is active.
+function sharedGroup(layers: readonly Linear[], ctx: ForwardContext): SharedInputLayer[] | null {
+  const name = ctx.adapter;
+  if (name === null || ctx.rowAdapters) return null;
+  const group: SharedInputLayer[] = [];
+  for (const layer of layers) {
+    const adapter = layer.adapters.get(name);
+    const lora = adapter ? (adapter.sharedFactors?.(ctx) ?? null) : null;
+    if (adapter && !lora) return null;
+    group.push({ w: layer.weight, bias: layer.bias, lora });
+  }
+  return group.some((l) => l.lora) ? group : null;
 }
 
 /** FNV-1a of a string: a stable per-layer salt (same layer, same masks, in any process or model copy). */

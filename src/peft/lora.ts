@@ -3,7 +3,7 @@ import { noGrad } from '../autograd/tape.js';
 import { dropout } from '../ops/dropout.js';
 import { add, mul, scale } from '../ops/elementwise.js';
 import { linear, matmul } from '../ops/matmul.js';
-import { loraLinear } from '../ops/lora-linear.js';
+import { loraLinear, type LoraFactors } from '../ops/lora-linear.js';
 import type { ForwardContext, Linear, LinearAdapter } from '../nn/linear.js';
 import { keep, Tensor, tidy } from '../tensor/tensor.js';
 import { weightToFloat32 } from '../quant/weight.js';
@@ -114,6 +114,12 @@ export class LoraLinear implements LinearAdapter {
     const s = loraScale(this.config);
     const xd = ctx.training && this.config.dropout > 0 ? dropout(x, this.config.dropout, seed) : null;
     return loraLinear(x, base.weight, base.bias, this.A, this.B, s, xd, graphOnly);
+  }
+
+  /** Shares an input with its neighbours (forwardShared) unless DoRA or dropout needs this layer alone. */
+  sharedFactors(ctx: ForwardContext): LoraFactors | null {
+    if (this.magnitude || (ctx.training && this.config.dropout > 0)) return null;
+    return { A: this.A, B: this.B, s: loraScale(this.config) };
   }
 
   parameters(): [string, Tensor][] {

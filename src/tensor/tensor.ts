@@ -341,6 +341,33 @@ export class Tensor {
     return this.view([end - start, ...this.shape.slice(1)], this.offset + start * row);
   }
 
+  /**
+   * One view over row blocks that lie back to back, in order, in one storage (views made by sliceRows
+   * of one tensor), or null when they do not.
+   */
+  static spanRows(parts: readonly Tensor[]): Tensor | null {
+    const first = parts[0];
+    if (!first || first.shape.length === 0) return null;
+    const inner = first.shape.slice(1);
+    let end = first.offset;
+    let rows = 0;
+    for (const p of parts) {
+      const sameInner =
+        p.shape.length === first.shape.length && p.shape.every((d, i) => i === 0 || d === first.shape[i]);
+      if (
+        p.disposed ||
+        p.storage !== first.storage ||
+        p.dtype !== first.dtype ||
+        p.offset !== end ||
+        !sameInner
+      )
+        return null;
+      end += p.size;
+      rows += p.shape[0];
+    }
+    return first.view([rows, ...inner], first.offset);
+  }
+
   private view(shape: number[], offset: number): Tensor {
     this.storage.refs++;
     const v = new Tensor(shape, this.dtype, this.storage, offset);
