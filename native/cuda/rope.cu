@@ -4,8 +4,8 @@
 //   forward:  out[i] = x[i]·cos[p,i] − x[i+half]·sin[p,i],  out[i+half] = x[i+half]·cos[p,i] + x[i]·sin[p,i]
 //   backward: the transpose, a rotation by −θ (sin → −sin). Nothing is saved: backward needs only the
 //   tables and positions. Positions come per token, so packed sequences restart at 0 wherever they start.
-// One warp per (token, head); lanes cover consecutive i, so loads and stores are coalesced. In place
-// (out == x) is allowed: each lane reads its pair before writing it.
+// One warp per token and group of 4 heads; lanes cover consecutive i, so loads and stores are
+// coalesced. In place (out == x) is allowed: each lane reads its pair before writing it.
 #include "common.cuh"
 #include "lorakit_cuda.h"
 
@@ -18,34 +18,50 @@ __device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_ca
 __device__ __forceinline__ void store2(bf16* p, float a, float b) { *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b); }
 __device__ __forceinline__ void store2(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
 
+// Heads per warp: the lanes' table values are loaded once for that many heads of a token.
+constexpr int kHeadsPerWarp = 4;
+
 // out, x [rows, H, D] of T; cos, sin [P, half] f32; pos [rows]. sign = +1 forward, −1 backward.
-// One warp per (row, head): lanes walk the pairs i < half (coalesced) and then the passed-through dims.
+// One warp per (row, group of kHeadsPerWarp heads): lanes walk the pairs i < half (coalesced), each
+// lane's cos/sin read once for the group, then the passed-through dims.
 template <typename T, bool PAIRS>
 __global__ void rope_kernel(T* out, const T* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int H, int D,
                             int half, float sign) {
   const int lane = threadIdx.x & 31;
-  const int64_t rh = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;  // row · H + head
-  if (rh >= rows * H) return;
-  const int64_t row = rh / H, base = rh * D, p = pos[row];
+  const int groups = (H + kHeadsPerWarp - 1) / kHeadsPerWarp;
+  const int64_t wg = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;  // row · groups + group
+  if (wg >= rows * groups) return;
+  const int64_t row = wg / groups, p = pos[row];
+  const int h0 = int(wg % groups) * kHeadsPerWarp, nh = min(kHeadsPerWarp, H - h0);
   const float *cr = cos + p * half, *sr = sin + p * half;
+  const int64_t base0 = (row * H + h0) * D;
   if (PAIRS) {  // two adjacent i per lane: 2-element and 8-byte table accesses
     for (int i = 2 * lane; i < half; i += 64) {
       const float2 c = *reinterpret_cast<const float2*>(cr + i), s0 = *reinterpret_cast<const float2*>(sr + i);
-      const float2 a = load2(x + base + i), b = load2(x + base + i + half);
       const float sx = sign * s0.x, sy = sign * s0.y;
-      store2(out + base + i, a.x * c.x - b.x * sx, a.y * c.y - b.y * sy);
-      store2(out + base + i + half, b.x * c.x + a.x * sx, b.y * c.y + a.y * sy);
+#pragma unroll
+      for (int h = 0; h < kHeadsPerWarp; h++) {
+        if (h >= nh) break;
+        const int64_t base = base0 + int64_t(h) * D;
+        const float2 a = load2(x + base + i), b = load2(x + base + i + half);
+        store2(out + base + i, a.x * c.x - b.x * sx, a.y * c.y - b.y * sy);
+        store2(out + base + i + half, b.x * c.x + a.x * sx, b.y * c.y + a.y * sy);
+      }
     }
   } else {
     for (int i = lane; i < half; i += 32) {
       const float c = cr[i], s = sign * sr[i];
-      const float x1 = to_f32(x[base + i]), x2 = to_f32(x[base + i + half]);
-      out[base + i] = from_f32<T>(x1 * c - x2 * s);
-      out[base + i + half] = from_f32<T>(x2 * c + x1 * s);
+      for (int h = 0; h < nh; h++) {
+        const int64_t base = base0 + int64_t(h) * D;
+        const float x1 = to_f32(x[base + i]), x2 = to_f32(x[base + i + half]);
+        out[base + i] = from_f32<T>(x1 * c - x2 * s);
+        out[base + i + half] = from_f32<T>(x2 * c + x1 * s);
+      }
     }
   }
   if (out != x)
-    for (int i = 2 * half + lane; i < D; i += 32) out[base + i] = x[base + i];
+    for (int h = 0; h < nh; h++)
+      for (int i = 2 * half + lane; i < D; i += 32) out[base0 + int64_t(h) * D + i] = x[base0 + int64_t(h) * D + i];
 }
 
 // cos, sin [P, half] <- inv_freq [half]
@@ -69,10 +85,11 @@ void launch(T* out, const T* x, const float* cos, const float* sin, const int32_
   const bool pairs = half % 2 == 0 && D % 2 == 0 && (reinterpret_cast<uintptr_t>(out) & pair_mask) == 0 &&
                      (reinterpret_cast<uintptr_t>(x) & pair_mask) == 0 && (reinterpret_cast<uintptr_t>(cos) & 7) == 0 &&
                      (reinterpret_cast<uintptr_t>(sin) & 7) == 0;
+  const unsigned grid = ceil_div(rows * ((H + kHeadsPerWarp - 1) / kHeadsPerWarp), 8);  // 8 warps per block
   if (pairs)
-    rope_kernel<T, true><<<ceil_div(rows * H, 8), 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
+    rope_kernel<T, true><<<grid, 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
   else
-    rope_kernel<T, false><<<ceil_div(rows * H, 8), 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
+    rope_kernel<T, false><<<grid, 256, 0, stream>>>(out, x, cos, sin, pos, rows, H, D, half, sign);
   LKC_CHECK_LAUNCH("rope");
 }
 
