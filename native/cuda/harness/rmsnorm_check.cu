@@ -1,5 +1,6 @@
 // RMSNorm harness: forward (output and saved rstd) and backward (dx, and dw accumulated), bf16 and f32,
-// vector and scalar paths, odd sizes, against float64 references; bandwidth at the 8B model's shape.
+// vector, scalar and register-row paths, odd sizes, against float64 references; bandwidth at the 8B
+// model's shape.
 #include "harness.h"
 
 using namespace hx;
@@ -23,7 +24,7 @@ void correctness() {
     const size_t es = lkc::dtype_size(t);
     // bf16 rounds y, dx once more than fp32: a bf16 tolerance there; f32 is fp32 arithmetic throughout.
     const double tol_y = f32 ? 1e-5 : 1e-2, tol_dw = f32 ? 1e-5 : 1e-4;
-    for (Case c : {Case{1, 7}, Case{7, 33}, Case{33, 127}, Case{5, 2048}, Case{127, 64}}) {
+    for (Case c : {Case{1, 7}, Case{7, 33}, Case{33, 127}, Case{5, 2048}, Case{127, 64}, Case{9, 896}, Case{11, 1032}, Case{3, 4096}, Case{2, 8192}, Case{2, 8200}}) {
       const std::string tag = std::string(lkc::dtype_name(t)) + " " + dims({c.N, c.C});
       auto x = randn(r, c.N * c.C, 2.f, !f32), w = randn(r, c.C, 1.f, !f32), dy = randn(r, c.N * c.C, 1.f, !f32);
       for (auto& v : w) v = f32 ? 1.f + 0.3f * v : round_bf16(1.f + 0.3f * v);
@@ -65,16 +66,18 @@ void correctness() {
   expect_throw("rmsnorm", "i32 tensors", [] { lkc::rmsnorm_forward(nullptr, nullptr, nullptr, nullptr, DType::I32, 4, 8, 1e-5f, nullptr); });
 }
 
+// The 8B model's width at a training step's 2048 rows and at 16384.
 void timings() {
-  const int64_t N = 16384;
   const int C = 4096;
-  Buf x = rand_bf16(N * C, 1), w = rand_bf16(C, 2), dy = rand_bf16(N * C, 3), o(N * C * 2), rs(N * 4), dx(N * C * 2), dw(C * 4);
-  double us = time_us([&] { lkc::rmsnorm_forward(o.p, rs.f(), x.p, w.p, DType::BF16, N, C, 1e-5f, nullptr); });
-  timing("rmsnorm fwd", dims({N, C}), us, gbps(4.0 * N * C, us));
-  us = time_us([&] { lkc::rmsnorm_backward(dx.p, nullptr, dy.p, x.p, w.p, DType::BF16, rs.f(), N, C, nullptr); });
-  timing("rmsnorm bwd", dims({N, C}), us, gbps(6.0 * N * C, us));
-  us = time_us([&] { lkc::rmsnorm_backward(dx.p, dw.f(), dy.p, x.p, w.p, DType::BF16, rs.f(), N, C, nullptr); });
-  timing("rmsnorm bwd +dw", dims({N, C}), us, gbps(6.0 * N * C, us));
+  for (int64_t N : {int64_t(2048), int64_t(16384)}) {
+    Buf x = rand_bf16(N * C, 1), w = rand_bf16(C, 2), dy = rand_bf16(N * C, 3), o(N * C * 2), rs(N * 4), dx(N * C * 2), dw(C * 4);
+    double us = time_us([&] { lkc::rmsnorm_forward(o.p, rs.f(), x.p, w.p, DType::BF16, N, C, 1e-5f, nullptr); });
+    timing("rmsnorm fwd", dims({N, C}), us, gbps(4.0 * N * C, us));
+    us = time_us([&] { lkc::rmsnorm_backward(dx.p, nullptr, dy.p, x.p, w.p, DType::BF16, rs.f(), N, C, nullptr); });
+    timing("rmsnorm bwd", dims({N, C}), us, gbps(6.0 * N * C, us));
+    us = time_us([&] { lkc::rmsnorm_backward(dx.p, dw.f(), dy.p, x.p, w.p, DType::BF16, rs.f(), N, C, nullptr); });
+    timing("rmsnorm bwd +dw", dims({N, C}), us, gbps(6.0 * N * C, us));
+  }
 }
 
 }  // namespace
