@@ -417,7 +417,7 @@ test('a LoRA layer is 3 kernel calls forward and 5 backward (unfused: 5, and 8 p
         const fwd = countKernels(() => {
           y = fused ? layer.forward(x, ctx) : lora.forward(x, layer.forwardBase(x), layer, ctx, 0);
         });
-        const bwd = countKernels(() => backward(y!, g));
+        const bwd = countKernels(() => backward(y!, g, true)); // g is donated: no copy of it
         for (const p of [lora.A, lora.B]) {
           p.grad!.dispose();
           p.grad = null;

@@ -48,9 +48,11 @@ export function needsRecord(inputs: readonly (Tensor | null | undefined)[]): boo
 }
 
 /**
- * Records one op. Backward must return tensors it owns (fresh, never an alias of a gradient it was
- * given), since gradients are accumulated in place. `inputs` may hold nulls for absent optional inputs; backward returns one gradient
- * (or null) per input. Outputs become requiresGrad.
+ * Records one op. Backward returns one gradient (or null) per input, each a tensor the tape then
+ * owns: a fresh one, or a gradient the op was given, retained, for any number of inputs (a view of it
+ * only when no one else holds it: the tape's reshape). The tape accumulates in place only into a
+ * gradient no one else holds (Tensor.shared), so passing one on costs nothing. `inputs` may hold
+ * nulls for absent optional inputs. Outputs become requiresGrad.
  */
 export function record(
   inputs: readonly (Tensor | null | undefined)[],
@@ -77,10 +79,22 @@ function mapNeeds(present: (Tensor | null)[], needs: boolean[]): boolean[] {
   return present.map((t) => (t === null ? false : needs[k++]));
 }
 
+/** A fresh copy of t (a plain memory copy: no op needed). */
+function copyOf(t: Tensor): Tensor {
+  const c = Tensor.empty(t.shape, t.dtype, t.device);
+  Tensor.copyElements(c, 0, t, 0, t.size);
+  return c;
+}
+
 function accumulate(grads: Map<number, Tensor>, t: Tensor, g: Tensor): void {
   const prev = grads.get(t.id);
   if (!prev) grads.set(t.id, g);
-  else {
+  else if (prev.shared) {
+    // Another input's gradient too (an op passed its own on): sum into a new tensor.
+    grads.set(t.id, sumOf(prev, g));
+    prev.dispose();
+    g.dispose();
+  } else {
     addInto(prev, g);
     g.dispose();
   }
@@ -93,6 +107,9 @@ let addInto: (dst: Tensor, src: Tensor) => void = () => {
 let onesLike: (t: Tensor) => Tensor = () => {
   throw new Error('lorakit: elementwise ops are not loaded.');
 };
+let sumOf: (a: Tensor, b: Tensor) => Tensor = () => {
+  throw new Error('lorakit: elementwise ops are not loaded.');
+};
 let zerosLike: (t: Tensor) => Tensor = () => {
   throw new Error('lorakit: elementwise ops are not loaded.');
 };
@@ -100,15 +117,18 @@ export function setTapeHelpers(h: {
   addInto: (dst: Tensor, src: Tensor) => void;
   onesLike: (t: Tensor) => Tensor;
   zerosLike: (t: Tensor) => Tensor;
+  sumOf: (a: Tensor, b: Tensor) => Tensor;
 }): void {
-  ({ addInto, onesLike, zerosLike } = h);
+  ({ addInto, onesLike, zerosLike, sumOf } = h);
 }
 
 /**
  * Backpropagates from `root` (a scalar loss unless `gradRoot` is given) through the current tape, then
- * clears the tape. Gradients of leaves are added to their `.grad`.
+ * clears the tape. Gradients of leaves are added to their `.grad`. The tape works on a copy of
+ * `gradRoot`, since gradients are accumulated in place, unless `donate` hands it over (the caller
+ * keeps no use for it; checkpoint does so).
  */
-export function backward(root: Tensor, gradRoot?: Tensor): void {
+export function backward(root: Tensor, gradRoot?: Tensor, donate = false): void {
   const tape = tapes[tapes.length - 1];
   try {
     tidy(() => {
@@ -119,7 +139,7 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
         for (const o of e.outputs) produced.add(o.id);
         for (const t of e.inputs) inputsById.set(t.id, t);
       }
-      grads.set(root.id, gradRoot ?? onesLike(root));
+      grads.set(root.id, gradRoot ? (donate ? gradRoot : copyOf(gradRoot)) : onesLike(root));
       noGrad(() => {
         for (let i = tape.entries.length - 1; i >= 0; i--) {
           const e = tape.entries[i];
@@ -144,7 +164,10 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
         const leaf = inputsById.get(id);
         if (!leaf || produced.has(id)) continue;
         if (leaf.grad) addInto(leaf.grad, g);
-        else leaf.grad = keep(g);
+        else if (g.shared) {
+          leaf.grad = keep(copyOf(g)); // another leaf's gradient too: each gets its own
+          g.dispose();
+        } else leaf.grad = keep(g);
       }
     });
   } finally {
@@ -152,9 +175,17 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
   }
 }
 
-// A reshape of a recorded tensor is recorded too: its gradient is the view's gradient, reshaped.
+// A reshape of a recorded tensor is recorded too: its gradient is the view's gradient, reshaped (a
+// view of it, unless another holder may accumulate into it: then a copy).
 setViewHook((source, view) => {
-  if (needsRecord([source])) record([source], [view], [], ([g]) => [g.reshape(source.shape)]);
+  if (needsRecord([source]))
+    record([source], [view], [], ([g]) => {
+      if (!g.shared) return [g.reshape(source.shape)];
+      const c = copyOf(g);
+      const v = c.reshape(source.shape);
+      c.dispose();
+      return [v];
+    });
 });
 
 /** Drops everything recorded so far (e.g. after an evaluation that ran with grad on by mistake). */
@@ -176,13 +207,24 @@ export function checkpoint(
   inputs: Tensor[],
   /** Called when backward reaches this block, before it recomputes (e.g. to prefetch the block before). */
   onBackward?: () => void,
+  /**
+   * Intermediates the recompute reuses instead of computing again: fn's first run pushes them here,
+   * retained (e.g. attention's output and logsumexp), and its recompute reads them. From then on the
+   * tape holds them, until backward has passed the block.
+   */
+  kept: Tensor[] = [],
 ): Tensor {
   // Records whenever grad mode is on, even if no input requires grad: the parameters fn closes over
   // (a block's LoRA weights, fed by frozen embeddings) still need their gradients.
-  if (!gradEnabled) return fn(inputs, false);
-  // Forward keeps only the block's output: its intermediates are freed as soon as it returns.
+  if (!gradEnabled) {
+    const out = fn(inputs, false);
+    for (const t of kept.splice(0)) t.dispose(); // no recompute will come
+    return out;
+  }
+  // Forward keeps only the block's output (and what it kept): its other intermediates are freed as
+  // soon as it returns.
   const out = noGrad(() => tidy(() => fn(inputs, false)));
-  record(inputs, [out], inputs, (gOut) =>
+  record(inputs, [out], [...inputs, ...kept], (gOut) =>
     // The recomputed intermediates live only while this block's backward runs.
     tidy(() => {
       onBackward?.();
@@ -200,7 +242,7 @@ export function checkpoint(
         // Intermediates the tape did not save are freed right after the recompute; the saved ones
         // are released op by op as backward reaches them.
         const recomputed = tidy(() => fn(fresh, true));
-        backward(recomputed, gOut[0].retain());
+        backward(recomputed, gOut[0].retain(), true);
         gradsIn = fresh.map((v) => {
           const g = v.grad;
           v.grad = null;
@@ -214,5 +256,6 @@ export function checkpoint(
       return gradsIn;
     }),
   );
+  for (const t of kept) t.dispose(); // the tape's now (it retained them)
   return out;
 }

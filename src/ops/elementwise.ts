@@ -108,8 +108,13 @@ export function add(a: Tensor, b: Tensor, graphOnly = false): Tensor {
   checkBroadcast('add', a, b);
   const out = emptyLike(a);
   if (!graphOnly) kernel(a.device, 'add')(out, a, b);
+  // Both gradients are g itself, passed on (b's summed over its broadcast dims when it has fewer).
+  const sameShape = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
   if (needsRecord([a, b]))
-    record([a, b], [out], [], ([g], [ga, gb]) => [ga ? copy(g) : null, gb ? reduceTo(g, b) : null]);
+    record([a, b], [out], [], ([g], [ga, gb]) => [
+      ga ? g.retain() : null,
+      gb ? (sameShape ? g.retain() : reduceTo(g, b)) : null,
+    ]);
   return out;
 }
 
@@ -177,4 +182,9 @@ setTapeHelpers({
   addInto: (dst, src) => axpyInPlace(dst, src, 1),
   onesLike: (t) => full(t.shape, 1, t),
   zerosLike: (t) => full(t.shape, 0, t),
+  sumOf: (a, b) => {
+    const out = emptyLike(a);
+    kernel(a.device, 'add')(out, a, b);
+    return out;
+  },
 });

@@ -239,6 +239,15 @@ export class Tensor {
     return this.refs <= 0;
   }
 
+  /**
+   * Whether this tensor has more than one holder (it was retained), so that writing into it in place
+   * would change another holder's values too. A view is a tensor of its own: code that hands out a
+   * view of a tensor someone else may write into must check this first (see the tape's reshape).
+   */
+  get shared(): boolean {
+    return this.refs > 1;
+  }
+
   /** The raw typed view of this tensor's elements (CPU only; bf16/f16 as bit patterns). */
   data(): DTypeArray[DType] {
     return this.typed(this.dtype);
