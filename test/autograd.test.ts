@@ -5,18 +5,35 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backward, noGrad } from '../src/autograd/tape.js';
+import { kernel, registerKernel, type KernelName } from '../src/backend/kernels.js';
 import { loadModel } from '../src/models/load.js';
 import type { ForwardOptions } from '../src/models/llama.js';
 import { crossEntropy } from '../src/ops/cross-entropy.js';
 import { linearCrossEntropy } from '../src/ops/linear-cross-entropy.js';
 import { linear } from '../src/ops/matmul.js';
-import { cast } from '../src/ops/elementwise.js';
+import { add, cast, scale } from '../src/ops/elementwise.js';
 import { adapterParameters, addAdapter } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS, type LoraConfig } from '../src/peft/config.js';
 import { padBatch, toDevice } from '../src/train/batching.js';
 import { lossSum } from '../src/train/loss.js';
 import { Tensor, tidy } from '../src/tensor/tensor.js';
 import { assertClose, fixture, randn } from './helpers.js';
+
+/** How many times the CPU kernel `name` runs while fn runs. */
+function countCalls(name: KernelName, fn: () => void): number {
+  const impl = kernel('cpu', name);
+  let calls = 0;
+  registerKernel('cpu', name, ((...args: unknown[]) => {
+    calls++;
+    return (impl as (...a: unknown[]) => void)(...args);
+  }) as never);
+  try {
+    fn();
+  } finally {
+    registerKernel('cpu', name, impl as never);
+  }
+  return calls;
+}
 
 test('finite differences agree with backward through a whole decoder', async (t) => {
   const dir = fixture('models', 'qwen2');
@@ -46,9 +63,17 @@ test('finite differences agree with backward through a whole decoder', async (t)
         if (grad) backward(l);
         return v;
       });
+    // Attention's forward runs once per layer, again in each layer's recompute, but not in a half
+    // layer's recompute (it reuses the output it kept).
+    const forwardsPerLayer: Record<string, number> = {
+      'no checkpointing': 1,
+      'checkpointed layers': 2,
+      'checkpointed halves': 1,
+    };
     let first: Float32Array[] | null = null;
     for (const [mode, opts] of modes) {
-      lossOf(opts, true);
+      const forwards = countCalls('attentionForward', () => lossOf(opts, true));
+      assert.equal(forwards, forwardsPerLayer[mode] * model.layers.length, `${mode}: attention forwards`);
       const grads = params.map(([, p]) => p.grad!.toFloat32());
       first ??= grads;
       grads.forEach((g, k) => assertClose(g, first![k], 1e-5, `${mode}: ${params[k][0]}`));
@@ -150,4 +175,37 @@ test('fused head + cross-entropy equals head then cross-entropy (f32 and bf16 we
       h2.dispose();
     });
   }
+});
+
+test('add passes its output gradient on to both inputs; nothing shared is written in place', () => {
+  tidy(() => {
+    const x = Tensor.from(randn(29, 5), [29]);
+    x.requiresGrad = true;
+    const g = randn(29, 6);
+    const gradRoot = Tensor.from(g, [29]);
+    // x's first gradient is add's own output gradient, which scale's input also holds; scale's
+    // gradient arrives second and is summed into it.
+    backward(add(x, scale(x, 2)), gradRoot);
+    assert.deepEqual(gradRoot.toFloat32(), Float32Array.from(g), "the caller's gradRoot is unchanged");
+    assertClose(
+      x.grad!.toFloat32(),
+      Float32Array.from(g, (v) => 3 * v),
+      1e-6,
+      'dx',
+    );
+    // Two leaves given the same gradient get one each: a second backward adds into each once.
+    const y = Tensor.from(randn(29, 7), [29]);
+    y.requiresGrad = true;
+    x.grad!.dispose();
+    x.grad = null;
+    for (let i = 0; i < 2; i++) backward(add(x, y), Tensor.from(g, [29]));
+    assert.notEqual(x.grad, y.grad);
+    for (const t of [x, y])
+      assertClose(
+        t.grad!.toFloat32(),
+        Float32Array.from(g, (v) => 2 * v),
+        1e-6,
+        'two steps',
+      );
+  });
 });

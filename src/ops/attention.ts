@@ -125,6 +125,19 @@ registerKernel('cpu', 'attentionBackward', (dq, dk, dv, dout, q, k, v, segments,
 export interface AttentionOptions {
   /** Multiplies q·kᵀ before the softmax; defaults to 1/sqrt(D). */
   scale?: number;
+  /**
+   * The output and logsumexp of an earlier forward on these same inputs (a checkpointed block's first
+   * run, see checkpoint): the op records its backward on them instead of computing them again.
+   */
+  reuse?: AttentionResult;
+  /** Receives this forward's output and logsumexp, retained for the receiver (who disposes them). */
+  keep?: (result: AttentionResult) => void;
+}
+
+/** What attention's backward needs from its forward besides the inputs: out [B, Tq, Hq, D], lse [B, Hq, Tq] f32. */
+export interface AttentionResult {
+  out: Tensor;
+  lse: Tensor;
 }
 
 function checkInputs(q: Tensor, k: Tensor, v: Tensor, segments: Tensor): void {
@@ -192,9 +205,13 @@ export function attention(
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale))
     throw new Error(`lorakit: attention: scale must be a finite number, got ${scale}.`);
-  const out = emptyLike(q);
-  const lse = emptyF32(q, [B, Hq, Tq]);
-  kernel(q.device, 'attentionForward')(out, lse, q, k, v, segments, scale);
+  const { reuse } = opts;
+  if (reuse) checkReuse(reuse, q);
+  // Reused, the output is a fresh view of the earlier one: this call's caller owns it as usual.
+  const out = reuse ? reuse.out.reshape(reuse.out.shape) : emptyLike(q);
+  const lse = reuse ? reuse.lse : emptyF32(q, [B, Hq, Tq]);
+  if (!reuse) kernel(q.device, 'attentionForward')(out, lse, q, k, v, segments, scale);
+  opts.keep?.({ out: out.retain(), lse: lse.retain() });
   if (needsRecord([q, k, v]))
     record([q, k, v], [out], [q, k, v, segments, out, lse], ([g], [gq, gk, gv]) => {
       const dq = emptyLike(q);
@@ -209,6 +226,19 @@ export function attention(
       return [keepOrDrop(dq, gq), keepOrDrop(dk, gk), keepOrDrop(dv, gv)];
     });
   // lse belongs to the tape alone (it retained it if recording): out of every scope, this handle dropped.
-  keep(lse).dispose();
+  if (!reuse) keep(lse).dispose();
   return out;
+}
+
+function checkReuse({ out, lse }: AttentionResult, q: Tensor): void {
+  const [B, Tq, Hq] = q.shape;
+  const sameShape = out.shape.length === q.shape.length && out.shape.every((d, i) => d === q.shape[i]);
+  if (!sameShape || out.dtype !== q.dtype || out.device !== q.device)
+    throw new Error(
+      `lorakit: attention: the reused output ${shapeString(out.shape)} ${out.dtype} does not match q ${shapeString(q.shape)} ${q.dtype}.`,
+    );
+  if (lse.dtype !== 'f32' || lse.device !== q.device || lse.size !== B * Hq * Tq)
+    throw new Error(
+      `lorakit: attention: the reused logsumexp must be f32 [${B}, ${Hq}, ${Tq}] on ${q.device}.`,
+    );
 }
