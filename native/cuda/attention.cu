@@ -624,24 +624,37 @@ __global__ void __launch_bounds__(256, MINB)
   }
 }
 
+// Four floats to four bf16 in one 8-byte store.
+__device__ __forceinline__ void store_bf16x4(bf16* p, float4 v) {
+  *reinterpret_cast<uint2*>(p) = make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
+}
+
 // dk, dv [B, Tk, Hkv, D] bf16 = (scale ·) Σ over each kv head's group of dk_part, dv_part [B, Tk, Hq, D].
+// Four consecutive d per thread (D % 4 == 0: the tensor-core path's D is 64 or 128), 16-byte loads.
 __global__ void attn_dkv_reduce(bf16* dk, bf16* dv, const float* dk_part, const float* dv_part, int64_t n, int Hkv, int group, int D,
                                 float scale) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n; i += int64_t(gridDim.x) * blockDim.x * 4) {
     const int d = int(i % D);
     const int64_t jk = i / D;  // (b · Tk + j) · Hkv + kvh
     const int64_t base = (jk / Hkv * (int64_t(Hkv) * group) + (jk % Hkv) * group) * D + d;
-    float a = 0.f, c = 0.f;
-    for (int g = 0; g < group; g++) a += dk_part[base + int64_t(g) * D], c += dv_part[base + int64_t(g) * D];
-    dk[i] = __float2bfloat16_rn(a * scale);
-    dv[i] = __float2bfloat16_rn(c);
+    float4 a = make_float4(0.f, 0.f, 0.f, 0.f), c = a;
+    for (int g = 0; g < group; g++) {
+      const float4 x = *reinterpret_cast<const float4*>(dk_part + base + int64_t(g) * D);
+      const float4 y = *reinterpret_cast<const float4*>(dv_part + base + int64_t(g) * D);
+      a.x += x.x, a.y += x.y, a.z += x.z, a.w += x.w;
+      c.x += y.x, c.y += y.y, c.z += y.z, c.w += y.w;
+    }
+    store_bf16x4(dk + i, make_float4(a.x * scale, a.y * scale, a.z * scale, a.w * scale));
+    store_bf16x4(dv + i, c);
   }
 }
 
-// dq [n] bf16 = scale · dq_acc [n]
+// dq [n] bf16 = scale · dq_acc [n], n % 4 == 0, four per thread.
 __global__ void attn_dq_convert(bf16* dq, const float* acc, float scale, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    dq[i] = __float2bfloat16_rn(acc[i] * scale);
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n; i += int64_t(gridDim.x) * blockDim.x * 4) {
+    const float4 a = *reinterpret_cast<const float4*>(acc + i);
+    store_bf16x4(dq + i, make_float4(a.x * scale, a.y * scale, a.z * scale, a.w * scale));
+  }
 }
 
 // Launches a tensor-core kernel with its dynamic shared memory (set once per instantiation). Blocks per
@@ -759,10 +772,10 @@ void attention_backward(void* dq, void* dk, void* dv, const void* dout, const vo
     LKC_CHECK_LAUNCH("attention_backward");
     if (dk_part) {
       const int64_t nk = int64_t(B) * Tk * Hkv * D;
-      attn_dkv_reduce<<<grid_for(nk, 256), 256, 0, stream>>>(dk16, dv16, dk_part, dv_part, nk, Hkv, Hq / Hkv, D, scale);
+      attn_dkv_reduce<<<grid_for(nk / 4, 256), 256, 0, stream>>>(dk16, dv16, dk_part, dv_part, nk, Hkv, Hq / Hkv, D, scale);
       LKC_CHECK_LAUNCH("attention_dkv_reduce");
     }
-    attn_dq_convert<<<grid_for(nq, 256), 256, 0, stream>>>(dq16, dq_acc, scale, nq);
+    attn_dq_convert<<<grid_for(nq / 4, 256), 256, 0, stream>>>(dq16, dq_acc, scale, nq);
     LKC_CHECK_LAUNCH("attention_backward");
   } else {
     attention_backward_generic(dq, dk, dv, dout, q, k, v, t, lse, delta, segments, B, Tq, Tk, Hq, Hkv, D, scale, stream);
