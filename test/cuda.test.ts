@@ -344,7 +344,7 @@ for (const act of ACTS)
     { skip: SKIP },
     () => {
       // The second shape's dequantized copy exceeds one 64 MiB block: it runs in blocks of rows, the
-      // last one partial.
+      // last one partial. 320 % 64 == 0 with blocks of 64: the fused kernel's tensor-core path; 4160 too.
       for (const [type, doubleQuant, out, inF] of [
         ['nf4', true, 67, 320],
         ['fp4', false, 67, 320],
@@ -354,24 +354,31 @@ for (const act of ACTS)
         ['int8', false, 8200, 4160],
       ] as const) {
         const w = input([out, inF], 40, 0.05);
-        const x = input([2, 11, inF], 41);
         const bias = input([8200], 42);
-        const run = (device: Device) =>
-          tidy(() => {
-            const qw = quantizeWeight(w, { type, doubleQuant, blocksize: 64 }).moveTo(device);
-            const xx = on(device, x, true, undefined, act);
-            const y = quantizedLinear(xx, qw, on(device, bias.sliceRows(0, out), false, undefined, act));
-            backward(sum(mul(y, on(device, input(y.shape as number[], 43), false, undefined, act))));
-            const res = { y: y.toFloat32(), dx: xx.grad!.toFloat32() };
-            qw.dispose();
-            return res;
-          });
-        const c = run('cpu');
-        const g = run('cuda');
-        assertClose(g.y, c.y, tolFor(act, 2e-2), `${type} [${out}, ${inF}] forward`);
-        assertClose(g.dx, c.dx, tolFor(act, 2e-2), `${type} [${out}, ${inF}] input gradient`);
+        // 22 rows take dequantize + GEMM; 3 rows (generation) the fused kernel.
+        for (const xShape of [
+          [2, 11, inF],
+          [1, 3, inF],
+        ]) {
+          const x = input(xShape, 41);
+          const run = (device: Device) =>
+            tidy(() => {
+              const qw = quantizeWeight(w, { type, doubleQuant, blocksize: 64 }).moveTo(device);
+              const xx = on(device, x, true, undefined, act);
+              const y = quantizedLinear(xx, qw, on(device, bias.sliceRows(0, out), false, undefined, act));
+              backward(sum(mul(y, on(device, input(y.shape as number[], 43), false, undefined, act))));
+              const res = { y: y.toFloat32(), dx: xx.grad!.toFloat32() };
+              qw.dispose();
+              return res;
+            });
+          const c = run('cpu');
+          const g = run('cuda');
+          const what = `${type} [${out}, ${inF}], x ${JSON.stringify(xShape)}`;
+          assertClose(g.y, c.y, tolFor(act, 2e-2), `${what}: forward`);
+          assertClose(g.dx, c.dx, tolFor(act, 2e-2), `${what}: input gradient`);
+          x.dispose();
+        }
         w.dispose();
-        x.dispose();
         bias.dispose();
       }
     },
@@ -638,22 +645,34 @@ test(
   },
 );
 
-test('CUDA: generation on the GPU starts with the CPU tokens', { skip: SKIP }, async (t) => {
-  const modelDir = sharedData('models', 'stories260K-hf');
-  if (!modelDir) return t.skip('shared data missing');
-  const texts: string[] = [];
-  for (const device of ['cpu', 'cuda'] as const) {
-    const { model, tokenizer } = await loadModel(modelDir, { device });
-    try {
-      texts.push(
-        noGrad(() => generate(model, tokenizer, { prompt: 'Once upon a time', maxNewTokens: 6 })).text,
+test(
+  'CUDA: generation on the GPU starts with the CPU tokens (bf16 and NF4 + double quant)',
+  { skip: SKIP },
+  async (t) => {
+    const modelDir = sharedData('models', 'stories260K-hf');
+    if (!modelDir) return t.skip('shared data missing');
+    // NF4: each decoding step's projections take the fused quantized kernel (one row at a time).
+    for (const quantize of [undefined, 'nf4'] as const) {
+      const texts: string[] = [];
+      for (const device of ['cpu', 'cuda'] as const) {
+        const { model, tokenizer } = await loadModel(modelDir, { device, quantize, doubleQuant: !!quantize });
+        try {
+          texts.push(
+            noGrad(() => generate(model, tokenizer, { prompt: 'Once upon a time', maxNewTokens: 6 })).text,
+          );
+        } finally {
+          model.dispose();
+        }
+      }
+      const what = quantize ?? 'unquantized';
+      assert.equal(
+        texts[1].slice(0, 8),
+        texts[0].slice(0, 8),
+        `${what}: GPU "${texts[1]}" vs CPU "${texts[0]}"`,
       );
-    } finally {
-      model.dispose();
     }
-  }
-  assert.equal(texts[1].slice(0, 8), texts[0].slice(0, 8), `GPU "${texts[1]}" vs CPU "${texts[0]}"`);
-});
+  },
+);
 
 /** The lorakit CLI run from source in a child process. */
 const cli = (args: string[]) =>

@@ -51,7 +51,7 @@ grep "BUILD FAIL" "$LOG" && say "(see $LOG)"
 
 say "== harnesses"
 for h in ${LORAKIT_HARNESSES:-memory offload elementwise broadcast sum_rows rmsnorm rope swiglu embedding adamw sgd dropout dequant4 dequant_int8 \
-  cross_entropy cross_entropy_backward attention gemm}; do
+  quant_gemv cross_entropy cross_entropy_backward attention gemm}; do
   bin=build/cuda-harness/${h}_check
   if [ ! -x "$bin" ]; then
     echo "RESULT $h: FAIL (not built)" | tee -a "$LOG"
@@ -65,10 +65,10 @@ done
 if [ "$SANITIZE" = 1 ] && command -v compute-sanitizer >/dev/null; then
   say "== compute-sanitizer (small cases)"
   for h in offload elementwise broadcast sum_rows rmsnorm rope swiglu embedding adamw sgd dropout dequant4 dequant_int8 \
-    cross_entropy cross_entropy_backward attention; do
+    quant_gemv cross_entropy cross_entropy_backward attention; do
     for tool in memcheck racecheck; do
       [ "$tool" = racecheck ] && [ "$h" != attention ] && [ "$h" != rmsnorm ] && [ "$h" != cross_entropy ] &&
-        [ "$h" != sum_rows ] && [ "$h" != dequant4 ] && continue
+        [ "$h" != sum_rows ] && [ "$h" != dequant4 ] && [ "$h" != quant_gemv ] && continue
       r=$(HX_QUICK=1 timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 9 build/cuda-harness/${h}_check 2>&1 | tee -a "$LOG" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY" | tail -1)
       say "sanitize $h $tool: ${r:-no summary (timed out?)}"
     done

@@ -721,6 +721,25 @@ LKC_JS(dequantizeInt8, 6, {
   a.launched();
 })
 
+// y [m, out] of dtype t = x [m, in] · Wᵀ (+ bias [out], or 0) for m ≤ 8 (generation), W 4-bit in
+// dequantize4bit's layout: absmax (0 when double-quantized), or absmaxQ (0: plain) with absmax2 and code2.
+LKC_JS(quantGemv4bit, 16, {
+  LKC_CALL(lkc::quant_gemv_4bit, a.ptr(0, "y"), a.float_dtype(1, "t"), a.ptr<const void>(2, "x"), a.ptr<const uint8_t>(3, "packed"),
+           a.opt<const float>(4, "absmax"), a.opt<const uint8_t>(5, "absmaxQ"), a.opt<const float>(6, "absmax2"),
+           a.opt<const float>(7, "code2"), a.f32(8, "offset"), static_cast<int>(a.integer(9, "code", 0, 1)), a.opt<const void>(10, "bias"),
+           a.count(11, "m"), a.count(12, "outFeatures"), a.count(13, "inFeatures"), a.dim(14, "blocksize"), a.dim(15, "blocksize2"),
+           stream());
+  a.launched();
+})
+
+// The same with W int8 per row: (q · scale[row]) / 127, as dequantizeInt8.
+LKC_JS(quantGemvInt8, 9, {
+  LKC_CALL(lkc::quant_gemv_int8, a.ptr(0, "y"), a.float_dtype(1, "t"), a.ptr<const void>(2, "x"), a.ptr<const int8_t>(3, "q"),
+           a.ptr<const float>(4, "scale"), a.opt<const void>(5, "bias"), a.count(6, "m"), a.count(7, "outFeatures"),
+           a.count(8, "inFeatures"), stream());
+  a.launched();
+})
+
 // ---- attention -----------------------------------------------------------------------------------
 
 LKC_JS(attentionForward, 14, {
@@ -796,6 +815,8 @@ napi_value init(napi_env env, napi_value exports) {
       LKC_FN(dequantize4bit),
       LKC_FN(dequantize4bitDq),
       LKC_FN(dequantizeInt8),
+      LKC_FN(quantGemv4bit),
+      LKC_FN(quantGemvInt8),
       LKC_FN(attentionForward),
       LKC_FN(attentionBackwardWorkspace),
       LKC_FN(attentionBackward),

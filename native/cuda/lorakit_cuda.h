@@ -260,6 +260,28 @@ void dequantize_4bit_dq(void* out, DType t, const uint8_t* packed, const uint8_t
 // the CPU backend's value bit for bit). q holds int8.
 void dequantize_int8(void* out, DType t, const int8_t* q, const float* scale, int64_t rows, int64_t cols, cudaStream_t stream);
 
+// ---- quantized matrix-vector products for a few rows (quant_gemv.cu) -----------------------------
+// Generation, token by token: y [m, out] = x [m, in] · Wᵀ (+ bias [out]) reading the quantized W [out, in]
+// once, no bf16 copy of it. x, y and bias (nullable) of dtype t (F32 or BF16). Each weight is exactly the
+// value dequantize_4bit(_dq) / dequantize_int8 write for t; products and sums in fp32 (bf16: exact bf16
+// products on tensor cores with fp32 accumulation, as the cuBLASLt GEMM it replaces; f32: fp32 FMAs),
+// bias added in fp32, one rounding to t: dequantize + GEMM up to the order of the fp32 sums. 0 ≤ m ≤
+// kQuantGemvMaxRows (more throws); m = 0 or out = 0 writes nothing, in = 0 writes y = bias (or zeros).
+// Any alignment and sizes below 2³¹ (tensor cores for bf16 with in % 32 == 0 and 16-byte aligned x and
+// weights, 4-bit also blocksize % 32 == 0; CUDA cores otherwise).
+constexpr int kQuantGemvMaxRows = 8;
+// 4-bit in dequantize_4bit's layout (element r·in + c of the flattened W, so a block may straddle two
+// rows): absmax [ceil(out·in / blocksize)] f32, or, when absmax_q is not null, dequantize_4bit_dq's
+// double quantization (absmax ignored). code 0 = NF4, 1 = FP4.
+void quant_gemv_4bit(void* y, DType t, const void* x, const uint8_t* packed, const float* absmax, const uint8_t* absmax_q,
+                     const float* absmax2, const float* code2, float offset, int code, const void* bias, int64_t m, int64_t out,
+                     int64_t in, int blocksize, int blocksize2, cudaStream_t stream);
+// int8 per row: W[r, c] = (float(q[r, c]) · scale[r]) · (1/127 as f32), as dequantize_int8.
+void quant_gemv_int8(void* y, DType t, const void* x, const int8_t* q, const float* scale, const void* bias, int64_t m, int64_t out,
+                     int64_t in, cudaStream_t stream);
+// Forces the CUDA-core kernels for bf16 too (tests compare the two paths).
+void quant_gemv_set_force_generic(bool on);
+
 // ---- causal attention, GQA, packed sequences (attention.cu) --------------------------------------
 // q, out, dout, dq [B, Tq, Hq, D]; k, v, dk, dv [B, Tk, Hkv, D], all of dtype t (F32 or BF16);
 // segments [B, Tk] i32; lse [B, Hq, Tq] f32.

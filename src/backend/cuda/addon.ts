@@ -301,6 +301,45 @@ export interface CudaAddon {
   /** out [rows, cols] of dtype t = int8 q [rows, cols] · scale[row] / 127 (transformers' per-channel int8). */
   dequantizeInt8(out: number, t: CudaDType, q: number, scale: number, rows: number, cols: number): void;
   /**
+   * Generation (m ≤ 8 rows): y [m, out] = x [m, in] · Wᵀ (+ bias [out]; 0: none) with out = outFeatures,
+   * in = inFeatures; x, y, bias of dtype t. Reads the 4-bit W [out, in] once (no bf16 copy), laid out as
+   * for dequantize4bit (element r·in + c of the flattened weight; blocks of `blocksize` may straddle
+   * rows): absmax f32 (0 when double-quantized), or absmaxQ (0: plain) with absmax2, code2, offset and
+   * blocksize2 as for dequantize4bitDq. Each weight is the value dequantize4bit(Dq) writes for t; fp32
+   * products and sums, bias added in fp32, one rounding: dequantize + gemm up to the order of the sums.
+   * m = 0 or out = 0 writes nothing, in = 0 writes y = bias (or zeros); m > 8 throws.
+   */
+  quantGemv4bit(
+    y: number,
+    t: CudaDType,
+    x: number,
+    packed: number,
+    absmax: number,
+    absmaxQ: number,
+    absmax2: number,
+    code2: number,
+    offset: number,
+    code: number,
+    bias: number,
+    m: number,
+    outFeatures: number,
+    inFeatures: number,
+    blocksize: number,
+    blocksize2: number,
+  ): void;
+  /** The same with W int8 per row, as dequantizeInt8: W[r, c] = q[r, c] · scale[r] / 127. */
+  quantGemvInt8(
+    y: number,
+    t: CudaDType,
+    x: number,
+    q: number,
+    scale: number,
+    bias: number,
+    m: number,
+    outFeatures: number,
+    inFeatures: number,
+  ): void;
+  /**
    * q, out [B, Tq, Hq, D] and k, v [B, Tk, Hkv, D] of dtype t; i32 segments [B, Tk]; f32 lse [B, Hq, Tq].
    * bf16 with D 64 or 128 runs on tensor cores; f32 (exact fp32 math) and other D on CUDA cores.
    */

@@ -200,6 +200,45 @@ function eachDequantizedBlock(
   }
 }
 
+/** The most rows the fused quantized kernels take (native/cuda/quant_gemv.cu's kMaxRows). */
+const QUANT_GEMV_MAX_ROWS = 8;
+
+/** y [m, out] = x [m, in] · Wᵀ (+ bias) for m ≤ 8, W read once and dequantized in registers. */
+function quantGemv(
+  cu: CudaAddon,
+  y: Tensor,
+  x: Tensor,
+  w: QuantizedWeight,
+  bias: Tensor | null,
+  m: number,
+  t: CudaDType,
+): void {
+  const [out, inF] = w.shape;
+  if (w.type === 'int8') {
+    cu.quantGemvInt8(ptr(y), t, ptr(x), ptr(w.data), ptr(w.absmax!), opt(bias), m, out, inF);
+    return;
+  }
+  const n = w.nested;
+  cu.quantGemv4bit(
+    ptr(y),
+    t,
+    ptr(x),
+    ptr(w.data),
+    n ? NULL : ptr(w.absmax!),
+    n ? ptr(n.qabsmax) : NULL,
+    n ? ptr(n.absmax2) : NULL,
+    n ? ptr(n.code) : NULL,
+    n ? n.offset : 0,
+    w.type === 'nf4' ? 0 : 1,
+    opt(bias),
+    m,
+    out,
+    inF,
+    w.blocksize,
+    n ? n.blocksize : 1,
+  );
+}
+
 const plainGemm = (m: number, n: number, k: number, transB: boolean): GemmAttrs => ({
   batch: 1,
   m,
@@ -435,7 +474,10 @@ export function registerCudaKernels(): void {
 
   // QLoRA: each quantized weight is dequantized to a temporary in the input's dtype (bf16, or f32 for
   // exact fp32 math) right before its GEMM and freed right after (the caching allocator hands the same
-  // block to the next layer), so the model never exists dequantized as a whole.
+  // block to the next layer), so the model never exists dequantized as a whole. Generation's few rows
+  // (m ≤ 8) instead take the fused kernel that dequantizes in registers and reads W once (quant_gemv.cu:
+  // 3.4× faster at m = 1 on an 8B projection). At 2048 rows the separate dequantize adds 13% to the GEMM
+  // (bench/gpu/NOTES.md), less than a GEMM that dequantizes in its main loop would lose against cuBLASLt.
   // y [m, out] = x [m, in] · Wᵀ (+ bias): each block of W's rows gives a block of y's columns.
   reg('quantLinear', (y, x, w, bias, m) => {
     const [out, inF] = w.shape;
@@ -444,6 +486,10 @@ export function registerCudaKernels(): void {
     const Bias = bias && bias.dtype !== y.dtype ? Tensor.empty(bias.shape, y.dtype, 'cuda') : bias;
     if (Bias && Bias !== bias) cu.cast(ptr(Bias), dt(Bias), ptr(bias!), dt(bias!), bias!.size);
     try {
+      if (m <= QUANT_GEMV_MAX_ROWS) {
+        quantGemv(cu, y, x, w, Bias, m, t);
+        return;
+      }
       eachDequantizedBlock(cu, w, t, (W, r0) => {
         const R = W.shape[0];
         cu.gemm(
