@@ -4,19 +4,12 @@
 // misaligned output and packed input; then dequantize bandwidth (NF4 and FP4) and the QLoRA linear path
 // (dequantize + GEMM).
 #include "harness.h"
+#include "quant4_codes.h"
 
 using namespace hx;
 using lkc::DType;
 
 namespace {
-
-// native/cpu/quant.cc's kNF4d / kFP4d, rounded to fp32 as the CPU backend does.
-const double kNF4d[16] = {-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
-                          -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
-                          0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0};
-const double kFP4d[16] = {0.0, 0.0052083334885537624, 0.6666666865348816, 1.0, 0.3333333432674408, 0.5, 0.1666666716337204, 0.25, 0.0,
-                          -0.0052083334885537624, -0.6666666865348816, -1.0, -0.3333333432674408, -0.5, -0.1666666716337204, -0.25};
-float table(int code, int i) { return static_cast<float>(code == 0 ? kNF4d[i] : kFP4d[i]); }
 
 void correctness() {
   Rng r(83);
@@ -44,7 +37,7 @@ void correctness() {
             out.poison();
             lkc::dequantize_4bit(o, t, packed, da.f(), code, n, bs, nullptr);
             std::vector<double> ref(n);
-            for (int64_t i = 0; i < n; i++) ref[i] = as_out(table(code, nibble(i)) * absmax[i / bs]);
+            for (int64_t i = 0; i < n; i++) ref[i] = as_out(code_value(code, nibble(i)) * absmax[i / bs]);
             check("dequantize_4bit (bit-exact)", tag, compare(download(o, n), ref), 0);
             // double quantization: absmax = code2[q2] · absmax2[j / 256] + offset, rounded twice
             const int bs2 = 256;
@@ -61,7 +54,7 @@ void correctness() {
               const int64_t j = i / bs;
               volatile float prod = code2[q2[j]] * absmax2[j / bs2];  // volatile: no host FMA either
               const float am = prod + offset;
-              ref[i] = as_out(table(code, nibble(i)) * am);
+              ref[i] = as_out(code_value(code, nibble(i)) * am);
             }
             check("dequantize_4bit double-quant (bit-exact)", tag, compare(download(o, n), ref), 0);
           }

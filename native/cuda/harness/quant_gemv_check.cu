@@ -13,19 +13,12 @@
 // rotation larger than L2 (as successive layers do), and the calls are captured in a CUDA graph, so that
 // neither L2 hits nor the host's launch rate flatter or pace the small kernels.
 #include "harness.h"
+#include "quant4_codes.h"
 
 using namespace hx;
 using lkc::DType;
 
 namespace {
-
-// native/cpu/quant.cc's kNF4d / kFP4d, rounded to fp32 as the CPU backend does (dequant4_check.cu).
-const double kNF4d[16] = {-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
-                          -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
-                          0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0};
-const double kFP4d[16] = {0.0, 0.0052083334885537624, 0.6666666865348816, 1.0, 0.3333333432674408, 0.5, 0.1666666716337204, 0.25, 0.0,
-                          -0.0052083334885537624, -0.6666666865348816, -1.0, -0.3333333432674408, -0.5, -0.1666666716337204, -0.25};
-float table(int code, int i) { return static_cast<float>(code == 0 ? kNF4d[i] : kFP4d[i]); }
 
 enum class Variant { Default, Generic, Misaligned };  // pointers as allocated; CUDA-core forced; x, y, W shifted
 
@@ -115,7 +108,7 @@ void check_4bit(Rng& r, DType t, int code, bool dq, const Shape& s, Variant v) {
       am = prod + offset;
     }
     const int nib = (i & 1) ? (q[shift + i / 2] & 15) : (q[shift + i / 2] >> 4);
-    const float value = table(code, nib) * am;
+    const float value = code_value(code, nib) * am;
     w[i] = f32 ? double(value) : double(round_bf16(value));
   }
   Buf dqk = up(q), da = up(absmax), dq2 = up(q2), dc2 = up(code2), da2 = up(absmax2);
