@@ -227,15 +227,10 @@ export function loraLinears(
     loraRows.push({ r0: R, r });
     R += r;
   }
-  const adapted = layers.filter((l) => l.lora !== null);
+  const As = layers.flatMap(({ lora }) => (lora ? [lora.A] : []));
 
   const ys = layers.map(({ w }) => Tensor.empty([...x.shape.slice(0, -1), w.shape[0]], dtype, device));
-  const Ac = adapted.length
-    ? stackedFactors(
-        adapted.map((l) => l.lora!.A),
-        dtype,
-      )
-    : null; // [R, in]
+  const Ac = As.length ? stackedFactors(As, dtype) : null; // [R, in]
   const Bcs = layers.map(({ lora }) => (lora ? factorIn(lora.B, dtype) : null));
   const hT = Ac ? keep(Tensor.empty([R, rows], dtype, device)) : null; // hᵀ = A·xlᵀ [R, rows]
   /** Row block [r0, r0 + r) of a stack, for the duration of fn. */
