@@ -49,16 +49,55 @@ export function promptIds(tokenizer: Tokenizer, o: GenerateOptions): number[] {
 export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptions): GenerateResult {
   const ids = promptIds(tokenizer, o);
   if (ids.length === 0) throw new Error('lorakit: the prompt encodes to no tokens.');
-  const maxNew = o.maxNewTokens ?? 128;
   const sampler = new Sampler({
     ...GREEDY,
     ...Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in GREEDY)),
   });
-  const eos = new Set(tokenizer.eosIds);
+  let text = '';
+  let stopped = false;
+  const { tokenIds, finishReason } = generateIds(model, ids, {
+    maxNewTokens: o.maxNewTokens ?? 128,
+    sampler,
+    eos: new Set(tokenizer.eosIds),
+    onNext: (out, next) => {
+      const decoded = tokenizer.decode(out, { skipSpecialTokens: true });
+      const piece = decoded.slice(text.length);
+      text = decoded;
+      const hit = o.stop?.find((s) => s && text.endsWith(s));
+      if (hit) {
+        text = text.slice(0, text.length - hit.length);
+        stopped = true;
+        return true;
+      }
+      if (piece) o.onToken?.(piece, next);
+      return o.shouldStop?.() ?? false;
+    },
+  });
+  return { text, tokenIds, finishReason: stopped ? 'stop' : finishReason };
+}
+
+export interface GenerateIdsOptions {
+  maxNewTokens: number;
+  sampler: Sampler;
+  /** Ids that end generation (not included in the result). */
+  eos: ReadonlySet<number>;
+  /** Called with the ids so far after each new one; true stops generation there. */
+  onNext?: (ids: number[], next: number) => boolean;
+}
+
+/**
+ * The decoding loop on token ids: prefill `ids` into a fresh KV cache, then one token per forward
+ * until maxNewTokens, an eos id, or onNext says stop. finishReason is 'stop' for eos only.
+ */
+export function generateIds(
+  model: CausalLM,
+  ids: readonly number[],
+  o: GenerateIdsOptions,
+): { tokenIds: number[]; finishReason: GenerateResult['finishReason'] } {
   const c = model.config;
   const cache = new KVCache(
     1,
-    ids.length + maxNew,
+    ids.length + o.maxNewTokens,
     c.numLayers,
     c.numKvHeads,
     c.headDim,
@@ -66,11 +105,10 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
     model.activationDType,
   );
   const out: number[] = [];
-  let text = '';
   let finishReason: GenerateResult['finishReason'] = 'length';
   try {
-    let input = ids;
-    for (let step = 0; step < maxNew; step++) {
+    let input = [...ids];
+    for (let step = 0; step < o.maxNewTokens; step++) {
       const start = cache.length;
       const logits = noGrad(() =>
         tidy(() => {
@@ -89,28 +127,18 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
           return model.lmHead.forward(last, { adapter: model.activeAdapter, training: false, seed: 0 });
         }),
       );
-      const next = sampler.next(logits.toFloat32());
+      const next = o.sampler.next(logits.toFloat32());
       logits.dispose();
-      if (eos.has(next)) {
+      if (o.eos.has(next)) {
         finishReason = 'stop';
         break;
       }
       out.push(next);
-      const decoded = tokenizer.decode(out, { skipSpecialTokens: true });
-      const piece = decoded.slice(text.length);
-      text = decoded;
-      const hit = o.stop?.find((s) => s && text.endsWith(s));
-      if (hit) {
-        text = text.slice(0, text.length - hit.length);
-        finishReason = 'stop';
-        break;
-      }
-      if (piece) o.onToken?.(piece, next);
-      if (o.shouldStop?.()) break;
+      if (o.onNext?.(out, next)) break;
       input = [next];
     }
   } finally {
     cache.dispose();
   }
-  return { text, tokenIds: out, finishReason };
+  return { tokenIds: out, finishReason };
 }
