@@ -52,6 +52,18 @@ export function bf16ToF32(bits: number): number {
   return f32Scratch[0];
 }
 
+/**
+ * bf16 bits -> float32 values, a whole array at once: each bf16 is the high half of its float32 bits.
+ * (Float32Array.from with bf16ToF32 per element is about 50× slower: a generation step's 128K logits
+ * took 16 ms that way.)
+ */
+export function bf16ArrayToF32(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
+  return out;
+}
+
 /** IEEE half bits -> number. */
 export function f16ToF32(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;

@@ -1,7 +1,7 @@
 import { cpu } from '../backend/cpu/addon.js';
 import {
   DTYPE_BYTES,
-  bf16ToF32,
+  bf16ArrayToF32,
   f16ToF32,
   f32ToBf16,
   f32ToF16,
@@ -321,7 +321,7 @@ export class Tensor {
       }
     }
     const d = this.data();
-    if (this.dtype === 'bf16') return Float32Array.from(d, bf16ToF32);
+    if (this.dtype === 'bf16') return bf16ArrayToF32(this.as('bf16'));
     if (this.dtype === 'f16') return Float32Array.from(d, f16ToF32);
     return Float32Array.from(d);
   }
