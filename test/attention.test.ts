@@ -310,6 +310,67 @@ test('attention rejects bad inputs with clear errors', () => {
   });
 });
 
+test('attention reuses a kept output and logsumexp: the same gradients, no forward, no memory left', () => {
+  const q = Tensor.from(randn(2 * 7 * 4 * 7, 11), [2, 7, 4, 7]);
+  const k = Tensor.from(randn(2 * 7 * 2 * 7, 12), [2, 7, 2, 7]);
+  const v = Tensor.from(randn(2 * 7 * 2 * 7, 13), [2, 7, 2, 7]);
+  const s = Tensor.from(paddedAndPacked(2, 7), [2, 7], 'i32');
+  const g = randn(q.size, 14);
+  q.requiresGrad = k.requiresGrad = v.requiresGrad = true;
+  const before = memoryStats().liveBytes;
+  // A checkpoint's two runs: the first keeps out and lse, the recompute reuses them.
+  const kept: Tensor[] = [];
+  const grads = (reuse: boolean) =>
+    tidy(() => {
+      const o = attention(
+        q,
+        k,
+        v,
+        s,
+        reuse ? { reuse: { out: kept[0], lse: kept[1] } } : { keep: (r) => kept.push(r.out, r.lse) },
+      );
+      const out = o.toFloat32();
+      backward(o, Tensor.from(g, o.shape));
+      const gs = [q, k, v].map((t) => {
+        const d = t.grad!.toFloat32();
+        t.grad!.dispose();
+        t.grad = null;
+        return d;
+      });
+      return { out, gs };
+    });
+  const first = grads(false);
+  const forwards = cpu.attentionForwardF32;
+  let calls = 0;
+  cpu.attentionForwardF32 = (...args) => {
+    calls++;
+    forwards(...args);
+  };
+  try {
+    const again = grads(true);
+    assert.equal(calls, 0, 'the reused run computes no forward');
+    assert.deepEqual(again.out, first.out);
+    again.gs.forEach((d, i) => assert.deepEqual(d, first.gs[i], `gradient ${i}`));
+  } finally {
+    cpu.attentionForwardF32 = forwards;
+  }
+  const throws = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: Error) => re.test(e.message));
+  tidy(() => {
+    const [out, lse] = kept;
+    throws(
+      () => attention(q, k, v, s, { reuse: { out: out.reshape([2, 7, 28]), lse } }),
+      /the reused output \[2, 7, 28\] f32 does not match q \[2, 7, 4, 7\]/,
+    );
+    throws(
+      () => attention(q, k, v, s, { reuse: { out, lse: lse.reshape([-1]).sliceRows(0, 5) } }),
+      /the reused logsumexp must be f32 \[2, 4, 7\]/,
+    );
+  });
+  for (const t of kept) t.dispose();
+  assert.equal(memoryStats().liveBytes, before);
+  for (const t of [q, k, v, s]) t.dispose();
+});
+
 test('repeated attention steps do not grow native memory', () => {
   const d = { B: 2, Tq: 7, Tk: 7, Hq: 4, Hkv: 2, D: 7 };
   const q = Tensor.from(randn(2 * 7 * 4 * 7, 1), [2, 7, 4, 7]);

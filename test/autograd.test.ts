@@ -4,7 +4,7 @@
 // fused head against the plain head + cross-entropy.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { backward, noGrad } from '../src/autograd/tape.js';
+import { backward, clearTape, noGrad } from '../src/autograd/tape.js';
 import { kernel, registerKernel, type KernelName } from '../src/backend/kernels.js';
 import { loadModel } from '../src/models/load.js';
 import type { ForwardOptions } from '../src/models/llama.js';
@@ -16,7 +16,7 @@ import { adapterParameters, addAdapter } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS, type LoraConfig } from '../src/peft/config.js';
 import { padBatch, toDevice } from '../src/train/batching.js';
 import { lossSum } from '../src/train/loss.js';
-import { Tensor, tidy } from '../src/tensor/tensor.js';
+import { memoryStats, Tensor, tidy } from '../src/tensor/tensor.js';
 import { assertClose, fixture, randn } from './helpers.js';
 
 /** How many times the CPU kernel `name` runs while fn runs. */
@@ -208,4 +208,45 @@ test('add passes its output gradient on to both inputs; nothing shared is writte
         'two steps',
       );
   });
+});
+
+test('what checkpointed halves keep for their recompute is freed: after backward, without grad, and by clearTape', async (t) => {
+  const dir = fixture('models', 'qwen2');
+  if (!dir) return t.skip('fixture missing: run scripts/reference/make-all.sh');
+  const { model } = await loadModel(dir);
+  try {
+    addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 3, alpha: 6, dropout: 0 }, 5);
+    const params = adapterParameters(model, 'default');
+    const ids = [5, 17, 33, 2, 80, 41, 9];
+    const hb = padBatch([{ ids, labels: ids }]);
+    const opts: ForwardOptions = { checkpointing: true, offloadCheckpoints: true };
+    const loss = (): Tensor => {
+      const { batch, targets } = toDevice(hb);
+      return lossSum(model, batch, targets, opts);
+    };
+    const runs = {
+      'a step with backward': () =>
+        tidy(() => {
+          backward(loss());
+          for (const [, p] of params) {
+            p.grad?.dispose();
+            p.grad = null;
+          }
+        }),
+      'a forward without grad': () => noGrad(() => tidy(() => void loss())),
+      'a recorded forward dropped by clearTape': () =>
+        tidy(() => {
+          void loss();
+          clearTape();
+        }),
+    };
+    for (const [what, run] of Object.entries(runs)) {
+      run();
+      const before = memoryStats().liveBytes;
+      for (let i = 0; i < 3; i++) run();
+      assert.equal(memoryStats().liveBytes, before, what);
+    }
+  } finally {
+    model.dispose();
+  }
 });
