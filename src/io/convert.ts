@@ -4,7 +4,7 @@ import { cpu } from '../backend/cpu/addon.js';
 import '../ops/elementwise.js'; // declares cpu.f32ToBf16 / bf16ToF32
 import { f16ToF32 } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { CHUNK_BYTES, bytesOf, readExact, scratchBytes } from './file.js';
+import { CHUNK_BYTES, bytesOf, readExact, scratchBytes, type ByteSource } from './file.js';
 
 /** Element types found in safetensors and GGUF files that convert elementwise. */
 export type RawType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I32' | 'I64' | 'I8' | 'U8' | 'BOOL';
@@ -88,18 +88,18 @@ function decode(
 }
 
 /**
- * Fills tensor `dst` (f32, bf16, f16, i32 or u8) with `dst.size` elements of raw type `src` read from
- * fd at byte `position`. Float targets take any source; bf16 rounds to nearest even (as torch).
+ * Fills tensor `dst` (f32, bf16, f16, i32 or u8) with `dst.size` elements of raw type `type` read from
+ * `src` at byte `position`. Float targets take any source; bf16 rounds to nearest even (as torch).
  */
 export function readConverted(
-  fd: number,
+  src: ByteSource,
   path: string,
   position: number,
-  src: RawType,
+  type: RawType,
   dst: Tensor,
   what: string,
 ): void {
-  const itemBytes = RAW_BYTES[src];
+  const itemBytes = RAW_BYTES[type];
   const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / Math.max(itemBytes, 4)));
   const total = dst.size;
   // A bf16 target goes through an f32 staging area placed after the raw bytes in the scratch buffer.
@@ -107,31 +107,31 @@ export function readConverted(
   const buf = scratchBytes(rawSpan + (dst.dtype === 'bf16' ? perChunk * 4 : 0));
   for (let start = 0; start < total; start += perChunk) {
     const n = Math.min(perChunk, total - start);
-    readExact(fd, new Uint8Array(buf, 0, n * itemBytes), position + start * itemBytes, path);
+    readExact(src, new Uint8Array(buf, 0, n * itemBytes), position + start * itemBytes, path);
     const end = start + n;
     switch (dst.dtype) {
       case 'f32':
-        decode(src, buf, n, dst.as('f32').subarray(start, end), what, start);
+        decode(type, buf, n, dst.as('f32').subarray(start, end), what, start);
         break;
       case 'i32':
-        decode(src, buf, n, dst.as('i32').subarray(start, end), what, start);
+        decode(type, buf, n, dst.as('i32').subarray(start, end), what, start);
         break;
       case 'u8':
-        decode(src, buf, n, dst.as('u8').subarray(start, end), what, start);
+        decode(type, buf, n, dst.as('u8').subarray(start, end), what, start);
         break;
       case 'bf16': {
         const f = new Float32Array(buf, rawSpan, n);
-        decode(src, buf, n, f, what, start);
+        decode(type, buf, n, f, what, start);
         cpu.f32ToBf16(dst.as('bf16').subarray(start, end), f, n);
         break;
       }
       case 'f16':
-        throw new Error(`lorakit: ${what}: conversion from ${src} to f16 is not supported.`);
+        throw new Error(`lorakit: ${what}: conversion from ${type} to f16 is not supported.`);
     }
   }
 }
 
 /** Reads raw bytes straight into the tensor's native memory (same element type on both sides). */
-export function readDirect(fd: number, path: string, position: number, dst: Tensor): void {
-  readExact(fd, bytesOf(dst.data()), position, path);
+export function readDirect(src: ByteSource, path: string, position: number, dst: Tensor): void {
+  readExact(src, bytesOf(dst.data()), position, path);
 }

@@ -37,8 +37,18 @@ export function withFile<T>(path: string, fn: (fd: number) => T): T {
   }
 }
 
-/** Fills `into` with the bytes at [position, position + into.length) of fd; short files throw. */
-export function readExact(fd: number, into: Uint8Array, position: number, path: string): void {
+/** Where bytes come from: an open file descriptor, or a whole file already read into memory. */
+export type ByteSource = number | Uint8Array;
+
+/** Fills `into` with the bytes at [position, position + into.length) of src; short files throw. */
+export function readExact(src: ByteSource, into: Uint8Array, position: number, path: string): void {
+  if (typeof src !== 'number') {
+    if (position + into.length > src.length)
+      throw new Error(`lorakit: ${path}: file ends early (wanted bytes up to ${position + into.length}).`);
+    into.set(src.subarray(position, position + into.length));
+    return;
+  }
+  const fd = src;
   let done = 0;
   while (done < into.length) {
     const want = Math.min(MAX_READ, into.length - done);

@@ -19,7 +19,7 @@ import { isAbsolute, join, normalize } from 'node:path';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { RAW_BYTES, readConverted, readDirect, type RawType } from './convert.js';
-import { bytesOf, fileSize, readExact, withFile } from './file.js';
+import { bytesOf, fileSize, readExact, withFile, type ByteSource } from './file.js';
 
 export type SafetensorsDType = RawType;
 
@@ -94,7 +94,10 @@ const DIRECT: Partial<Record<SafetensorsDType, DType>> = {
   BOOL: 'u8',
 };
 
-/** One .safetensors file with a validated header. Each read() opens the file, reads, and closes it. */
+/**
+ * One .safetensors file with a validated header. Each read() opens the file, reads, and closes it,
+ * unless the file was handed over already read into memory (fromBytes).
+ */
 export class SafetensorsFile implements TensorSource {
   readonly tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
   readonly metadata: Readonly<Record<string, string>>;
@@ -105,6 +108,7 @@ export class SafetensorsFile implements TensorSource {
     size: number,
     tensors: Map<string, SafetensorsTensorInfo>,
     metadata: Record<string, string>,
+    private readonly bytes: Uint8Array | null,
   ) {
     this.size = size;
     this.tensors = tensors;
@@ -112,25 +116,39 @@ export class SafetensorsFile implements TensorSource {
   }
 
   static open(path: string): SafetensorsFile {
-    return withFile(path, (fd) => {
-      const size = fileSize(fd);
-      if (size < 8) fail(path, `too short to be a safetensors file (${size} bytes).`);
-      const lenBytes = new Uint8Array(8);
-      readExact(fd, lenBytes, 0, path);
-      const n = new DataView(lenBytes.buffer).getBigUint64(0, true);
-      if (n > BigInt(size - 8))
-        fail(
-          path,
-          `header length ${n} exceeds the file size (${size} bytes): truncated or not a safetensors file.`,
-        );
-      if (n > BigInt(MAX_HEADER))
-        fail(path, `header length ${n} is larger than the 100 MB safetensors allows.`);
-      const headerLen = Number(n);
-      const headerBytes = new Uint8Array(headerLen);
-      readExact(fd, headerBytes, 8, path);
-      const { tensors, metadata } = parseHeader(path, headerBytes, size - 8 - headerLen, 8 + headerLen);
-      return new SafetensorsFile(path, size, tensors, metadata);
-    });
+    return withFile(path, (fd) => SafetensorsFile.parse(fd, fileSize(fd), path, null));
+  }
+
+  /**
+   * A file whose bytes the caller has read (from a descriptor it checked, without blocking); `path`
+   * only names it in messages, and reads copy out of `bytes`.
+   */
+  static fromBytes(bytes: Uint8Array, path: string): SafetensorsFile {
+    return SafetensorsFile.parse(bytes, bytes.length, path, bytes);
+  }
+
+  private static parse(
+    src: ByteSource,
+    size: number,
+    path: string,
+    bytes: Uint8Array | null,
+  ): SafetensorsFile {
+    if (size < 8) fail(path, `too short to be a safetensors file (${size} bytes).`);
+    const lenBytes = new Uint8Array(8);
+    readExact(src, lenBytes, 0, path);
+    const n = new DataView(lenBytes.buffer).getBigUint64(0, true);
+    if (n > BigInt(size - 8))
+      fail(
+        path,
+        `header length ${n} exceeds the file size (${size} bytes): truncated or not a safetensors file.`,
+      );
+    if (n > BigInt(MAX_HEADER))
+      fail(path, `header length ${n} is larger than the 100 MB safetensors allows.`);
+    const headerLen = Number(n);
+    const headerBytes = new Uint8Array(headerLen);
+    readExact(src, headerBytes, 8, path);
+    const { tensors, metadata } = parseHeader(path, headerBytes, size - 8 - headerLen, 8 + headerLen);
+    return new SafetensorsFile(path, size, tensors, metadata, bytes);
   }
 
   has(name: string): boolean {
@@ -156,12 +174,17 @@ export class SafetensorsFile implements TensorSource {
     const dtype: DType = as === 'native' || !isFloat ? native : as;
     const out = Tensor.empty(info.shape, dtype);
     try {
-      withFile(this.path, (fd) => {
-        if (fileSize(fd) !== this.size) fail(this.path, 'the file changed size since it was opened.');
+      const load = (src: ByteSource): void => {
         const what = `${this.path}: tensor '${name}'`;
-        if (DIRECT[info.dtype] === dtype) readDirect(fd, this.path, info.byteOffset, out);
-        else readConverted(fd, this.path, info.byteOffset, info.dtype, out, what);
-      });
+        if (DIRECT[info.dtype] === dtype) readDirect(src, this.path, info.byteOffset, out);
+        else readConverted(src, this.path, info.byteOffset, info.dtype, out, what);
+      };
+      if (this.bytes) load(this.bytes);
+      else
+        withFile(this.path, (fd) => {
+          if (fileSize(fd) !== this.size) fail(this.path, 'the file changed size since it was opened.');
+          load(fd);
+        });
     } catch (e) {
       out.dispose();
       throw e;

@@ -2,7 +2,7 @@
 // adapters in PEFT's file format (adapter_config.json + adapter_model.safetensors).
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { openSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors.js';
 import type { CausalLM } from '../models/llama.js';
 import type { Linear } from '../nn/linear.js';
 import { shapeString, type Tensor } from '../tensor/tensor.js';
@@ -120,6 +120,25 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
       throw new Error(`lorakit: ${dir} is not a PEFT adapter folder (missing ${p.slice(dir.length + 1)}).`);
   const config = readPeftConfig(configPath);
   const file = openSafetensors(weightsPath);
+  try {
+    addAdapterFrom(model, name, config, file, weightsPath);
+  } finally {
+    file.close();
+  }
+  return config;
+}
+
+/**
+ * Adds adapter `name` with `config` and the weights `file` holds (`where` names it in messages),
+ * refusing tensors that belong to no targeted layer and shapes of another base model.
+ */
+export function addAdapterFrom(
+  model: CausalLM,
+  name: string,
+  config: LoraConfig,
+  file: TensorSource,
+  where: string,
+): void {
   addAdapter(model, name, config);
   try {
     const expected = new Map(adapterParameters(model, name));
@@ -129,13 +148,13 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
       const target = expected.get(key) ?? expected.get(norm);
       if (!target)
         throw new Error(
-          `lorakit: ${weightsPath}: tensor '${key}' does not belong to any targeted layer of this model.`,
+          `lorakit: ${where}: tensor '${key}' does not belong to any targeted layer of this model.`,
         );
       const src = file.read(key, 'f32');
       try {
         if (src.shape.join() !== target.shape.join())
           throw new Error(
-            `lorakit: ${weightsPath}: '${key}' has shape ${shapeString(src.shape)}, this model needs ${shapeString(target.shape)} (adapter made for another base model?).`,
+            `lorakit: ${where}: '${key}' has shape ${shapeString(src.shape)}, this model needs ${shapeString(target.shape)} (adapter made for another base model?).`,
           );
         target.copyFrom(src);
       } finally {
@@ -145,13 +164,10 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
     }
     if (expected.size > 0)
       throw new Error(
-        `lorakit: ${weightsPath}: missing ${expected.size} tensors, e.g. '${[...expected.keys()][0]}'.`,
+        `lorakit: ${where}: missing ${expected.size} tensors, e.g. '${[...expected.keys()][0]}'.`,
       );
   } catch (e) {
     deleteAdapter(model, name);
     throw e;
-  } finally {
-    file.close();
   }
-  return config;
 }

@@ -74,11 +74,14 @@ export function toPeftJson(c: LoraConfig): Record<string, unknown> {
   };
 }
 
-/** Reads PEFT's adapter_config.json, refusing what we would silently get wrong. */
-export function readPeftConfig(path: string): LoraConfig {
+/**
+ * Reads PEFT's adapter_config.json, refusing what we would silently get wrong. `text`, when given, is
+ * the file's content already read (`path` then only names it in messages).
+ */
+export function readPeftConfig(path: string, text?: string): LoraConfig {
   let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    raw = JSON.parse(text ?? readFileSync(path, 'utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new Error(
       `lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`,

@@ -511,7 +511,7 @@ export class LorakitServer {
     }
     if (method === 'POST') {
       const b = await this.body(req);
-      const info = this.adapters.load(b.name, b.path);
+      const info = await this.adapters.load(b.name, b.path);
       return this.json(res, 200, describe(info));
     }
     const name = named ?? (await this.body(req)).name;
