@@ -10,6 +10,7 @@ import '../ops/elementwise.js'; // declares cpu.f32ToBf16
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import { readConverted, readDirect } from './convert.js';
 import { CHUNK_BYTES, fileSize, readExact, scratchBytes, withFile } from './file.js';
+import { quote, quoteValue } from './quote.js';
 import {
   BLOCK_TYPES,
   dequantizeBlocksJs,
@@ -158,48 +159,49 @@ function int64Value(v: bigint): number | bigint {
 /** Smallest encoding of one value of each type, to bound array counts before looping over them. */
 const MIN_BYTES = [1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8];
 
-function readValue(r: HeaderReader, type: number, key: string, path: string, depth: number): GGUFValue {
+/** `label` names the value in messages: `metadata "key"`, the key quoted (it is file content). */
+function readValue(r: HeaderReader, type: number, label: string, path: string, depth: number): GGUFValue {
   switch (type) {
     case 0:
-      return r.u8(key);
+      return r.u8(label);
     case 1:
-      return r.i8(key);
+      return r.i8(label);
     case 2:
-      return r.u16(key);
+      return r.u16(label);
     case 3:
-      return r.i16(key);
+      return r.i16(label);
     case 4:
-      return r.u32(key);
+      return r.u32(label);
     case 5:
-      return r.i32(key);
+      return r.i32(label);
     case 6:
-      return r.f32(key);
+      return r.f32(label);
     case 7: {
-      const b = r.u8(key);
-      if (b > 1) fail(path, `metadata '${key}' has bool value ${b}; corrupt header.`);
+      const b = r.u8(label);
+      if (b > 1) fail(path, `${label} has bool value ${b}; corrupt header.`);
       return b === 1;
     }
     case 8:
-      return r.string(`metadata '${key}'`);
+      return r.string(label);
     case 9: {
       if (depth >= MAX_NESTING)
-        fail(path, `metadata '${key}' nests arrays deeper than ${MAX_NESTING}; corrupt header.`);
-      const elemType = r.u32(key);
+        fail(path, `${label} nests arrays deeper than ${MAX_NESTING}; corrupt header.`);
+      const elemType = r.u32(label);
       if (elemType >= MIN_BYTES.length)
-        fail(path, `metadata '${key}' is an array of unknown value type ${elemType}; corrupt header.`);
-      const n = r.count(`metadata '${key}' array length`);
+        fail(path, `${label} is an array of unknown value type ${elemType}; corrupt header.`);
+      const n = r.count(`${label} array length`);
       if (n * MIN_BYTES[elemType] > r.remaining)
-        fail(path, `metadata '${key}' claims ${n} elements, beyond the end of the file; corrupt header.`);
-      return readArray(r, elemType, n, key, path, depth + 1);
+        fail(path, `${label} claims ${n} elements, beyond the end of the file; corrupt header.`);
+      return readArray(r, elemType, n, label, path, depth + 1);
     }
     case 10:
-      return int64Value(r.u64(key));
+      return int64Value(r.u64(label));
     case 11:
-      return int64Value(r.i64(key));
+      return int64Value(r.i64(label));
     case 12:
-      return r.f64(key);
+      return r.f64(label);
     default:
-      fail(path, `metadata '${key}' has unknown value type ${type}; corrupt header or a newer GGUF.`);
+      fail(path, `${label} has unknown value type ${type}; corrupt header or a newer GGUF.`);
   }
 }
 
@@ -207,7 +209,7 @@ function readArray(
   r: HeaderReader,
   type: number,
   n: number,
-  key: string,
+  label: string,
   path: string,
   depth: number,
 ): GGUFValue[] {
@@ -223,16 +225,20 @@ function readArray(
     12: (b) => new Float64Array(b),
   };
   const make = fixed[type];
-  if (make) return Array.from(make(r.bytes(n * MIN_BYTES[type], `metadata '${key}'`)));
+  if (make) return Array.from(make(r.bytes(n * MIN_BYTES[type], label)));
   const out: GGUFValue[] = new Array(n);
-  for (let i = 0; i < n; i++) out[i] = readValue(r, type, key, path, depth);
+  for (let i = 0; i < n; i++) out[i] = readValue(r, type, label, path, depth);
   return out;
 }
 
-function typeOfValue(type: number, key: string, path: string): GGUFValueType {
+function define<T>(o: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+function typeOfValue(type: number, label: string, path: string): GGUFValueType {
   const name = GGUF_VALUE_TYPES[type];
   if (name === undefined)
-    fail(path, `metadata '${key}' has unknown value type ${type}; corrupt header or a newer GGUF.`);
+    fail(path, `${label} has unknown value type ${type}; corrupt header or a newer GGUF.`);
   return name;
 }
 
@@ -277,10 +283,13 @@ export class GGUFFile {
       const types: Record<string, GGUFValueType> = {};
       for (let i = 0; i < nKv; i++) {
         const key = r.string(`metadata key ${i}`);
-        if (key in types) fail(path, `metadata key '${key}' appears twice; corrupt header.`);
-        const type = r.u32(key);
-        types[key] = typeOfValue(type, key, path);
-        metadata[key] = readValue(r, type, key, path, 0);
+        const label = `metadata ${quote(key)}`;
+        if (Object.hasOwn(types, key))
+          fail(path, `metadata key ${quote(key)} appears twice; corrupt header.`);
+        const type = r.u32(label);
+        // Defined, not assigned: a key such as '__proto__' is then an entry like any other.
+        define(types, key, typeOfValue(type, label, path));
+        define(metadata, key, readValue(r, type, label, path, 0));
       }
 
       let alignment = DEFAULT_ALIGNMENT;
@@ -292,7 +301,7 @@ export class GGUFFile {
           a === 0 ||
           (a & (a - 1)) !== 0
         )
-          fail(path, `general.alignment must be a uint32 power of two, got ${String(a)}.`);
+          fail(path, `general.alignment must be a uint32 power of two, got ${quoteValue(a)}.`);
         alignment = a;
       }
 
@@ -300,22 +309,23 @@ export class GGUFFile {
       const seen = new Set<string>();
       for (let i = 0; i < nTensors; i++) {
         const name = r.string(`tensor ${i} name`);
-        if (seen.has(name)) fail(path, `tensor '${name}' appears twice; corrupt header.`);
+        const label = `tensor ${quote(name)}`;
+        if (seen.has(name)) fail(path, `${label} appears twice; corrupt header.`);
         seen.add(name);
-        const nDims = r.u32(`tensor '${name}' n_dims`);
+        const nDims = r.u32(`${label} n_dims`);
         if (nDims > MAX_DIMS)
-          fail(path, `tensor '${name}' has ${nDims} dimensions (at most ${MAX_DIMS}); corrupt header.`);
+          fail(path, `${label} has ${nDims} dimensions (at most ${MAX_DIMS}); corrupt header.`);
         const dims: number[] = [];
         let numel = 1;
         for (let d = 0; d < nDims; d++) {
-          const v = r.count(`tensor '${name}' dimension`);
+          const v = r.count(`${label} dimension`);
           dims.push(v);
           numel *= v;
         }
         if (!Number.isSafeInteger(numel))
-          fail(path, `tensor '${name}' has impossible dimensions [${dims.join(', ')}].`);
-        const type = r.u32(`tensor '${name}' type`);
-        const offset = r.count(`tensor '${name}' offset`);
+          fail(path, `${label} has impossible dimensions [${dims.join(', ')}].`);
+        const type = r.u32(`${label} type`);
+        const offset = r.count(`${label} offset`);
         infos.push({
           name,
           dims,
@@ -337,27 +347,30 @@ export class GGUFFile {
         if (t.offset % alignment !== 0)
           fail(
             path,
-            `tensor '${t.name}' has offset ${t.offset}, not a multiple of the alignment ${alignment}; corrupt header.`,
+            `tensor ${quote(t.name)} has offset ${t.offset}, not a multiple of the alignment ${alignment}; corrupt header.`,
           );
         const gt = GGML_TYPES.get(t.type);
         if (!gt) continue; // listed, but read() refuses it by name
         if (t.dims.length > 0 && t.dims[0] % gt.blockSize !== 0)
           fail(
             path,
-            `tensor '${t.name}' has rows of ${t.dims[0]} values, not a multiple of the ${gt.name} block size ${gt.blockSize}.`,
+            `tensor ${quote(t.name)} has rows of ${t.dims[0]} values, not a multiple of the ${gt.name} block size ${gt.blockSize}.`,
           );
         t.byteLength = (t.numel / gt.blockSize) * gt.typeSize;
         if (t.offset + t.byteLength > dataSize)
           fail(
             path,
-            `tensor '${t.name}' (${gt.name} ${shapeString(t.shape)}) lies beyond the end of the file; truncated or corrupt.`,
+            `tensor ${quote(t.name)} (${gt.name} ${shapeString(t.shape)}) lies beyond the end of the file; truncated or corrupt.`,
           );
         if (t.byteLength > 0) ranges.push([t.offset, t.offset + t.byteLength, t.name]);
       }
       ranges.sort((a, b) => a[0] - b[0]);
       for (let i = 1; i < ranges.length; i++)
         if (ranges[i][0] < ranges[i - 1][1])
-          fail(path, `tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' overlap in the data section.`);
+          fail(
+            path,
+            `tensors ${quote(ranges[i - 1][2], 60)} and ${quote(ranges[i][2], 60)} overlap in the data section.`,
+          );
 
       return new GGUFFile(
         path,
@@ -378,7 +391,7 @@ export class GGUFFile {
 
   info(name: string): GGUFTensorInfo {
     const t = this.tensors.get(name);
-    if (!t) fail(this.path, `no tensor named '${name}' (it has ${this.tensors.size}).`);
+    if (!t) fail(this.path, `no tensor named ${quote(name)} (it has ${this.tensors.size}).`);
     return t;
   }
 
@@ -397,13 +410,13 @@ export class GGUFFile {
       const supported = [...READABLE_TYPES].map(ggmlTypeName).join(', ');
       fail(
         this.path,
-        `tensor '${name}' has type ${t.typeName} (${t.type}), which lorakit cannot dequantize (it reads ${supported}).`,
+        `tensor ${quote(name)} has type ${t.typeName} (${t.type}), which lorakit cannot dequantize (it reads ${supported}).`,
       );
     }
     const out = Tensor.empty(t.shape, as);
     try {
       this.withData((fd) => {
-        const what = `${this.path}: tensor '${name}'`;
+        const what = `${this.path}: tensor ${quote(name)}`;
         if ((t.type === 0 && as === 'f32') || (t.type === 30 && as === 'bf16'))
           readDirect(fd, this.path, t.byteOffset, out);
         else if (t.type === 0 || t.type === 1 || t.type === 30)
@@ -431,7 +444,7 @@ export class GGUFFile {
   readRaw(name: string): Tensor {
     const t = this.info(name);
     if (t.byteLength === null)
-      fail(this.path, `tensor '${name}' has unknown type ${t.type}; its size is unknown.`);
+      fail(this.path, `tensor ${quote(name)} has unknown type ${t.type}; its size is unknown.`);
     const out = Tensor.empty([t.byteLength], 'u8');
     try {
       this.withData((fd) => readDirect(fd, this.path, t.byteOffset, out));
@@ -453,7 +466,7 @@ export class GGUFFile {
 /** Dequantizes a block-quantized tensor chunk by chunk: raw blocks into scratch, values into `out`. */
 function readBlocks(fd: number, path: string, t: GGUFTensorInfo, gt: GGMLType, out: Tensor): void {
   if (!BLOCK_TYPES.has(gt.id))
-    throw new Error(`lorakit: ${path}: tensor '${t.name}': no dequantizer for ${gt.name}.`);
+    throw new Error(`lorakit: ${path}: tensor ${quote(t.name)}: no dequantizer for ${gt.name}.`);
   const totalBlocks = t.numel / gt.blockSize;
   const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / gt.typeSize));
   const rawSpan = Math.ceil((perChunk * gt.typeSize) / 64) * 64;

@@ -20,6 +20,7 @@ import { shapeString, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { RAW_BYTES, readConverted, readDirect, type RawType } from './convert.js';
 import { bytesOf, fileSize, readExact, withFile, type ByteSource } from './file.js';
+import { oneLine, quote, quoteValue } from './quote.js';
 
 export type SafetensorsDType = RawType;
 
@@ -37,6 +38,9 @@ const DTYPES: ReadonlySet<string> = new Set<SafetensorsDType>([
 
 /** The Python reference refuses headers above 100 MB; so do we (it also bounds our allocation). */
 const MAX_HEADER = 100_000_000;
+
+/** More dimensions than any model tensor has: a shape beyond this is a corrupt header. */
+const MAX_DIMS = 16;
 
 export interface SafetensorsTensorInfo {
   dtype: SafetensorsDType;
@@ -158,10 +162,13 @@ export class SafetensorsFile implements TensorSource {
   info(name: string): SafetensorsTensorInfo {
     const t = this.tensors.get(name);
     if (!t) {
-      const some = [...this.tensors.keys()].slice(0, 5).join(', ');
+      const some = [...this.tensors.keys()]
+        .slice(0, 5)
+        .map((n) => oneLine(n, 40))
+        .join(', ');
       fail(
         this.path,
-        `no tensor named '${name}' (it has ${this.tensors.size}${some ? `: ${some}${this.tensors.size > 5 ? ', …' : ''}` : ''}).`,
+        `no tensor named ${quote(name)} (it has ${this.tensors.size}${some ? `: ${some}${this.tensors.size > 5 ? ', …' : ''}` : ''}).`,
       );
     }
     return t;
@@ -175,7 +182,7 @@ export class SafetensorsFile implements TensorSource {
     const out = Tensor.empty(info.shape, dtype);
     try {
       const load = (src: ByteSource): void => {
-        const what = `${this.path}: tensor '${name}'`;
+        const what = `${this.path}: tensor ${quote(name)}`;
         if (DIRECT[info.dtype] === dtype) readDirect(src, this.path, info.byteOffset, out);
         else readConverted(src, this.path, info.byteOffset, info.dtype, out, what);
       };
@@ -216,28 +223,35 @@ function parseHeader(
     if (name === '__metadata__') {
       if (!isRecord(entry)) fail(path, '__metadata__ must be an object of strings.');
       for (const [k, v] of Object.entries(entry)) {
-        if (typeof v !== 'string') fail(path, `__metadata__ value '${k}' is not a string.`);
-        metadata[k] = v;
+        if (typeof v !== 'string') fail(path, `__metadata__ value ${quote(k)} is not a string.`);
+        // Defined, not assigned: a key such as '__proto__' is then an entry like any other.
+        Object.defineProperty(metadata, k, {
+          value: v,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       }
       continue;
     }
-    if (!isRecord(entry)) fail(path, `tensor '${name}' has no dtype/shape/data_offsets entry.`);
+    const label = `tensor ${quote(name)}`;
+    if (!isRecord(entry)) fail(path, `${label} has no dtype/shape/data_offsets entry.`);
     const { dtype, shape, data_offsets: offsets } = entry;
-    if (typeof dtype !== 'string') fail(path, `tensor '${name}' has no dtype.`);
+    if (typeof dtype !== 'string') fail(path, `${label} has no dtype.`);
     if (!DTYPES.has(dtype))
       fail(
         path,
-        `tensor '${name}' has dtype '${dtype}', which lorakit does not read (${[...DTYPES].join(', ')}).`,
+        `${label} has dtype ${quote(dtype)}, which lorakit does not read (${[...DTYPES].join(', ')}).`,
       );
-    if (!Array.isArray(shape) || !shape.every(isCount))
-      fail(path, `tensor '${name}' has an invalid shape ${JSON.stringify(shape)}.`);
+    if (!Array.isArray(shape) || shape.length > MAX_DIMS || !shape.every(isCount))
+      fail(path, `${label} has an invalid shape ${quoteValue(shape)}.`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount))
-      fail(path, `tensor '${name}' has invalid data_offsets ${JSON.stringify(offsets)}.`);
+      fail(path, `${label} has invalid data_offsets ${quoteValue(offsets)}.`);
     const [begin, end] = offsets;
     if (begin > end || end > dataSize)
       fail(
         path,
-        `tensor '${name}' has data_offsets [${begin}, ${end}] outside the ${dataSize}-byte data section (truncated file?).`,
+        `${label} has data_offsets [${begin}, ${end}] outside the ${dataSize}-byte data section (truncated file?).`,
       );
     const dt = dtype as SafetensorsDType;
     let numel = 1;
@@ -246,7 +260,7 @@ function parseHeader(
     if (end - begin !== expected)
       fail(
         path,
-        `tensor '${name}' (${dt} ${shapeString(shape)}) needs ${expected} bytes but its data_offsets span ${end - begin}.`,
+        `${label} (${dt} ${shapeString(shape)}) needs ${expected} bytes but its data_offsets span ${end - begin}.`,
       );
     tensors.set(name, {
       dtype: dt,
@@ -259,7 +273,10 @@ function parseHeader(
   ranges.sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < ranges.length; i++)
     if (ranges[i][0] < ranges[i - 1][1])
-      fail(path, `tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' overlap in the data section.`);
+      fail(
+        path,
+        `tensors ${quote(ranges[i - 1][2], 60)} and ${quote(ranges[i][2], 60)} overlap in the data section.`,
+      );
   return { tensors, metadata };
 }
 
@@ -295,7 +312,7 @@ export class SafetensorsModel implements TensorSource {
   /** The file holding a tensor (to report it, or to read its raw bytes). */
   fileOf(name: string): SafetensorsFile {
     const f = this.owner.get(name);
-    if (!f) fail(this.dir, `no tensor named '${name}' in the model (it has ${this.owner.size}).`);
+    if (!f) fail(this.dir, `no tensor named ${quote(name)} in the model (it has ${this.owner.size}).`);
     return f;
   }
 
@@ -338,7 +355,7 @@ export function openSafetensorsModel(dir: string): SafetensorsModel {
     const f = files.get(shard);
     if (!f || !f.has(name))
       throw new Error(
-        `lorakit: ${join(dir, shard)}: has no tensor '${name}', which ${INDEX_FILE} places there.`,
+        `lorakit: ${join(dir, shard)}: has no tensor ${quote(name)}, which ${INDEX_FILE} places there.`,
       );
     owner.set(name, f);
   }
@@ -353,7 +370,7 @@ export function readIndex(indexPath: string): Map<string, string> {
   try {
     json = JSON.parse(readFileSync(indexPath, 'utf8'));
   } catch (e) {
-    throw new Error(`lorakit: ${indexPath}: not valid JSON (${(e as Error).message}).`);
+    throw new Error(`lorakit: ${indexPath}: not valid JSON (${oneLine((e as Error).message)}).`);
   }
   if (!isRecord(json) || !isRecord(json.weight_map))
     throw new Error(`lorakit: ${indexPath}: has no weight_map object.`);
@@ -366,7 +383,7 @@ export function readIndex(indexPath: string): Map<string, string> {
       normalize(shard).split(/[\\/]/).includes('..')
     )
       throw new Error(
-        `lorakit: ${indexPath}: weight_map entry '${name}' names an invalid shard ${JSON.stringify(shard)}.`,
+        `lorakit: ${indexPath}: weight_map entry ${quote(name)} names an invalid shard ${quoteValue(shard)}.`,
       );
     map.set(name, shard);
   }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { oneLine, quoteValue } from '../io/quote.js';
 
 /** The Llama-family decoder shape, read from a Hugging Face config.json (v4 or v5 style). */
 export interface ModelConfig {
@@ -42,7 +43,7 @@ export function readModelConfig(path: string): ModelConfig {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
     throw new Error(
-      `lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`,
+      `lorakit: ${path}: not a readable JSON file (${oneLine(e instanceof Error ? e.message : String(e))}).`,
     );
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
@@ -52,10 +53,10 @@ export function readModelConfig(path: string): ModelConfig {
 
 export function parseModelConfig(raw: Record<string, unknown>, source = 'config.json'): ModelConfig {
   // Composite configs (e.g. a text_config inside) are not Llama-family decoders we can train here.
-  const modelType = String(raw.model_type ?? '');
+  const modelType = typeof raw.model_type === 'string' ? raw.model_type : '';
   if (!isModelType(modelType))
     throw new Error(
-      `lorakit: ${source}: unsupported model_type '${modelType}' (supported: ${SUPPORTED.join(', ')}).`,
+      `lorakit: ${source}: unsupported model_type ${quoteValue(raw.model_type ?? '')} (supported: ${SUPPORTED.join(', ')}).`,
     );
   const num = (key: string, fallback?: number): number => {
     const v = raw[key];
@@ -64,22 +65,38 @@ export function parseModelConfig(raw: Record<string, unknown>, source = 'config.
       throw new Error(`lorakit: ${source}: missing required field '${key}'.`);
     }
     if (typeof v !== 'number' || !Number.isFinite(v))
-      throw new Error(`lorakit: ${source}: field '${key}' must be a number.`);
+      throw new Error(`lorakit: ${source}: field '${key}' must be a number, got ${quoteValue(v)}.`);
+    return v;
+  };
+  // Sizes and counts: a 0 or a fraction here would only fail later, far from its cause.
+  const count = (key: string, fallback?: number): number => {
+    const v = num(key, fallback);
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw new Error(`lorakit: ${source}: field '${key}' must be a positive integer, got ${v}.`);
     return v;
   };
   const act = raw.hidden_act ?? raw.hidden_activation ?? 'silu';
   if (act !== 'silu')
-    throw new Error(`lorakit: ${source}: unsupported hidden_act '${String(act)}' (only silu).`);
-  const hiddenSize = num('hidden_size');
-  const numHeads = num('num_attention_heads');
-  const numKvHeads = num('num_key_value_heads', numHeads);
-  const headDim = num('head_dim', hiddenSize / numHeads);
-  if (!Number.isInteger(headDim) || headDim % 2 !== 0)
-    throw new Error(`lorakit: ${source}: head_dim ${headDim} must be an even integer.`);
+    throw new Error(`lorakit: ${source}: unsupported hidden_act ${quoteValue(act)} (only silu).`);
+  const hiddenSize = count('hidden_size');
+  const numHeads = count('num_attention_heads');
+  const numKvHeads = count('num_key_value_heads', numHeads);
+  if (raw.head_dim === undefined || raw.head_dim === null) {
+    if (hiddenSize % numHeads !== 0)
+      throw new Error(
+        `lorakit: ${source}: hidden_size ${hiddenSize} is not a multiple of num_attention_heads ${numHeads}, and there is no head_dim.`,
+      );
+  }
+  const headDim = count('head_dim', hiddenSize / numHeads);
+  if (headDim % 2 !== 0)
+    throw new Error(`lorakit: ${source}: head_dim ${headDim} must be even (RoPE rotates pairs).`);
   if (numHeads % numKvHeads !== 0)
     throw new Error(
       `lorakit: ${source}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}.`,
     );
+  const rmsNormEps = num('rms_norm_eps', 1e-6);
+  if (rmsNormEps < 0)
+    throw new Error(`lorakit: ${source}: field 'rms_norm_eps' must not be negative, got ${rmsNormEps}.`);
   const attnBiasFlag = raw.attention_bias === true;
   const eos = raw.eos_token_id;
   const eosTokenIds = Array.isArray(eos) ? eos.map(Number) : typeof eos === 'number' ? [eos] : [];
@@ -87,15 +104,15 @@ export function parseModelConfig(raw: Record<string, unknown>, source = 'config.
   const window = typeof raw.sliding_window === 'number' && useSliding ? raw.sliding_window : null;
   return {
     modelType,
-    vocabSize: num('vocab_size'),
+    vocabSize: count('vocab_size'),
     hiddenSize,
-    intermediateSize: num('intermediate_size'),
-    numLayers: num('num_hidden_layers'),
+    intermediateSize: count('intermediate_size'),
+    numLayers: count('num_hidden_layers'),
     numHeads,
     numKvHeads,
     headDim,
-    rmsNormEps: num('rms_norm_eps', 1e-6),
-    maxPositionEmbeddings: num('max_position_embeddings', 2048),
+    rmsNormEps,
+    maxPositionEmbeddings: count('max_position_embeddings', 2048),
     tieWordEmbeddings: raw.tie_word_embeddings === true,
     attentionBias: modelType === 'qwen2' || attnBiasFlag,
     outputBias: modelType !== 'qwen2' && attnBiasFlag,

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { oneLine, quote, quoteValue } from '../io/quote.js';
 
 /** A LoRA adapter's configuration, validated once; mirrors PEFT's LoraConfig fields we support. */
 export interface LoraConfig {
@@ -79,21 +80,24 @@ export function toPeftJson(c: LoraConfig): Record<string, unknown> {
  * the file's content already read (`path` then only names it in messages).
  */
 export function readPeftConfig(path: string, text?: string): LoraConfig {
-  let raw: Record<string, unknown>;
+  let parsed: unknown;
   try {
-    raw = JSON.parse(text ?? readFileSync(path, 'utf8')) as Record<string, unknown>;
+    parsed = JSON.parse(text ?? readFileSync(path, 'utf8'));
   } catch (e) {
     throw new Error(
-      `lorakit: ${path}: not a readable JSON file (${e instanceof Error ? e.message : String(e)}).`,
+      `lorakit: ${path}: not a readable JSON file (${oneLine(e instanceof Error ? e.message : String(e))}).`,
     );
   }
   const fail = (msg: string): never => {
     throw new Error(`lorakit: ${path}: ${msg}`);
   };
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    fail('expected a JSON object (PEFT adapter_config.json).');
+  const raw = parsed as Record<string, unknown>;
   if (raw.peft_type !== undefined && raw.peft_type !== 'LORA')
-    fail(`peft_type '${String(raw.peft_type)}' is not LORA.`);
+    fail(`peft_type ${quoteValue(raw.peft_type)} is not LORA.`);
   if (raw.bias !== undefined && raw.bias !== 'none')
-    fail(`bias '${String(raw.bias)}' is not supported (only 'none').`);
+    fail(`bias ${quoteValue(raw.bias)} is not supported (only 'none').`);
   if (raw.fan_in_fan_out === true) fail('fan_in_fan_out adapters (GPT-2 Conv1D) are not supported.');
   for (const key of ['rank_pattern', 'alpha_pattern'] as const) {
     const v = raw[key];
@@ -121,20 +125,28 @@ export function readPeftConfig(path: string, text?: string): LoraConfig {
   if (tm === 'all-linear') targetModules = 'all-linear';
   else if (Array.isArray(tm) && tm.every((x) => typeof x === 'string')) targetModules = tm as string[];
   else if (typeof tm === 'string')
-    fail(`target_modules as a regular expression ('${tm}') is not supported; list module names.`);
+    fail(`target_modules as a regular expression (${quote(tm)}) is not supported; list module names.`);
   else fail('target_modules is missing.');
   const init = raw.init_lora_weights;
   const mts = raw.modules_to_save;
-  const r = Number(raw.r);
+  if (mts !== undefined && mts !== null && !(Array.isArray(mts) && mts.every((x) => typeof x === 'string')))
+    fail(`modules_to_save must be a list of module names, got ${quoteValue(mts)}.`);
+  // Numbers must be JSON numbers: Number() would turn [16] or "16" into 16.
+  const num = (key: string, fallback?: number): number => {
+    const v = raw[key];
+    if ((v === undefined || v === null) && fallback !== undefined) return fallback;
+    if (typeof v !== 'number') fail(`${key} must be a number, got ${quoteValue(v)}.`);
+    return v as number;
+  };
   return validateLoraConfig(
     {
-      r,
-      alpha: raw.lora_alpha === undefined ? 8 : Number(raw.lora_alpha),
-      dropout: raw.lora_dropout === undefined ? 0 : Number(raw.lora_dropout),
+      r: num('r'),
+      alpha: num('lora_alpha', 8),
+      dropout: num('lora_dropout', 0),
       targetModules: targetModules!,
       useRslora: raw.use_rslora === true,
       useDora: raw.use_dora === true,
-      modulesToSave: Array.isArray(mts) ? mts.map(String) : [],
+      modulesToSave: Array.isArray(mts) ? (mts as string[]) : [],
       init: init === 'gaussian' ? 'gaussian' : 'kaiming',
       baseModel: typeof raw.base_model_name_or_path === 'string' ? raw.base_model_name_or_path : null,
     },
