@@ -3,7 +3,9 @@
 // decoded as transformers does (no lost leading space, multi-byte characters split across tokens).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request, type IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -12,8 +14,8 @@ import { loadModel } from '../src/models/load.js';
 import { addAdapter, adapterParameters, deleteAdapter, saveAdapter } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
 import { LorakitServer } from '../src/serve/server.js';
-import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
-import { sharedData } from './helpers.js';
+import { Tokenizer } from '../src/tokenizer/tokenizer.js';
+import { projectRoot, sharedData } from './helpers.js';
 
 const MODEL = sharedData('models', 'stories260K-hf');
 const SKIP = MODEL === null && 'shared data missing: models/stories260K-hf';
@@ -72,6 +74,27 @@ function assertClientError(r: Reply, what: string): void {
   const m = r.body.error?.message ?? '';
   assert.match(m, /^lorakit: [^\n]+[.)]$/, `${what}: message ${JSON.stringify(m)}`);
 }
+
+/** A request through node:http, which (unlike fetch) sends any Host header and body it is given. */
+function rawRequest(
+  url: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string | Buffer,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}${path}`, { method, headers }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function kill(child: ChildProcess): void {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -190,6 +213,239 @@ describe('run-time adapter loads', { skip: SKIP }, () => {
       }
     } finally {
       writers.forEach(kill);
+    }
+  });
+});
+
+// ---- requests a web page of another site, or a careless client, can send --------------------------------
+
+describe('cross-site requests and careless clients', { skip: SKIP }, () => {
+  let model: CausalLM;
+  let tokenizer: Tokenizer;
+  let server: LorakitServer;
+  let url = '';
+  let port = 0;
+  const root = join(work, 'site-adapters');
+  const log: string[] = [];
+
+  before(async () => {
+    ({ model } = await stories());
+    // stories260K has no chat template; one line per message is enough to reach the chat endpoint.
+    const file = join(MODEL!, 'tokenizer.json');
+    tokenizer = Tokenizer.fromJSON(readFileSync(file, 'utf8'), {
+      chat_template: "{% for m in messages %}{{ m['content'] }}\n{% endfor %}",
+      bos_token: '<s>',
+      eos_token: '</s>',
+    });
+    writeAdapter(model, join(root, 'a'), 4);
+    server = new LorakitServer({
+      model,
+      tokenizer,
+      modelName: 'stories',
+      adapterDir: root,
+      maxBodyBytes: 64 * 1024,
+      maxTokens: 64,
+      log: (l) => log.push(l),
+    });
+    ({ url, port } = await server.listen(0).then((a) => ({ url: a.url, port: a.port })));
+  });
+  after(() => server.close());
+
+  const loadBody = JSON.stringify({ name: 'a', path: 'a' });
+  const isLoaded = () => model.adapterConfigs.has('a');
+
+  test('without --api-key: bodies that are not JSON get 415 on every POST endpoint, and load nothing', async () => {
+    for (const [path, type] of [
+      ['/v1/adapters', 'text/plain'],
+      ['/v1/adapters', 'application/x-www-form-urlencoded'],
+      ['/v1/completions', 'text/plain;charset=UTF-8'],
+      ['/v1/chat/completions', 'multipart/form-data; boundary=x'],
+      ['/v1/chat/completions', ''],
+    ]) {
+      const body = path === '/v1/adapters' ? loadBody : JSON.stringify({ model: 'stories', prompt: 'a' });
+      const r = await rawRequest(url, 'POST', path, type ? { 'Content-Type': type } : {}, body);
+      assert.equal(r.status, 415, `${path} ${type}: ${r.body}`);
+      const e = (JSON.parse(r.body) as Reply['body']).error!;
+      assert.equal(e.code, 'unsupported_media_type');
+      assert.match(e.message, /^lorakit: .*application\/json.*\.$/);
+    }
+    assert.equal(isLoaded(), false);
+  });
+
+  test('without --api-key: adapter loads and unloads with a foreign Origin or Host (DNS rebinding) get 403', async () => {
+    const json = { 'Content-Type': 'application/json' };
+    for (const headers of <Record<string, string>[]>[
+      { Origin: 'http://evil.example' },
+      { Origin: 'null' },
+      { Origin: `http://localhost:${port + 1}` },
+      { Host: `evil.example:${port}` },
+      { Host: `evil.example:${port}`, Origin: `http://evil.example:${port}` },
+    ]) {
+      const r = await rawRequest(url, 'POST', '/v1/adapters', { ...json, ...headers }, loadBody);
+      assert.equal(r.status, 403, `${JSON.stringify(headers)}: ${r.body}`);
+      const e = (JSON.parse(r.body) as Reply['body']).error!;
+      assert.equal(e.code, 'cross_site_request');
+      assert.match(e.message, /^lorakit: [^\n]+--api-key[^\n]+\.$/);
+      assert.equal(isLoaded(), false, JSON.stringify(headers));
+    }
+    // This server's own pages and plain clients (no Origin) by address or localhost may.
+    const own = await rawRequest(url, 'POST', '/v1/adapters', { ...json, Origin: url }, loadBody);
+    assert.equal(own.status, 200, own.body);
+    const foreign = await rawRequest(url, 'DELETE', '/v1/adapters/a', { Origin: 'http://evil.example' });
+    assert.equal(foreign.status, 403, foreign.body);
+    assert.equal(isLoaded(), true);
+    const byName = await rawRequest(url, 'DELETE', '/v1/adapters/a', { Host: `localhost:${port}` });
+    assert.equal(byName.status, 200, byName.body);
+    assert.equal(isLoaded(), false);
+    // Reading is not state-changing: listing models works from anywhere.
+    assert.equal((await rawRequest(url, 'GET', '/v1/models', { Origin: 'http://evil.example' })).status, 200);
+  });
+
+  test('with --api-key, a valid key is enough whatever the Origin', async () => {
+    const keyed = new LorakitServer({
+      model,
+      tokenizer,
+      modelName: 'stories',
+      adapterDir: root,
+      apiKey: 'k',
+    });
+    const { url: u } = await keyed.listen(0);
+    try {
+      const headers = {
+        'Content-Type': 'application/json',
+        Origin: 'http://evil.example',
+        Authorization: 'Bearer k',
+      };
+      assert.equal((await rawRequest(u, 'POST', '/v1/adapters', headers, loadBody)).status, 200);
+      assert.equal((await rawRequest(u, 'DELETE', '/v1/adapters/a', headers)).status, 200);
+    } finally {
+      await keyed.close();
+    }
+  });
+
+  test('lorakit serve: --help says it listens on 127.0.0.1; --host 0.0.0.0 without --api-key warns in one line', async () => {
+    const cli = join(projectRoot, 'test', 'lorakit-cli.mts');
+    const help = execFileSync(process.execPath, ['--import', 'tsx', cli, 'serve', '--help'], {
+      cwd: projectRoot,
+      encoding: 'utf8',
+    });
+    assert.match(help, /--host .*127\.0\.0\.1: this machine only/);
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', cli, 'serve', '--model', MODEL!, '--host', '0.0.0.0', '--port', '0', '--quiet'],
+      { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      for (let i = 0; i < 600 && !out.includes('listening on'); i++) await sleep(50);
+      assert.match(out, /listening on/, err);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, err);
+    const warnings = err.split('\n').filter((l) => /warning/.test(l));
+    assert.equal(warnings.length, 1, err);
+    assert.match(warnings[0], /^lorakit serve: warning: .*0\.0\.0\.0.*--api-key.*\.$/);
+  });
+
+  test('a client that hangs up mid-body: one log line, no error, no stack trace', async () => {
+    const before = log.length;
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    socket.write(
+      'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+        'Content-Length: 1000\r\n\r\n{"model": "stories", "messa',
+    );
+    await sleep(50);
+    socket.destroy();
+    for (let i = 0; i < 200 && log.length === before; i++) await sleep(10);
+    await sleep(50);
+    const lines = log.slice(before);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0], /^POST \/v1\/chat\/completions - \d+ms \(client gone\)$/);
+  });
+
+  test('a chunked body (no Content-Length) past the limit gets 413, however much more the client sends', async () => {
+    for (const total of [100 << 10, 4 << 20]) {
+      const status = await new Promise<number | string>((resolve) => {
+        const req = request(
+          `${url}/v1/chat/completions`,
+          { method: 'POST', headers: { 'Content-Type': 'application/json' } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', (e) => resolve(e.message));
+        const chunk = Buffer.alloc(16 << 10, 0x20);
+        let sent = 0;
+        const pump = (): void => {
+          while (sent < total) {
+            sent += chunk.length;
+            if (!req.write(chunk)) return void req.once('drain', pump);
+          }
+          req.end();
+        };
+        pump();
+      });
+      assert.equal(status, 413, `${total} bytes`);
+    }
+  });
+
+  test('max_completion_tokens: accepted as max_tokens, and errors name it', async () => {
+    const chat = (extra: Record<string, unknown>) =>
+      call(url, 'POST', '/v1/chat/completions', {
+        model: 'stories',
+        messages: [{ role: 'user', content: 'Once upon a time' }],
+        temperature: 0,
+        ...extra,
+      });
+    const ok = await chat({ max_completion_tokens: 3, ignore_eos: true });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal((ok.body.usage as { completion_tokens: number }).completion_tokens, 3);
+    for (const [field, value] of [
+      ['max_completion_tokens', 65],
+      ['max_tokens', 65],
+      ['max_completion_tokens', 0],
+    ] as const) {
+      const r = await chat({ [field]: value });
+      assert.equal(r.status, 400);
+      assert.equal(r.body.error?.param, field, JSON.stringify(r.body));
+      assert.match(r.body.error!.message, new RegExp(`^lorakit: '${field}'`));
+    }
+  });
+
+  test('429 (queue full) carries Retry-After', async () => {
+    const busy = new LorakitServer({
+      model,
+      tokenizer,
+      modelName: 'stories',
+      engine: { maxBatch: 1, maxQueue: 1 },
+    });
+    const { url: u } = await busy.listen(0);
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          call(u, 'POST', '/v1/completions', {
+            model: 'stories',
+            prompt: 'Once',
+            max_tokens: 40,
+            ignore_eos: true,
+          }),
+        ),
+      );
+      const refused = replies.filter((r) => r.status === 429);
+      assert.ok(refused.length > 0, JSON.stringify(replies.map((r) => r.status)));
+      for (const r of refused) {
+        assert.equal(r.headers.get('retry-after'), '1');
+        assert.equal(r.body.error?.code, 'queue_full');
+      }
+    } finally {
+      await busy.close();
     }
   });
 });

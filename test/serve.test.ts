@@ -625,7 +625,7 @@ describe('OpenAI-compatible server', { skip: missing && SKIP }, () => {
     const chunked = await new Promise<number>((resolve, reject) => {
       const r = request(
         `${url}/v1/chat/completions`,
-        { method: 'POST', headers: { Authorization: `Bearer ${KEY}` } },
+        { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' } },
         (res) => {
           res.resume();
           resolve(res.statusCode ?? 0);
@@ -638,7 +638,7 @@ describe('OpenAI-compatible server', { skip: missing && SKIP }, () => {
     assert.equal(chunked, 413);
     const raw = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { Authorization: `Bearer ${KEY}` },
+      headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
       body: '{not json',
     });
     assert.equal(raw.status, 400);
@@ -779,6 +779,7 @@ describe('OpenAI-compatible server', { skip: missing && SKIP }, () => {
     try {
       const r = await fetch(`${u}/v1/adapters`, {
         method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ name: 'x', path: 'rs' }),
       });
       assert.equal(r.status, 403);

@@ -24,7 +24,10 @@ export const FLAGS = {
     help: "the base model's name in requests (default: the model's folder or file name)",
   },
   port: { type: 'int', help: 'port to listen on (8080; 0 picks a free one)', min: 0, max: 65535 },
-  host: { type: 'string', help: 'address to listen on (127.0.0.1)' },
+  host: {
+    type: 'string',
+    help: 'address to listen on (127.0.0.1: this machine only; 0.0.0.0: every network, then give --api-key)',
+  },
   'api-key': { type: 'string', help: 'require Authorization: Bearer KEY (default: $LORAKIT_API_KEY if set)' },
   'max-batch': { type: 'int', help: 'sequences generated together at most (32)', min: 1 },
   'max-step-tokens': {
@@ -59,6 +62,12 @@ export function defaultModelName(spec: string): string {
   return basename(resolve(spec)).replace(/\.gguf$/i, '');
 }
 
+/** True for addresses only this machine reaches: 127.0.0.0/8, ::1 and localhost. */
+function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
 /** NAME=DIR, or DIR named after its folder (a trained run's DIR/adapter is named after DIR). */
 export function parseAdapterSpec(spec: string): { name: string; dir: string } {
   const m = /^([A-Za-z0-9][A-Za-z0-9_.-]*)=(.+)$/.exec(spec);
@@ -81,6 +90,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (f['adapter-dir'] && !existsSync(f['adapter-dir']))
     throw new UsageError(`lorakit serve: --adapter-dir ${f['adapter-dir']} does not exist.`);
+  const host = f.host ?? '127.0.0.1';
+  const apiKey = f['api-key'] ?? process.env.LORAKIT_API_KEY ?? null;
+  if (!apiKey && !isLoopback(host))
+    process.stderr.write(
+      `lorakit serve: warning: listening on ${host} without --api-key, so anyone who can reach the port can generate and load adapters.\n`,
+    );
   const modelName = f.name ?? defaultModelName(f.model);
   const { model, tokenizer } = await openModel('serve', { ...f, adapter: undefined });
   const log = f.quiet
@@ -94,12 +109,12 @@ export async function run(argv: string[]): Promise<number> {
       modelName,
       adapters,
       adapterDir: f['adapter-dir'] ?? null,
-      apiKey: f['api-key'] ?? process.env.LORAKIT_API_KEY ?? null,
+      apiKey,
       maxBodyBytes: f['max-body-bytes'],
       maxPromptTokens: f['max-prompt-tokens'],
       maxTokens: f['max-tokens'],
       port: f.port ?? 8080,
-      host: f.host ?? '127.0.0.1',
+      host,
       engine: {
         maxBatch: f['max-batch'],
         maxStepTokens: f['max-step-tokens'],
@@ -113,7 +128,7 @@ export async function run(argv: string[]): Promise<number> {
     model.dispose();
     if (e && typeof e === 'object' && 'code' in e && e.code === 'EADDRINUSE')
       throw new Error(
-        `lorakit serve: port ${f.port ?? 8080} on ${f.host ?? '127.0.0.1'} is already in use (pick another with --port).`,
+        `lorakit serve: port ${f.port ?? 8080} on ${host} is already in use (pick another with --port).`,
       );
     throw e;
   }

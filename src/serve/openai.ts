@@ -49,6 +49,8 @@ function refuse(body: JsonObject, key: string, ok: (v: unknown) => boolean, what
 export interface SamplingRequest {
   model: string;
   maxTokens?: number;
+  /** The field maxTokens came from, for messages: max_completion_tokens (OpenAI's newer name) or max_tokens. */
+  maxTokensParam: 'max_tokens' | 'max_completion_tokens';
   temperature: number;
   topP: number;
   topK: number;
@@ -63,9 +65,8 @@ export function parseSampling(body: JsonObject): SamplingRequest {
   const model = body.model;
   if (typeof model !== 'string' || model === '')
     invalid('model', 'is required and must be a non-empty string.');
-  const maxTokens =
-    num(body, 'max_completion_tokens', 1, Number.MAX_SAFE_INTEGER, true) ??
-    num(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, true);
+  const newer = num(body, 'max_completion_tokens', 1, Number.MAX_SAFE_INTEGER, true);
+  const maxTokens = newer ?? num(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, true);
   const temperature = num(body, 'temperature', 0, 2) ?? 1;
   const topP = num(body, 'top_p', 0, 1) ?? 1;
   if (topP === 0) invalid('top_p', 'must be greater than 0.');
@@ -95,6 +96,7 @@ export function parseSampling(body: JsonObject): SamplingRequest {
   return {
     model,
     maxTokens,
+    maxTokensParam: newer !== undefined ? 'max_completion_tokens' : 'max_tokens',
     temperature,
     topP,
     topK: Math.max(0, topKRaw),

@@ -4,7 +4,8 @@
 // requests for different adapters are generated together in the same forward passes.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { promptIds } from '../infer/generate.js';
 import type { CausalLM } from '../models/llama.js';
 import { ChatTemplateError } from '../tokenizer/chat-template.js';
@@ -74,6 +75,43 @@ function decodePart(s: string): string {
   }
 }
 
+/** The client hung up before its request was read: there is nobody to answer. */
+class ClientGone extends Error {}
+
+/** A header value quoted for a message (cut short: it comes from the client). */
+function quoteHeader(v: string): string {
+  return JSON.stringify(v.length > 100 ? `${v.slice(0, 100)}…` : v);
+}
+
+/** host[:port] of a URL, as browsers compare origins; null when it does not parse (Origin 'null'). */
+function authority(url: string): string | null {
+  try {
+    return new URL(url).host;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * True for a Host header that names an IP address, localhost or this machine: never the domain of a
+ * web page, which a DNS-rebinding page would send once its name points at this server.
+ */
+function isOwnHost(host: string): boolean {
+  let name: string;
+  try {
+    name = new URL(`http://${host}`).hostname;
+  } catch {
+    return false;
+  }
+  const bare = name.startsWith('[') ? name.slice(1, -1) : name;
+  return (
+    isIP(bare) !== 0 ||
+    name === 'localhost' ||
+    name.endsWith('.localhost') ||
+    name === hostname().toLowerCase()
+  );
+}
+
 export class LorakitServer {
   readonly engine: BatchEngine;
   readonly adapters: AdapterRegistry;
@@ -130,6 +168,7 @@ export class LorakitServer {
     const method = req.method ?? 'GET';
     let path = req.url ?? '/';
     let note = '';
+    let gone = false;
     try {
       path = new URL(path, 'http://localhost').pathname.replace(/\/+$/, '') || '/';
       if (path === '/health' && method === 'GET')
@@ -181,9 +220,13 @@ export class LorakitServer {
       }
       throw new ServeError(404, 'unknown_url', `lorakit: unknown request URL: ${method} ${path}.`);
     } catch (e) {
-      this.fail(res, e);
+      // A client that hung up mid-body gets no answer and leaves no error behind, just its log line.
+      if (e instanceof ClientGone) gone = true;
+      else this.fail(res, e);
     } finally {
-      this.opts.log?.(`${method} ${path} ${res.statusCode} ${Math.round(performance.now() - t0)}ms${note}`);
+      const status = gone ? '-' : res.statusCode;
+      const ms = Math.round(performance.now() - t0);
+      this.opts.log?.(`${method} ${path} ${status} ${ms}ms${gone ? ' (client gone)' : note}`);
     }
   }
 
@@ -203,6 +246,27 @@ export class LorakitServer {
     );
   }
 
+  /**
+   * Refuses a state-changing request that a browser sent for a page of another site: its Origin, if
+   * any, must be this server, and its Host an address or localhost (see isOwnHost). With an API key
+   * neither is needed: a page cannot know the key.
+   */
+  private checkSameSite(req: IncomingMessage): void {
+    if (this.keyDigest) return;
+    const refuse = (why: string): never => {
+      throw new ServeError(
+        403,
+        'cross_site_request',
+        `lorakit: adapters are not loaded or unloaded for a page of another site (${why}); start the server with --api-key to accept such requests.`,
+      );
+    };
+    const { host, origin } = req.headers;
+    if (host !== undefined && !isOwnHost(host))
+      refuse(`Host ${quoteHeader(host)} is not an address of this server`);
+    if (origin !== undefined && (host === undefined || authority(origin) !== authority(`http://${host}`)))
+      refuse(`Origin ${quoteHeader(origin)} is not this server`);
+  }
+
   private models(): JsonObject[] {
     const base = { id: this.opts.modelName, object: 'model', created: this.created, owned_by: 'lorakit' };
     return [
@@ -217,8 +281,16 @@ export class LorakitServer {
     ];
   }
 
-  // The request body as JSON, at most maxBodyBytes (413 beyond).
+  // The request body as JSON, at most maxBodyBytes (413 beyond, as soon as the limit is passed).
   private async body(req: IncomingMessage): Promise<JsonObject> {
+    // JSON only: a browser page of any site may send text/plain or form bodies without asking.
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    if (type !== 'application/json')
+      throw new ServeError(
+        415,
+        'unsupported_media_type',
+        `lorakit: request bodies must be JSON sent with 'Content-Type: application/json' (this one has ${type ? quoteHeader(type) : 'none'}).`,
+      );
     const limit = this.maxBodyBytes;
     const tooLarge = () =>
       new ServeError(
@@ -233,20 +305,17 @@ export class LorakitServer {
       let size = 0;
       req.on('data', (chunk: Uint8Array) => {
         size += chunk.length;
-        // Past the limit, read on without keeping anything so the client still gets its 413 (a
+        if (size <= limit) body += decoder.decode(chunk, { stream: true });
+        // A chunked upload has no Content-Length to refuse up front: answer 413 once it passes the
+        // limit, then read on without keeping anything so the client gets to read that answer (a
         // client that keeps sending far beyond it is cut off).
-        if (size > 16 * limit) req.destroy();
-        else if (size <= limit) body += decoder.decode(chunk, { stream: true });
+        else if (size - chunk.length <= limit) reject(tooLarge());
+        else if (size > 16 * limit) req.destroy();
       });
-      req.on('end', () => (size > limit ? reject(tooLarge()) : resolve(body + decoder.decode())));
-      req.on('error', reject);
-      req.on('close', () =>
-        reject(
-          size > limit
-            ? tooLarge()
-            : new ServeError(400, 'incomplete_body', 'lorakit: the request body ended early.'),
-        ),
-      );
+      req.on('end', () => resolve(body + decoder.decode()));
+      // Before 'end' (after it, the promise is settled and these change nothing): the client left.
+      req.on('error', () => reject(new ClientGone()));
+      req.on('close', () => reject(new ClientGone()));
     });
     let v: unknown;
     try {
@@ -272,8 +341,8 @@ export class LorakitServer {
       throw new ServeError(
         400,
         'invalid_request',
-        `lorakit: 'max_tokens' is ${s.maxTokens}; this server allows at most ${this.maxTokens}.`,
-        'max_tokens',
+        `lorakit: '${s.maxTokensParam}' is ${s.maxTokens}; this server allows at most ${this.maxTokens}.`,
+        s.maxTokensParam,
       );
     const room = this.engine.contextLength - promptLength;
     const max = s.maxTokens ?? Math.min(this.maxTokens, room);
@@ -281,8 +350,8 @@ export class LorakitServer {
       throw new ServeError(
         400,
         'context_length_exceeded',
-        `lorakit: this model's context is ${this.engine.contextLength} tokens; the prompt (${promptLength}) and max_tokens (${max}) need ${promptLength + max}.`,
-        'max_tokens',
+        `lorakit: this model's context is ${this.engine.contextLength} tokens; the prompt (${promptLength}) and ${s.maxTokensParam} (${max}) need ${promptLength + max}.`,
+        s.maxTokensParam,
       );
     return max;
   }
@@ -509,6 +578,7 @@ export class LorakitServer {
         );
       return this.json(res, 200, describe(a));
     }
+    this.checkSameSite(req);
     if (method === 'POST') {
       const b = await this.body(req);
       const info = await this.adapters.load(b.name, b.path);
@@ -559,6 +629,7 @@ export class LorakitServer {
       return;
     }
     if (status === 413) res.setHeader('Connection', 'close');
+    if (status === 429) res.setHeader('Retry-After', '1');
     this.json(res, status, body);
   }
 }
