@@ -1,4 +1,5 @@
 import { keep, setViewHook, tidy, Tensor } from '../tensor/tensor.js';
+import { addInto, filled, sumOf } from './gradients.js';
 
 /**
  * A tape autograd. Each differentiable op that runs while recording, on inputs of which at least one
@@ -100,28 +101,6 @@ function accumulate(grads: Map<number, Tensor>, t: Tensor, g: Tensor): void {
   }
 }
 
-/** dst += src, elementwise; set by ops/elementwise (the tape must not import ops). */
-let addInto: (dst: Tensor, src: Tensor) => void = () => {
-  throw new Error('lorakit: elementwise ops are not loaded.');
-};
-let onesLike: (t: Tensor) => Tensor = () => {
-  throw new Error('lorakit: elementwise ops are not loaded.');
-};
-let sumOf: (a: Tensor, b: Tensor) => Tensor = () => {
-  throw new Error('lorakit: elementwise ops are not loaded.');
-};
-let zerosLike: (t: Tensor) => Tensor = () => {
-  throw new Error('lorakit: elementwise ops are not loaded.');
-};
-export function setTapeHelpers(h: {
-  addInto: (dst: Tensor, src: Tensor) => void;
-  onesLike: (t: Tensor) => Tensor;
-  zerosLike: (t: Tensor) => Tensor;
-  sumOf: (a: Tensor, b: Tensor) => Tensor;
-}): void {
-  ({ addInto, onesLike, zerosLike, sumOf } = h);
-}
-
 /**
  * Backpropagates from `root` (a scalar loss unless `gradRoot` is given) through the current tape, then
  * clears the tape. Gradients of leaves are added to their `.grad`. The tape works on a copy of
@@ -139,12 +118,12 @@ export function backward(root: Tensor, gradRoot?: Tensor, donate = false): void 
         for (const o of e.outputs) produced.add(o.id);
         for (const t of e.inputs) inputsById.set(t.id, t);
       }
-      grads.set(root.id, gradRoot ? (donate ? gradRoot : copyOf(gradRoot)) : onesLike(root));
+      grads.set(root.id, gradRoot ? (donate ? gradRoot : copyOf(gradRoot)) : filled(root, 1));
       noGrad(() => {
         for (let i = tape.entries.length - 1; i >= 0; i--) {
           const e = tape.entries[i];
           if (!e.outputs.some((o) => grads.has(o.id))) continue;
-          const gOut = e.outputs.map((o) => grads.get(o.id) ?? zerosLike(o));
+          const gOut = e.outputs.map((o) => grads.get(o.id) ?? filled(o, 0));
           for (const o of e.outputs) grads.delete(o.id);
           const needs = e.inputs.map((t) => t.requiresGrad);
           const gIn = e.backward(gOut, needs);

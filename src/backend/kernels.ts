@@ -1,20 +1,56 @@
-import type { Device } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
+import type { Device, Tensor } from '../tensor/tensor.js';
+import { BACKENDS } from './backends.js';
 
 /**
  * The op table every backend implements. Each op module declares its kernels here by declaration
- * merging (`declare module '../backend/kernels.js' { interface KernelTable { name: (...) => void } }`)
- * and registers one implementation per device; callers get the exact signature back, no casts.
- * Kernels write into preallocated outputs: outputs first, then inputs, then attributes.
+ * merging (`declare module '../backend/kernels.js' { interface KernelTable { name: (...) => void } }`);
+ * each backend implements them in src/backend/<device>/ and callers get the exact signature back, no
+ * casts. Kernels write into preallocated outputs: outputs first, then inputs, then attributes.
  */
 // eslint-disable-next-line @typescript-eslint/no-empty-interface
 export interface KernelTable {}
 
 export type KernelName = keyof KernelTable;
 
-const tables: Record<Device, Partial<KernelTable>> = { cpu: {}, cuda: {} };
+/** Some of the op table: what one group of a backend's kernels implements. */
+export type Kernels = { [K in KernelName]?: KernelTable[K] };
 
+/**
+ * A device's implementation of the op table, and what ops and layers may ask of the device instead of
+ * naming it. Every backend is made and registered the same way: `kernels()` runs on the device's first
+ * use and returns its whole table (src/backend/<device>/index.ts).
+ */
+export interface Backend {
+  /** The device's name in messages: "the CPU computes in f32". */
+  readonly label: string;
+  /** The float dtypes activations and frozen weights compute in. */
+  readonly floatDTypes: readonly DType[];
+  /** The one of them activations take unless a model asks for another. */
+  readonly activationDType: DType;
+  /** Readies the device (memory, kernels) and returns its kernels; throws one sentence when it cannot run here. */
+  kernels(): Kernels;
+  /** Keeps a tensor in host memory until its next use (activation checkpoints); absent: nothing moves. */
+  offload?(t: Tensor): void;
+  /** Starts bringing an offloaded tensor back. */
+  prefetch?(t: Tensor): void;
+}
+
+const tables: Partial<Record<Device, Kernels>> = {};
+
+/** The kernels of a device, readied on first use. */
+export function useBackend(device: Device): Kernels {
+  return (tables[device] ??= { ...BACKENDS[device].kernels() });
+}
+
+/** Replaces one kernel of a device (tests wrap kernels to count their calls). */
 export function registerKernel<K extends KernelName>(device: Device, name: K, impl: KernelTable[K]): void {
-  tables[device][name] = impl;
+  useBackend(device)[name] = impl;
+}
+
+/** Whether the device has a kernel for this op (a capability: DoRA needs one the GPU lacks). */
+export function hasKernel(device: Device, name: KernelName): boolean {
+  return useBackend(device)[name] !== undefined;
 }
 
 /**
@@ -31,7 +67,7 @@ export function traceKernels(device: Device, tracer: KernelTracer | null): void 
 }
 
 export function kernel<K extends KernelName>(device: Device, name: K): KernelTable[K] {
-  const impl = tables[device][name];
+  const impl = (tables[device] ?? useBackend(device))[name];
   if (impl === undefined) throw new Error(`lorakit: op '${String(name)}' has no ${device} kernel.`);
   const tracer = tracers[device];
   return tracer ? traced(impl, name, tracer) : impl;

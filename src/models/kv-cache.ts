@@ -1,5 +1,5 @@
 import { keep, Tensor, type Device } from '../tensor/tensor.js';
-import { activationDType } from '../ops/util.js';
+import { activationDType } from '../backend/device.js';
 import type { DType } from '../tensor/dtype.js';
 
 /**

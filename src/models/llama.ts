@@ -8,7 +8,7 @@ import { parseRopeConfig, rope, ropeTables, type RopeConfig } from '../ops/rope.
 import { swiglu } from '../ops/swiglu.js';
 import { forwardShared, Linear, type ForwardContext } from '../nn/linear.js';
 import { keep, Tensor, tidy, type Device } from '../tensor/tensor.js';
-import { offload, prefetch, useDevice } from '../backend/device.js';
+import { floatDTypes, offload, prefetch, useDevice } from '../backend/device.js';
 import type { DType } from '../tensor/dtype.js';
 import type { ModelConfig } from './config.js';
 import type { LoraConfig } from '../peft/config.js';
@@ -169,12 +169,14 @@ export class CausalLM {
     quant?: QuantizeOptions,
     device: Device = 'cpu',
   ): CausalLM {
-    if (device !== 'cpu') useDevice(device);
-    // On a GPU every frozen tensor is stored in the compute dtype (`dtype`: bf16, or f32 for exact fp32
-    // math), moved as soon as it is read, so the host holds one tensor at a time.
+    useDevice(device);
+    // Where `dtype` is a compute dtype (a GPU: bf16, or f32 for exact fp32 math) every frozen tensor is
+    // stored in it; elsewhere (the CPU computes in f32) big matrices stay bf16 storage and norms f32.
+    // Tensors for another device are moved as soon as they are read, so the host holds one at a time.
+    const computes = floatDTypes(device).includes(dtype);
     const place = (t: Tensor): Tensor => {
-      if (device === 'cpu') return t;
-      const host = t.dtype === dtype ? t : cast(t, dtype);
+      const host = computes && t.dtype !== dtype ? cast(t, dtype) : t;
+      if (host.device === device) return host;
       const moved = keep(host.toDevice(device));
       if (host !== t) host.dispose();
       t.dispose();
@@ -260,7 +262,7 @@ export class CausalLM {
    * trained, so theirs is that dtype.
    */
   get activationDType(): DType {
-    return this.device === 'cpu' ? 'f32' : this.finalNorm.dtype;
+    return this.finalNorm.dtype;
   }
 
   /** Every linear layer, in model order, the output head last. */
@@ -289,8 +291,9 @@ export class CausalLM {
     const ctx: ForwardContext = { adapter: this.activeAdapter, training: false, seed: 0, ...opts.ctx };
     const T = hostBatch.ids.shape[1];
     const maxPos = hostBatch.positions.as('i32').reduce((m, p) => Math.max(m, p), 0) + 1;
-    // Batches are built on the host and checked there; a GPU model takes a copy.
-    if (this.device !== 'cpu') {
+    // Batches are built on the host and checked there; a model on another device takes a copy.
+    const copy = hostBatch.ids.device !== this.device;
+    if (copy) {
       for (const id of hostBatch.ids.as('i32'))
         if (id < 0 || id >= this.config.vocabSize)
           throw new Error(
@@ -300,14 +303,13 @@ export class CausalLM {
         if (s < 0)
           throw new Error(`lorakit: attention: segment ids must be 0 (padding) or positive, got ${s}.`);
     }
-    const batch: Batch =
-      this.device === 'cpu'
-        ? hostBatch
-        : {
-            ids: hostBatch.ids.toDevice(this.device),
-            positions: hostBatch.positions.toDevice(this.device),
-            segments: hostBatch.segments.toDevice(this.device),
-          };
+    const batch: Batch = !copy
+      ? hostBatch
+      : {
+          ids: hostBatch.ids.toDevice(this.device),
+          positions: hostBatch.positions.toDevice(this.device),
+          segments: hostBatch.segments.toDevice(this.device),
+        };
     if (this.config.slidingWindow !== null && maxPos > this.config.slidingWindow)
       throw new Error(
         `lorakit: sequences of ${maxPos} tokens exceed this model's sliding window (${this.config.slidingWindow}).`,

@@ -1,50 +1,10 @@
 // Causal attention with grouped-query heads (GQA), padding and packed sequences, flash-attention style:
 // no [B, H, T, T] probability tensor is ever stored; forward keeps the per-row logsumexp and backward
 // rebuilds each row's probabilities from it.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
 import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    attentionForwardF32(
-      out: Float32Array,
-      lse: Float32Array,
-      q: Float32Array,
-      k: Float32Array,
-      v: Float32Array,
-      segments: Int32Array,
-      B: number,
-      Tq: number,
-      Tk: number,
-      Hq: number,
-      Hkv: number,
-      D: number,
-      scale: number,
-    ): void;
-    attentionBackwardF32(
-      dq: Float32Array,
-      dk: Float32Array,
-      dv: Float32Array,
-      dout: Float32Array,
-      q: Float32Array,
-      k: Float32Array,
-      v: Float32Array,
-      segments: Int32Array,
-      out: Float32Array,
-      lse: Float32Array,
-      B: number,
-      Tq: number,
-      Tk: number,
-      Hq: number,
-      Hkv: number,
-      D: number,
-      scale: number,
-    ): void;
-  }
-}
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
@@ -77,50 +37,6 @@ declare module '../backend/kernels.js' {
     ): void;
   }
 }
-
-registerKernel('cpu', 'attentionForward', (out, lse, q, k, v, segments, scale) => {
-  const [B, Tq, Hq, D] = q.shape;
-  const [, Tk, Hkv] = k.shape;
-  cpu.attentionForwardF32(
-    out.as('f32'),
-    lse.as('f32'),
-    q.as('f32'),
-    k.as('f32'),
-    v.as('f32'),
-    segments.as('i32'),
-    B,
-    Tq,
-    Tk,
-    Hq,
-    Hkv,
-    D,
-    scale,
-  );
-});
-
-registerKernel('cpu', 'attentionBackward', (dq, dk, dv, dout, q, k, v, segments, out, lse, scale) => {
-  const [B, Tq, Hq, D] = q.shape;
-  const [, Tk, Hkv] = k.shape;
-  cpu.attentionBackwardF32(
-    dq.as('f32'),
-    dk.as('f32'),
-    dv.as('f32'),
-    dout.as('f32'),
-    q.as('f32'),
-    k.as('f32'),
-    v.as('f32'),
-    segments.as('i32'),
-    out.as('f32'),
-    lse.as('f32'),
-    B,
-    Tq,
-    Tk,
-    Hq,
-    Hkv,
-    D,
-    scale,
-  );
-});
 
 export interface AttentionOptions {
   /** Multiplies q·kᵀ before the softmax; defaults to 1/sqrt(D). */
@@ -175,7 +91,7 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, segments: Tensor): void {
     throw new Error(
       `lorakit: attention: segments has shape ${shapeString(segments.shape)}, expected [${B}, ${Tk}] (batch, key positions).`,
     );
-  if (segments.device !== 'cpu') return; // batches are checked on the host before they are copied
+  if (!segments.onHost) return; // batches are checked on the host before they are copied
   const ids = segments.as('i32');
   for (let i = 0; i < ids.length; i++)
     if (ids[i] < 0)

@@ -1,36 +1,11 @@
 // Fused cross-entropy over the vocabulary with ignore index −100. The log-softmax [N, V] is never
 // built: forward keeps one logsumexp per row, backward recomputes softmax from the logits and it.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
-import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
 export const IGNORE_INDEX = -100;
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    crossEntropyForwardF32(
-      loss: Float32Array,
-      lse: Float32Array,
-      rowLoss: Float32Array | null,
-      logits: Float32Array,
-      targets: Int32Array,
-      rows: number,
-      vocab: number,
-    ): void;
-    crossEntropyBackwardF32(
-      dlogits: Float32Array,
-      logits: Float32Array,
-      targets: Int32Array,
-      lse: Float32Array,
-      gradLoss: number,
-      rows: number,
-      vocab: number,
-    ): void;
-  }
-}
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
@@ -56,29 +31,6 @@ declare module '../backend/kernels.js' {
   }
 }
 
-registerKernel('cpu', 'crossEntropyForward', (loss, lse, rowLoss, logits, targets) =>
-  cpu.crossEntropyForwardF32(
-    loss.as('f32'),
-    lse.as('f32'),
-    rowLoss?.as('f32') ?? null,
-    logits.as('f32'),
-    targets.as('i32'),
-    logits.shape[0],
-    logits.shape[1],
-  ),
-);
-registerKernel('cpu', 'crossEntropyBackward', (dlogits, logits, targets, lse, gradLoss) =>
-  cpu.crossEntropyBackwardF32(
-    dlogits.as('f32'),
-    logits.as('f32'),
-    targets.as('i32'),
-    lse.as('f32'),
-    gradLoss.as('f32')[0],
-    logits.shape[0],
-    logits.shape[1],
-  ),
-);
-
 function check(op: string, logits: Tensor, targets: Tensor): void {
   sameDevice(op, logits, targets);
   expectFloat(op, 'logits', logits);
@@ -97,7 +49,7 @@ function check(op: string, logits: Tensor, targets: Tensor): void {
  * before they were copied there (train/loss.ts), so only host targets are read here.
  */
 export function checkTargets(op: string, targets: Tensor, V: number): void {
-  if (targets.device !== 'cpu') return;
+  if (!targets.onHost) return;
   const t = targets.as('i32');
   for (let i = 0; i < t.length; i++)
     if (t[i] !== IGNORE_INDEX && (t[i] < 0 || t[i] >= V))

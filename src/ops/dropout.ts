@@ -1,17 +1,10 @@
 // Inverted dropout with a counter-based mask: the mask is a hash of (seed, element index), so it is
 // never stored, and backward regenerates it from the seed.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { copy } from './elementwise.js';
 import { emptyLike, expectFloat } from './util.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    dropoutF32(out: Float32Array, x: Float32Array, p: number, seed: number, n: number): void;
-  }
-}
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
@@ -19,10 +12,6 @@ declare module '../backend/kernels.js' {
     dropout(out: Tensor, x: Tensor, p: number, seed: number): void;
   }
 }
-
-registerKernel('cpu', 'dropout', (out, x, p, seed) =>
-  cpu.dropoutF32(out.as('f32'), x.as('f32'), p, seed, x.size),
-);
 
 /**
  * Inverted dropout: each element is zeroed with probability p and the kept ones scaled by 1/(1 − p).

@@ -1,22 +1,9 @@
 // Elementwise ops: add (with suffix broadcasting, e.g. a bias), mul, scale, sum, cast.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
-import { record, needsRecord, setTapeHelpers } from '../autograd/tape.js';
+import { kernel } from '../backend/kernels.js';
+import { record, needsRecord } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    addF32(out: Float32Array, a: Float32Array, b: Float32Array, n: number, nb: number): void;
-    mulF32(out: Float32Array, a: Float32Array, b: Float32Array, n: number, nb: number): void;
-    axpyF32(y: Float32Array, x: Float32Array, alpha: number, n: number): void;
-    scaleF32(out: Float32Array, x: Float32Array, alpha: number, n: number): void;
-    sumRowsF32(out: Float32Array, x: Float32Array, rows: number, cols: number): void;
-    f32ToBf16(out: Uint16Array, x: Float32Array, n: number): void;
-    bf16ToF32(out: Float32Array, x: Uint16Array, n: number): void;
-  }
-}
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
@@ -39,48 +26,7 @@ declare module '../backend/kernels.js' {
   }
 }
 
-registerKernel('cpu', 'add', (out, a, b) =>
-  cpu.addF32(out.as('f32'), a.as('f32'), b.as('f32'), a.size, b.size),
-);
-registerKernel('cpu', 'mul', (out, a, b) =>
-  cpu.mulF32(out.as('f32'), a.as('f32'), b.as('f32'), a.size, b.size),
-);
-registerKernel('cpu', 'axpy', (y, x, alpha) => cpu.axpyF32(y.as('f32'), x.as('f32'), alpha, y.size));
-registerKernel('cpu', 'scale', (out, x, alpha) => cpu.scaleF32(out.as('f32'), x.as('f32'), alpha, x.size));
-registerKernel('cpu', 'sumRows', (out, x, rows, cols) =>
-  cpu.sumRowsF32(out.as('f32'), x.as('f32'), rows, cols),
-);
-registerKernel('cpu', 'cast', (out, x) => {
-  if (out.dtype === x.dtype) out.data().set(x.data());
-  else if (out.dtype === 'bf16' && x.dtype === 'f32') cpu.f32ToBf16(out.as('bf16'), x.as('f32'), x.size);
-  else if (out.dtype === 'f32' && x.dtype === 'bf16') cpu.bf16ToF32(out.as('f32'), x.as('bf16'), x.size);
-  else if (out.dtype === 'f32') out.as('f32').set(x.toFloat32());
-  else throw new Error(`lorakit: cast from ${x.dtype} to ${out.dtype} is not supported.`);
-});
-
-registerKernel('cpu', 'fill', (out, value) => out.as('f32').fill(value));
 // 1ᵀ·x through the GEMM kernel, which streams x once.
-registerKernel('cpu', 'sumColumns', (out, x, rows, cols) => {
-  const ones = new Float32Array(rows).fill(1);
-  cpu.gemm(
-    out.as('f32'),
-    ones,
-    x.as('f32'),
-    null,
-    1,
-    1,
-    cols,
-    rows,
-    false,
-    false,
-    1,
-    0,
-    rows,
-    rows * cols,
-    cols,
-  );
-});
-
 function checkBroadcast(op: string, a: Tensor, b: Tensor): void {
   sameDevice(op, a, b);
   expectFloat(op, 'a', a);
@@ -177,14 +123,3 @@ export function full(shape: readonly number[], value: number, like: Tensor): Ten
   kernel(t.device, 'fill')(t, value);
   return t;
 }
-
-setTapeHelpers({
-  addInto: (dst, src) => axpyInPlace(dst, src, 1),
-  onesLike: (t) => full(t.shape, 1, t),
-  zerosLike: (t) => full(t.shape, 0, t),
-  sumOf: (a, b) => {
-    const out = emptyLike(a);
-    kernel(a.device, 'add')(out, a, b);
-    return out;
-  },
-});

@@ -1,40 +1,10 @@
 // Token embedding lookup: table [V, D] (f32 or bf16) gathered by i32 ids into activation rows.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
-import './elementwise.js'; // loads the tape's gradient-accumulation helpers
-import { activationDType, expectDType, sameDevice } from './util.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    embeddingForwardF32(
-      out: Float32Array,
-      table: Float32Array,
-      ids: Int32Array,
-      n: number,
-      vocab: number,
-      dim: number,
-    ): void;
-    embeddingForwardBf16(
-      out: Float32Array,
-      table: Uint16Array,
-      ids: Int32Array,
-      n: number,
-      vocab: number,
-      dim: number,
-    ): void;
-    embeddingBackwardF32(
-      dtable: Float32Array,
-      dy: Float32Array,
-      ids: Int32Array,
-      n: number,
-      vocab: number,
-      dim: number,
-    ): void;
-  }
-}
+import { activationDType, deviceLabel, floatDTypes } from '../backend/device.js';
+import { expectDType, sameDevice } from './util.js';
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
@@ -44,17 +14,6 @@ declare module '../backend/kernels.js' {
     embeddingBackward(dtable: Tensor, dy: Tensor, ids: Tensor): void;
   }
 }
-
-registerKernel('cpu', 'embeddingForward', (out, table, ids) => {
-  const [V, D] = table.shape;
-  if (table.dtype === 'bf16')
-    cpu.embeddingForwardBf16(out.as('f32'), table.as('bf16'), ids.as('i32'), ids.size, V, D);
-  else cpu.embeddingForwardF32(out.as('f32'), table.as('f32'), ids.as('i32'), ids.size, V, D);
-});
-registerKernel('cpu', 'embeddingBackward', (dtable, dy, ids) => {
-  const [V, D] = dtable.shape;
-  cpu.embeddingBackwardF32(dtable.as('f32'), dy.as('f32'), ids.as('i32'), ids.size, V, D);
-});
 
 /**
  * ids [...] i32 -> [..., D] rows of table [V, D] (f32 or bf16), in `dtype` (the device's activation
@@ -67,7 +26,7 @@ export function embedding(table: Tensor, ids: Tensor, dtype: DType = activationD
   if (table.shape.length !== 2)
     throw new Error(`lorakit: embedding: table must be [vocab, dim], got ${shapeString(table.shape)}.`);
   const [V, D] = table.shape;
-  if (ids.device === 'cpu') {
+  if (ids.onHost) {
     const d = ids.as('i32');
     for (let i = 0; i < d.length; i++)
       if (d[i] < 0 || d[i] >= V)
@@ -82,8 +41,11 @@ export function embedding(table: Tensor, ids: Tensor, dtype: DType = activationD
     );
   if (dtype !== 'f32' && dtype !== 'bf16')
     throw new Error(`lorakit: embedding: the output dtype must be f32 or bf16, got ${dtype}.`);
-  if (table.device === 'cpu' && dtype !== 'f32')
-    throw new Error(`lorakit: embedding: the CPU computes in f32, not ${dtype}.`);
+  const computes = floatDTypes(table.device);
+  if (!computes.includes(dtype))
+    throw new Error(
+      `lorakit: embedding: the ${deviceLabel(table.device)} computes in ${computes.join(' or ')}, not ${dtype}.`,
+    );
   const out = Tensor.empty([...ids.shape, D], dtype, table.device);
   kernel(table.device, 'embeddingForward')(out, table, ids);
   if (training)

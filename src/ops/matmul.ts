@@ -1,40 +1,11 @@
 // Matrix products: matmul (either operand transposed, batched, b broadcast over the batch) and linear
-// (x·Wᵀ + b, the hot path of every model). Both run on one GEMM kernel (native/cpu/gemm.cc) that
-// reads bf16 weights directly, so a frozen bf16 W is never copied to fp32.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+// (x·Wᵀ + b, the hot path of every model). Both run on the gemm kernel, which reads bf16 weights as
+// stored, so a frozen bf16 W is never copied to fp32.
+import { floatDTypes } from '../backend/device.js';
+import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { numel, shapeString, Tensor } from '../tensor/tensor.js';
-import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { expectDType, expectFloat, sameDevice } from './util.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    /**
-     * C[i] = alpha·op(A[i])·op(B[i]) + beta·C[i] (+ bias on every row) for i < batch, row-major:
-     * A[i] [m, k] ([k, m] with transA), B[i] [k, n] ([n, k] with transB), C[i] [m, n], bias [n] or
-     * null. A and B: Float32Array (f32) or Uint16Array (bf16 bits). Strides are in elements between
-     * batch items; 0 broadcasts that operand. beta = 0 never reads C.
-     */
-    gemm(
-      c: Float32Array,
-      a: Float32Array | Uint16Array,
-      b: Float32Array | Uint16Array,
-      bias: Float32Array | null,
-      batch: number,
-      m: number,
-      n: number,
-      k: number,
-      transA: boolean,
-      transB: boolean,
-      alpha: number,
-      beta: number,
-      strideA: number,
-      strideB: number,
-      strideC: number,
-    ): void;
-  }
-}
 
 /** Sizes of one batched GEMM; strides in elements between batch items (0: broadcast). */
 export interface GemmAttrs {
@@ -61,30 +32,6 @@ declare module '../backend/kernels.js' {
     gemm(c: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, attrs: GemmAttrs): void;
   }
 }
-
-function f32OrBf16(t: Tensor): Float32Array | Uint16Array {
-  return t.dtype === 'bf16' ? t.as('bf16') : t.as('f32');
-}
-
-registerKernel('cpu', 'gemm', (c, a, b, bias, g) =>
-  cpu.gemm(
-    c.as('f32'),
-    f32OrBf16(a),
-    f32OrBf16(b),
-    bias ? bias.as('f32') : null,
-    g.batch,
-    g.m,
-    g.n,
-    g.k,
-    g.transA,
-    g.transB,
-    g.alpha,
-    g.beta,
-    g.strideA,
-    g.strideB,
-    g.strideC,
-  ),
-);
 
 /** One GEMM call; the defaults are a plain product (alpha 1, beta 0, one item, no transposes). */
 function gemm(
@@ -158,10 +105,10 @@ function product(op: string, a: Tensor, b: Tensor, transA: boolean, transB: bool
   return { batchShape, batch: numel(batchShape), m, n, k, broadcastB };
 }
 
-// The CPU GEMM writes f32 only, so a bf16 operand there is frozen storage (a weight); on CUDA bf16 is
-// the activation dtype and gets bf16 gradients.
+// On a device that does not compute in bf16 (the CPU GEMM writes f32 only) a bf16 operand is frozen
+// storage (a weight); where bf16 is an activation dtype (CUDA) it gets bf16 gradients.
 function frozenBf16(op: string, name: string, t: Tensor): void {
-  if (t.device === 'cpu' && t.dtype === 'bf16' && t.requiresGrad)
+  if (t.dtype === 'bf16' && t.requiresGrad && !floatDTypes(t.device).includes('bf16'))
     throw new Error(
       `lorakit: ${op}: ${name} ${shapeString(t.shape)} is bf16, which is frozen storage and cannot require grad; keep trainable weights in f32.`,
     );
@@ -221,7 +168,7 @@ function matmulGradA(g: Tensor, a: Tensor, b: Tensor, p: Product, transA: boolea
 // dB for C = op(A)·op(B); a shared 2-D B sums its gradient over the batch.
 function matmulGradB(g: Tensor, a: Tensor, b: Tensor, p: Product, transA: boolean, transB: boolean): Tensor {
   const { batch, m, n, k } = p;
-  const db = Tensor.empty(b.shape, b.device === 'cpu' ? 'f32' : b.dtype, b.device);
+  const db = Tensor.empty(b.shape, b.dtype, b.device); // b trains in a dtype its device computes in (frozenBf16)
   if (!p.broadcastB || batch === 1) {
     // dB [K, N] = op(A)ᵀ · G, or stored [N, K]: dBᵀ = Gᵀ · op(A)
     if (!transB)
@@ -311,7 +258,7 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null, graphOn
         gemm(dx, g, w, { m: rows, n: inF, k: out });
       }
       if (gw && wantW) {
-        dw = Tensor.empty(w.shape, w.device === 'cpu' ? 'f32' : w.dtype, w.device); // dw [out, in] = gᵀ · x
+        dw = Tensor.empty(w.shape, w.dtype, w.device); // dw [out, in] = gᵀ · x
         gemm(dw, g, x, { m: out, n: inF, k: rows, transA: true });
       }
       if (gb && bias) {

@@ -1,37 +1,8 @@
 // Optimizer updates (in place, never recorded) with torch.optim's semantics, and the squared norm
 // used for gradient clipping.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+import { kernel } from '../backend/kernels.js';
 import { Tensor } from '../tensor/tensor.js';
 import { expectDType, sameDevice } from './util.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    adamwStepF32(
-      param: Float32Array,
-      m: Float32Array,
-      v: Float32Array,
-      grad: Float32Array,
-      lr: number,
-      beta1: number,
-      beta2: number,
-      eps: number,
-      weightDecay: number,
-      step: number,
-      n: number,
-    ): void;
-    sgdStepF32(
-      param: Float32Array,
-      buf: Float32Array | null,
-      grad: Float32Array,
-      lr: number,
-      weightDecay: number,
-      momentum: number,
-      n: number,
-    ): void;
-    sumSquaresF32(x: Float32Array, n: number): number;
-  }
-}
 
 export interface AdamWOptions {
   lr: number;
@@ -78,39 +49,6 @@ declare module '../backend/kernels.js' {
     sumSquares(xs: readonly Tensor[]): number;
   }
 }
-
-registerKernel('cpu', 'adamwStep', (slots, o) => {
-  for (const { param, m, v, grad, copy } of slots) {
-    cpu.adamwStepF32(
-      param.as('f32'),
-      m.as('f32'),
-      v.as('f32'),
-      grad.as('f32'),
-      o.lr,
-      o.beta1,
-      o.beta2,
-      o.eps,
-      o.weightDecay,
-      o.step,
-      param.size,
-    );
-    if (copy) cpu.f32ToBf16(copy.as('bf16'), param.as('f32'), param.size);
-  }
-});
-registerKernel('cpu', 'sgdStep', (param, buf, grad, lr, weightDecay, momentum) =>
-  cpu.sgdStepF32(
-    param.as('f32'),
-    buf?.as('f32') ?? null,
-    grad.as('f32'),
-    lr,
-    weightDecay,
-    momentum,
-    param.size,
-  ),
-);
-registerKernel('cpu', 'sumSquares', (xs) =>
-  xs.reduce((acc, x) => acc + cpu.sumSquaresF32(x.as('f32'), x.size), 0),
-);
 
 function checkState(op: string, param: Tensor, named: Record<string, Tensor>): void {
   expectDType(op, 'param', param, 'f32');

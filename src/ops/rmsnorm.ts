@@ -1,34 +1,8 @@
 // RMSNorm (Llama/HF semantics): y = x / sqrt(mean(x²) + eps) · weight, normalized in fp32.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
-import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    rmsnormForwardF32(
-      y: Float32Array,
-      rstd: Float32Array,
-      x: Float32Array,
-      weight: Float32Array,
-      rows: number,
-      dim: number,
-      eps: number,
-    ): void;
-    rmsnormBackwardF32(
-      dx: Float32Array | null,
-      dweight: Float32Array | null,
-      dy: Float32Array,
-      x: Float32Array,
-      weight: Float32Array,
-      rstd: Float32Array,
-      rows: number,
-      dim: number,
-    ): void;
-  }
-}
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
@@ -45,30 +19,6 @@ declare module '../backend/kernels.js' {
     ): void;
   }
 }
-
-registerKernel('cpu', 'rmsnormForward', (y, rstd, x, weight, eps) =>
-  cpu.rmsnormForwardF32(
-    y.as('f32'),
-    rstd.as('f32'),
-    x.as('f32'),
-    weight.as('f32'),
-    rstd.size,
-    weight.size,
-    eps,
-  ),
-);
-registerKernel('cpu', 'rmsnormBackward', (dx, dweight, dy, x, weight, rstd) =>
-  cpu.rmsnormBackwardF32(
-    dx?.as('f32') ?? null,
-    dweight?.as('f32') ?? null,
-    dy.as('f32'),
-    x.as('f32'),
-    weight.as('f32'),
-    rstd.as('f32'),
-    rstd.size,
-    weight.size,
-  ),
-);
 
 /** y = x / sqrt(mean(x², last dim) + eps) · weight; x [..., D] f32, weight [D] f32. */
 export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {

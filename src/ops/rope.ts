@@ -2,41 +2,10 @@
 // llama3 and yarn variants exactly as transformers' ROPE_INIT_FUNCTIONS computes them, the config
 // parser for v4 (`rope_theta` + `rope_scaling`) and v5 (`rope_parameters`) config.json files, and the
 // differentiable rope op.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
-import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    ropeForwardF32(
-      out: Float32Array,
-      x: Float32Array,
-      cos: Float32Array,
-      sin: Float32Array,
-      positions: Int32Array,
-      rows: number,
-      heads: number,
-      headDim: number,
-      half: number,
-      maxPositions: number,
-    ): void;
-    ropeBackwardF32(
-      dx: Float32Array,
-      dy: Float32Array,
-      cos: Float32Array,
-      sin: Float32Array,
-      positions: Int32Array,
-      rows: number,
-      heads: number,
-      headDim: number,
-      half: number,
-      maxPositions: number,
-    ): void;
-  }
-}
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
@@ -46,35 +15,6 @@ declare module '../backend/kernels.js' {
     ropeBackward(dx: Tensor, dy: Tensor, cos: Tensor, sin: Tensor, positions: Tensor): void;
   }
 }
-
-function ropeDims(
-  x: Tensor,
-  cos: Tensor,
-): [rows: number, heads: number, headDim: number, half: number, maxPositions: number] {
-  const [B, T, H, Dh] = x.shape;
-  return [B * T, H, Dh, cos.shape[1], cos.shape[0]];
-}
-
-registerKernel('cpu', 'ropeForward', (out, x, cos, sin, positions) =>
-  cpu.ropeForwardF32(
-    out.as('f32'),
-    x.as('f32'),
-    cos.as('f32'),
-    sin.as('f32'),
-    positions.as('i32'),
-    ...ropeDims(x, cos),
-  ),
-);
-registerKernel('cpu', 'ropeBackward', (dx, dy, cos, sin, positions) =>
-  cpu.ropeBackwardF32(
-    dx.as('f32'),
-    dy.as('f32'),
-    cos.as('f32'),
-    sin.as('f32'),
-    positions.as('i32'),
-    ...ropeDims(dy, cos),
-  ),
-);
 
 // ---- configuration ------------------------------------------------------------------------------------
 
@@ -323,7 +263,7 @@ export function ropeTables(
 // ---- the op ------------------------------------------------------------------------------------------
 
 function checkPositions(positions: Tensor, maxPositions: number): void {
-  if (positions.device !== 'cpu') return; // device kernels check on their side
+  if (!positions.onHost) return; // device kernels check on their side
   const p = positions.as('i32');
   for (let i = 0; i < p.length; i++)
     if (p[i] < 0 || p[i] >= maxPositions)

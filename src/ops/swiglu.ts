@@ -1,24 +1,8 @@
 // SwiGLU gating of the Llama MLP: silu(gate) · up.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
-import './elementwise.js'; // loads the tape's gradient-accumulation helpers
 import { emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    swigluForwardF32(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
-    swigluBackwardF32(
-      dgate: Float32Array | null,
-      dup: Float32Array | null,
-      dy: Float32Array,
-      gate: Float32Array,
-      up: Float32Array,
-      n: number,
-    ): void;
-  }
-}
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
@@ -28,20 +12,6 @@ declare module '../backend/kernels.js' {
     swigluBackward(dgate: Tensor | null, dup: Tensor | null, dy: Tensor, gate: Tensor, up: Tensor): void;
   }
 }
-
-registerKernel('cpu', 'swigluForward', (out, gate, up) =>
-  cpu.swigluForwardF32(out.as('f32'), gate.as('f32'), up.as('f32'), out.size),
-);
-registerKernel('cpu', 'swigluBackward', (dgate, dup, dy, gate, up) =>
-  cpu.swigluBackwardF32(
-    dgate?.as('f32') ?? null,
-    dup?.as('f32') ?? null,
-    dy.as('f32'),
-    gate.as('f32'),
-    up.as('f32'),
-    dy.size,
-  ),
-);
 
 /** silu(gate) · up, elementwise; gate and up f32 of the same shape. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {

@@ -1,5 +1,8 @@
 // The LoRA layer (and its DoRA add-on): build from a base linear, forward, merge.
 import { noGrad } from '../autograd/tape.js';
+import { deviceLabel } from '../backend/device.js';
+import { hasKernel } from '../backend/kernels.js';
+import { weightNorm } from '../ops/dora.js';
 import { dropout } from '../ops/dropout.js';
 import { add, mul, scale } from '../ops/elementwise.js';
 import { linear, matmul } from '../ops/matmul.js';
@@ -52,8 +55,10 @@ export class LoraLinear implements LinearAdapter {
       for (let i = 0; i < a.length; i++) a[i] = (2 * next() - 1) * bound;
     }
     const device = base.weight.device;
-    if (config.useDora && device !== 'cpu')
-      throw new Error(`lorakit: DoRA runs on the CPU only for now; drop --use-dora or use --device cpu.`);
+    if (config.useDora && !hasKernel(device, 'weightNorm'))
+      throw new Error(
+        `lorakit: DoRA runs on the CPU only for now (the ${deviceLabel(device)} has no weightNorm kernel); drop --use-dora or use --device cpu.`,
+      );
     const A = keep(Tensor.from(a, [r, inF], 'f32', device));
     const B = keep(Tensor.zeros([base.outFeatures, r], 'f32', device));
     const m = config.useDora ? keep(LoraLinear.weightNorm(base, A, B, loraScale(config))) : null;
@@ -62,25 +67,7 @@ export class LoraLinear implements LinearAdapter {
 
   /** ‖W + s·B·A‖ per output row [out] (no gradient). */
   static weightNorm(base: Linear, A: Tensor, B: Tensor, s: number): Tensor {
-    return noGrad(() =>
-      tidy(() => {
-        const ba = matmul(B, A); // [out, in]
-        const w = weightToFloat32(base.weight); // dense copy (dequantized for a QLoRA base)
-        const d = ba.as('f32');
-        const out = base.outFeatures;
-        const inF = base.inFeatures;
-        const norms = new Float32Array(out);
-        for (let o = 0; o < out; o++) {
-          let acc = 0;
-          for (let i = 0; i < inF; i++) {
-            const v = w[o * inF + i] + s * d[o * inF + i];
-            acc += v * v;
-          }
-          norms[o] = Math.sqrt(acc);
-        }
-        return Tensor.from(norms, [out]);
-      }),
-    );
+    return weightNorm(base.weight, A, B, s);
   }
 
   // x [..., in], baseOut [..., out] -> [..., out]

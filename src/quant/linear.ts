@@ -1,27 +1,12 @@
 // The quantized linear op: y = x · Wᵀ (+ b) with W stored quantized. The kernel dequantizes W a tile of
 // rows at a time into a small fp32 buffer and multiplies it there, so no dense copy of W ever exists.
 // Backward gives dx (and dbias); W is frozen and gets no gradient.
-import { cpu } from '../backend/cpu/addon.js';
-import { kernel, registerKernel } from '../backend/kernels.js';
+import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { numel, shapeString, Tensor } from '../tensor/tensor.js';
 import '../ops/elementwise.js';
 import { expectFloat, sameDevice } from '../ops/util.js';
 import type { QuantArgs, QuantizedWeight } from './weight.js';
-
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    /** y [m, rows] = x [m, cols] · Wᵀ (+ bias [rows]), W quantized as QuantArgs describes. */
-    quantLinear(
-      y: Float32Array,
-      x: Float32Array,
-      bias: Float32Array | null,
-      ...rest: [...QuantArgs, number]
-    ): void;
-    /** dx [m, cols] = g [m, rows] · W (dx += … when accumulating). */
-    quantLinearBackward(dx: Float32Array, g: Float32Array, ...rest: [...QuantArgs, number, boolean]): void;
-  }
-}
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
@@ -34,13 +19,6 @@ declare module '../backend/kernels.js' {
     quantLinearBackward(dx: Tensor, g: Tensor, w: QuantizedWeight, m: number, accumulate: boolean): void;
   }
 }
-
-registerKernel('cpu', 'quantLinear', (y, x, w, bias, m) =>
-  cpu.quantLinear(y.as('f32'), x.as('f32'), bias ? bias.as('f32') : null, ...w.args(), m),
-);
-registerKernel('cpu', 'quantLinearBackward', (dx, g, w, m, accumulate) =>
-  cpu.quantLinearBackward(dx.as('f32'), g.as('f32'), ...w.args(), m, accumulate),
-);
 
 /**
  * y = x · Wᵀ (+ bias): x [..., in] f32, W quantized [out, in] (frozen), bias [out] f32 or null.

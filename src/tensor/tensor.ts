@@ -12,6 +12,9 @@ import {
 
 export type Device = 'cpu' | 'cuda';
 
+/** The device whose memory is host memory: tensors are made there from JS values and read back there. */
+const HOST: Device = 'cpu';
+
 /**
  * Device memory shared by a tensor and its views. Freed when the last holder releases it; the
  * finalizer of the underlying ArrayBuffer is only a backstop for memory nobody disposed.
@@ -186,7 +189,7 @@ export class Tensor {
     dtype: DType = 'f32',
     device: Device = 'cpu',
   ): Tensor {
-    if (device !== 'cpu') {
+    if (device !== HOST) {
       const host = Tensor.from(values, shape, dtype);
       const t = host.toDevice(device);
       host.dispose();
@@ -214,6 +217,11 @@ export class Tensor {
     return this.storage.device;
   }
 
+  /** Whether the elements are in host memory, readable with data() and as() (checks that read values run only there). */
+  get onHost(): boolean {
+    return this.storage.buffer !== undefined;
+  }
+
   get byteLength(): number {
     return this.size * DTYPE_BYTES[this.dtype];
   }
@@ -223,12 +231,12 @@ export class Tensor {
     if (this.disposed) throw new Error(`lorakit: tensor ${this.id} was used after dispose().`);
     const out = Tensor.empty(this.shape, this.dtype, device);
     const byteOffset = this.offset * DTYPE_BYTES[this.dtype];
-    if (this.device === 'cpu')
+    if (this.device === HOST)
       backendOf(device).write(out.storage, 0, hostBytes(this.storage, byteOffset, this.byteLength));
-    else if (device === 'cpu')
+    else if (device === HOST)
       backendOf(this.device).read(hostBytes(out.storage, 0, out.byteLength), this.storage, byteOffset);
     else {
-      const host = this.toDevice('cpu');
+      const host = this.toDevice(HOST);
       backendOf(device).write(out.storage, 0, hostBytes(host.storage, 0, host.byteLength));
       host.dispose();
     }
@@ -298,7 +306,7 @@ export class Tensor {
         `lorakit: cannot copy a ${src.dtype} ${shapeString(src.shape)} tensor into a ${this.dtype} ${shapeString(this.shape)} one.`,
       );
     this.dropComputeCopy();
-    const host = src.device === 'cpu' ? src : src.toDevice('cpu');
+    const host = src.device === HOST ? src : src.toDevice(HOST);
     const bytes = hostBytes(host.storage, host.offset * DTYPE_BYTES[host.dtype], host.byteLength);
     backendOf(this.device).write(this.storage, this.offset * DTYPE_BYTES[this.dtype], bytes);
     if (host !== src) host.dispose();
@@ -312,8 +320,8 @@ export class Tensor {
 
   /** A Float32Array copy of the values, whatever the dtype and device (a device tensor is copied over). */
   toFloat32(): Float32Array {
-    if (this.device !== 'cpu') {
-      const host = this.toDevice('cpu');
+    if (this.device !== HOST) {
+      const host = this.toDevice(HOST);
       try {
         return host.toFloat32();
       } finally {

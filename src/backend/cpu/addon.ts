@@ -4,11 +4,14 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
- * The CPU addon's entry points. Each kernel module adds its own functions to this interface by
- * declaration merging (`declare module '.../addon.js' { interface CpuAddon { ... } }`), next to the
+ * The CPU addon's entry points. Each kernel group adds its own functions to this interface by
+ * declaration merging (`declare module './addon.js' { interface CpuAddon { ... } }`), next to the
  * code that calls them. Convention: outputs first, then inputs, then sizes and attributes.
  */
 export interface CpuAddon {
+  /** out [n] bf16 bits = x [n] rounded to nearest even (file readers convert with it too). */
+  f32ToBf16(out: Uint16Array, x: Float32Array, n: number): void;
+  bf16ToF32(out: Float32Array, x: Uint16Array, n: number): void;
   alloc(bytes: number): ArrayBuffer;
   free(buffer: ArrayBuffer): void;
   /** [live bytes, peak bytes] of native tensor memory; `resetPeak` restarts the peak from now. */

@@ -1,0 +1,101 @@
+// CPU cross-entropy (native/cpu/cross_entropy.cc) and the fused output head + loss built on it and the
+// GEMM: logits only ever exist for a chunk of rows, and only for rows that have a target.
+import type {} from '../../ops/cross-entropy.js';
+import type {} from '../../ops/linear-cross-entropy.js';
+import { Tensor } from '../../tensor/tensor.js';
+import type { Kernels } from '../kernels.js';
+import { cpu } from './addon.js';
+
+declare module './addon.js' {
+  interface CpuAddon {
+    crossEntropyForwardF32(
+      loss: Float32Array,
+      lse: Float32Array,
+      rowLoss: Float32Array | null,
+      logits: Float32Array,
+      targets: Int32Array,
+      rows: number,
+      vocab: number,
+    ): void;
+    crossEntropyBackwardF32(
+      dlogits: Float32Array,
+      logits: Float32Array,
+      targets: Int32Array,
+      lse: Float32Array,
+      gradLoss: number,
+      rows: number,
+      vocab: number,
+    ): void;
+  }
+}
+
+/** The target of a row without loss (the op's IGNORE_INDEX, as the native kernels read it). */
+const IGNORE = -100;
+/** Rows of logits [rows, V] computed at a time by the fused head. */
+const CHUNK_ROWS = 256;
+
+export const crossEntropyKernels = {
+  crossEntropyForward: (loss, lse, rowLoss, logits, targets) =>
+    cpu.crossEntropyForwardF32(
+      loss.as('f32'),
+      lse.as('f32'),
+      rowLoss?.as('f32') ?? null,
+      logits.as('f32'),
+      targets.as('i32'),
+      logits.shape[0],
+      logits.shape[1],
+    ),
+  crossEntropyBackward: (dlogits, logits, targets, lse, gradLoss) =>
+    cpu.crossEntropyBackwardF32(
+      dlogits.as('f32'),
+      logits.as('f32'),
+      targets.as('i32'),
+      lse.as('f32'),
+      gradLoss.as('f32')[0],
+      logits.shape[0],
+      logits.shape[1],
+    ),
+  // The rows that have a target are gathered a chunk at a time: logits = h·wᵀ, their loss, and with
+  // dhUnit the unit-gradient dlogits (written over the logits) times w, scattered back to the rows.
+  linearCrossEntropyForward: (rowLoss, dhUnit, h, w, targets) => {
+    const [N, D] = h.shape;
+    const V = w.shape[0];
+    const tgt = targets.as('i32');
+    const hd = h.as('f32');
+    const loss = rowLoss.as('f32').fill(0);
+    const dh = dhUnit?.as('f32').fill(0) ?? null;
+    const wd = w.dtype === 'bf16' ? w.as('bf16') : w.as('f32');
+    const rows: number[] = [];
+    for (let i = 0; i < N; i++) if (tgt[i] !== IGNORE) rows.push(i);
+    const most = Math.min(CHUNK_ROWS, rows.length);
+    const scratch = [most * D, most * V, most, most, 1, most * D].map((n) => Tensor.empty([n]));
+    try {
+      const [hcT, logitsT, lseT, lossT, sumT, dhcT] = scratch.map((t) => t.as('f32'));
+      const tc = new Int32Array(most);
+      for (let c0 = 0; c0 < rows.length; c0 += CHUNK_ROWS) {
+        const chunk = rows.slice(c0, c0 + CHUNK_ROWS);
+        const n = chunk.length;
+        const hc = hcT.subarray(0, n * D);
+        const logits = logitsT.subarray(0, n * V);
+        chunk.forEach((r, j) => {
+          hc.set(hd.subarray(r * D, (r + 1) * D), j * D);
+          tc[j] = tgt[r];
+        });
+        const t = tc.subarray(0, n);
+        cpu.gemm(logits, hc, wd, null, 1, n, V, D, false, true, 1, 0, n * D, V * D, n * V);
+        const lse = lseT.subarray(0, n);
+        const rl = lossT.subarray(0, n);
+        cpu.crossEntropyForwardF32(sumT, lse, rl, logits, t, n, V);
+        chunk.forEach((r, j) => (loss[r] = rl[j]));
+        if (!dh) continue;
+        cpu.crossEntropyBackwardF32(logits, logits, t, lse, 1, n, V);
+        const dhc = dhcT.subarray(0, n * D);
+        cpu.gemm(dhc, logits, wd, null, 1, n, D, V, false, false, 1, 0, n * V, V * D, n * D);
+        chunk.forEach((r, j) => dh.set(dhc.subarray(j * D, (j + 1) * D), r * D));
+      }
+    } finally {
+      for (const t of scratch) t.dispose();
+    }
+  },
+  scaleByScalar: (out, x, scalar) => cpu.scaleF32(out.as('f32'), x.as('f32'), scalar.as('f32')[0], x.size),
+} satisfies Kernels;

@@ -1,0 +1,21 @@
+// The CPU's DoRA weight norm, in double: the only backend with it (DoRA trains on the CPU).
+import type {} from '../../ops/dora.js';
+import { weightToFloat32 } from '../../quant/weight.js';
+import type { Kernels } from '../kernels.js';
+
+export const doraKernels = {
+  weightNorm: (out, w, delta, s) => {
+    const wd = weightToFloat32(w); // dense copy (dequantized for a QLoRA base)
+    const d = delta.as('f32');
+    const [rows, cols] = w.shape;
+    const norms = out.as('f32');
+    for (let o = 0; o < rows; o++) {
+      let acc = 0;
+      for (let i = 0; i < cols; i++) {
+        const v = wd[o * cols + i] + s * d[o * cols + i];
+        acc += v * v;
+      }
+      norms[o] = Math.sqrt(acc);
+    }
+  },
+} satisfies Kernels;

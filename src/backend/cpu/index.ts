@@ -1,0 +1,37 @@
+// The CPU backend: the C++ addon's kernels (native/cpu) behind the op table, always available.
+import type { Backend, KernelTable } from '../kernels.js';
+import { attentionKernels } from './attention.js';
+import { crossEntropyKernels } from './cross-entropy.js';
+import { doraKernels } from './dora.js';
+import { dropoutKernels } from './dropout.js';
+import { elementwiseKernels } from './elementwise.js';
+import { embeddingKernels } from './embedding.js';
+import { matmulKernels } from './matmul.js';
+import { optimKernels } from './optim.js';
+import { quantLinearKernels } from './quant-linear.js';
+import { rmsnormKernels } from './rmsnorm.js';
+import { ropeKernels } from './rope.js';
+import { swigluKernels } from './swiglu.js';
+
+// Every op has a CPU kernel: the CPU is the reference the other backends are tested against.
+const kernels: KernelTable = {
+  ...attentionKernels,
+  ...crossEntropyKernels,
+  ...doraKernels,
+  ...dropoutKernels,
+  ...elementwiseKernels,
+  ...embeddingKernels,
+  ...matmulKernels,
+  ...optimKernels,
+  ...quantLinearKernels,
+  ...rmsnormKernels,
+  ...ropeKernels,
+  ...swigluKernels,
+};
+
+export const cpuBackend: Backend = {
+  label: 'CPU',
+  floatDTypes: ['f32'],
+  activationDType: 'f32',
+  kernels: () => kernels,
+};

@@ -1,0 +1,52 @@
+// CPU RMSNorm (native/cpu/rmsnorm.cc), f32.
+import type {} from '../../ops/rmsnorm.js';
+import type { Kernels } from '../kernels.js';
+import { cpu } from './addon.js';
+
+declare module './addon.js' {
+  interface CpuAddon {
+    rmsnormForwardF32(
+      y: Float32Array,
+      rstd: Float32Array,
+      x: Float32Array,
+      weight: Float32Array,
+      rows: number,
+      dim: number,
+      eps: number,
+    ): void;
+    rmsnormBackwardF32(
+      dx: Float32Array | null,
+      dweight: Float32Array | null,
+      dy: Float32Array,
+      x: Float32Array,
+      weight: Float32Array,
+      rstd: Float32Array,
+      rows: number,
+      dim: number,
+    ): void;
+  }
+}
+
+export const rmsnormKernels = {
+  rmsnormForward: (y, rstd, x, weight, eps) =>
+    cpu.rmsnormForwardF32(
+      y.as('f32'),
+      rstd.as('f32'),
+      x.as('f32'),
+      weight.as('f32'),
+      rstd.size,
+      weight.size,
+      eps,
+    ),
+  rmsnormBackward: (dx, dweight, dy, x, weight, rstd) =>
+    cpu.rmsnormBackwardF32(
+      dx?.as('f32') ?? null,
+      dweight?.as('f32') ?? null,
+      dy.as('f32'),
+      x.as('f32'),
+      weight.as('f32'),
+      rstd.as('f32'),
+      rstd.size,
+      weight.size,
+    ),
+} satisfies Kernels;

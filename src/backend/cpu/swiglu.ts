@@ -1,0 +1,32 @@
+// CPU SwiGLU (native/cpu/swiglu.cc), f32.
+import type {} from '../../ops/swiglu.js';
+import type { Kernels } from '../kernels.js';
+import { cpu } from './addon.js';
+
+declare module './addon.js' {
+  interface CpuAddon {
+    swigluForwardF32(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+    swigluBackwardF32(
+      dgate: Float32Array | null,
+      dup: Float32Array | null,
+      dy: Float32Array,
+      gate: Float32Array,
+      up: Float32Array,
+      n: number,
+    ): void;
+  }
+}
+
+export const swigluKernels = {
+  swigluForward: (out, gate, up) =>
+    cpu.swigluForwardF32(out.as('f32'), gate.as('f32'), up.as('f32'), out.size),
+  swigluBackward: (dgate, dup, dy, gate, up) =>
+    cpu.swigluBackwardF32(
+      dgate?.as('f32') ?? null,
+      dup?.as('f32') ?? null,
+      dy.as('f32'),
+      gate.as('f32'),
+      up.as('f32'),
+      dy.size,
+    ),
+} satisfies Kernels;

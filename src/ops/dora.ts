@@ -1,0 +1,25 @@
+// DoRA's weight norm: ‖W + s·B·A‖ per output row, the direction DoRA divides by, detached from the
+// graph as PEFT does (DoRA paper §4.3).
+import { kernel } from '../backend/kernels.js';
+import { noGrad } from '../autograd/tape.js';
+import type { QuantizedWeight } from '../quant/weight.js';
+import { Tensor, tidy } from '../tensor/tensor.js';
+import { matmul } from './matmul.js';
+
+declare module '../backend/kernels.js' {
+  interface KernelTable {
+    /** out [rows] f32 = ‖w[r] + s·delta[r]‖ per row <- w [rows, cols] (dense or quantized), delta [rows, cols] f32 */
+    weightNorm(out: Tensor, w: Tensor | QuantizedWeight, delta: Tensor, s: number): void;
+  }
+}
+
+/** ‖w + s·B·A‖ per output row [out] f32 (no gradient): w [out, in], A [r, in], B [out, r]. */
+export function weightNorm(w: Tensor | QuantizedWeight, A: Tensor, B: Tensor, s: number): Tensor {
+  return noGrad(() =>
+    tidy(() => {
+      const out = Tensor.empty([w.shape[0]], 'f32', A.device);
+      kernel(A.device, 'weightNorm')(out, w, matmul(B, A), s);
+      return out;
+    }),
+  );
+}
