@@ -83,7 +83,8 @@ function accuracy(model: CausalLM, tokenizer: Tokenizer): number {
 const model_path =
   values.model ?? execFileSync('bash', [join(root, 'scripts/fetch-smollm2.sh')], { encoding: 'utf8' }).trim();
 const { model, tokenizer } = await loadModel(model_path);
-const testSet: Example[] = loadData(testPath, tokenizer, { completionOnly: true, maxSeqLen: 512 }).examples;
+const testSet: Example[] = (await loadData(testPath, tokenizer, { completionOnly: true, maxSeqLen: 512 }))
+  .examples;
 const t0 = Date.now();
 const before = { acc: accuracy(model, tokenizer), loss: evaluate(model, testSet).loss };
 addAdapter(model, 'sst2', { ...LORA_DEFAULTS, r: 8, alpha: 16, dropout: 0.05 }, 1);

@@ -84,7 +84,7 @@ for (const [name, opts] of values['skip-ppl'] ? [] : variants) {
   const { model, tokenizer } = await loadModel(gguf, { ...opts, device });
   try {
     const w = baseWeightBytes(model);
-    const data = loadData(pplFile, tokenizer, { completionOnly: false, maxSeqLen: 512 }).examples;
+    const data = (await loadData(pplFile, tokenizer, { completionOnly: false, maxSeqLen: 512 })).examples;
     const r = evaluate(model, data, 8);
     if (!opts.quantize) basePpl = r.perplexity;
     const bits = w.quantizedParams ? ((w.quantizedBytes * 8) / w.quantizedParams).toFixed(3) : '32';
@@ -111,7 +111,8 @@ async function finetune(
       { ...LORA_DEFAULTS, r: 16, alpha: 32, dropout: 0.05, targetModules: 'all-linear' },
       7,
     );
-    const evalSet: Example[] = loadData(evalFile, tokenizer, { completionOnly: true, maxSeqLen: T }).examples;
+    const evalSet: Example[] = (await loadData(evalFile, tokenizer, { completionOnly: true, maxSeqLen: T }))
+      .examples;
     const before = evaluate(model, evalSet, 8).loss;
     memoryStats(true, device);
     const t0 = performance.now();

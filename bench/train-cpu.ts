@@ -32,7 +32,7 @@ const threads = availableParallelism();
 
 // The same batches for both: order rows of the example dataset, packed into full-length rows.
 const tokenizer = Tokenizer.fromGGUF((await readGGUF(gguf)).metadata);
-const { examples } = loadData(join(root, 'examples/orders/train.jsonl'), tokenizer, {
+const { examples } = await loadData(join(root, 'examples/orders/train.jsonl'), tokenizer, {
   completionOnly: false,
   maxSeqLen: T,
 });

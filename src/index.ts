@@ -2,7 +2,7 @@
 export { Tensor, tidy, keep, memoryStats } from './tensor/tensor.js';
 export type { DType } from './tensor/dtype.js';
 export { backward, noGrad, checkpoint } from './autograd/tape.js';
-export { loadModel, type LoadOptions, type LoadedModel } from './models/load.js';
+export { loadModel, loadModelOptionalTokenizer, type LoadOptions, type LoadedModel } from './models/load.js';
 export { CausalLM, type Batch } from './models/llama.js';
 export { readModelConfig, type ModelConfig } from './models/config.js';
 export { LORA_DEFAULTS, loraScale, readPeftConfig, type LoraConfig } from './peft/config.js';
@@ -18,7 +18,7 @@ export { Tokenizer } from './tokenizer/tokenizer.js';
 export { renderChat } from './tokenizer/chat-template.js';
 export { train, type TrainOptions, type TrainResult, type StepMetrics } from './train/trainer.js';
 export { evaluate, type EvalResult } from './train/evaluate.js';
-export { loadData, type Example, type ChatMessage } from './train/data.js';
+export { loadData, type Example, type ChatMessage, type ColumnMap } from './train/data.js';
 export { generate, type GenerateOptions, type GenerateResult } from './infer/generate.js';
 export { openSafetensors, openSafetensorsModel, writeSafetensors } from './io/safetensors.js';
 export { readGGUF } from './io/gguf.js';

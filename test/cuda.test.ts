@@ -577,7 +577,7 @@ test(
       const { loadData } = await import('../src/train/data.js');
       const r = evaluate(
         model,
-        loadData(evalFile, tokenizer, { maxSeqLen: 256, completionOnly: false }).examples,
+        (await loadData(evalFile, tokenizer, { maxSeqLen: 256, completionOnly: false })).examples,
         8,
       );
       assert.ok(
@@ -600,10 +600,9 @@ test(
     if (!modelDir || typeof rows !== 'string') return t.skip('shared data missing');
     const { model, tokenizer } = await loadModel(modelDir, { device: 'cuda' });
     const { loadData } = await import('../src/train/data.js');
-    const examples = loadData(rows, tokenizer, { maxSeqLen: 256, completionOnly: false }).examples.slice(
-      0,
-      16,
-    );
+    const examples = (
+      await loadData(rows, tokenizer, { maxSeqLen: 256, completionOnly: false })
+    ).examples.slice(0, 16);
     const run = (offloadCheckpoints: boolean) => {
       addAdapter(model, 'o', { ...LORA_DEFAULTS, r: 8, alpha: 16 }, 5);
       const params = adapterParameters(model, 'o');

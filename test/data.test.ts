@@ -1,7 +1,7 @@
 // Data formats: every row shape of DESIGN.md through a real tokenizer and chat template, completion-only
 // labels, packing, and one clear sentence for each kind of bad file.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -25,16 +25,20 @@ function chatTokenizer(): Tokenizer | null {
   return d ? Tokenizer.fromFile(join(d, 'tokenizer.json')) : null;
 }
 
-test('text rows: the tokenizer encoding (with BOS) followed by EOS, all tokens targets', (t) => {
+test('text rows: the tokenizer encoding (with BOS) followed by EOS, all tokens targets', async (t) => {
   const d = sharedData('models', 'stories260K-hf');
   if (!d) return t.skip('../shared/data is absent');
   const tok = Tokenizer.fromFile(join(d, 'tokenizer.json'));
-  const { examples, format } = loadData(file('t.jsonl', jsonl([{ text: 'Once upon a time' }])), tok, opts);
+  const { examples, format } = await loadData(
+    file('t.jsonl', jsonl([{ text: 'Once upon a time' }])),
+    tok,
+    opts,
+  );
   assert.equal(format, 'text');
   assert.deepEqual(examples[0].ids, [...tok.encode('Once upon a time'), tok.eosId!]);
   assert.deepEqual(examples[0].labels, examples[0].ids);
   // Without a chat template, prompt/completion is prompt + completion + EOS.
-  const pc = loadData(file('pc.jsonl', jsonl([{ prompt: 'The cat', completion: ' sat.' }])), tok, {
+  const pc = await loadData(file('pc.jsonl', jsonl([{ prompt: 'The cat', completion: ' sat.' }])), tok, {
     ...opts,
     completionOnly: true,
   });
@@ -50,7 +54,7 @@ test('text rows: the tokenizer encoding (with BOS) followed by EOS, all tokens t
   );
 });
 
-test('chat formats render through the chat template; completion-only keeps assistant turns', (t) => {
+test('chat formats render through the chat template; completion-only keeps assistant turns', async (t) => {
   const tok = chatTokenizer();
   if (!tok) return t.skip('fixture missing: run scripts/reference/make-all.sh');
   const messages = [
@@ -67,15 +71,15 @@ test('chat formats render through the chat template; completion-only keeps assis
     },
   };
   for (const [fmt, row] of Object.entries(sources)) {
-    const full: Example = loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, opts).examples[0];
+    const full: Example = (await loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, opts)).examples[0];
     assert.equal(tok.decode(full.ids), tok.decode(tok.encode(rendered, { addSpecialTokens: false })), fmt);
-    const co = loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, { ...opts, completionOnly: true })
+    const co = (await loadData(file(`${fmt}.jsonl`, jsonl([row])), tok, { ...opts, completionOnly: true }))
       .examples[0];
     const kept = tok.decode(co.ids.filter((_, i) => co.labels[i] !== IGNORE));
     // The assistant turns as the template ends them ("<|im_end|>\n"; this tiny vocabulary has no "\n").
     assert.equal(kept, 'hello friend<|im_end|> <unk>very well<|im_end|> <unk>', fmt);
   }
-  const alpaca = loadData(
+  const alpaca = await loadData(
     file('a.json', JSON.stringify([{ instruction: 'Add', input: 'two and three', output: 'five' }])),
     tok,
     { ...opts, completionOnly: true },
@@ -86,10 +90,10 @@ test('chat formats render through the chat template; completion-only keeps assis
   assert.equal(tok.decode(ex.ids.filter((_, i) => ex.labels[i] !== IGNORE)).trim(), 'five<|im_end|> <unk>');
 });
 
-test('pre-tokenized rows are used exactly as given', (t) => {
+test('pre-tokenized rows are used exactly as given', async (t) => {
   const tok = chatTokenizer();
   if (!tok) return t.skip('fixture missing');
-  const { examples } = loadData(
+  const { examples } = await loadData(
     file('ids.jsonl', jsonl([{ input_ids: [5, 6, 7, 8], labels: [-100, -100, 7, 8] }])),
     tok,
     opts,
@@ -112,7 +116,7 @@ test('packing keeps sequences apart and batches count each target once', () => {
   assert.equal(hb.targetCount, padBatch(ex).targetCount);
 });
 
-test('bad data files give one clear sentence naming the file and line', (t) => {
+test('bad data files give one clear sentence naming the file and line', async (t) => {
   const tok = chatTokenizer();
   if (!tok) return t.skip('fixture missing');
   const cases: [string, string, RegExp][] = [
@@ -120,45 +124,208 @@ test('bad data files give one clear sentence naming the file and line', (t) => {
     ['blank.jsonl', '\n\n', /empty|no rows/],
     ['broken.jsonl', '{"text": "a"}\n{"text": \n', /line 2 is not valid JSON/],
     ['array.json', '[{"text": "a"}, ', /invalid JSON/],
-    ['keys.jsonl', '{"foo": 1}\n', /row 1 has keys \{foo\}/],
+    ['keys.jsonl', '{"foo": 1}\n', /has columns 'foo'; expected text, prompt\+completion/],
     [
       'missing.jsonl',
       jsonl([{ prompt: 'a', completion: 'b' }, { prompt: 'a' }]),
-      /row 2: missing field 'completion'/,
+      /line 2: missing field 'completion'/,
     ],
-    ['type.jsonl', jsonl([{ text: 3 }]), /row 1: field 'text' must be a string/],
+    ['type.jsonl', jsonl([{ text: [3] }]), /line 1: field 'text' must be text, not a list/],
     [
       'roles.jsonl',
       jsonl([{ messages: [{ role: 'user', content: 'x' }] }]),
-      /row 1: the conversation has no assistant message/,
+      /line 1: the conversation has no assistant message/,
     ],
-    ['ids.jsonl', jsonl([{ input_ids: [1, 99999] }]), /row 1: 'input_ids' must be/],
+    ['ids.jsonl', jsonl([{ input_ids: [1, 99999] }]), /line 1: 'input_ids' must be/],
     [
       'sharegpt.jsonl',
       jsonl([{ conversations: [{ from: 'robot', value: 'x' }] }]),
-      /unknown 'from' value 'robot'/,
+      /line 1: message 1 has 'from' value 'robot'; accepted values are human, gpt and system/,
     ],
-    ['notobj.jsonl', '[1, 2]\n', /row 1 is not a JSON object/],
+    ['notobj.json', '[1, 2]\n', /row 1 is not a JSON object/],
+    ['notobj.jsonl', '{"text": "a"}\n3\n', /line 2 is not a JSON object/],
+    ['notobj2.json', '[{"text": "a"}, 2]', /row 2 is not a JSON object/],
   ];
   for (const [name, text, re] of cases) {
     const p = file(name, text);
-    assert.throws(
-      () => loadData(p, tok, opts),
+    await assert.rejects(
+      async () => loadData(p, tok, opts),
       (e: Error) => re.test(e.message) && e.message.includes(p) && e.message.startsWith('lorakit: '),
       name,
     );
   }
-  assert.throws(() => loadData(join(dir, 'nope.jsonl'), tok, opts), /cannot read data file/);
+  await assert.rejects(async () => loadData(join(dir, 'nope.jsonl'), tok, opts), /cannot read data file/);
 });
 
-test('rows longer than max-seq-len are cut and counted', (t) => {
+test('rows longer than max-seq-len are cut and counted', async (t) => {
   const tok = chatTokenizer();
   if (!tok) return t.skip('fixture missing');
   const long = 'once upon a time there was a very long story '.repeat(20);
-  const r = loadData(file('long.jsonl', jsonl([{ text: long }, { text: 'short one' }])), tok, {
+  const r = await loadData(file('long.jsonl', jsonl([{ text: long }, { text: 'short one' }])), tok, {
     completionOnly: false,
     maxSeqLen: 16,
   });
   assert.equal(r.truncated, 1);
   assert.equal(r.examples[0].ids.length, 16);
+});
+
+/** The stories260K tokenizer (shared data) with a chat template, built in a temp folder; or null. */
+function storiesChat(template: string): Tokenizer | null {
+  const d = sharedData('models', 'stories260K-hf');
+  if (!d) return null;
+  const tokDir = mkdtempSync(join(dir, 'tok-'));
+  copyFileSync(join(d, 'tokenizer.json'), join(tokDir, 'tokenizer.json'));
+  const config = JSON.parse(readFileSync(join(d, 'tokenizer_config.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  writeFileSync(
+    join(tokDir, 'tokenizer_config.json'),
+    JSON.stringify({ ...config, chat_template: template }),
+  );
+  return Tokenizer.fromFile(join(tokDir, 'tokenizer.json'));
+}
+const CHATML =
+  "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+const NO_TOOLS =
+  "{% for m in messages %}{% if m.role != 'tool' %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endif %}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/** Asserts that loading `p` fails with one sentence starting 'lorakit: ', naming p and matching re. */
+async function refuses(p: string, tok: Tokenizer | null, re: RegExp, o = opts): Promise<void> {
+  await assert.rejects(
+    async () => loadData(p, tok, o),
+    (e: Error) => {
+      assert.match(e.message, re);
+      assert.ok(e.message.startsWith(`lorakit: ${p}: `), e.message);
+      assert.ok(!e.message.includes('\n'), e.message);
+      return true;
+    },
+  );
+}
+
+test('unknown chat roles are refused, naming the file, line and role and listing the accepted ones', async (t) => {
+  const tok = storiesChat(CHATML);
+  if (!tok) return t.skip('../shared/data is absent');
+  const ok = {
+    messages: [
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: 'hello' },
+    ],
+  };
+  const robot = {
+    messages: [
+      { role: 'user', content: 'hi' },
+      { role: 'robot', content: 'beep' },
+      { role: 'assistant', content: 'hello' },
+    ],
+  };
+  await refuses(
+    file('robot.jsonl', jsonl([ok, robot])),
+    tok,
+    /: line 2: message 2 has role 'robot'; accepted roles are system, user, assistant and tool\.$/,
+  );
+  const sharegpt = {
+    conversations: [
+      { from: 'human', value: 'hi' },
+      { from: 'robot', value: 'beep' },
+      { from: 'gpt', value: 'hello' },
+    ],
+  };
+  await refuses(
+    file('robot-sharegpt.jsonl', jsonl([sharegpt])),
+    tok,
+    /: line 1: message 2 has 'from' value 'robot'; accepted values are human, gpt and system/,
+  );
+  // Tool results are rendered by a template that knows them, refused by one that would drop them.
+  const tool = {
+    messages: [
+      { role: 'user', content: 'weather?' },
+      { role: 'tool', content: 'sunny and warm' },
+      { role: 'assistant', content: 'It is sunny.' },
+    ],
+  };
+  const withTool = await loadData(file('tool.jsonl', jsonl([tool])), tok, opts);
+  assert.match(tok.decode(withTool.examples[0].ids), /sunny and warm/);
+  await refuses(
+    file('tool.jsonl', jsonl([tool])),
+    storiesChat(NO_TOOLS),
+    /: line 1: message 2 has role 'tool', which this model's chat template does not render\./,
+  );
+});
+
+test('empty rows are refused, naming the file and line; an empty prompt with a completion is fine', async (t) => {
+  const tok = storiesChat(CHATML);
+  const plain = sharedData('models', 'stories260K-hf');
+  if (!tok || !plain) return t.skip('../shared/data is absent');
+  const noTemplate = Tokenizer.fromFile(join(plain, 'tokenizer.json'));
+  const cases: [string, unknown, unknown, RegExp][] = [
+    ['empty-text', { text: 'Once' }, { text: '' }, /line 2: field 'text' is empty\./],
+    ['blank-text', { text: 'Once' }, { text: '  \n\t ' }, /line 2: field 'text' is empty\./],
+    [
+      'empty-completion',
+      { prompt: 'a', completion: 'b' },
+      { prompt: 'a', completion: '' },
+      /line 2: field 'completion' is empty\./,
+    ],
+    [
+      'empty-output',
+      { instruction: 'a', output: 'b' },
+      { instruction: 'a', input: '', output: ' ' },
+      /line 2: field 'output' is empty\./,
+    ],
+  ];
+  for (const [name, good, bad, re] of cases)
+    for (const t of [noTemplate, tok]) await refuses(file(`${name}.jsonl`, jsonl([good, bad])), t, re);
+  const emptyReply = {
+    messages: [
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: '' },
+    ],
+  };
+  for (const completionOnly of [true, false])
+    await refuses(
+      file('empty-reply.jsonl', jsonl([emptyReply])),
+      tok,
+      /line 1: message 2 \(assistant\) is empty\./,
+      { ...opts, completionOnly },
+    );
+  await refuses(
+    file('no-reply.jsonl', jsonl([{ messages: [{ role: 'user', content: 'hi' }] }])),
+    tok,
+    /line 1: the conversation has no assistant message/,
+    { ...opts, completionOnly: true },
+  );
+  const unconditional = await loadData(
+    file('empty-prompt.jsonl', jsonl([{ prompt: '', completion: 'Once upon a time' }])),
+    noTemplate,
+    { ...opts, completionOnly: true },
+  );
+  assert.deepEqual(unconditional.examples[0].ids, [
+    ...noTemplate.encode(''),
+    ...noTemplate.encode('Once upon a time', { addSpecialTokens: false }),
+    noTemplate.eosId!,
+  ]);
+});
+
+test('row errors name the real line of a file with blank lines, a CSV record and a JSON array row', async (t) => {
+  const d = sharedData('models', 'stories260K-hf');
+  if (!d) return t.skip('../shared/data is absent');
+  const tok = Tokenizer.fromFile(join(d, 'tokenizer.json'));
+  const blanks = '\n{"prompt": "a", "completion": "b"}\n\n\n{"prompt": "c"}\n';
+  await refuses(file('blanks.jsonl', blanks), tok, /: line 5: missing field 'completion'\.$/);
+  await refuses(
+    file('blanks-crlf.jsonl', '{"text": "a"}\r\n\r\n{"text": ""}\r\n'),
+    tok,
+    /: line 3: field 'text' is empty\./,
+  );
+  // A quoted field over two lines: the next record starts on line 5, after a blank line.
+  const csv = 'prompt,completion\n"two\nlines",ok\n\n,\n';
+  await refuses(file('lines.csv', csv), tok, /: line 5: field 'completion' is empty\./);
+  await refuses(
+    file('rows.json', JSON.stringify([{ text: 'a' }, { text: 'b' }, { text: ' ' }], null, 2)),
+    tok,
+    /: row 3: field 'text' is empty\./,
+  );
 });

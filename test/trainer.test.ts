@@ -54,7 +54,7 @@ test('stories260K: LoRA on real text lowers eval loss, and PEFT loads the adapte
   const { model, tokenizer } = await loadModel(model_dir);
   try {
     addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 8, alpha: 16, dropout: 0.05 }, 1);
-    const evalSet = loadData(evalFile, tokenizer, { completionOnly: false, maxSeqLen: 256 }).examples;
+    const evalSet = (await loadData(evalFile, tokenizer, { completionOnly: false, maxSeqLen: 256 })).examples;
     const before = evaluate(model, evalSet).loss;
     const r = await train(model, tokenizer, {
       data: trainFile,

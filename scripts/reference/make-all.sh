@@ -11,3 +11,4 @@ bash scripts/fetch-smollm2.sh >/dev/null || true; "$PY" scripts/reference/io_ref
 "$PY" scripts/reference/tokenizer_ref.py
 "$PY" scripts/reference/quant_ref.py
 "$PY" scripts/reference/smollm2_ref.py
+"$PY" scripts/reference/data_ref.py

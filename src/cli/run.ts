@@ -1,6 +1,7 @@
-import { loadModel } from '../models/load.js';
+import { loadModel, loadModelOptionalTokenizer } from '../models/load.js';
 import { loadAdapter } from '../peft/adapters.js';
-import type { LoadedModel } from '../models/load.js';
+import type { LoadedModel, LoadOptions } from '../models/load.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { UsageError, type Specs } from './args.js';
 import type { CausalLM } from '../models/llama.js';
 import { baseWeightBytes, QuantizedWeight } from '../quant/weight.js';
@@ -23,17 +24,35 @@ export const MODEL_FLAGS = {
 /** Commands that run on a GPU with --device cuda. */
 const CUDA_COMMANDS = ['eval', 'generate', 'chat'];
 
-export async function openModel(
+interface ModelFlagValues {
+  model?: string;
+  adapter?: string;
+  dtype?: string;
+  device?: string;
+  quantize?: string;
+  'double-quant'?: boolean;
+}
+
+/** Loads --model (and --adapter) for a command; a model folder must have a tokenizer. */
+export async function openModel(command: string, f: ModelFlagValues): Promise<LoadedModel> {
+  const loaded = await openFor(command, f, 'required');
+  // 'required' has already refused a folder without a tokenizer.
+  return { ...loaded, tokenizer: loaded.tokenizer! };
+}
+
+/** openModel for commands that work on pre-tokenized rows too (eval): the tokenizer may be null. */
+export async function openModelOptionalTokenizer(
   command: string,
-  f: {
-    model?: string;
-    adapter?: string;
-    dtype?: string;
-    device?: string;
-    quantize?: string;
-    'double-quant'?: boolean;
-  },
-): Promise<LoadedModel> {
+  f: ModelFlagValues,
+): Promise<LoadedModel<Tokenizer | null>> {
+  return openFor(command, f, 'optional');
+}
+
+async function openFor(
+  command: string,
+  f: ModelFlagValues,
+  tokenizer: 'required' | 'optional',
+): Promise<LoadedModel<Tokenizer | null>> {
   if (!f.model) throw new UsageError(`lorakit ${command}: --model is required.`);
   if (f['double-quant'] && f.quantize !== 'nf4' && f.quantize !== 'fp4')
     throw new UsageError(`lorakit ${command}: --double-quant needs --quantize nf4 or fp4.`);
@@ -42,12 +61,16 @@ export async function openModel(
     throw new UsageError(
       `lorakit ${command}: --device cuda is not supported by this command; use --device cpu.`,
     );
-  const loaded = await loadModel(f.model, {
+  const opts: LoadOptions = {
     device: f.device === 'cuda' ? 'cuda' : 'cpu',
     dtype: f.dtype === 'bfloat16' || f.dtype === 'float32' ? f.dtype : undefined,
     quantize: f.quantize === 'nf4' || f.quantize === 'fp4' || f.quantize === 'int8' ? f.quantize : undefined,
     doubleQuant: f['double-quant'] === true,
-  });
+  };
+  const loaded =
+    tokenizer === 'optional'
+      ? await loadModelOptionalTokenizer(f.model, opts)
+      : await loadModel(f.model, opts);
   const q = describeBaseWeights(loaded.model);
   if (q.includes('quantized')) process.stderr.write(`lorakit: ${q}\n`);
   if (f.adapter) {

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { isMap, isNode, isScalar, LineCounter, parseDocument } from 'yaml';
-import { loadModel } from '../models/load.js';
+import { loadModelOptionalTokenizer } from '../models/load.js';
 import { LORA_DEFAULTS, type LoraConfig } from '../peft/config.js';
 import { addAdapter, loadAdapter } from '../peft/adapters.js';
 import { evaluate } from '../train/evaluate.js';
@@ -9,6 +9,7 @@ import { train, type StepMetrics } from '../train/trainer.js';
 import { writeReport } from '../dashboard/report.js';
 import { writeRunInfo } from '../dashboard/runs.js';
 import { convertValue, didYouMean, parseFlags, UsageError, type Specs } from './args.js';
+import { columnsFromFlags, DATA_FLAGS } from './data-flags.js';
 import { Progress } from './progress.js';
 import { describeBaseWeights } from './run.js';
 
@@ -17,9 +18,10 @@ export const HELP = 'fine-tune a LoRA adapter';
 
 export const FLAGS = {
   model: { type: 'string', help: 'model folder, .gguf file or hub id' },
-  data: { type: 'string', help: 'training data (JSONL or JSON)' },
+  data: { type: 'string', help: 'training data (JSONL, JSON, CSV, TSV or Parquet)' },
   out: { type: 'string', help: 'output folder' },
   'eval-data': { type: 'string', help: 'evaluation data' },
+  ...DATA_FLAGS,
   adapter: { type: 'string', help: 'start from this PEFT adapter folder' },
   quantize: { type: 'string', help: 'quantize the base weights', choices: ['nf4', 'fp4', 'int8'] },
   'double-quant': { type: 'bool', help: 'quantize the quantization constants too' },
@@ -164,10 +166,11 @@ export function parseTrainFlags(argv: string[]): TrainFlags {
 
 export async function run(argv: string[]): Promise<number> {
   const f = parseTrainFlags(argv);
+  const columns = columnsFromFlags(f, 'train');
   const out = f.out!;
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`lorakit: loading ${f.model}`);
-  const { model, tokenizer } = await loadModel(f.model!, {
+  const { model, tokenizer } = await loadModelOptionalTokenizer(f.model!, {
     device: f.device === 'cuda' ? 'cuda' : 'cpu',
     dtype: f.dtype as 'float32' | 'bfloat16' | undefined,
     quantize: f.quantize as 'nf4' | 'fp4' | 'int8' | undefined,
@@ -203,14 +206,13 @@ export async function run(argv: string[]): Promise<number> {
     const maxSeqLen = f['max-seq-len'] ?? 1024;
     const completionOnly = f['completion-only'] === true;
     // Validate both data files up front, before any training work or output.
-    const trainData = loadData(f.data!, tokenizer, { completionOnly, maxSeqLen });
+    const dataOpts = { completionOnly, maxSeqLen, columns, vocabSize: model.config.vocabSize };
+    const trainData = await loadData(f.data!, tokenizer, dataOpts);
     if (trainData.truncated > 0)
       log(
         `lorakit: warning: ${trainData.truncated} of ${trainData.examples.length} rows of ${f.data} were longer than --max-seq-len ${maxSeqLen} and were cut.`,
       );
-    const evalData = f['eval-data']
-      ? loadData(f['eval-data'], tokenizer, { completionOnly, maxSeqLen })
-      : null;
+    const evalData = f['eval-data'] ? await loadData(f['eval-data'], tokenizer, dataOpts) : null;
     if (evalData && evalData.truncated > 0)
       log(
         `lorakit: warning: ${evalData.truncated} rows of ${f['eval-data']} were cut to --max-seq-len ${maxSeqLen}.`,

@@ -37,9 +37,10 @@ export function quantOptions(
   return { type: opts.quantize, doubleQuant: opts.doubleQuant === true, blocksize: opts.quantBlocksize };
 }
 
-export interface LoadedModel {
+/** A loaded model; from loadModelOptionalTokenizer the tokenizer may be null. */
+export interface LoadedModel<T extends Tokenizer | null = Tokenizer> {
   model: CausalLM;
-  tokenizer: Tokenizer;
+  tokenizer: T;
   /** The local folder or file the model came from. */
   path: string;
 }
@@ -50,7 +51,29 @@ export function weightDType(d: LoadOptions['dtype'], device: LoadOptions['device
   return d === 'bfloat16' ? 'bf16' : 'f32';
 }
 
+/** Loads a model and its tokenizer; a model folder without tokenizer.json fails, in one sentence saying so. */
 export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const loaded = await load(spec, opts, 'required');
+  // 'required' has already refused a folder without a tokenizer, before reading any weights.
+  return { ...loaded, tokenizer: loaded.tokenizer! };
+}
+
+/**
+ * loadModel for work that may need no tokenizer (pre-tokenized {"input_ids"} rows): a model folder
+ * without tokenizer.json gives tokenizer null, and what needs one fails where it does.
+ */
+export async function loadModelOptionalTokenizer(
+  spec: string,
+  opts: LoadOptions = {},
+): Promise<LoadedModel<Tokenizer | null>> {
+  return load(spec, opts, 'optional');
+}
+
+async function load(
+  spec: string,
+  opts: LoadOptions,
+  tokenizerNeed: 'required' | 'optional',
+): Promise<LoadedModel<Tokenizer | null>> {
   const device = opts.device ?? 'cpu';
   useDevice(device); // fails here, before any download or read, when the device cannot run
   const path = await resolveModel(spec);
@@ -68,8 +91,12 @@ export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<L
   if (!existsSync(configPath)) throw new Error(`lorakit: --model ${spec}: ${path} has no config.json.`);
   const config = readModelConfig(configPath);
   const tokenizerPath = join(path, 'tokenizer.json');
-  if (!existsSync(tokenizerPath)) throw new Error(`lorakit: --model ${spec}: ${path} has no tokenizer.json.`);
-  const tokenizer = Tokenizer.fromFile(tokenizerPath);
+  const hasTokenizer = existsSync(tokenizerPath);
+  if (!hasTokenizer && tokenizerNeed === 'required')
+    throw new Error(
+      `lorakit: --model ${spec}: ${path} has no tokenizer.json, which text data, generation, chat, serving and export need (pre-tokenized {"input_ids"} data works without one).`,
+    );
+  const tokenizer = hasTokenizer ? Tokenizer.fromFile(tokenizerPath) : null;
   const source = openSafetensorsModel(path);
   try {
     const model = CausalLM.load(config, source, weightDType(opts.dtype, device), quantOptions(opts), device);

@@ -1,8 +1,9 @@
-// Training data: read JSONL / JSON arrays, detect the row format once per file, and turn rows into
-// token ids with labels (−100 where no loss is taken).
-import { readFileSync } from 'node:fs';
+// Training data: read a data file (tables.ts), decide once per file which columns make the examples
+// (the format: from the column names, or from --text-column and the like), and turn rows into token
+// ids with labels (−100 where no loss is taken).
 import { renderChat } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { openRows } from './tables.js';
 
 export const IGNORE = -100;
 
@@ -19,10 +20,22 @@ export interface ChatMessage {
   content: string;
 }
 
+/** Columns named by the user (--text-column, ...); a format's columns not named keep their usual names. */
+export interface ColumnMap {
+  text?: string;
+  prompt?: string;
+  completion?: string;
+  /** A column holding a conversation: a list of {role, content} (or ShareGPT {from, value}). */
+  messages?: string;
+}
+
 export interface DataOptions {
   /** Loss only on completions / assistant turns. */
   completionOnly: boolean;
   maxSeqLen: number;
+  columns?: ColumnMap;
+  /** The model's vocabulary size: pre-tokenized ids must be below it (default: the tokenizer's). */
+  vocabSize?: number;
 }
 
 export interface LoadedData {
@@ -32,76 +45,127 @@ export interface LoadedData {
   truncated: number;
 }
 
-/** Parses a .jsonl (one object per line) or .json (an array) file; errors name the file and line. */
-export function readRows(path: string): Record<string, unknown>[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new Error(`lorakit: cannot read data file ${path}.`);
-  }
-  const trimmed = text.trimStart();
-  if (trimmed.length === 0) throw new Error(`lorakit: ${path} is empty.`);
-  let rows: unknown[];
-  if (trimmed.startsWith('[')) {
-    try {
-      rows = JSON.parse(text) as unknown[];
-    } catch (e) {
-      throw new Error(`lorakit: ${path}: invalid JSON (${e instanceof Error ? e.message : String(e)}).`);
-    }
-  } else {
-    rows = [];
-    const lines = text.split('\n');
-    lines.forEach((line, i) => {
-      if (line.trim() === '') return;
-      try {
-        rows.push(JSON.parse(line));
-      } catch {
-        throw new Error(`lorakit: ${path}: line ${i + 1} is not valid JSON.`);
-      }
-    });
-  }
-  if (rows.length === 0) throw new Error(`lorakit: ${path} has no rows.`);
-  rows.forEach((r, i) => {
-    if (r === null || typeof r !== 'object' || Array.isArray(r))
-      throw new Error(`lorakit: ${path}: row ${i + 1} is not a JSON object.`);
-  });
-  return rows as Record<string, unknown>[];
+/** The columns a file's format reads: each part of an example and the column it comes from. */
+interface Layout {
+  format: RowFormat;
+  text?: string;
+  prompt?: string;
+  /** Alpaca's optional input. */
+  input?: string;
+  completion?: string;
+  messages?: string;
+  ids?: string;
+  /** Optional labels of pre-tokenized rows. */
+  labels?: string;
 }
 
-export function detectFormat(row: Record<string, unknown>, path: string): RowFormat {
-  if ('input_ids' in row) return 'tokens';
-  if ('messages' in row) return 'messages';
-  if ('conversations' in row) return 'sharegpt';
-  if ('instruction' in row && 'output' in row) return 'alpaca';
-  if ('prompt' in row && 'completion' in row) return 'prompt-completion';
-  if ('text' in row) return 'text';
+const FLAGS: Record<keyof ColumnMap, string> = {
+  text: '--text-column',
+  prompt: '--prompt-column',
+  completion: '--completion-column',
+  messages: '--messages-column',
+};
+
+/** Why a column mapping contradicts itself (as one sentence without the leading 'lorakit'), or null. */
+export function columnMapConflict(map: ColumnMap): string | null {
+  const formats = [
+    map.text !== undefined,
+    map.prompt !== undefined || map.completion !== undefined,
+    map.messages !== undefined,
+  ].filter(Boolean).length;
+  if (formats > 1)
+    return 'give only one of --text-column, --prompt-column/--completion-column and --messages-column.';
+  if (map.prompt !== undefined && map.prompt === map.completion)
+    return `--prompt-column and --completion-column both name '${map.prompt}'.`;
+  return null;
+}
+
+const list = (names: string[]): string => names.map((n) => `'${n}'`).join(', ');
+
+/** The layout of a file with these columns: the mapped format, or the one its column names make. */
+function layoutOf(columns: string[], map: ColumnMap, path: string): Layout {
+  const has = (c: string): boolean => columns.includes(c);
+  const conflict = columnMapConflict(map);
+  if (conflict) throw new Error(`lorakit: ${conflict}`);
+  if (Object.values(map).some((v) => v !== undefined)) {
+    const pick = (part: keyof ColumnMap): string => {
+      const name = map[part] ?? part;
+      if (has(name)) return name;
+      throw new Error(
+        map[part] !== undefined
+          ? `lorakit: ${path} has no column '${name}' (${FLAGS[part]}); its columns are ${list(columns)}.`
+          : `lorakit: ${path} has no column '${name}'; name its ${part} column with ${FLAGS[part]} (its columns are ${list(columns)}).`,
+      );
+    };
+    if (map.text !== undefined) return { format: 'text', text: pick('text') };
+    if (map.messages !== undefined) return { format: 'messages', messages: pick('messages') };
+    return { format: 'prompt-completion', prompt: pick('prompt'), completion: pick('completion') };
+  }
+  if (has('input_ids')) return { format: 'tokens', ids: 'input_ids', labels: 'labels' };
+  if (has('messages')) return { format: 'messages', messages: 'messages' };
+  if (has('conversations')) return { format: 'sharegpt', messages: 'conversations' };
+  if (has('instruction') && has('output'))
+    return { format: 'alpaca', prompt: 'instruction', input: 'input', completion: 'output' };
+  if (has('prompt') && has('completion'))
+    return { format: 'prompt-completion', prompt: 'prompt', completion: 'completion' };
+  if (has('text')) return { format: 'text', text: 'text' };
   throw new Error(
-    `lorakit: ${path}: row 1 has keys {${Object.keys(row).join(', ')}}; expected one of text, prompt+completion, instruction+output, messages, conversations, input_ids.`,
+    `lorakit: ${path} has columns ${list(columns)}; expected text, prompt+completion, instruction+output, messages, conversations or input_ids, or name yours with --text-column, --prompt-column and --completion-column, or --messages-column.`,
   );
 }
 
-const SHAREGPT_ROLES: Record<string, string> = {
-  human: 'user',
-  user: 'user',
-  gpt: 'assistant',
-  assistant: 'assistant',
-  system: 'system',
-  model: 'assistant',
-};
+const ROLES = ['system', 'user', 'assistant', 'tool'];
+
+const SHAREGPT_ROLES = new Map([
+  ['human', 'user'],
+  ['user', 'user'],
+  ['gpt', 'assistant'],
+  ['assistant', 'assistant'],
+  ['model', 'assistant'],
+  ['system', 'system'],
+]);
 
 export class RowError extends Error {}
 
-/** Loads and tokenizes a data file. */
-export function loadData(path: string, tokenizer: Tokenizer, opts: DataOptions): LoadedData {
-  const rows = readRows(path);
-  const format = detectFormat(rows[0], path);
+/**
+ * Loads and tokenizes a data file: JSONL, JSON, CSV, TSV or Parquet (by extension). Rows are read
+ * and tokenized one at a time (Parquet: one row group at a time). A tokenizer is needed for every
+ * format but pre-tokenized {"input_ids"} rows.
+ */
+export async function loadData(
+  path: string,
+  tokenizer: Tokenizer | null,
+  opts: DataOptions,
+): Promise<LoadedData> {
+  const source = await openRows(path);
+  const layout = layoutOf(source.columns, opts.columns ?? {}, path);
+  const format = layout.format;
+  let make: (values: Record<string, unknown>) => Example;
+  if (format === 'tokens') {
+    const vocab = opts.vocabSize ?? tokenizer?.vocabSize;
+    if (vocab === undefined)
+      throw new Error(
+        'lorakit: loadData needs DataOptions.vocabSize to check token ids when there is no tokenizer.',
+      );
+    make = (values) => tokensExample(values, layout, vocab);
+  } else {
+    if (!tokenizer)
+      throw new Error(
+        `lorakit: ${path}: ${format} rows need a tokenizer, and the model folder has no tokenizer.json; pre-tokenized {"input_ids"} rows work without one.`,
+      );
+    const tok = tokenizer;
+    make = (values) => textExample(values, format, layout, tok, opts);
+  }
+  const wanted = Object.entries(layout)
+    .filter(([k, v]) => k !== 'format' && source.columns.includes(v))
+    .map(([, v]) => v as string);
   let truncated = 0;
-  const examples = rows.map((row, i) => {
-    const where = `${path}: row ${i + 1}`;
+  const examples: Example[] = [];
+  for await (const { values, at } of source.rows(wanted)) {
+    const where = `${path}: ${at}`;
     let ex: Example;
     try {
-      ex = toExample(row, format, tokenizer, opts);
+      ex = make(values);
     } catch (e) {
       if (e instanceof RowError) throw new Error(`lorakit: ${where}: ${e.message}`);
       throw e;
@@ -114,37 +178,84 @@ export function loadData(path: string, tokenizer: Tokenizer, opts: DataOptions):
       throw new Error(
         `lorakit: ${where}: no target tokens remain${ex.ids.length >= opts.maxSeqLen ? ` within --max-seq-len ${opts.maxSeqLen}` : ''}.`,
       );
-    return ex;
-  });
+    examples.push(ex);
+  }
   return { examples, format, truncated };
 }
 
-function str(row: Record<string, unknown>, key: string, optional = false): string {
-  const v = row[key];
+/** A text field: strings as they are; numbers and booleans (a 0/1 label) as their text. */
+function text(values: Record<string, unknown>, column: string, optional = false): string {
+  const v = values[column];
   if (v === undefined || v === null) {
     if (optional) return '';
-    throw new RowError(`missing field '${key}'.`);
+    throw new RowError(`missing field '${column}'.`);
   }
-  if (typeof v !== 'string') throw new RowError(`field '${key}' must be a string.`);
-  return v;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
+  throw new RowError(`field '${column}' must be text, not ${Array.isArray(v) ? 'a list' : typeof v}.`);
 }
 
-function messagesOf(row: Record<string, unknown>, format: 'messages' | 'sharegpt'): ChatMessage[] {
-  const key = format === 'messages' ? 'messages' : 'conversations';
-  const list = row[key];
-  if (!Array.isArray(list) || list.length === 0) throw new RowError(`'${key}' must be a non-empty array.`);
-  return list.map((m, j) => {
-    if (m === null || typeof m !== 'object') throw new RowError(`${key}[${j}] must be an object.`);
+/** A text field that must say something: an empty or all-whitespace one would teach nothing (or EOS alone). */
+function nonEmpty(values: Record<string, unknown>, column: string): string {
+  const s = text(values, column);
+  if (s.trim() === '') throw new RowError(`field '${column}' is empty.`);
+  return s;
+}
+
+/** A list of integers (JSON numbers, or Parquet int32/int64 lists), or null. */
+function intList(v: unknown): number[] | null {
+  const items: unknown[] | null = Array.isArray(v)
+    ? v
+    : ArrayBuffer.isView(v) && !(v instanceof DataView)
+      ? Array.from(v as unknown as ArrayLike<unknown>)
+      : null;
+  if (!items) return null;
+  const out = items.map((x) => (typeof x === 'bigint' ? Number(x) : x));
+  return out.every((x): x is number => Number.isInteger(x)) ? out : null;
+}
+
+function tokensExample(values: Record<string, unknown>, layout: Layout, vocabSize: number): Example {
+  const ids = intList(values[layout.ids!]);
+  if (!ids || ids.length === 0 || !ids.every((x) => x >= 0 && x < vocabSize))
+    throw new RowError(`'input_ids' must be a non-empty array of token ids below ${vocabSize}.`);
+  const raw = values[layout.labels!];
+  if (raw === undefined || raw === null) return { ids, labels: [...ids] };
+  const labels = intList(raw);
+  if (!labels || labels.length !== ids.length)
+    throw new RowError(`'labels' must be an array of integers as long as 'input_ids'.`);
+  return { ids, labels };
+}
+
+function messagesOf(values: Record<string, unknown>, column: string): ChatMessage[] {
+  const items = values[column];
+  if (!Array.isArray(items) || items.length === 0)
+    throw new RowError(`'${column}' must be a non-empty array of messages.`);
+  return items.map((m: unknown, j) => {
+    const n = j + 1;
+    if (m === null || typeof m !== 'object' || Array.isArray(m))
+      throw new RowError(`message ${n} of '${column}' must be an object.`);
     const o = m as Record<string, unknown>;
-    if (format === 'messages') {
+    let msg: ChatMessage;
+    if (!('role' in o) && 'from' in o) {
+      const role = SHAREGPT_ROLES.get(String(o.from));
+      if (!role)
+        throw new RowError(
+          `message ${n} has 'from' value '${String(o.from)}'; accepted values are human, gpt and system (or user, assistant and model).`,
+        );
+      if (typeof o.value !== 'string') throw new RowError(`message ${n} needs a string 'value'.`);
+      msg = { role, content: o.value };
+    } else {
       if (typeof o.role !== 'string' || typeof o.content !== 'string')
-        throw new RowError(`${key}[${j}] needs string 'role' and 'content'.`);
-      return { role: o.role, content: o.content };
+        throw new RowError(`message ${n} needs string 'role' and 'content'.`);
+      if (!ROLES.includes(o.role))
+        throw new RowError(
+          `message ${n} has role '${o.role}'; accepted roles are system, user, assistant and tool.`,
+        );
+      msg = { role: o.role, content: o.content };
     }
-    const role = SHAREGPT_ROLES[String(o.from)];
-    if (!role) throw new RowError(`${key}[${j}] has unknown 'from' value '${String(o.from)}'.`);
-    if (typeof o.value !== 'string') throw new RowError(`${key}[${j}] needs a string 'value'.`);
-    return { role, content: o.value };
+    if (msg.role === 'assistant' && msg.content.trim() === '')
+      throw new RowError(`message ${n} (assistant) is empty.`);
+    return msg;
   });
 }
 
@@ -153,36 +264,25 @@ const ALPACA_PROMPT = (instruction: string, input: string): string =>
     ? `Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n${instruction}\n\n### Input:\n${input}\n\n### Response:\n`
     : `Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n${instruction}\n\n### Response:\n`;
 
-function toExample(
-  row: Record<string, unknown>,
-  format: RowFormat,
+function textExample(
+  values: Record<string, unknown>,
+  format: Exclude<RowFormat, 'tokens'>,
+  layout: Layout,
   tok: Tokenizer,
   opts: DataOptions,
 ): Example {
   switch (format) {
-    case 'tokens': {
-      const ids = row.input_ids;
-      if (
-        !Array.isArray(ids) ||
-        ids.length === 0 ||
-        !ids.every((x) => Number.isInteger(x) && x >= 0 && x < tok.vocabSize)
-      )
-        throw new RowError(`'input_ids' must be a non-empty array of token ids below ${tok.vocabSize}.`);
-      const labels = row.labels;
-      if (labels === undefined) return { ids: ids as number[], labels: [...(ids as number[])] };
-      if (!Array.isArray(labels) || labels.length !== ids.length || !labels.every((x) => Number.isInteger(x)))
-        throw new RowError(`'labels' must be an array of integers as long as 'input_ids'.`);
-      return { ids: ids as number[], labels: labels as number[] };
-    }
     case 'text': {
-      const ids = [...tok.encode(str(row, 'text')), ...eos(tok)];
+      const ids = [...tok.encode(nonEmpty(values, layout.text!)), ...eos(tok)];
       return { ids, labels: [...ids] };
     }
     case 'prompt-completion':
     case 'alpaca': {
-      const prompt = format === 'alpaca' ? str(row, 'instruction') : str(row, 'prompt');
-      const input = format === 'alpaca' ? str(row, 'input', true) : '';
-      const completion = format === 'alpaca' ? str(row, 'output') : str(row, 'completion');
+      // An empty prompt is allowed: the completion is still learned, from BOS (or an empty user turn),
+      // which is how unconditional text such as stories is written in prompt/completion form.
+      const prompt = text(values, layout.prompt!);
+      const input = layout.input ? text(values, layout.input, true) : '';
+      const completion = nonEmpty(values, layout.completion!);
       if (tok.chatTemplate) {
         const user = input ? `${prompt}\n\n${input}` : prompt;
         return chatExample(
@@ -200,7 +300,7 @@ function toExample(
     }
     case 'messages':
     case 'sharegpt':
-      return chatExample(tok, messagesOf(row, format), opts);
+      return chatExample(tok, messagesOf(values, layout.messages!), opts);
   }
 }
 
@@ -230,6 +330,13 @@ function chatExample(tok: Tokenizer, messages: ChatMessage[], opts: DataOptions)
     }
   };
   const full = render(messages, false);
+  // Templates written without tools drop tool messages silently; a row must not lose a turn unseen.
+  messages.forEach((m, i) => {
+    if (m.role === 'tool' && !full.includes(m.content.trim()))
+      throw new RowError(
+        `message ${i + 1} has role 'tool', which this model's chat template does not render.`,
+      );
+  });
   const ids = tok.encode(full, { addSpecialTokens: false });
   const tokenCut = (chars: number): number => {
     const prefix = tok.encode(full.slice(0, chars), { addSpecialTokens: false });

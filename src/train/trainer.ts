@@ -19,16 +19,18 @@ import { seededUniform } from '../peft/lora.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { memoryStats, tidy, type Tensor } from '../tensor/tensor.js';
 import { packBatches, padBatch, toDevice, type HostBatch } from './batching.js';
-import { loadData, type Example } from './data.js';
+import { loadData, type ColumnMap, type Example } from './data.js';
 import { evaluate, type EvalResult } from './evaluate.js';
 import { lossSum } from './loss.js';
 import { clipGradNorm, Optimizer, type OptimizerName } from './optimizer.js';
 import { learningRate, type SchedulerName } from './schedule.js';
 
 export interface TrainOptions {
-  /** A data file (JSONL/JSON) or examples already tokenized. */
+  /** A data file (JSONL, JSON, CSV, TSV, Parquet) or examples already tokenized. */
   data: string | Example[];
   evalData?: string | Example[];
+  /** Which columns of the data files to read (--text-column, ...); both files use the same. */
+  columns?: ColumnMap;
   /** Output folder: adapter/, checkpoints/, metrics.jsonl. Without it nothing is written. */
   outDir?: string;
   /** The adapter to train (already added to the model). Default: the model's active adapter. */
@@ -132,15 +134,21 @@ function epochBatches(
   return out;
 }
 
-function resolveData(
+async function resolveData(
   d: string | Example[],
-  tokenizer: Tokenizer,
-  completionOnly: boolean,
-  maxSeqLen: number,
+  model: CausalLM,
+  tokenizer: Tokenizer | null,
+  o: { completionOnly: boolean; maxSeqLen: number; columns?: ColumnMap },
   warn: (m: string) => void,
-): Example[] {
+): Promise<Example[]> {
   if (typeof d !== 'string') return d;
-  const loaded = loadData(d, tokenizer, { completionOnly, maxSeqLen });
+  const { completionOnly, maxSeqLen, columns } = o;
+  const loaded = await loadData(d, tokenizer, {
+    completionOnly,
+    maxSeqLen,
+    columns,
+    vocabSize: model.config.vocabSize,
+  });
   if (loaded.truncated > 0)
     warn(
       `lorakit: warning: ${loaded.truncated} of ${loaded.examples.length} rows of ${d} were longer than --max-seq-len ${maxSeqLen} and were cut.`,
@@ -161,9 +169,10 @@ function writeDirAtomically(dir: string, fill: (tmp: string) => void): void {
   rmSync(old, { recursive: true, force: true });
 }
 
+/** Trains the adapter. The tokenizer may be null when the data is pre-tokenized (or given as examples). */
 export async function train(
   model: CausalLM,
-  tokenizer: Tokenizer,
+  tokenizer: Tokenizer | null,
   options: TrainOptions,
 ): Promise<TrainResult> {
   const o = {
@@ -177,8 +186,9 @@ export async function train(
   model.activeAdapter = adapter;
   const packing = o.packing === true;
   const completionOnly = o.completionOnly === true;
-  const trainSet = resolveData(o.data, tokenizer, completionOnly, o.maxSeqLen, warn);
-  const evalSet = o.evalData ? resolveData(o.evalData, tokenizer, completionOnly, o.maxSeqLen, warn) : null;
+  const dataOpts = { completionOnly, maxSeqLen: o.maxSeqLen, columns: o.columns };
+  const trainSet = await resolveData(o.data, model, tokenizer, dataOpts, warn);
+  const evalSet = o.evalData ? await resolveData(o.evalData, model, tokenizer, dataOpts, warn) : null;
   const batchOpts = { seed: o.seed, batchSize: o.batchSize, maxSeqLen: o.maxSeqLen, packing };
   const batchesPerEpoch = epochBatches(trainSet, 0, batchOpts).length;
   const stepsPerEpoch = Math.ceil(batchesPerEpoch / o.gradAccum);
