@@ -10,10 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { CausalLM } from '../src/models/llama.js';
+import { generate } from '../src/infer/generate.js';
 import { loadModel } from '../src/models/load.js';
 import { addAdapter, adapterParameters, deleteAdapter, saveAdapter } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
 import { LorakitServer } from '../src/serve/server.js';
+import { TextStream } from '../src/serve/text.js';
 import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { projectRoot, sharedData } from './helpers.js';
 
@@ -446,6 +448,109 @@ describe('cross-site requests and careless clients', { skip: SKIP }, () => {
       }
     } finally {
       await busy.close();
+    }
+  });
+});
+
+// ---- the text of a reply ---------------------------------------------------------------------------------
+
+describe('reply text is decoded after the prompt, as transformers does', { skip: SKIP }, () => {
+  let model: CausalLM;
+  let tokenizer: Tokenizer;
+  before(async () => ({ model, tokenizer } = await stories()));
+
+  /** transformers' reply text: decode(prompt + reply) minus decode(prompt), special tokens skipped. */
+  const expected = (prompt: number[], reply: number[]): string => {
+    const opts = { skipSpecialTokens: true };
+    return tokenizer.decode([...prompt, ...reply], opts).slice(tokenizer.decode(prompt, opts).length);
+  };
+
+  test('TextStream: every split of a text into prompt and reply, multi-byte characters in byte tokens', () => {
+    for (const text of [
+      'The cat sat on the mat.',
+      'Once upon a time, there was a little girl named Lily.',
+      'Un café au lait — 中文 and ünïcödé 🙂 done',
+    ]) {
+      const ids = tokenizer.encode(text);
+      assert.ok(ids.length > 3);
+      for (let k = 1; k < ids.length; k++) {
+        const prompt = ids.slice(0, k);
+        const stream = new TextStream(tokenizer, [], prompt);
+        let streamed = '';
+        for (const id of ids.slice(k)) {
+          stream.push(id);
+          const piece = stream.take();
+          assert.ok(!piece.includes('\ufffd'), `'${text}' split at ${k}: streamed a broken character`);
+          streamed += piece;
+        }
+        streamed += stream.take(true);
+        assert.equal(streamed, stream.text);
+        const whole = tokenizer.decode(ids, { skipSpecialTokens: true });
+        if (whole.startsWith(tokenizer.decode(prompt, { skipSpecialTokens: true })))
+          assert.equal(stream.text, expected(prompt, ids.slice(k)), `'${text}' split at ${k}`);
+        // A prompt that ends inside a character: the reply starts with that whole character.
+        else assert.ok(whole.endsWith(stream.text) && !stream.text.includes('\ufffd'), `split at ${k}`);
+      }
+    }
+    // The sentencepiece decoder strips a leading space only at the start of a text.
+    const prompt = tokenizer.encode('The cat');
+    const s = new TextStream(tokenizer, [], prompt);
+    tokenizer
+      .encode('The cat and a dog')
+      .slice(prompt.length)
+      .forEach((id) => s.push(id));
+    assert.equal(s.text, ' and a dog');
+  });
+
+  test('completions (streamed and not), generate() and lorakit generate keep the first token’s space', async () => {
+    const server = new LorakitServer({ model, tokenizer, modelName: 'stories' });
+    const { url } = await server.listen(0);
+    try {
+      let spaced = 0;
+      for (const prompt of ['The cat', 'Once upon a time', 'Lily', 'The dog said']) {
+        const g = generate(model, tokenizer, { prompt, maxNewTokens: 12 });
+        const want = expected(tokenizer.encode(prompt), g.tokenIds);
+        if (want.startsWith(' ')) spaced++;
+        assert.equal(g.text, want, `generate('${prompt}')`);
+        const body = { model: 'stories', prompt, max_tokens: 12, temperature: 0 };
+        const whole = await call(url, 'POST', '/v1/completions', body);
+        const choices = whole.body.choices as { text: string }[];
+        assert.equal(choices[0].text, want, `completion of '${prompt}'`);
+        const raw = await fetch(`${url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ ...body, stream: true }),
+        });
+        const streamed = (await raw.text())
+          .split('\n\n')
+          .filter((e) => e.startsWith('data: {'))
+          .map((e) => (JSON.parse(e.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? '')
+          .join('');
+        assert.equal(streamed, want, `streamed completion of '${prompt}'`);
+      }
+      assert.ok(spaced > 0, 'no reply starts with a space: the test would not see a dropped one');
+      const cli = execFileSync(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          join(projectRoot, 'test', 'lorakit-cli.mts'),
+          'generate',
+          '--model',
+          MODEL!,
+          '--prompt',
+          'The cat',
+          '--max-new-tokens',
+          '12',
+          '--json',
+        ],
+        { cwd: projectRoot, encoding: 'utf8' },
+      );
+      const out = JSON.parse(cli) as { text: string; token_ids: number[] };
+      assert.equal(out.text, expected(tokenizer.encode('The cat'), out.token_ids));
+      assert.match(out.text, /^ /);
+    } finally {
+      await server.close();
     }
   });
 });

@@ -6,6 +6,7 @@ import { renderChat } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
 import { GREEDY, Sampler, type SamplingOptions } from './sampling.js';
+import { TextStream } from '../serve/text.js';
 import type { ChatMessage } from '../train/data.js';
 
 export interface GenerateOptions extends Partial<SamplingOptions> {
@@ -13,9 +14,9 @@ export interface GenerateOptions extends Partial<SamplingOptions> {
   messages?: ChatMessage[];
   inputIds?: number[];
   maxNewTokens?: number;
-  /** Stop when the decoded text ends with one of these (the stop string is removed). */
+  /** The reply ends before the first of these (which is left out), as OpenAI's stop. */
   stop?: string[];
-  /** Called with each new piece of text as it is decoded (streaming). */
+  /** Called with each new piece of text once it is final (streaming); the pieces add up to `text`. */
   onToken?: (text: string, id: number) => void;
   /** Checked between tokens; true stops generation (e.g. Ctrl-C in chat). */
   shouldStop?: () => boolean;
@@ -53,27 +54,21 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
     ...GREEDY,
     ...Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in GREEDY)),
   });
-  let text = '';
-  let stopped = false;
+  const text = new TextStream(tokenizer, o.stop ?? [], ids);
   const { tokenIds, finishReason } = generateIds(model, ids, {
     maxNewTokens: o.maxNewTokens ?? 128,
     sampler,
     eos: new Set(tokenizer.eosIds),
-    onNext: (out, next) => {
-      const decoded = tokenizer.decode(out, { skipSpecialTokens: true });
-      const piece = decoded.slice(text.length);
-      text = decoded;
-      const hit = o.stop?.find((s) => s && text.endsWith(s));
-      if (hit) {
-        text = text.slice(0, text.length - hit.length);
-        stopped = true;
-        return true;
-      }
+    onNext: (_, next) => {
+      const stopped = text.push(next);
+      const piece = text.take();
       if (piece) o.onToken?.(piece, next);
-      return o.shouldStop?.() ?? false;
+      return stopped || (o.shouldStop?.() ?? false);
     },
   });
-  return { text, tokenIds, finishReason: stopped ? 'stop' : finishReason };
+  const rest = text.take(true);
+  if (rest) o.onToken?.(rest, tokenIds[tokenIds.length - 1]);
+  return { text: text.text, tokenIds, finishReason: text.stopped ? 'stop' : finishReason };
 }
 
 export interface GenerateIdsOptions {

@@ -108,7 +108,7 @@ class Sequence {
   ) {
     this.pending = [...req.promptIds];
     this.capacity = req.promptIds.length + req.maxTokens;
-    this.text = new TextStream(tokenizer, req.stop ?? []);
+    this.text = new TextStream(tokenizer, req.stop ?? [], req.promptIds);
     this.sampler = new Sampler({
       temperature: req.temperature ?? 0,
       topK: req.topK ?? 0,

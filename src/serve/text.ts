@@ -1,10 +1,30 @@
 // The text of a reply as its tokens arrive: what can be streamed now, and where a stop string ends it.
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 
+/** Non-special prompt tokens decoded before the reply: enough to hold a character's bytes split off. */
+const CONTEXT_TOKENS = 5;
+
+/** The shortest tail of `prompt` holding CONTEXT_TOKENS tokens that decoding keeps (or all of it). */
+function contextTail(tokenizer: Tokenizer, prompt: readonly number[]): number[] {
+  let start = prompt.length;
+  for (let kept = 0; start > 0 && kept < CONTEXT_TOKENS;) if (!tokenizer.isSpecialId(prompt[--start])) kept++;
+  return prompt.slice(start);
+}
+
+function commonPrefix(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  return i;
+}
+
 /**
- * Decodes generated ids to text (special tokens skipped, as generate() does) and cuts it at the first
- * stop string, OpenAI's way: the stop string may end inside a token, and is left out. Text is only
- * released for streaming once it can no longer turn out to be the start of a stop string or an
+ * Decodes generated ids to text (special tokens skipped) as transformers does, and cuts it at the
+ * first stop string, OpenAI's way: the stop string may end inside a token, and is left out. The reply
+ * is what decoding it after the prompt's last tokens adds to decoding those alone (transformers'
+ * `decode(prompt + reply)[len(decode(prompt)):]`), so a first token's leading space is kept (decoders
+ * strip it at the start of a text only) and a character split across tokens comes out whole. Text is
+ * only released for streaming once it can no longer turn out to be the start of a stop string or an
  * incomplete UTF-8 character.
  */
 export class TextStream {
@@ -15,18 +35,27 @@ export class TextStream {
   private released = 0;
   stopped = false;
   private readonly longestStop: number;
+  private readonly context: number[];
+  private readonly contextText: string;
 
   constructor(
     private readonly tokenizer: Tokenizer,
     private readonly stop: readonly string[] = [],
+    /** The prompt's ids (only its last few tokens are used). */
+    prompt: readonly number[] = [],
   ) {
     this.longestStop = Math.max(0, ...stop.map((s) => s.length));
+    this.context = contextTail(tokenizer, prompt);
+    this.contextText = tokenizer.decode(this.context, { skipSpecialTokens: true });
   }
 
   /** Adds one generated id; returns true when a stop string has now appeared (text is cut there). */
   push(id: number): boolean {
     this.ids.push(id);
-    const full = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
+    const all = this.tokenizer.decode([...this.context, ...this.ids], { skipSpecialTokens: true });
+    // Where the prompt ends inside a character, the two decodings part before its end: the reply
+    // starts there, with the whole character.
+    const full = all.slice(commonPrefix(this.contextText, all));
     this.text = full;
     if (this.stop.length === 0) return false;
     // A stop string can only start after the text already released (which held none).
