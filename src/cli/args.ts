@@ -1,4 +1,5 @@
 // Command-line flags: a typed spec per command, parsed once, with clear errors (and did-you-mean).
+import { quote } from '../io/quote.js';
 export type FlagType = 'string' | 'number' | 'int' | 'bool' | 'list';
 
 export interface FlagSpec {
@@ -89,13 +90,26 @@ export function convertValue(spec: FlagSpec, raw: unknown, where: string): unkno
   }
 }
 
-/** Parses `--flag value`, `--flag=value` and bare `--bool-flag`; positionals go to `_`. */
-export function parseFlags<T extends Specs>(argv: string[], specs: T, command: string): Parsed<T> {
+/**
+ * Parses `--flag value`, `--flag=value` and bare `--bool-flag`. Positional arguments go to `_` for
+ * commands that take them (`positionals`: inspect PATH, dashboard DIR...); elsewhere one is refused,
+ * since it is a typo or a value whose flag was lost (`--packing yes`), never something to ignore.
+ */
+export function parseFlags<T extends Specs>(
+  argv: string[],
+  specs: T,
+  command: string,
+  opts: { positionals?: boolean } = {},
+): Parsed<T> {
   const out: Record<string, unknown> = { _: [] as string[] };
   const positional = out._ as string[];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith('--')) {
+      if (!opts.positionals)
+        throw new UsageError(
+          `lorakit ${command}: unexpected argument ${quote(arg)}; this command takes only --flags (see lorakit ${command} --help).`,
+        );
       positional.push(arg);
       continue;
     }

@@ -14,7 +14,7 @@ export const FLAGS = {
 } as const satisfies Specs;
 
 export async function run(argv: string[]): Promise<number> {
-  const f = parseFlags(argv, FLAGS, 'dashboard');
+  const f = parseFlags(argv, FLAGS, 'dashboard', { positionals: true });
   if (f._.length === 0)
     throw new UsageError('lorakit dashboard: give at least one run folder (a train --out DIR).');
   let dirs: string[];

@@ -39,7 +39,6 @@ export const FLAGS = {
 
 export async function run(argv: string[]): Promise<number> {
   const f = parseFlags(argv, FLAGS, 'export');
-  if (f._.length > 0) throw new UsageError(`lorakit export: unexpected argument '${f._[0]}'.`);
   if (!f.model) throw new UsageError('lorakit export: --model is required.');
   if (!f.format)
     throw new UsageError('lorakit export: --format is required (safetensors, gguf or gguf-lora).');

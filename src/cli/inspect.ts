@@ -205,7 +205,7 @@ function print(s: Summary, indent = ''): void {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const f = parseFlags(argv, FLAGS, 'inspect');
+  const f = parseFlags(argv, FLAGS, 'inspect', { positionals: true });
   if (f._.length !== 1) throw new UsageError('lorakit inspect: give exactly one PATH.');
   const s = await summarize(f._[0]);
   if (f.json) process.stdout.write(`${JSON.stringify(s)}\n`);

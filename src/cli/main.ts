@@ -52,7 +52,29 @@ async function help(): Promise<string> {
   return `usage: lorakit <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\nRun 'lorakit <command> --help' for a command's flags.\n`;
 }
 
+/**
+ * A reader that stops early (`lorakit inspect M | head`) closes the pipe, and the next write fails
+ * with EPIPE. Closed stdout: nothing more can be delivered, so stop at once, quietly and with status 0,
+ * as `head` asked for no more (Node ignores SIGPIPE, so without this the error surfaces as a stack
+ * trace). Closed stderr: only diagnostics are lost, so the work (a training run) goes on.
+ */
+let pipesGuarded = false;
+function stopQuietlyOnClosedPipes(): void {
+  if (pipesGuarded) return;
+  pipesGuarded = true;
+  const closed = (e: unknown): boolean =>
+    e instanceof Error && 'code' in e && (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED');
+  process.stdout.on('error', (e) => {
+    if (!closed(e)) throw e;
+    process.exit(0);
+  });
+  process.stderr.on('error', (e) => {
+    if (!closed(e)) throw e;
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  stopQuietlyOnClosedPipes();
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(await help());

@@ -26,7 +26,6 @@ export const FLAGS = {
 
 export async function run(argv: string[]): Promise<number> {
   const f = parseFlags(argv, FLAGS, 'merge');
-  if (f._.length > 0) throw new UsageError(`lorakit merge: unexpected argument '${f._[0]}'.`);
   if (!f.model) throw new UsageError('lorakit merge: --model is required.');
   if (!f.adapter) throw new UsageError('lorakit merge: --adapter is required.');
   if (!f.out) throw new UsageError('lorakit merge: --out is required.');

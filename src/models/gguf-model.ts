@@ -1,6 +1,7 @@
 // A Llama-family model from a GGUF file: llama.cpp's metadata keys and tensor names mapped back to the
 // Hugging Face ones, with the q/k row permutation llama.cpp's converter applies to Llama undone.
 import { readGGUF, type GGUFFile } from '../io/gguf.js';
+import { quoteValue } from '../io/quote.js';
 import type { QuantizeOptions } from '../quant/weight.js';
 import { Tensor, type Device } from '../tensor/tensor.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -14,14 +15,18 @@ const ARCH_TO_MODEL_TYPE: Record<string, string> = {
   qwen3: 'qwen3',
 };
 
-/** HF config.json fields from GGUF metadata. */
+/** HF config.json fields from GGUF metadata, refusing values no model can have (naming key and file). */
 export function configFromGGUF(f: GGUFFile): Record<string, unknown> {
-  const arch = String(f.get('general.architecture') ?? '');
-  const modelType = ARCH_TO_MODEL_TYPE[arch];
+  const archValue = f.get('general.architecture');
+  const arch = typeof archValue === 'string' ? archValue : '';
+  const modelType = Object.hasOwn(ARCH_TO_MODEL_TYPE, arch) ? ARCH_TO_MODEL_TYPE[arch] : undefined;
   if (!modelType)
     throw new Error(
-      `lorakit: ${f.path}: unsupported GGUF architecture '${arch}' (supported: ${Object.keys(ARCH_TO_MODEL_TYPE).join(', ')}).`,
+      `lorakit: ${f.path}: unsupported GGUF architecture ${quoteValue(archValue ?? '')} (supported: ${Object.keys(ARCH_TO_MODEL_TYPE).join(', ')}).`,
     );
+  const bad = (key: string, what: string): never => {
+    throw new Error(`lorakit: ${f.path}: GGUF metadata '${arch}.${key}' ${what}`);
+  };
   const num = (key: string): number | undefined => {
     const v = f.get(`${arch}.${key}`);
     return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : undefined;
@@ -31,29 +36,62 @@ export function configFromGGUF(f: GGUFFile): Record<string, unknown> {
     if (v === undefined) throw new Error(`lorakit: ${f.path}: GGUF metadata lacks '${arch}.${key}'.`);
     return v;
   };
+  /** A size or count: a positive integer (0 would only fail later, far from its cause). */
+  const count = (key: string, v: number): number => {
+    if (!Number.isSafeInteger(v) || v < 1) bad(key, `is ${v}; it must be a positive integer.`);
+    return v;
+  };
+  const optCount = (key: string): number | undefined => {
+    const v = num(key);
+    return v === undefined ? undefined : count(key, v);
+  };
   const tokens = f.get('tokenizer.ggml.tokens');
-  const heads = need('attention.head_count');
-  const hidden = need('embedding_length');
-  const keyLength = num('attention.key_length');
+  const heads = count('attention.head_count', need('attention.head_count'));
+  const hidden = count('embedding_length', need('embedding_length'));
+  const kvHeads = optCount('attention.head_count_kv') ?? heads;
+  if (heads % kvHeads !== 0)
+    bad('attention.head_count_kv', `is ${kvHeads}, which does not divide attention.head_count ${heads}.`);
+  const keyLength = optCount('attention.key_length');
+  if (keyLength === undefined && hidden % heads !== 0)
+    bad(
+      'embedding_length',
+      `is ${hidden}, not a multiple of attention.head_count ${heads} (and there is no attention.key_length).`,
+    );
+  const headDim = keyLength ?? hidden / heads;
+  // llama.cpp's llama, qwen2 and qwen3 graphs rotate whole heads (they assert n_rot == head size), and
+  // so does lorakit for these: any other value describes a model neither would run correctly.
+  const rotary = num('rope.dimension_count');
+  if (rotary !== undefined && rotary !== headDim)
+    bad(
+      'rope.dimension_count',
+      `is ${rotary}; it must equal the head dimension ${headDim} (${keyLength !== undefined ? 'attention.key_length' : 'embedding_length / attention.head_count'}).`,
+    );
   const scalingType = f.get(`${arch}.rope.scaling.type`);
   if (scalingType !== undefined && scalingType !== 'none')
-    throw new Error(`lorakit: ${f.path}: GGUF rope scaling '${String(scalingType)}' is not supported.`);
+    throw new Error(`lorakit: ${f.path}: GGUF rope scaling ${quoteValue(scalingType)} is not supported.`);
   if (f.has('rope_freqs.weight'))
     throw new Error(
       `lorakit: ${f.path}: GGUF rope frequency factors (Llama 3.1 style) are not supported; load the Hugging Face folder instead.`,
     );
+  const eps = num('attention.layer_norm_rms_epsilon') ?? 1e-5;
+  if (!(eps >= 0) || !Number.isFinite(eps))
+    bad('attention.layer_norm_rms_epsilon', `is ${eps}; it must be a finite number, not negative.`);
+  const theta = num('rope.freq_base') ?? 10000;
+  if (!(theta > 0) || !Number.isFinite(theta))
+    bad('rope.freq_base', `is ${theta}; it must be a positive number.`);
+  const vocab = optCount('vocab_size');
   return {
     model_type: modelType,
-    vocab_size: num('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : need('vocab_size')),
+    vocab_size: vocab ?? (Array.isArray(tokens) ? tokens.length : need('vocab_size')),
     hidden_size: hidden,
-    intermediate_size: need('feed_forward_length'),
-    num_hidden_layers: need('block_count'),
+    intermediate_size: count('feed_forward_length', need('feed_forward_length')),
+    num_hidden_layers: count('block_count', need('block_count')),
     num_attention_heads: heads,
-    num_key_value_heads: num('attention.head_count_kv') ?? heads,
-    head_dim: keyLength ?? hidden / heads,
-    max_position_embeddings: num('context_length') ?? 2048,
-    rms_norm_eps: num('attention.layer_norm_rms_epsilon') ?? 1e-5,
-    rope_theta: num('rope.freq_base') ?? 10000,
+    num_key_value_heads: kvHeads,
+    head_dim: headDim,
+    max_position_embeddings: optCount('context_length') ?? 2048,
+    rms_norm_eps: eps,
+    rope_theta: theta,
     tie_word_embeddings: !f.has('output.weight'),
     sliding_window: null,
     hidden_act: 'silu',
