@@ -43,6 +43,51 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
+/** Inside a checkpoint's recompute (see checkpoint). */
+let recomputing = false;
+/** The values the running code computes are never read: a checkpoint's recompute, outside computeValues. */
+let unread = false;
+/** Ops may record without computing their output (see checkpointOutput). */
+let graphOnly = false;
+
+/** Whether the code running is a checkpoint's recompute (its result's values are never read). */
+export function isRecomputing(): boolean {
+  return recomputing;
+}
+
+/**
+ * Runs fn, which computes a checkpointed block's output (its last ops: a projection and the residual
+ * sum). In the block's recompute nobody reads those values, backward needs only the graph that made
+ * them: the ops that can record without computing (linear, quantizedLinear, loraLinear(s), add) then
+ * only record. Anywhere else, and inside computeValues, fn runs as usual.
+ */
+export function checkpointOutput<T>(fn: () => T): T {
+  return scoped(unread, unread, fn);
+}
+
+/**
+ * Runs fn with every value computed, even in a recompute: for code whose results are read after it
+ * (the first half of a checkpointed layer; DoRA, which reads its base output).
+ */
+export function computeValues<T>(fn: () => T): T {
+  return scoped(false, false, fn);
+}
+
+/** Whether an op may record its output without computing it (see checkpointOutput). */
+export function isGraphOnly(): boolean {
+  return graphOnly;
+}
+
+function scoped<T>(unreadIn: boolean, graphOnlyIn: boolean, fn: () => T): T {
+  const prev = [unread, graphOnly] as const;
+  [unread, graphOnly] = [unreadIn, graphOnlyIn];
+  try {
+    return fn();
+  } finally {
+    [unread, graphOnly] = prev;
+  }
+}
+
 /** Whether an op on these inputs must be recorded. */
 export function needsRecord(inputs: readonly (Tensor | null | undefined)[]): boolean {
   return gradEnabled && inputs.some((t) => t?.requiresGrad === true);
@@ -177,9 +222,9 @@ export function clearTape(): void {
  * fresh copies of the inputs with its own tape, so memory holds one block's activations at a time.
  * Parameters that fn closes over receive their gradients as usual.
  *
- * fn's second argument is true when it runs for that recompute. Its output's values are then never
- * read (backward needs only the graph that produced it), so fn may pass `graphOnly` to the ops that
- * make the output: e.g. a decoder block skips its last projection's product and the residual sum.
+ * fn's second argument, like isRecomputing(), is true when it runs for that recompute. Its output's
+ * values are then never read, so fn may wrap the ops that make the output in checkpointOutput: e.g.
+ * a decoder block skips its last projection's product and the residual sum.
  */
 export function checkpoint(
   fn: (inputs: Tensor[], recompute: boolean) => Tensor,
@@ -220,7 +265,7 @@ export function checkpoint(
         gradEnabled = true;
         // Intermediates the tape did not save are freed right after the recompute; the saved ones
         // are released op by op as backward reaches them.
-        const recomputed = tidy(() => fn(fresh, true));
+        const recomputed = tidy(() => recomputation(() => fn(fresh, true)));
         backward(recomputed, gOut[0].retain(), true);
         gradsIn = fresh.map((v) => {
           const g = v.grad;
@@ -237,4 +282,14 @@ export function checkpoint(
   );
   for (const t of kept) t.dispose(); // the tape's now (it retained them)
   return out;
+}
+
+function recomputation<T>(fn: () => T): T {
+  const prev = recomputing;
+  recomputing = true;
+  try {
+    return scoped(true, false, fn);
+  } finally {
+    recomputing = prev;
+  }
 }

@@ -1,5 +1,5 @@
 // A Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, SmolLM, TinyLlama) built from ops.
-import { checkpoint } from '../autograd/tape.js';
+import { checkpoint, checkpointOutput, computeValues, isRecomputing } from '../autograd/tape.js';
 import { attention, type AttentionResult } from '../ops/attention.js';
 import { add, cast } from '../ops/elementwise.js';
 import { embedding } from '../ops/embedding.js';
@@ -54,10 +54,10 @@ class DecoderLayer {
     return [this.q, this.k, this.v, this.o, this.gate, this.up, this.down];
   }
 
-  // x [B, T, D] -> x + attention(norm(x)) [B, T, D]. graphOnly: see checkpoint (the output is never
-  // read), so the o projection's product and the residual sum are recorded, not computed. kept (a
-  // checkpoint's, see there): the first run keeps attention's output and logsumexp there, and the
-  // recompute (graphOnly) reuses them instead of running attention's forward again.
+  // x [B, T, D] -> x + attention(norm(x)) [B, T, D]. In a checkpoint's recompute the output is never
+  // read, so the o projection's product and the residual sum are recorded, not computed
+  // (checkpointOutput). kept (a checkpoint's, see there): the first run keeps attention's output and
+  // logsumexp there, and the recompute reuses them instead of running attention's forward again.
   attentionBlock(
     x: Tensor,
     batch: Batch,
@@ -65,7 +65,6 @@ class DecoderLayer {
     cfg: ModelConfig,
     ctx: ForwardContext,
     cache?: KVCache,
-    graphOnly = false,
     kept?: Tensor[],
   ): Tensor {
     const [B, T] = x.shape;
@@ -82,18 +81,19 @@ class DecoderLayer {
     k = rope(k, rt.cos, rt.sin, batch.positions);
     let segments = batch.segments;
     if (cache) ({ k, v, segments } = cache.append(this.index, k, v, batch.segments));
-    const reuse = kept && graphOnly ? { out: kept[0], lse: kept[1] } : undefined;
-    const keep = kept && !graphOnly ? (r: AttentionResult) => kept.push(r.out, r.lse) : undefined;
+    const recompute = isRecomputing();
+    const reuse = kept && recompute ? { out: kept[0], lse: kept[1] } : undefined;
+    const keep = kept && !recompute ? (r: AttentionResult) => kept.push(r.out, r.lse) : undefined;
     const a = attention(q, k, v, segments, { reuse, keep }).reshape([B, T, cfg.numHeads * cfg.headDim]);
-    return add(x, this.o.forward(a, ctx, graphOnly), graphOnly);
+    return checkpointOutput(() => add(x, this.o.forward(a, ctx)));
   }
 
-  // x1 [B, T, D] -> x1 + mlp(norm(x1)) [B, T, D]; graphOnly as in attentionBlock (for the down projection).
-  mlpBlock(x1: Tensor, cfg: ModelConfig, ctx: ForwardContext, graphOnly = false): Tensor {
+  // x1 [B, T, D] -> x1 + mlp(norm(x1)) [B, T, D]; the down projection as attentionBlock's o projection.
+  mlpBlock(x1: Tensor, cfg: ModelConfig, ctx: ForwardContext): Tensor {
     const h2 = rmsnorm(x1, this.postAttnNorm, cfg.rmsNormEps);
     const [gate, up] = forwardShared([this.gate, this.up], h2, ctx);
     const m = swiglu(gate, up);
-    return add(x1, this.down.forward(m, ctx, graphOnly), graphOnly);
+    return checkpointOutput(() => add(x1, this.down.forward(m, ctx)));
   }
 
   // x [B, T, D] -> [B, T, D]
@@ -104,9 +104,10 @@ class DecoderLayer {
     cfg: ModelConfig,
     ctx: ForwardContext,
     cache?: KVCache,
-    graphOnly = false,
   ): Tensor {
-    return this.mlpBlock(this.attentionBlock(x, batch, rt, cfg, ctx, cache), cfg, ctx, graphOnly);
+    // Only the MLP's output is the layer's: the attention block's is read by the MLP.
+    const x1 = computeValues(() => this.attentionBlock(x, batch, rt, cfg, ctx, cache));
+    return this.mlpBlock(x1, cfg, ctx);
   }
 
   dispose(): void {
@@ -332,15 +333,14 @@ export class CausalLM {
       // the down projection's (each block's last, whose output backward never reads).
       // The attention blocks also keep attention's output and logsumexp for their recompute (offloaded
       // with the inputs: 16 MiB a layer at 8B, where attention's forward is 0.15 ms of GPU time).
-      type Block = (x: Tensor, graphOnly: boolean, kept: Tensor[]) => Tensor;
+      type Block = (x: Tensor, kept: Tensor[]) => Tensor;
       const blocks: Block[] = this.layers.flatMap((layer): Block[] =>
         offloading
           ? [
-              (xi, graphOnly, kept) =>
-                layer.attentionBlock(xi, batch, rt, this.config, ctx, undefined, graphOnly, kept),
-              (xi, graphOnly) => layer.mlpBlock(xi, this.config, ctx, graphOnly),
+              (xi, kept) => layer.attentionBlock(xi, batch, rt, this.config, ctx, undefined, kept),
+              (xi) => layer.mlpBlock(xi, this.config, ctx),
             ]
-          : [(xi, graphOnly) => layer.forward(xi, batch, rt, this.config, ctx, undefined, graphOnly)],
+          : [(xi) => layer.forward(xi, batch, rt, this.config, ctx)],
       );
       let previous: Tensor[] = [];
       for (const [i, block] of blocks.entries()) {
@@ -350,7 +350,7 @@ export class CausalLM {
         // Backward of block i starts copying block i − 1's input (and kept tensors) back while block i
         // recomputes.
         x = checkpoint(
-          ([xi], recompute) => block(xi, recompute, kept),
+          ([xi]) => block(xi, kept),
           [xin],
           before.length ? () => before.forEach(prefetch) : undefined,
           kept,

@@ -1,4 +1,4 @@
-import { isGradEnabled } from '../autograd/tape.js';
+import { computeValues, isGradEnabled } from '../autograd/tape.js';
 import { linear } from '../ops/matmul.js';
 import { loraLinears, type LoraFactors, type SharedInputLayer } from '../ops/lora-linear.js';
 import { quantizedLinear } from '../quant/linear.js';
@@ -31,7 +31,7 @@ export interface LinearAdapter {
    * the base product themselves (a fused LoRA op). Linear.forward prefers it to `forward`, except for
    * per-row adapters (serving), which keep the base-then-adapter path.
    */
-  forwardFused?(x: Tensor, base: Linear, ctx: ForwardContext, layerSeed: number, graphOnly: boolean): Tensor;
+  forwardFused?(x: Tensor, base: Linear, ctx: ForwardContext, layerSeed: number): Tensor;
   /**
    * The LoRA factors when this adapter can run in one op with the other layers that read the same
    * input (forwardShared); null when it cannot in this forward (DoRA, or dropout: a mask per layer).
@@ -109,18 +109,18 @@ export class Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeigh
   }
 
   /**
-   * The layer's output. With `graphOnly` (an output nobody reads, see checkpoint) the products are
-   * recorded for backward but not computed, where the op allows: the plain and fused paths. A
-   * base-then-adapter path (DoRA) computes as usual, since the adapter reads the base output.
+   * The layer's output. Inside checkpointOutput's recompute the products are recorded for backward but
+   * not computed, where the op allows: the plain and fused paths. A base-then-adapter path (DoRA)
+   * computes as usual, since the adapter reads the base output.
    */
-  forward(x: Tensor, ctx: ForwardContext, graphOnly = false): Tensor {
+  forward(x: Tensor, ctx: ForwardContext): Tensor {
     if (ctx.rowAdapters) return this.forwardPerRow(x, this.forwardBase(x), ctx, ctx.rowAdapters);
     const adapter = ctx.adapter === null ? undefined : this.adapters.get(ctx.adapter);
-    if (!adapter) return this.forwardBase(x, graphOnly);
+    if (!adapter) return this.forwardBase(x);
     const seed = (ctx.seed ^ this.seedSalt) >>> 0;
     // A fused adapter runs the base product itself (one op for the whole layer).
-    if (adapter.forwardFused) return adapter.forwardFused(x, this, ctx, seed, graphOnly);
-    return adapter.forward(x, this.forwardBase(x), this, ctx, seed);
+    if (adapter.forwardFused) return adapter.forwardFused(x, this, ctx, seed);
+    return computeValues(() => adapter.forward(x, this.forwardBase(x), this, ctx, seed));
   }
 
   // Each row b of x [B, ...] goes through its own adapter; the base GEMM ran once for all rows. Each
@@ -156,11 +156,9 @@ export class Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeigh
   }
 
   /** Base output only (merged weights, or when the adapter is handled elsewhere). */
-  forwardBase(x: Tensor, graphOnly = false): Tensor {
+  forwardBase(x: Tensor): Tensor {
     const w: Tensor | QuantizedWeight = this.weight;
-    return w instanceof QuantizedWeight
-      ? quantizedLinear(x, w, this.bias, graphOnly)
-      : linear(x, w, this.bias, graphOnly);
+    return w instanceof QuantizedWeight ? quantizedLinear(x, w, this.bias) : linear(x, w, this.bias);
   }
 
   /** x Wᵀ without the bias (DoRA needs it on a dropped-out input). */

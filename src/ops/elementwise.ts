@@ -1,6 +1,6 @@
 // Elementwise ops: add (with suffix broadcasting, e.g. a bias), mul, scale, sum, cast.
 import { kernel } from '../backend/kernels.js';
-import { record, needsRecord } from '../autograd/tape.js';
+import { isGraphOnly, needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
@@ -47,13 +47,13 @@ function reduceTo(g: Tensor, like: Tensor): Tensor {
 }
 
 /**
- * a + b, b broadcast over a's leading dims. With `graphOnly` the sum is recorded for backward but not
- * computed: for an output nobody reads (see checkpoint), whose values are then unset.
+ * a + b, b broadcast over a's leading dims. Inside checkpointOutput's recompute the sum is recorded
+ * for backward but not computed (nobody reads it): its values are then unset.
  */
-export function add(a: Tensor, b: Tensor, graphOnly = false): Tensor {
+export function add(a: Tensor, b: Tensor): Tensor {
   checkBroadcast('add', a, b);
   const out = emptyLike(a);
-  if (!graphOnly) kernel(a.device, 'add')(out, a, b);
+  if (!isGraphOnly()) kernel(a.device, 'add')(out, a, b);
   // Both gradients are g itself, passed on (b's summed over its broadcast dims when it has fewer).
   const sameShape = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
   if (needsRecord([a, b]))

@@ -11,7 +11,7 @@
 // directly: shapes and dtypes are checked once, at the top. Nothing here reads tensor data on the
 // host, so it runs on any device.
 import { kernel } from '../backend/kernels.js';
-import { needsRecord, record } from '../autograd/tape.js';
+import { isGraphOnly, needsRecord, record } from '../autograd/tape.js';
 import { QuantizedWeight } from '../quant/weight.js';
 import { keep, numel, shapeString, Tensor } from '../tensor/tensor.js';
 import type { GemmAttrs } from './matmul.js';
@@ -184,7 +184,8 @@ function check(x: Tensor, layers: readonly SharedInputLayer[], xLora: Tensor | n
  * Gradients of A and B are f32; those of x and xLora have x's dtype. Inputs that need no gradient get
  * none, and the work for it is skipped.
  *
- * With `graphOnly`, y is recorded for backward but not computed (see add): only h, which dB needs, is.
+ * Inside checkpointOutput's recompute y is recorded for backward but not computed (see add): only h,
+ * which dB needs, is.
  */
 export function loraLinear(
   x: Tensor,
@@ -194,9 +195,8 @@ export function loraLinear(
   B: Tensor,
   s: number,
   xLora?: Tensor | null,
-  graphOnly = false,
 ): Tensor {
-  return loraLinears(x, [{ w, bias, lora: { A, B, s } }], xLora, graphOnly)[0];
+  return loraLinears(x, [{ w, bias, lora: { A, B, s } }], xLora)[0];
 }
 
 /**
@@ -205,12 +205,7 @@ export function loraLinear(
  * adapter (its base alone, still summing its input gradient in place). xLora is the LoRA input of
  * every layer, so layers with dropout (a mask each) cannot share one op.
  */
-export function loraLinears(
-  x: Tensor,
-  layers: readonly SharedInputLayer[],
-  xLora?: Tensor | null,
-  graphOnly = false,
-): Tensor[] {
+export function loraLinears(x: Tensor, layers: readonly SharedInputLayer[], xLora?: Tensor | null): Tensor[] {
   const xl0 = xLora ?? null;
   check(x, layers, xl0);
   const xl = xl0 ?? x;
@@ -248,8 +243,8 @@ export function loraLinears(
     // y = x·Wᵀ + bias + s·h·Bᵀ. Without a bias (an epilogue that needs beta = 0) the small product goes
     // first and the base GEMM adds it as C with beta = 1: the compute-bound base GEMM reads C almost for
     // free, where the memory-bound small one would read and write all of y again.
-    // With graphOnly y is never read: backward needs only hᵀ.
-    if (!graphOnly)
+    // Inside checkpointOutput's recompute y is never read: backward needs only hᵀ.
+    if (!isGraphOnly())
       layers.forEach(({ w, bias, lora }, i) => {
         const y = ys[i];
         const out = w.shape[0];

@@ -3,7 +3,7 @@
 // stored, so a frozen bf16 W is never copied to fp32.
 import { floatDTypes } from '../backend/device.js';
 import { kernel } from '../backend/kernels.js';
-import { needsRecord, record } from '../autograd/tape.js';
+import { isGraphOnly, needsRecord, record } from '../autograd/tape.js';
 import { numel, shapeString, Tensor } from '../tensor/tensor.js';
 import { expectDType, expectFloat, sameDevice } from './util.js';
 
@@ -223,9 +223,9 @@ function matmulGradB(g: Tensor, a: Tensor, b: Tensor, p: Product, transA: boolea
 /**
  * y = x · wᵀ (+ bias): x [..., in] f32, w [out, in] f32 or bf16 (frozen), bias [out] f32 or null.
  * Result [..., out] f32. One GEMM reading w as stored (no transposed copy), bias added in its epilogue.
- * With `graphOnly` the product is recorded for backward but not computed (see add).
+ * Inside checkpointOutput's recompute the product is recorded for backward but not computed (see add).
  */
-export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null, graphOnly = false): Tensor {
+export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor {
   sameDevice('linear', x, w, bias);
   expectFloat('linear', 'x', x);
   expectDType('linear', 'w', w, 'f32', 'bf16');
@@ -243,7 +243,7 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null, graphOn
     );
   const rows = inF === 0 ? numel(x.shape.slice(0, -1)) : x.size / inF;
   const y = Tensor.empty([...x.shape.slice(0, -1), out], x.dtype, x.device);
-  if (!graphOnly) gemm(y, x, w, { m: rows, n: out, k: inF, transB: true }, bias);
+  if (!isGraphOnly()) gemm(y, x, w, { m: rows, n: out, k: inF, transB: true }, bias);
   if (needsRecord([x, w, bias])) {
     // dx needs w; dw needs x; dbias needs nothing.
     const wantX = x.requiresGrad;

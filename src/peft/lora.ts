@@ -1,5 +1,5 @@
 // The LoRA layer (and its DoRA add-on): build from a base linear, forward, merge.
-import { noGrad } from '../autograd/tape.js';
+import { computeValues, noGrad } from '../autograd/tape.js';
 import { deviceLabel } from '../backend/device.js';
 import { hasKernel } from '../backend/kernels.js';
 import { weightNorm } from '../ops/dora.js';
@@ -96,11 +96,11 @@ export class LoraLinear implements LinearAdapter {
    * The whole layer, base included, as one fused op (loraLinear: three GEMMs forward, at most five
    * backward). DoRA keeps the base-then-adapter path of `forward`.
    */
-  forwardFused(x: Tensor, base: Linear, ctx: ForwardContext, seed: number, graphOnly: boolean): Tensor {
-    if (this.magnitude) return this.forward(x, base.forwardBase(x), base, ctx, seed);
+  forwardFused(x: Tensor, base: Linear, ctx: ForwardContext, seed: number): Tensor {
+    if (this.magnitude) return computeValues(() => this.forward(x, base.forwardBase(x), base, ctx, seed));
     const s = loraScale(this.config);
     const xd = ctx.training && this.config.dropout > 0 ? dropout(x, this.config.dropout, seed) : null;
-    return loraLinear(x, base.weight, base.bias, this.A, this.B, s, xd, graphOnly);
+    return loraLinear(x, base.weight, base.bias, this.A, this.B, s, xd);
   }
 
   /** Shares an input with its neighbours (forwardShared) unless DoRA or dropout needs this layer alone. */

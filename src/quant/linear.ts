@@ -2,7 +2,7 @@
 // rows at a time into a small fp32 buffer and multiplies it there, so no dense copy of W ever exists.
 // Backward gives dx (and dbias); W is frozen and gets no gradient.
 import { kernel } from '../backend/kernels.js';
-import { needsRecord, record } from '../autograd/tape.js';
+import { isGraphOnly, needsRecord, record } from '../autograd/tape.js';
 import { numel, shapeString, Tensor } from '../tensor/tensor.js';
 import '../ops/elementwise.js';
 import { expectFloat, sameDevice } from '../ops/util.js';
@@ -22,15 +22,10 @@ declare module '../backend/kernels.js' {
 
 /**
  * y = x · Wᵀ (+ bias): x [..., in] f32, W quantized [out, in] (frozen), bias [out] f32 or null.
- * Result [..., out] f32. Differentiable in x and bias. With `graphOnly` the product is recorded for
- * backward but not computed (see add).
+ * Result [..., out] f32. Differentiable in x and bias. Inside checkpointOutput's recompute the product
+ * is recorded for backward but not computed (see add).
  */
-export function quantizedLinear(
-  x: Tensor,
-  w: QuantizedWeight,
-  bias: Tensor | null = null,
-  graphOnly = false,
-): Tensor {
+export function quantizedLinear(x: Tensor, w: QuantizedWeight, bias: Tensor | null = null): Tensor {
   sameDevice('quantizedLinear', x, w.data, bias);
   expectFloat('quantizedLinear', 'x', x);
   if (bias) expectFloat('quantizedLinear', 'bias', bias);
@@ -46,7 +41,7 @@ export function quantizedLinear(
     );
   const m = numel(x.shape.slice(0, -1));
   const y = Tensor.empty([...x.shape.slice(0, -1), out], x.dtype, x.device);
-  if (!graphOnly) kernel(x.device, 'quantLinear')(y, x, w, bias, m);
+  if (!isGraphOnly()) kernel(x.device, 'quantLinear')(y, x, w, bias, m);
   if (needsRecord([x, bias])) {
     // dx needs only W (held by the layer, frozen); dbias needs nothing.
     record([x, bias], [y], [], ([g], [gx, gb]) => {
