@@ -34,7 +34,7 @@ import {
   saveAdapter,
 } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
-import { quantizedLinear } from '../src/quant/linear.js';
+import { quantizedLinear } from '../src/ops/quant-linear.js';
 import { quantizeWeight } from '../src/quant/weight.js';
 import { memoryStats, Tensor, tidy, type Device } from '../src/tensor/tensor.js';
 import { padBatch, toDevice } from '../src/train/batching.js';

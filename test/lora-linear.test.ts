@@ -12,7 +12,7 @@ import { loraLinear, loraLinears, type SharedInputLayer } from '../src/ops/lora-
 import { linear } from '../src/ops/matmul.js';
 import { LORA_DEFAULTS, loraScale } from '../src/peft/config.js';
 import { LoraLinear } from '../src/peft/lora.js';
-import { quantizedLinear } from '../src/quant/linear.js';
+import { quantizedLinear } from '../src/ops/quant-linear.js';
 import { quantizeWeight, type QuantizedWeight } from '../src/quant/weight.js';
 import { Tensor, tidy } from '../src/tensor/tensor.js';
 import { assertClose, randn } from './helpers.js';

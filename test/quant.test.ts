@@ -12,7 +12,7 @@ import { openSafetensors, type SafetensorsFile } from '../src/io/safetensors.js'
 import { sum, mul } from '../src/ops/elementwise.js';
 import { code4, code4Bounds, DYNAMIC_MAP, torchMeanF32, type Quant4Type } from '../src/quant/codes.js';
 import { dequantizeBlockwise8, quantizeBlockwise8 } from '../src/quant/blockwise8.js';
-import { quantizedLinear } from '../src/quant/linear.js';
+import { quantizedLinear } from '../src/ops/quant-linear.js';
 import {
   dequantizeRows,
   dequantizeWeight,

@@ -1,7 +1,6 @@
 // Reads an array of file elements into a tensor of another dtype, a few MiB at a time: the file's
 // bytes go through one small scratch buffer, never a full-size intermediate copy.
 import { cpu } from '../backend/cpu/addon.js';
-import '../ops/elementwise.js'; // declares cpu.f32ToBf16 / bf16ToF32
 import { f16ToF32 } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { CHUNK_BYTES, bytesOf, readExact, scratchBytes, type ByteSource } from './file.js';

@@ -7,8 +7,6 @@
 // These TypeScript loops are the reference; gguf.ts uses the native kernel when the addon has it.
 import { f16Lut } from './convert.js';
 
-export const QK_K = 256;
-
 export interface GGMLType {
   readonly id: number;
   readonly name: string;

@@ -6,7 +6,6 @@
 // relative to its start. Only the header is parsed up front (through a small buffered reader); tensor
 // data is read one tensor at a time, a few MiB at a time, when asked for.
 import { cpu } from '../backend/cpu/addon.js';
-import '../ops/elementwise.js'; // declares cpu.f32ToBf16
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import { readConverted, readDirect } from './convert.js';
 import { CHUNK_BYTES, fileSize, readExact, scratchBytes, withFile } from './file.js';

@@ -1,7 +1,7 @@
 import { computeValues, isGradEnabled } from '../autograd/tape.js';
 import { linear } from '../ops/matmul.js';
 import { loraLinears, type LoraFactors, type SharedInputLayer } from '../ops/lora-linear.js';
-import { quantizedLinear } from '../quant/linear.js';
+import { quantizedLinear } from '../ops/quant-linear.js';
 import { QuantizedWeight } from '../quant/weight.js';
 import type { Tensor } from '../tensor/tensor.js';
 

@@ -15,9 +15,6 @@ import { isGraphOnly, needsRecord, record } from '../autograd/tape.js';
 import { QuantizedWeight } from '../quant/weight.js';
 import { keep, numel, shapeString, Tensor } from '../tensor/tensor.js';
 import type { GemmAttrs } from './matmul.js';
-import './matmul.js'; // registers the gemm kernels
-import './elementwise.js'; // registers cast and sumColumns (and the tape's helpers)
-import '../quant/linear.js'; // registers quantLinear and quantLinearBackward
 import { expectDType, expectFloat } from './util.js';
 
 const OP = 'loraLinear';

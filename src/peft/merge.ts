@@ -149,8 +149,7 @@ export function mergeAdapter(model: CausalLM, name: string): void {
     for (const l of layers) {
       const lora = l.adapters.get(name);
       if (!(lora instanceof LoraLinear)) continue; // checked above
-      const record: MergeRecord = { original: null, shared: false, rowFactor: null };
-      if (lora.magnitude) record.rowFactor = doraRowFactor(l, lora);
+      const record: MergeRecord = { original: null, shared: false, rowFactor: lora.mergeRowFactor(l) };
       const merged = mergedWeight(l, name);
       const w = l.weight;
       const tiedHead = l === model.lmHead && w === model.embedTokens;
@@ -171,15 +170,6 @@ export function mergeAdapter(model: CausalLM, name: string): void {
     }
   });
   mergeOrder.set(model, [...mergedAdapters(model).filter((n) => n !== name), name]);
-}
-
-// m / ‖W + s·B·A‖ per output row, before the merge changes W.
-function doraRowFactor(l: Linear, lora: LoraLinear): Float32Array {
-  const norm = LoraLinear.weightNorm(l, lora.A, lora.B, loraScale(lora.config));
-  const m = lora.magnitude!.as('f32');
-  const f = Float32Array.from(norm.as('f32'), (v, i) => m[i] / v);
-  norm.dispose();
-  return f;
 }
 
 /**

@@ -12,7 +12,6 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors } from '../io/safetensors.js';
-import type { CausalLM } from '../models/llama.js';
 import { Tensor } from '../tensor/tensor.js';
 import { code4, DYNAMIC_MAP, type Quant4Type } from './codes.js';
 import { BLOCKSIZES, QuantizedWeight, sharedDynamicCode, type NestedAbsmax } from './weight.js';
@@ -244,12 +243,28 @@ export function bnbQuantizationConfig(type: Quant4Type, doubleQuant: boolean): R
   };
 }
 
+/** What saving reads of a model (as models/llama.ts's CausalLM has it; quant/ sits below models/). */
+export interface QuantizedModelTensors {
+  readonly config: { readonly raw: Record<string, unknown> };
+  linears(): { path: string; weight: Tensor | QuantizedWeight; bias: Tensor | null }[];
+  readonly lmHead: unknown;
+  readonly embedTokens: Tensor;
+  readonly finalNorm: Tensor;
+  readonly layers: readonly {
+    index: number;
+    inputNorm: Tensor;
+    postAttnNorm: Tensor;
+    qNorm: Tensor | null;
+    kNorm: Tensor | null;
+  }[];
+}
+
 /**
  * Saves a model whose decoder linears are 4-bit quantized as a transformers + bitsandbytes folder:
  * model.safetensors (quantized linears in bitsandbytes' keys, everything else fp32) and config.json
  * with its quantization_config. Files appear complete or not at all.
  */
-export function saveQuantizedModel(model: CausalLM, dir: string): void {
+export function saveQuantizedModel(model: QuantizedModelTensors, dir: string): void {
   const tensors: Record<string, Tensor> = {};
   const views: Tensor[] = [];
   let type: Quant4Type | null = null;

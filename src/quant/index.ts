@@ -1,5 +1,5 @@
-// QLoRA storage: NF4/FP4 (bitsandbytes-exact) and int8 base weights, the quantized linear op, and
-// bitsandbytes checkpoint reading and writing.
+// QLoRA storage: NF4/FP4 (bitsandbytes-exact) and int8 base weights, and bitsandbytes checkpoint
+// reading and writing (the quantized linear op is ops/quant-linear.ts).
 export { NF4_CODE, FP4_CODE, DYNAMIC_MAP, torchMeanF32, type Quant4Type } from './codes.js';
 export { quantizeBlockwise8, dequantizeBlockwise8 } from './blockwise8.js';
 export {
@@ -18,7 +18,6 @@ export {
   type QuantizeOptions,
   type NestedAbsmax,
 } from './weight.js';
-export { quantizedLinear } from './linear.js';
 export {
   readPrequantized,
   isPrequantized,

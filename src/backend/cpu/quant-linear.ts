@@ -1,6 +1,6 @@
 // CPU quantized linear (native/cpu/quant.cc): W is dequantized a tile of rows at a time into a small
 // fp32 buffer and multiplied there, so no dense copy of W ever exists.
-import type {} from '../../quant/linear.js';
+import type {} from '../../ops/quant-linear.js';
 import type { QuantArgs } from '../../quant/weight.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';

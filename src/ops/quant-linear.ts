@@ -4,9 +4,8 @@
 import { kernel } from '../backend/kernels.js';
 import { isGraphOnly, needsRecord, record } from '../autograd/tape.js';
 import { numel, shapeString, Tensor } from '../tensor/tensor.js';
-import '../ops/elementwise.js';
-import { expectFloat, sameDevice } from '../ops/util.js';
-import type { QuantArgs, QuantizedWeight } from './weight.js';
+import { expectFloat, sameDevice } from './util.js';
+import type { QuantizedWeight } from '../quant/weight.js';
 
 declare module '../backend/kernels.js' {
   interface KernelTable {
