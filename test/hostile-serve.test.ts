@@ -554,3 +554,178 @@ describe('reply text is decoded after the prompt, as transformers does', { skip:
     }
   });
 });
+
+// ---- huge prompts ---------------------------------------------------------------------------------------
+
+describe('a huge prompt does not stall other requests', { skip: SKIP }, () => {
+  let model: CausalLM;
+  const huge = 'Once upon a time there was a little cat. '.repeat(22_000); // 902 KB
+  before(async () => ({ model } = await stories()));
+
+  /** Every encode() and encodeSteps() of `tok` as [start, end, text length] (encodeSteps: first to last step). */
+  function spy(tok: Tokenizer): [number, number, number][] {
+    const spans: [number, number, number][] = [];
+    const encode = tok.encode.bind(tok);
+    const steps = tok.encodeSteps.bind(tok);
+    tok.encode = (text, opts) => {
+      const t0 = performance.now();
+      const ids = encode(text, opts);
+      spans.push([t0, performance.now(), text.length]);
+      return ids;
+    };
+    tok.encodeSteps = function* (text, opts, step) {
+      const t0 = performance.now();
+      const ids = yield* steps(text, opts, step);
+      spans.push([t0, performance.now(), text.length]);
+      return ids;
+    };
+    return spans;
+  }
+
+  /** Streams completions one after another until `done` settles; the arrival time of every chunk. */
+  async function streamUntil(url: string, done: Promise<unknown>): Promise<number[]> {
+    const times: number[] = [];
+    let over = false;
+    void done.finally(() => (over = true));
+    while (!over) {
+      const r = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({
+          model: 'stories',
+          prompt: 'Once',
+          max_tokens: 200,
+          ignore_eos: true,
+          stream: true,
+        }),
+      });
+      const reader = r.body!.getReader();
+      while (!(await reader.read()).done) times.push(performance.now());
+    }
+    return times;
+  }
+
+  const maxGap = (times: number[]) => Math.max(0, ...times.slice(1).map((t, i) => t - times[i]));
+
+  test('encodeSteps gives encode()’s ids in steps; maxTokenBytes bounds the ids of a text by its bytes', () => {
+    type JsonMap = Record<string, unknown>;
+    const base = JSON.parse(readFileSync(join(MODEL!, 'tokenizer.json'), 'utf8')) as JsonMap & {
+      model: JsonMap & { vocab: Record<string, number>; merges: string[][] };
+      added_tokens: JsonMap[];
+    };
+    const variant = (patch: (j: typeof base) => void): Tokenizer => {
+      const j = structuredClone(base);
+      patch(j);
+      return Tokenizer.fromJSON(JSON.stringify(j));
+    };
+    const texts = [
+      huge.slice(0, 20_000),
+      'Un café au lait — 中文 and ünïcödé 🙂,  two  spaces,\n\nnew lines\tand tabs   done. '.repeat(40),
+      ' leading space and <s> an added token</s> inside',
+    ];
+    const cases: [string, Tokenizer, number | null][] = [
+      ['stories260K', variant(() => {}), 9],
+      [
+        'a merge across word starts (▁▁)',
+        variant((j) => {
+          j.model.vocab['▁▁'] = 512;
+          j.model.merges.unshift(['▁', '▁']);
+        }),
+        9,
+      ],
+      [
+        'a Metaspace pre-tokenizer',
+        variant((j) => {
+          j.normalizer = null;
+          j.pre_tokenizer = { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true };
+        }),
+        9,
+      ],
+      ['a Lowercase normalizer', variant((j) => (j.normalizer = { type: 'Lowercase' })), null],
+      [
+        'a whitespace-dropping pre-tokenizer',
+        variant((j) => (j.pre_tokenizer = { type: 'WhitespaceSplit' })),
+        null,
+      ],
+      ['an added token that strips', variant((j) => (j.added_tokens[2].lstrip = true)), null],
+      ['fused unknown characters', variant((j) => (j.model.byte_fallback = false)), null],
+    ];
+    for (const [what, tok, bound] of cases) {
+      assert.equal(tok.maxTokenBytes, bound, what);
+      for (const text of texts) {
+        const want = tok.encode(text);
+        for (const step of [1, 7, 500]) {
+          const steps = tok.encodeSteps(text, {}, step);
+          let r = steps.next();
+          while (!r.done) r = steps.next();
+          assert.deepEqual(r.value, want, `${what}, steps of ${step}: ${JSON.stringify(text.slice(0, 30))}`);
+        }
+        if (bound !== null) assert.ok(Math.ceil(Buffer.byteLength(text) / bound) <= want.length, what);
+      }
+    }
+  });
+
+  test('a prompt whose bytes alone prove it too long is refused with 400 without tokenizing it', async () => {
+    const tokenizer = Tokenizer.fromJSON(readFileSync(join(MODEL!, 'tokenizer.json'), 'utf8'), {
+      chat_template: "{% for m in messages %}{{ m['content'] }}\n{% endfor %}",
+      bos_token: '<s>',
+    });
+    const spans = spy(tokenizer);
+    const server = new LorakitServer({ model, tokenizer, modelName: 'stories' });
+    const { url } = await server.listen(0);
+    try {
+      for (const [path, body] of [
+        ['/v1/completions', { model: 'stories', prompt: huge, max_tokens: 4 }],
+        [
+          '/v1/chat/completions',
+          { model: 'stories', messages: [{ role: 'user', content: huge }], max_tokens: 4 },
+        ],
+      ] as const) {
+        const refused = call(url, 'POST', path, body);
+        const times = await streamUntil(url, refused);
+        const r = await refused;
+        assert.equal(r.status, 400, JSON.stringify(r.body));
+        assert.equal(r.body.error?.code, 'context_length_exceeded');
+        assert.equal(r.body.error?.param, path === '/v1/completions' ? 'prompt' : 'messages');
+        assert.match(
+          r.body.error!.message,
+          /^lorakit: the prompt has \d+ bytes, so at least \d+ tokens; .*511\.$/,
+        );
+        assert.deepEqual(
+          spans.filter(([, , n]) => n > 100_000),
+          [],
+          `${path}: the huge prompt was tokenized`,
+        );
+        assert.ok(maxGap(times) < 500, `${path}: a stream stalled ${Math.round(maxGap(times))} ms`);
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a prompt that may fit is tokenized in slices: other streams get chunks meanwhile', async () => {
+    const tokenizer = Tokenizer.fromFile(join(MODEL!, 'tokenizer.json'));
+    const spans = spy(tokenizer);
+    // A context long enough that the prompt's bytes do not rule it out (the KV cache then refuses it).
+    const server = new LorakitServer({
+      model,
+      tokenizer,
+      modelName: 'stories',
+      engine: { contextLength: 1 << 21, kvCacheBytes: 64 << 20 },
+    });
+    const { url } = await server.listen(0);
+    try {
+      const big = call(url, 'POST', '/v1/completions', { model: 'stories', prompt: huge, max_tokens: 4 });
+      const times = await streamUntil(url, big);
+      const r = await big;
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.error?.code, 'context_length_exceeded');
+      const [start, end] = spans.find(([, , n]) => n === huge.length) ?? assert.fail('not tokenized');
+      const during = times.filter((t) => t > start && t < end).length;
+      assert.ok(during > 0, `no stream chunk arrived in the ${Math.round(end - start)} ms of tokenizing`);
+      assert.ok(maxGap(times) < 500, `a stream stalled ${Math.round(maxGap(times))} ms`);
+    } finally {
+      await server.close();
+    }
+  });
+});

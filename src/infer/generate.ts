@@ -28,21 +28,23 @@ export interface GenerateResult {
   finishReason: 'stop' | 'length';
 }
 
+/** A chat rendered with the tokenizer's template, up to the reply (encode it without special tokens). */
+export function chatPromptText(tokenizer: Tokenizer, messages: ChatMessage[]): string {
+  if (!tokenizer.chatTemplate)
+    throw new Error(
+      'lorakit: --messages needs a model with a chat template; this tokenizer has none (use --prompt).',
+    );
+  return renderChat(tokenizer.chatTemplate, messages, {
+    addGenerationPrompt: true,
+    bosToken: tokenizer.bosToken ?? undefined,
+    eosToken: tokenizer.eosToken ?? undefined,
+  });
+}
+
 /** The prompt ids a GenerateOptions describes: raw text with special tokens, or a chat. */
 export function promptIds(tokenizer: Tokenizer, o: GenerateOptions): number[] {
   if (o.inputIds) return o.inputIds;
-  if (o.messages) {
-    if (!tokenizer.chatTemplate)
-      throw new Error(
-        'lorakit: --messages needs a model with a chat template; this tokenizer has none (use --prompt).',
-      );
-    const text = renderChat(tokenizer.chatTemplate, o.messages, {
-      addGenerationPrompt: true,
-      bosToken: tokenizer.bosToken ?? undefined,
-      eosToken: tokenizer.eosToken ?? undefined,
-    });
-    return tokenizer.encode(text, { addSpecialTokens: false });
-  }
+  if (o.messages) return tokenizer.encode(chatPromptText(tokenizer, o.messages), { addSpecialTokens: false });
   if (o.prompt !== undefined) return tokenizer.encode(o.prompt);
   throw new Error('lorakit: generate needs a prompt, messages or input ids.');
 }

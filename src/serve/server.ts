@@ -6,11 +6,12 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { promptIds } from '../infer/generate.js';
+import { chatPromptText } from '../infer/generate.js';
 import type { CausalLM } from '../models/llama.js';
 import { ChatTemplateError } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { AdapterRegistry, ServeError } from './adapters.js';
+import { encodeInSlices } from './text.js';
 import { BatchEngine, EngineError, type EngineOptions, type GenerationResult } from './engine.js';
 import {
   errorBody,
@@ -74,6 +75,9 @@ function decodePart(s: string): string {
     );
   }
 }
+
+/** The request field that holds the prompt. */
+type PromptParam = 'messages' | 'prompt';
 
 /** The client hung up before its request was read: there is nobody to answer. */
 class ClientGone extends Error {}
@@ -328,15 +332,32 @@ export class LorakitServer {
     return v;
   }
 
+  private promptTooLong(what: string, param: PromptParam): ServeError {
+    return new ServeError(
+      400,
+      'context_length_exceeded',
+      `lorakit: the prompt has ${what}; this server accepts at most ${this.maxPromptTokens}.`,
+      param,
+    );
+  }
+
+  /**
+   * A prompt's ids, refused when longer than maxPromptTokens: by its UTF-8 length alone where that
+   * proves it (nothing is tokenized), else while it is tokenized in slices beside other requests.
+   */
+  private async encodePrompt(text: string, addSpecialTokens: boolean, param: PromptParam): Promise<number[]> {
+    const perToken = this.opts.tokenizer.maxTokenBytes;
+    const bytes = Buffer.byteLength(text);
+    if (perToken !== null && Math.ceil(bytes / perToken) > this.maxPromptTokens)
+      throw this.promptTooLong(`${bytes} bytes, so at least ${Math.ceil(bytes / perToken)} tokens`, param);
+    const ids = await encodeInSlices(this.opts.tokenizer, text, { addSpecialTokens }, this.maxPromptTokens);
+    if (ids === null) throw this.promptTooLong(`more than ${this.maxPromptTokens} tokens`, param);
+    return ids;
+  }
+
   // Checks prompt and length limits; the max_tokens to use.
-  private budget(s: SamplingRequest, promptLength: number): number {
-    if (promptLength > this.maxPromptTokens)
-      throw new ServeError(
-        400,
-        'context_length_exceeded',
-        `lorakit: the prompt has ${promptLength} tokens; this server accepts at most ${this.maxPromptTokens}.`,
-        'messages',
-      );
+  private budget(s: SamplingRequest, promptLength: number, param: PromptParam): number {
+    if (promptLength > this.maxPromptTokens) throw this.promptTooLong(`${promptLength} tokens`, param);
     if (s.maxTokens !== undefined && s.maxTokens > this.maxTokens)
       throw new ServeError(
         400,
@@ -366,9 +387,9 @@ export class LorakitServer {
         'no_chat_template',
         'lorakit: this model has no chat template; use /v1/completions.',
       );
-    let ids: number[];
+    let text: string;
     try {
-      ids = promptIds(this.opts.tokenizer, { messages });
+      text = chatPromptText(this.opts.tokenizer, messages);
     } catch (e) {
       if (e instanceof ChatTemplateError)
         throw new ServeError(
@@ -379,10 +400,12 @@ export class LorakitServer {
         );
       throw e;
     }
+    const ids = await this.encodePrompt(text, false, 'messages');
     const id = newId('chatcmpl');
     const created = now();
     const base = { id, created, model: s.model, system_fingerprint: 'lorakit' };
     return this.run(req, res, s, adapter, [ids], {
+      promptParam: 'messages',
       first: () => ({
         ...base,
         object: 'chat.completion.chunk',
@@ -420,8 +443,9 @@ export class LorakitServer {
     const adapter = this.adapters.resolveModel(s.model);
     const prompts = parsePrompts(body, this.maxPrompts);
     const V = this.opts.model.config.vocabSize;
-    const all = prompts.map((p) => {
-      const ids = 'ids' in p ? p.ids : this.opts.tokenizer.encode(p.text);
+    const all: number[][] = [];
+    for (const p of prompts) {
+      const ids = 'ids' in p ? p.ids : await this.encodePrompt(p.text, true, 'prompt');
       const bad = ids.find((t) => t < 0 || t >= V);
       if (bad !== undefined)
         throw new ServeError(
@@ -432,8 +456,8 @@ export class LorakitServer {
         );
       if (ids.length === 0)
         throw new ServeError(400, 'invalid_request', 'lorakit: the prompt encodes to no tokens.', 'prompt');
-      return ids;
-    });
+      all.push(ids);
+    }
     const id = newId('cmpl');
     const created = now();
     const base = { id, created, model: s.model, system_fingerprint: 'lorakit' };
@@ -444,6 +468,7 @@ export class LorakitServer {
       finish_reason: reason,
     });
     return this.run(req, res, s, adapter, all, {
+      promptParam: 'prompt',
       first: null,
       delta: (i, text) => ({ ...base, object: 'text_completion', choices: [choice(i, text, null)] }),
       end: (i, r) => ({ ...base, object: 'text_completion', choices: [choice(i, '', finishReason(r))] }),
@@ -465,6 +490,7 @@ export class LorakitServer {
     adapter: string | null,
     prompts: number[][],
     shape: {
+      promptParam: PromptParam;
       first: (() => JsonObject) | null;
       delta: (index: number, text: string) => JsonObject;
       end: (index: number, r: GenerationResult) => JsonObject;
@@ -472,7 +498,7 @@ export class LorakitServer {
       whole: (rs: GenerationResult[]) => JsonObject;
     },
   ): Promise<string> {
-    const budgets = prompts.map((ids) => this.budget(s, ids.length));
+    const budgets = prompts.map((ids) => this.budget(s, ids.length, shape.promptParam));
     const abort = new AbortController();
     // The client hung up before the reply was complete: stop generating for it.
     res.on('close', () => {

@@ -1,5 +1,33 @@
-// The text of a reply as its tokens arrive: what can be streamed now, and where a stop string ends it.
-import type { Tokenizer } from '../tokenizer/tokenizer.js';
+// Text in and out of a served model: prompts encoded without holding up other requests, and the text
+// of a reply as its tokens arrive (what can be streamed now, and where a stop string ends it).
+import type { EncodeOptions, Tokenizer } from '../tokenizer/tokenizer.js';
+
+/** How long tokenizing may hold the event loop before other requests get a turn, in ms. */
+const SLICE_MS = 10;
+
+/**
+ * tokenizer.encode(text) in slices of about SLICE_MS with the event loop let run between them, so that
+ * a long prompt does not stall other requests' streams; null as soon as there are more than
+ * `maxTokens` ids (the rest is not tokenized).
+ */
+export async function encodeInSlices(
+  tokenizer: Tokenizer,
+  text: string,
+  opts: EncodeOptions,
+  maxTokens: number,
+): Promise<number[] | null> {
+  const steps = tokenizer.encodeSteps(text, opts);
+  let t0 = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value.length > maxTokens ? null : r.value;
+    if (r.value > maxTokens) return null;
+    if (performance.now() - t0 > SLICE_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      t0 = performance.now();
+    }
+  }
+}
 
 /** Non-special prompt tokens decoded before the reply: enough to hold a character's bytes split off. */
 const CONTEXT_TOKENS = 5;

@@ -31,6 +31,14 @@ const POS_SCALE = 2 ** 32;
 /** tokenizers caches words shorter than this many bytes; we count UTF-16 units, close enough. */
 const CACHE_MAX_WORD = 256;
 const CACHE_CAPACITY = 100_000;
+/** Characters a long word may be cut before (where words start in sentencepiece and byte-level text). */
+const CUT_BEFORE = new Set([' ', '\u2581', '\n', '\u0120', '\u010a']);
+
+/** The code point of `s` that ends at UTF-16 index i. */
+function charBefore(s: string, i: number): string {
+  const low = s.charCodeAt(i - 1);
+  return i >= 2 && low >= 0xdc00 && low <= 0xdfff ? s.slice(i - 2, i) : s.slice(i - 1, i);
+}
 
 /** A min-heap of merge candidates keyed by rank·2³² + position, carrying the merged id. */
 class MergeHeap {
@@ -98,6 +106,8 @@ export class BpeModel {
   private readonly cache = new Map<string, number[]>();
   private readonly byteIds: (number | undefined)[] = [];
   private readonly heap = new MergeHeap();
+  /** "ab" for every token holding a CUT_BEFORE character b after a character a (built on first use). */
+  private crossing: Set<string> | null = null;
   // Symbol buffers reused across words.
   private symC = new Int32Array(64);
   private symPrev = new Int32Array(64);
@@ -167,6 +177,54 @@ export class BpeModel {
     const v = id === undefined ? NO_MERGE : this.scoreRank[id] * PAIR_SCALE + id;
     this.pairs.set(key, v);
     return v;
+  }
+
+  /**
+   * The most UTF-8 bytes of a word one token stands for: its own string's (a token's string is the
+   * text it covers or longer: byte tokens, prefixes), at least a character's 4 (an unknown one as
+   * unk); null when runs of unknown characters fuse into one unk token, which covers any length.
+   */
+  maxTokenBytes(): number | null {
+    const c = this.cfg;
+    const allBytes = this.byteIds.every((id) => id !== undefined);
+    if (c.unkToken !== null && c.fuseUnk && !(c.byteFallback && allBytes)) return null;
+    let most = 4;
+    for (const t of this.vocab.keys()) most = Math.max(most, utf8.encode(t).length);
+    return most;
+  }
+
+  /**
+   * `word` cut into pieces of at least `chars` characters (the last may be shorter) where no merge can
+   * cross: before a CUT_BEFORE character b that is a token, after a character a that is a token, when
+   * no token holds "ab" (what a merge across the cut would make). Tokenizing the pieces one after the
+   * other gives tokenize(word)'s ids. A word with no such place stays whole.
+   */
+  splitWord(word: string, chars: number): string[] {
+    const c = this.cfg;
+    // A prefix or suffix marks a piece's first or last character; ignore_merges looks up whole words.
+    if (c.ignoreMerges || c.continuingSubwordPrefix || c.endOfWordSuffix || word.length <= chars)
+      return [word];
+    this.crossing ??= this.crossingPairs();
+    const out: string[] = [];
+    let start = 0;
+    for (let i = chars; i < word.length; i++) {
+      const b = word[i];
+      if (!CUT_BEFORE.has(b) || !this.vocab.has(b)) continue;
+      const a = charBefore(word, i);
+      if (!this.vocab.has(a) || this.crossing.has(a + b)) continue;
+      out.push(word.slice(start, i));
+      start = i;
+      i = start + chars - 1;
+    }
+    out.push(word.slice(start));
+    return out;
+  }
+
+  private crossingPairs(): Set<string> {
+    const pairs = new Set<string>();
+    for (const t of this.vocab.keys())
+      for (let i = 1; i < t.length; i++) if (CUT_BEFORE.has(t[i])) pairs.add(charBefore(t, i) + t[i]);
+    return pairs;
   }
 
   /** Appends the ids of one pre-tokenized word. */

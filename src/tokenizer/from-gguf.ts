@@ -10,9 +10,9 @@ import type { AddedToken } from './added-tokens.js';
 import { BpeModel } from './bpe.js';
 import { buildDecoder } from './decoders.js';
 import type { Json, Source } from './json.js';
-import { buildNormalizer } from './normalizers.js';
+import { buildNormalizer, normalizerKeepsBytes } from './normalizers.js';
 import { buildPostProcessor } from './post-processors.js';
-import { buildPreTokenizer, GPT2_PATTERN } from './pre-tokenizers.js';
+import { buildPreTokenizer, GPT2_PATTERN, preTokenizerKeepsBytes } from './pre-tokenizers.js';
 import type { TokenizerParts } from './tokenizer.js';
 
 /** A GGUF metadata value as read from the file. */
@@ -343,5 +343,6 @@ export function tokenizerFromGGUF(
     chatTemplate: typeof template === 'string' ? template : null,
     addBosToken: addBos,
     addEosToken: addEos,
+    keepsBytes: normalizerKeepsBytes(normalizer) && preTokenizerKeepsBytes(preTokenizer),
   };
 }

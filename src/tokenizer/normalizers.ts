@@ -5,6 +5,7 @@ import {
   arr,
   bool,
   componentType,
+  isObject,
   type Json,
   objects,
   pattern,
@@ -32,6 +33,35 @@ export function makeReplacer(
   }
   const re = compileOniguruma(spec.value, src.file);
   return (s) => s.replace(re, () => content);
+}
+
+/**
+ * Whether the normalizer `json` describes never shortens text in UTF-8 bytes (prepending, replacing
+ * with something as long or longer, byte-level mapping); Unicode normalization, case mapping and
+ * stripping may.
+ */
+export function normalizerKeepsBytes(json: Json | undefined): boolean {
+  if (json === undefined || json === null) return true;
+  if (!isObject(json)) return false;
+  switch (json.type) {
+    case 'Sequence':
+      return Array.isArray(json.normalizers) && json.normalizers.every(normalizerKeepsBytes);
+    case 'Prepend':
+    case 'ByteLevel':
+      return true;
+    case 'Replace': {
+      const p = isObject(json.pattern) ? json.pattern.String : json.pattern;
+      return (
+        typeof p === 'string' && typeof json.content === 'string' && utf8Length(json.content) >= utf8Length(p)
+      );
+    }
+    default:
+      return false;
+  }
+}
+
+function utf8Length(s: string): number {
+  return new TextEncoder().encode(s).length;
 }
 
 export function buildNormalizer(json: Json | undefined, src: Source): Normalizer | null {

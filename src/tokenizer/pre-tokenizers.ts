@@ -6,6 +6,7 @@ import {
   arr,
   bool,
   componentType,
+  isObject,
   type Json,
   type JsonObject,
   objects,
@@ -152,6 +153,28 @@ let gpt2Regex: RegExp | null = null;
 function gpt2(): RegExp {
   gpt2Regex ??= compileOniguruma(GPT2_PATTERN, 'the ByteLevel pre-tokenizer');
   return gpt2Regex;
+}
+
+/**
+ * Whether the pre-tokenizer `json` describes keeps every byte of the text (splits that keep their
+ * delimiters, byte-level and metaspace mapping); splitters that drop whitespace or delimiters do not.
+ */
+export function preTokenizerKeepsBytes(json: Json | undefined): boolean {
+  if (json === undefined || json === null) return true;
+  if (!isObject(json)) return false;
+  switch (json.type) {
+    case 'Sequence':
+      return Array.isArray(json.pretokenizers) && json.pretokenizers.every(preTokenizerKeepsBytes);
+    case 'ByteLevel':
+    case 'Metaspace':
+    case 'Digits':
+      return true;
+    case 'Split':
+    case 'Punctuation':
+      return json.behavior !== 'Removed';
+    default:
+      return false;
+  }
 }
 
 export function buildPreTokenizer(json: Json | undefined, src: Source): PreTokenizer | null {

@@ -17,9 +17,14 @@ import {
   type Source,
   unsupported,
 } from './json.js';
-import { buildNormalizer, type Normalizer } from './normalizers.js';
+import { buildNormalizer, normalizerKeepsBytes, type Normalizer } from './normalizers.js';
 import { buildPostProcessor, type PostProcessor } from './post-processors.js';
-import { buildPreTokenizer, type Piece, type PreTokenizer } from './pre-tokenizers.js';
+import {
+  buildPreTokenizer,
+  preTokenizerKeepsBytes,
+  type Piece,
+  type PreTokenizer,
+} from './pre-tokenizers.js';
 import { tokenizerFromGGUF, type FromGGUFOptions, type GGUFValue } from './from-gguf.js';
 
 export interface EncodeOptions {
@@ -62,6 +67,8 @@ export interface TokenizerParts {
   chatTemplate: string | null;
   addBosToken: boolean;
   addEosToken: boolean;
+  /** The normalizer and pre-tokenizer never drop or shorten text (what maxTokenBytes relies on). */
+  keepsBytes?: boolean;
 }
 
 function tokenContent(v: TokenizerConfig['bos_token']): string | null {
@@ -165,8 +172,13 @@ export class Tokenizer {
   /** tokenizer_config's add_bos_token / GGUF add_bos_token (what the post-processor does). */
   readonly addBosToken: boolean;
   readonly addEosToken: boolean;
+  private readonly addedTokens: readonly AddedToken[];
+  private readonly keepsBytes: boolean;
+  private tokenBytes: number | null | undefined;
 
   constructor(parts: TokenizerParts) {
+    this.addedTokens = parts.added;
+    this.keepsBytes = parts.keepsBytes ?? false;
     this.model = parts.model;
     this.added = new AddedVocabulary(parts.added, parts.normalizer);
     this.normalizer = parts.normalizer;
@@ -230,6 +242,7 @@ export class Tokenizer {
     const added = parseAddedTokens(root.added_tokens, src);
     const normalizer = buildNormalizer(root.normalizer, src);
     const preTokenizer = buildPreTokenizer(root.pre_tokenizer, src);
+    const keepsBytes = normalizerKeepsBytes(root.normalizer) && preTokenizerKeepsBytes(root.pre_tokenizer);
     const postProcessor = buildPostProcessor(root.post_processor, src);
     const decoder = buildDecoder(root.decoder, src);
 
@@ -271,6 +284,7 @@ export class Tokenizer {
       chatTemplate,
       addBosToken: config.add_bos_token ?? false,
       addEosToken: config.add_eos_token ?? false,
+      keepsBytes,
     });
   }
 
@@ -282,29 +296,81 @@ export class Tokenizer {
   /** Token ids of `text`, as tokenizers' Tokenizer.encode(text, add_special_tokens).ids. */
   encode(text: string, opts: EncodeOptions = {}): number[] {
     const ids: number[] = [];
+    for (const w of this.words(text)) {
+      if (typeof w === 'number') ids.push(w);
+      else this.model.tokenize(w, ids);
+    }
+    return this.postProcess(ids, opts);
+  }
+
+  /**
+   * encode() in steps, for a caller that must not hold the thread long (a server): yields the number
+   * of ids so far after each `stepChars` characters or so of model work, cutting long words where no
+   * merge crosses (BpeModel.splitWord); returns encode()'s ids.
+   */
+  *encodeSteps(text: string, opts: EncodeOptions = {}, stepChars = 4096): Generator<number, number[], void> {
+    const ids: number[] = [];
+    let work = 0;
+    for (const w of this.words(text)) {
+      if (typeof w === 'number') {
+        ids.push(w);
+        continue;
+      }
+      for (const part of this.model.splitWord(w, stepChars)) {
+        this.model.tokenize(part, ids);
+        work += part.length;
+        if (work >= stepChars) {
+          work = 0;
+          yield ids.length;
+        }
+      }
+    }
+    return this.postProcess(ids, opts);
+  }
+
+  /**
+   * The most UTF-8 bytes of input one token of encode() stands for, so a text of B bytes has at least
+   * ceil(B / maxTokenBytes) tokens; null when nothing bounds it (a normalizer or pre-tokenizer that
+   * drops or shortens text, added tokens that swallow whitespace, runs of unknown characters fused).
+   */
+  get maxTokenBytes(): number | null {
+    if (this.tokenBytes === undefined) {
+      const model = this.model.maxTokenBytes();
+      const strips = this.addedTokens.some((t) => t.lstrip || t.rstrip);
+      this.tokenBytes =
+        !this.keepsBytes || strips || model === null
+          ? null
+          : Math.max(model, ...this.addedTokens.map((t) => new TextEncoder().encode(t.content).length));
+    }
+    return this.tokenBytes;
+  }
+
+  /** What the model tokenizes, in order: ids of added tokens, and the other text's pre-tokenized words. */
+  private words(text: string): (number | string)[] {
+    const out: (number | string)[] = [];
+    const split = (piece: Piece): void => {
+      if (this.preTokenizer === null) out.push(piece.text);
+      else for (const w of this.preTokenizer([piece])) out.push(w.text);
+    };
     for (const seg of this.added.splitRaw(text, true)) {
       if (seg.id >= 0) {
-        ids.push(seg.id);
+        out.push(seg.id);
         continue;
       }
       const norm = this.normalizer ? this.normalizer(seg.text) : seg.text;
       if (this.added.hasNormalized) {
         for (const p of this.added.splitNormalized(norm, seg.atStart)) {
-          if (p.id >= 0) ids.push(p.id);
-          else this.encodePiece({ text: p.text, atStart: p.atStart }, ids);
+          if (p.id >= 0) out.push(p.id);
+          else split({ text: p.text, atStart: p.atStart });
         }
-      } else if (norm.length > 0) this.encodePiece({ text: norm, atStart: seg.atStart }, ids);
+      } else if (norm.length > 0) split({ text: norm, atStart: seg.atStart });
     }
-    if ((opts.addSpecialTokens ?? true) && this.postProcessor) return this.postProcessor(ids);
-    return ids;
+    return out;
   }
 
-  private encodePiece(piece: Piece, out: number[]): void {
-    if (this.preTokenizer === null) {
-      this.model.tokenize(piece.text, out);
-      return;
-    }
-    for (const w of this.preTokenizer([piece])) this.model.tokenize(w.text, out);
+  private postProcess(ids: number[], opts: EncodeOptions): number[] {
+    if ((opts.addSpecialTokens ?? true) && this.postProcessor) return this.postProcessor(ids);
+    return ids;
   }
 
   /** The BOS token string, or null. */
