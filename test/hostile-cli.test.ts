@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import {
   copyFileSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { exportGGUF } from '../src/export/gguf.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
+import { Progress } from '../src/cli/progress.js';
 import { loadModel } from '../src/models/load.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { projectRoot, sharedData } from './helpers.js';
@@ -188,6 +190,162 @@ test('a corrupt GGUF key or tensor name of megabytes is quoted as a short escape
   );
 });
 
+// ---- 3. output paths are checked before the model loads; runs never mix ----------------------------------
+
+test('--out naming a file, or under a file, is refused before the model loads (train, merge, export)', (t) => {
+  if (!MODEL || !STORIES) return t.skip(SKIP);
+  const file = join(work, 'a-file');
+  writeFileSync(file, 'not a folder');
+  const base = ['--model', MODEL];
+  let r = cli(['train', ...base, '--data', data, '--out', file]);
+  assertError(r, 2, /^lorakit train: --out .*a-file is a file; give a folder to write into\.$/);
+  assert.doesNotMatch(r.stderr, /loading/, 'the model was loaded first');
+  assertError(
+    cli(['train', ...base, '--data', data, '--out', join(file, 'run')]),
+    2,
+    /^lorakit train: --out .*a-file\/run cannot be created: .*a-file is a file, not a folder\.$/,
+  );
+  assertError(
+    cli(['merge', ...base, '--adapter', work, '--out', file]),
+    2,
+    /^lorakit merge: --out .* is a file/,
+  );
+  assertError(
+    cli(['export', ...base, '--format', 'safetensors', '--out', join(file, 'hf')]),
+    2,
+    /^lorakit export: --out .* cannot be created: .*a-file is a file, not a folder\.$/,
+  );
+  assertError(
+    cli(['export', ...base, '--format', 'gguf', '--out', join(file, 'm.gguf')]),
+    2,
+    /^lorakit export: --out .* cannot be created: .*a-file is a file, not a folder\.$/,
+  );
+  assertError(
+    cli(['merge', ...base, '--adapter', join(work, 'no-such-adapter'), '--out', join(work, 'merged')]),
+    2,
+    /^lorakit merge: --adapter .*no-such-adapter does not exist\.$/,
+  );
+  assert.equal(readFileSync(file, 'utf8'), 'not a folder');
+});
+
+const TRAIN = ['--batch-size', '4', '--max-seq-len', '64', '--lr', '1e-3'];
+
+/** The step numbers of metrics.jsonl's step lines. */
+function metricSteps(dir: string): number[] {
+  return readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { step: number; loss?: number })
+    .filter((m) => m.loss !== undefined)
+    .map((m) => m.step);
+}
+
+test('training into a folder that holds a run: refused without --resume; --overwrite starts over', (t) => {
+  if (!MODEL || !STORIES) return t.skip(SKIP);
+  const out = join(work, 'run');
+  const train = (...extra: string[]) =>
+    cli(['train', '--model', MODEL, '--data', data, '--out', out, ...TRAIN, ...extra]);
+  let r = train('--max-steps', '3', '--save-every', '1');
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(metricSteps(out), [1, 2, 3]);
+  writeFileSync(join(out, 'notes.txt'), 'mine');
+  // Again, without saying what to do with the old run.
+  r = train('--max-steps', '2');
+  assertError(
+    r,
+    2,
+    /^lorakit train: --out .*run already holds a run \(adapter, checkpoints, metrics\.jsonl, run\.json, report\.html\); continue it with --resume .*checkpoints\/step-2 or start over with --overwrite\.$/,
+  );
+  assert.doesNotMatch(r.stderr, /loading/);
+  assert.deepEqual(metricSteps(out), [1, 2, 3], 'metrics.jsonl untouched');
+  assertError(
+    train('--max-steps', '2', '--overwrite', '--resume', out),
+    2,
+    /give --resume .* or --overwrite .*, not both/,
+  );
+  // --overwrite: the old run's files go, the user's file stays.
+  r = train('--max-steps', '2', '--overwrite');
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(metricSteps(out), [1, 2], 'metrics.jsonl holds the new run alone');
+  assert.equal(existsSync(join(out, 'checkpoints')), false, 'the old checkpoints are gone');
+  assert.equal(readFileSync(join(out, 'notes.txt'), 'utf8'), 'mine');
+  assert.ok(existsSync(join(out, 'adapter', 'adapter_model.safetensors')));
+  // A folder with other files only: refused too (it is not empty), --overwrite trains beside them.
+  const other = join(work, 'other');
+  mkdirSync(other);
+  writeFileSync(join(other, 'keep.txt'), 'x');
+  assertError(
+    cli(['train', '--model', MODEL, '--data', data, '--out', other, ...TRAIN, '--max-steps', '1']),
+    2,
+    /--out .*other is not empty; give a new or empty folder, or --overwrite/,
+  );
+});
+
+test('--resume: a run folder resumes from its latest checkpoint; a bad checkpoint leaves no folder behind', (t) => {
+  if (!MODEL || !STORIES) return t.skip(SKIP);
+  const out = join(work, 'resumable');
+  const base = ['train', '--model', MODEL, '--data', data, ...TRAIN];
+  let r = cli([...base, '--out', out, '--max-steps', '4', '--save-every', '2']);
+  assert.equal(r.status, 0, r.stderr);
+  rmSync(join(out, 'metrics.jsonl'));
+  r = cli([...base, '--out', out, '--max-steps', '4', '--resume', out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /resuming from .*checkpoints\/step-2/);
+  assert.deepEqual(metricSteps(out), [3, 4], 'training went on after step 2');
+  // Checkpoints that cannot be resumed: refused before anything is written.
+  const broken = join(work, 'broken-checkpoint');
+  mkdirSync(join(broken, 'adapter'), { recursive: true });
+  const cases: [string, number, RegExp][] = [
+    [join(work, 'no-such-checkpoint'), 2, /^lorakit train: --resume .*no-such-checkpoint does not exist\.$/],
+    [data, 1, /^lorakit: --resume .*stories\.jsonl: is a file; give a checkpoint folder/],
+    [
+      broken,
+      1,
+      /^lorakit: --resume .*broken-checkpoint: not a checkpoint folder \(no trainer_state\.json\)\.$/,
+    ],
+  ];
+  for (const [resume, code, pattern] of cases) {
+    const fresh = join(work, `fresh-${cases.findIndex((c) => c[0] === resume)}`);
+    assertError(cli([...base, '--out', fresh, '--max-steps', '4', '--resume', resume]), code, pattern);
+    assert.equal(existsSync(fresh), false, `${resume}: left ${fresh} behind`);
+  }
+  writeFileSync(join(broken, 'trainer_state.json'), '{"step": 2, "epoch": 0,');
+  assertError(
+    cli([...base, '--out', join(work, 'fresh-json'), '--max-steps', '4', '--resume', broken]),
+    1,
+    /^lorakit: --resume .*broken-checkpoint: trainer_state\.json is not valid JSON/,
+  );
+  writeFileSync(
+    join(broken, 'trainer_state.json'),
+    JSON.stringify({ step: 2, epoch: 0, batchIndex: 2, optimizerStep: 2, elapsed: 1 }),
+  );
+  assertError(
+    cli([...base, '--out', join(work, 'fresh-files'), '--max-steps', '4', '--resume', broken]),
+    1,
+    /the checkpoint lacks adapter\/adapter_config\.json\.$/,
+  );
+  // A sound checkpoint of another adapter shape (r 8 against this run's 16): found on restoring,
+  // still before anything is written.
+  const fresh = join(work, 'fresh-shape');
+  assertError(
+    cli([
+      ...base,
+      '--out',
+      fresh,
+      '--max-steps',
+      '4',
+      '--r',
+      '8',
+      '--resume',
+      join(out, 'checkpoints', 'step-2'),
+    ]),
+    1,
+    /checkpoint's '.*lora_A\.weight' has shape \[16, 64\], this run's \[8, 64\]/,
+  );
+  assert.equal(existsSync(fresh), false, 'a folder was left behind');
+  for (const d of readdirSync(work)) assert.doesNotMatch(d, /^fresh/, `${d} was left behind`);
+});
+
 // ---- 4. stray arguments and impossible model metadata -------------------------------------------------
 
 test('a stray positional argument is refused by every command that takes none, naming it', () => {
@@ -279,4 +437,54 @@ test('config.json sizes no model can have are refused naming the field', async (
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...change }));
     await assert.rejects(loadModel(dir), pattern, JSON.stringify(change));
   }
+});
+
+// ---- 5. help text says what the code does -------------------------------------------------------------
+
+test('help: --max-steps does not claim to override --epochs; merge and export do not offer --device', () => {
+  const train = cli(['train', '--help']);
+  assert.equal(train.status, 0);
+  assert.doesNotMatch(train.stdout, /overrides epochs/);
+  assert.match(train.stdout, /--max-steps +optimizer steps, instead of --epochs \(not with it\)/);
+  assert.match(train.stdout, /--overwrite +start over/);
+  assertError(
+    cli(['train', '--model', 'M', '--data', 'D', '--out', 'O', '--epochs', '1', '--max-steps', '2']),
+    2,
+    /give --epochs or --max-steps, not both/,
+  );
+  for (const command of ['merge', 'export']) {
+    const r = cli([command, '--help']);
+    assert.equal(r.status, 0);
+    assert.doesNotMatch(r.stdout, /--device/, `${command} --help lists --device`);
+  }
+  assertError(
+    cli(['merge', '--model', 'M', '--adapter', work, '--out', join(work, 'm'), '--device', 'cuda']),
+    2,
+    /^lorakit merge: --device cuda is not supported by this command; use --device cpu\.$/,
+  );
+});
+
+test('progress: the eval column names the step its value is from (eval@0 before training)', () => {
+  const lines: string[] = [];
+  const p = new Progress({ write: (s: string) => lines.push(s) }, { tty: false, interval: 0, evalLoss: 3.5 });
+  const m = (step: number) => ({
+    step,
+    totalSteps: 4,
+    epoch: 0,
+    loss: 2,
+    lr: 1e-3,
+    grad_norm: 1,
+    tokens: 10,
+    tokens_per_s: 100,
+    memory: 1 << 20,
+    elapsed: step,
+  });
+  p.step(m(1));
+  p.step(m(2));
+  p.eval(2, 2.25);
+  p.step(m(3));
+  const steps = lines.filter((l) => l.startsWith('step ') && l.includes('('));
+  assert.match(steps[0], /\| eval@0 3\.5000 \|/, 'the pre-training value is marked as such');
+  assert.match(steps[1], /\| eval@0 3\.5000 \|/);
+  assert.match(steps[2], /\| eval@2 2\.2500 \|/, 'after an eval, its step');
 });

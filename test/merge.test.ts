@@ -314,9 +314,13 @@ test('lorakit merge: bad input fails with one clear sentence and writes nothing'
   const busy = join(work, 'busy');
   cli(['merge', '--model', dir, '--adapter', adapter, '--out', busy]);
   writeFileSync(join(busy, 'mine.txt'), 'keep');
+  // Checked before the model loads: a usage error.
   r = cli(['merge', '--model', dir, '--adapter', adapter, '--out', busy]);
-  assert.equal(r.status, 1);
-  assert.match(r.stderr, /^lorakit: --out .* already exists and is not empty; choose a new folder\.\n$/);
+  assert.equal(r.status, 2);
+  assert.match(
+    r.stderr,
+    /^lorakit merge: --out .* already exists and is not empty; choose a new folder\.\n$/,
+  );
   assert.equal(readFileSync(join(busy, 'mine.txt'), 'utf8'), 'keep');
   assert.deepEqual(
     readdirSync(work).filter((f) => f.includes('.tmp')),

@@ -97,9 +97,9 @@ test('plain lines (not a terminal): first step, then one per interval, the last 
   const first = stepLines[0];
   assert.match(
     first,
-    /^step 1\/33 \(3%\) \| loss \d\.\d{4} \| eval 3\.2500 \| lr 2\.00e-4 \| grad \d\.\d{3} \| [\d,]+ tok\/s \| mem 117\.7 MiB \| ETA /,
+    /^step 1\/33 \(3%\) \| loss \d\.\d{4} \| eval@0 3\.2500 \| lr 2\.00e-4 \| grad \d\.\d{3} \| [\d,]+ tok\/s \| mem 117\.7 MiB \| ETA /,
   );
-  assert.match(stepLines[3], /eval 2\.9877/, 'the bar shows the latest eval loss');
+  assert.match(stepLines[3], /eval@20 2\.9877/, 'the bar shows the latest eval loss and its step');
   const last = stepLines.at(-1)!;
   assert.ok(last.startsWith('step 33/33 (100%)'), last);
   assert.match(last, /took [\dhms]+$/);
@@ -150,7 +150,7 @@ test('terminal bar: redrawn in place, never wider than the terminal, throttled, 
     if (columns >= 200) {
       assert.match(
         final,
-        /^█{30} 127\/127 \| loss \d\.\d{4} \| eval 2\.5000 \| lr [\d.e-]+ \| [\d,]+ tok\/s \| mem [\d.]+ MiB \| took [\dhms]+$/,
+        /^█{30} 127\/127 \| loss \d\.\d{4} \| eval@64 2\.5000 \| lr [\d.e-]+ \| [\d,]+ tok\/s \| mem [\d.]+ MiB \| took [\dhms]+$/,
         final,
       );
       const mid = visibleLines(redraws[Math.floor(redraws.length / 2)])[0];

@@ -12,6 +12,8 @@ export interface FlagSpec {
   max?: number;
   /** May be given several times (collected into a list); only for 'string'. */
   repeat?: boolean;
+  /** Accepted but not listed in --help (a shared flag this command takes only one value of). */
+  hidden?: boolean;
 }
 
 export type Specs = Record<string, FlagSpec>;
@@ -139,8 +141,8 @@ export function parseFlags<T extends Specs>(
 
 /** Help text for a command's flags. */
 export function usage(command: string, synopsis: string, specs: Specs): string {
-  const lines = Object.entries(specs).map(
-    ([k, s]) => `  --${k.padEnd(20)} ${s.help}${s.choices ? ` (${s.choices.join('|')})` : ''}`,
-  );
+  const lines = Object.entries(specs)
+    .filter(([, s]) => !s.hidden)
+    .map(([k, s]) => `  --${k.padEnd(20)} ${s.help}${s.choices ? ` (${s.choices.join('|')})` : ''}`);
   return `usage: lorakit ${command} ${synopsis}\n\n${lines.join('\n')}\n`;
 }

@@ -1,12 +1,13 @@
 // lorakit export: a model (with an adapter merged in) as a Hugging Face folder or a GGUF file, or an
 // adapter alone as a GGUF LoRA for llama.cpp.
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { exportGGUF, ggufQuant } from '../export/gguf.js';
 import { exportGGUFLora } from '../export/gguf-lora.js';
 import { exportHF, hfDType } from '../export/hf.js';
 import { formatBytes } from './progress.js';
 import { parseFlags, UsageError, type Specs } from './args.js';
+import { checkNewFolder, checkOutFile } from './outputs.js';
 import { MODEL_FLAGS, openModel } from './run.js';
 
 export const SYNOPSIS =
@@ -29,7 +30,8 @@ export const FLAGS = {
     choices: ['float32', 'bfloat16', 'float16'],
   },
   name: { type: 'string', help: 'general.name written into a GGUF file' },
-  device: MODEL_FLAGS.device,
+  // Runs on the CPU: --device cpu is accepted, --device cuda refused with a sentence (openModel).
+  device: { ...MODEL_FLAGS.device, hidden: true },
   quantize: {
     ...MODEL_FLAGS.quantize,
     help: 'load the base quantized, as a QLoRA adapter was trained; written dequantized',
@@ -54,13 +56,13 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError('lorakit export: --format gguf-lora needs --adapter DIR.');
   if (format === 'gguf-lora' && f.quant === 'q4_0')
     throw new UsageError('lorakit export: a GGUF LoRA is written as f32, f16 or q8_0, not q4_0.');
-  if (format !== 'safetensors') {
-    if (existsSync(f.out) && statSync(f.out).isDirectory())
-      throw new UsageError(
-        `lorakit export: --out ${f.out} is a folder; give the path of the .gguf file to write.`,
-      );
+  if (format === 'safetensors') checkNewFolder('export', '--out', f.out);
+  else {
+    checkOutFile('export', '--out', f.out, '.gguf file');
     mkdirSync(dirname(f.out), { recursive: true });
   }
+  if (f.adapter !== undefined && !existsSync(f.adapter))
+    throw new UsageError(`lorakit export: --adapter ${f.adapter} does not exist.`);
   const dtype = hfDType(f.dtype);
   const { model, tokenizer, path } = await openModel('export', {
     ...f,

@@ -1,7 +1,9 @@
 // lorakit merge: an adapter merged into its base model, written as a Hugging Face folder.
+import { existsSync } from 'node:fs';
 import { exportHF, hfDType } from '../export/hf.js';
 import { formatBytes } from './progress.js';
 import { parseFlags, UsageError, type Specs } from './args.js';
+import { checkNewFolder } from './outputs.js';
 import { MODEL_FLAGS, openModel } from './run.js';
 
 export const SYNOPSIS = '--model M --adapter DIR --out DIR [--dtype float32|bfloat16|float16]';
@@ -16,7 +18,8 @@ export const FLAGS = {
     help: "weights' storage type (default: the base model's; 16-bit for a quantized base)",
     choices: ['float32', 'bfloat16', 'float16'],
   },
-  device: MODEL_FLAGS.device,
+  // Runs on the CPU: --device cpu is accepted, --device cuda refused with a sentence (openModel).
+  device: { ...MODEL_FLAGS.device, hidden: true },
   quantize: {
     ...MODEL_FLAGS.quantize,
     help: 'load the base quantized, as the adapter was trained (QLoRA); the merge is written dequantized',
@@ -29,6 +32,8 @@ export async function run(argv: string[]): Promise<number> {
   if (!f.model) throw new UsageError('lorakit merge: --model is required.');
   if (!f.adapter) throw new UsageError('lorakit merge: --adapter is required.');
   if (!f.out) throw new UsageError('lorakit merge: --out is required.');
+  checkNewFolder('merge', '--out', f.out);
+  if (!existsSync(f.adapter)) throw new UsageError(`lorakit merge: --adapter ${f.adapter} does not exist.`);
   const dtype = hfDType(f.dtype);
   const { model, tokenizer, path } = await openModel('merge', {
     ...f,

@@ -50,6 +50,8 @@ export class Progress {
   private readonly redraw: number;
   private readonly now: () => number;
   private evalLoss: number | null;
+  /** The step evalLoss was measured at (0: before training). */
+  private evalStep = 0;
   private printedStep = 0;
   private last: StepMetrics | null = null;
   private recent: StepMetrics[] = [];
@@ -92,7 +94,9 @@ export class Progress {
   /** The fields after the step count, in display order, each with its rank (1 = dropped last). */
   private fields(m: StepMetrics): [string, number][] {
     const out: [string, number][] = [[`loss ${m.loss.toFixed(4)}`, 1]];
-    if (this.evalLoss !== null) out.push([`eval ${this.evalLoss.toFixed(4)}`, 3]);
+    // The eval loss is measured now and then, so the column names the step it is from: the value from
+    // before training (eval@0) stays a useful baseline, but unmarked it read as the current model's.
+    if (this.evalLoss !== null) out.push([`eval@${this.evalStep} ${this.evalLoss.toFixed(4)}`, 3]);
     out.push([`lr ${m.lr.toExponential(2)}`, 5]);
     out.push([`${Math.round(this.tokensPerSecond()).toLocaleString('en-US')} tok/s`, 4]);
     out.push([`mem ${formatBytes(m.memory)}`, 6]);
@@ -149,6 +153,7 @@ export class Progress {
   /** An evaluation finished: shown on the bar from now on, and logged as its own line. */
   eval(step: number, loss: number): void {
     this.evalLoss = loss;
+    this.evalStep = step;
     const total = this.last?.totalSteps;
     this.note(`step ${step}${total ? `/${total}` : ''} | eval loss ${loss.toFixed(4)}`);
   }

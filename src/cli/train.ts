@@ -1,15 +1,17 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { isMap, isNode, isScalar, LineCounter, parseDocument } from 'yaml';
 import { loadModelOptionalTokenizer } from '../models/load.js';
 import { LORA_DEFAULTS, type LoraConfig } from '../peft/config.js';
 import { addAdapter, loadAdapter } from '../peft/adapters.js';
 import { evaluate } from '../train/evaluate.js';
 import { loadData } from '../train/data.js';
-import { train, type StepMetrics } from '../train/trainer.js';
+import { checkCheckpoint, train, type StepMetrics } from '../train/trainer.js';
 import { writeReport } from '../dashboard/report.js';
 import { writeRunInfo } from '../dashboard/runs.js';
 import { convertValue, didYouMean, parseFlags, UsageError, type Specs } from './args.js';
 import { columnsFromFlags, DATA_FLAGS } from './data-flags.js';
+import { checkOutFolder, clearPreviousRun, latestCheckpoint, previousRun } from './outputs.js';
 import { Progress } from './progress.js';
 import { describeBaseWeights } from './run.js';
 
@@ -52,7 +54,7 @@ export const FLAGS = {
   'grad-accum': { type: 'int', help: 'micro-batches per optimizer step (1)', min: 1 },
   'max-grad-norm': { type: 'number', help: 'gradient clipping norm, 0 = off (1.0)', min: 0 },
   epochs: { type: 'number', help: 'passes over the data (1)', min: 0, exclusiveMin: true },
-  'max-steps': { type: 'int', help: 'optimizer steps (overrides epochs)', min: 1 },
+  'max-steps': { type: 'int', help: 'optimizer steps, instead of --epochs (not with it)', min: 1 },
   'max-seq-len': { type: 'int', help: 'longest row in tokens (1024)', min: 2 },
   packing: { type: 'bool', help: 'pack several rows into one sequence' },
   'completion-only': { type: 'bool', help: 'loss only on completions / assistant turns' },
@@ -64,7 +66,14 @@ export const FLAGS = {
   seed: { type: 'int', help: 'random seed (42)', min: 0 },
   'eval-every': { type: 'int', help: 'evaluate every N steps', min: 1 },
   'save-every': { type: 'int', help: 'checkpoint every N steps', min: 1 },
-  resume: { type: 'string', help: 'continue from a checkpoint folder' },
+  resume: {
+    type: 'string',
+    help: 'continue from a checkpoint (DIR/checkpoints/step-N, or a run folder DIR: its latest)',
+  },
+  overwrite: {
+    type: 'bool',
+    help: 'start over in an --out that holds a run: removes its adapter/, checkpoints/, metrics.jsonl, run.json, report.html',
+  },
   config: { type: 'string', help: 'YAML file with any of these flags as keys' },
 } as const satisfies Specs;
 
@@ -161,14 +170,48 @@ export function parseTrainFlags(argv: string[]): TrainFlags {
     throw new UsageError('lorakit train: --double-quant needs --quantize nf4 or fp4.');
   if (merged['offload-checkpoints'] && merged.device !== 'cuda')
     throw new UsageError('lorakit train: --offload-checkpoints needs --device cuda.');
+  if (merged.overwrite && merged.resume !== undefined)
+    throw new UsageError(
+      'lorakit train: give --resume (continue a run) or --overwrite (start over), not both.',
+    );
   return merged;
+}
+
+/**
+ * Checks --out, --resume and --adapter before the model loads (see outputs.ts): a file as --out, an
+ * --out holding a run that neither --resume nor --overwrite says what to do with, a missing or
+ * broken checkpoint. Returns the checkpoint folder to resume from (a run folder's latest), if any.
+ */
+function checkTrainPaths(f: TrainFlags): string | undefined {
+  const out = f.out!;
+  if (checkOutFolder('train', '--out', out) && f.resume === undefined && !f.overwrite) {
+    const run = previousRun(out);
+    const latest = latestCheckpoint(out);
+    throw new UsageError(
+      run.length > 0
+        ? `lorakit train: --out ${out} already holds a run (${run.join(', ')}); continue it with --resume ${latest ?? out} or start over with --overwrite.`
+        : `lorakit train: --out ${out} is not empty; give a new or empty folder, or --overwrite to train into it anyway (it removes only a previous run's files).`,
+    );
+  }
+  if (f.adapter !== undefined && !existsSync(f.adapter))
+    throw new UsageError(`lorakit train: --adapter ${f.adapter} does not exist.`);
+  if (f.resume === undefined) return undefined;
+  if (!existsSync(f.resume)) throw new UsageError(`lorakit train: --resume ${f.resume} does not exist.`);
+  // A run folder stands for its latest checkpoint.
+  const dir = existsSync(join(f.resume, 'trainer_state.json'))
+    ? f.resume
+    : (latestCheckpoint(f.resume) ?? f.resume);
+  checkCheckpoint(dir);
+  return dir;
 }
 
 export async function run(argv: string[]): Promise<number> {
   const f = parseTrainFlags(argv);
   const columns = columnsFromFlags(f, 'train');
   const out = f.out!;
+  const resume = checkTrainPaths(f);
   const log = (s: string) => process.stderr.write(`${s}\n`);
+  if (resume !== undefined && resume !== f.resume) log(`lorakit: resuming from ${resume}`);
   log(`lorakit: loading ${f.model}`);
   const { model, tokenizer } = await loadModelOptionalTokenizer(f.model!, {
     device: f.device === 'cuda' ? 'cuda' : 'cpu',
@@ -236,29 +279,33 @@ export async function run(argv: string[]): Promise<number> {
     }
     // The run's config for the dashboard and the report (the flags as given; defaults are in --help).
     const lora = model.adapterConfigs.get(name);
-    mkdirSync(out, { recursive: true });
-    writeRunInfo(out, {
-      started: new Date().toISOString(),
-      model: f.model,
-      data: f.data,
-      eval_data: f['eval-data'] ?? null,
-      train_rows: trainData.examples.length,
-      eval_rows: evalData?.examples.length ?? null,
-      data_format: trainData.format,
-      eval_loss_before: before,
-      trainable_parameters: params,
-      lora: lora
-        ? {
-            r: lora.r,
-            alpha: lora.alpha,
-            dropout: lora.dropout,
-            target_modules: lora.targetModules,
-            rslora: lora.useRslora,
-            dora: lora.useDora,
-          }
-        : null,
-      flags: Object.fromEntries(Object.entries(f).filter(([k, v]) => k !== '_' && v !== undefined)),
-    });
+    // Written once train() has restored any checkpoint, so a run that cannot start leaves nothing.
+    const start = () => {
+      if (f.overwrite) clearPreviousRun(out);
+      mkdirSync(out, { recursive: true });
+      writeRunInfo(out, {
+        started: new Date().toISOString(),
+        model: f.model,
+        data: f.data,
+        eval_data: f['eval-data'] ?? null,
+        train_rows: trainData.examples.length,
+        eval_rows: evalData?.examples.length ?? null,
+        data_format: trainData.format,
+        eval_loss_before: before,
+        trainable_parameters: params,
+        lora: lora
+          ? {
+              r: lora.r,
+              alpha: lora.alpha,
+              dropout: lora.dropout,
+              target_modules: lora.targetModules,
+              rslora: lora.useRslora,
+              dora: lora.useDora,
+            }
+          : null,
+        flags: Object.fromEntries(Object.entries(f).filter(([k, v]) => k !== '_' && v !== undefined)),
+      });
+    };
     const stop = { stop: false };
     const onSigint = () => {
       if (stop.stop) process.exit(130);
@@ -301,7 +348,8 @@ export async function run(argv: string[]): Promise<number> {
         seed: f.seed,
         evalEvery: f['eval-every'],
         saveEvery: f['save-every'],
-        resume: f.resume,
+        resume,
+        onStart: start,
         stopSignal: stop,
         onStep: (m: StepMetrics) => progress.step(m),
         onEval: (step, r) => progress.eval(step, r.loss),

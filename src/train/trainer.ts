@@ -7,17 +7,27 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { backward, clearTape } from '../autograd/tape.js';
+import { oneLine, quoteValue } from '../io/quote.js';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { CausalLM } from '../models/llama.js';
 import { scale } from '../ops/elementwise.js';
-import { adapterParameters, loadAdapter, saveAdapter, deleteAdapter } from '../peft/adapters.js';
+import {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  adapterParameters,
+  deleteAdapter,
+  loadAdapter,
+  saveAdapter,
+} from '../peft/adapters.js';
+import { readPeftConfig } from '../peft/config.js';
 import { seededUniform } from '../peft/lora.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { memoryStats, tidy, type Tensor } from '../tensor/tensor.js';
+import { memoryStats, shapeString, tidy, type Tensor } from '../tensor/tensor.js';
 import { packBatches, padBatch, toDevice, type HostBatch } from './batching.js';
 import { loadData, type ColumnMap, type Example } from './data.js';
 import { evaluate, type EvalResult } from './evaluate.js';
@@ -64,6 +74,12 @@ export interface TrainOptions {
   onWarning?: (message: string) => void;
   /** Set to true (e.g. from a SIGINT handler) to stop after the current step with a checkpoint. */
   stopSignal?: { stop: boolean };
+  /**
+   * Called once the run is ready (data read, checkpoint restored), before anything is written to
+   * outDir: a caller writing its own files there (the CLI's run.json) writes nothing for a run that
+   * could not start.
+   */
+  onStart?: () => void;
 }
 
 export interface StepMetrics {
@@ -200,7 +216,13 @@ export async function train(
   const params = adapterParameters(model, adapter);
   const optimizer = new Optimizer(params, { name: o.optimizer, weightDecay: o.weightDecay });
   const state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, optimizerStep: 0, elapsed: 0, options: {} };
-  if (o.resume) restore(model, adapter, optimizer, state, o.resume);
+  try {
+    if (o.resume) restore(model, adapter, optimizer, state, o.resume);
+  } catch (e) {
+    optimizer.dispose();
+    throw e;
+  }
+  o.onStart?.();
 
   const out = o.outDir ?? null;
   if (out) mkdirSync(out, { recursive: true });
@@ -325,12 +347,53 @@ export async function train(
 
 function describe(o: TrainOptions): Record<string, unknown> {
   // Callbacks and the stop flag are not options worth recording.
-  const { data, evalData, onStep: _s, onEval: _e, onWarning: _w, stopSignal: _x, ...rest } = o;
+  const { data, evalData, onStep: _s, onEval: _e, onWarning: _w, stopSignal: _x, onStart: _b, ...rest } = o;
   return {
     ...rest,
     data: typeof data === 'string' ? data : '<examples>',
     evalData: typeof evalData === 'string' ? evalData : undefined,
   };
+}
+
+const CHECKPOINT_STATE = 'trainer_state.json';
+
+/**
+ * Checks a checkpoint folder (checkpoints/step-N) without loading it: trainer_state.json with the
+ * loop position, the adapter's config and weights, the optimizer state, each header validated. Run
+ * before anything is written, so a bad --resume fails with nothing left behind.
+ */
+export function checkCheckpoint(dir: string): TrainerState {
+  const fail = (what: string): never => {
+    throw new Error(`lorakit: --resume ${dir}: ${what}`);
+  };
+  if (!existsSync(dir)) fail('no such folder.');
+  if (!statSync(dir).isDirectory()) fail('is a file; give a checkpoint folder (DIR/checkpoints/step-N).');
+  const statePath = join(dir, CHECKPOINT_STATE);
+  if (!existsSync(statePath)) fail(`not a checkpoint folder (no ${CHECKPOINT_STATE}).`);
+  let saved: unknown;
+  try {
+    saved = JSON.parse(readFileSync(statePath, 'utf8'));
+  } catch (e) {
+    fail(`${CHECKPOINT_STATE} is not valid JSON (${oneLine(e instanceof Error ? e.message : String(e))}).`);
+  }
+  if (saved === null || typeof saved !== 'object' || Array.isArray(saved))
+    fail(`${CHECKPOINT_STATE} is not a JSON object.`);
+  const st = saved as Record<string, unknown>;
+  for (const key of ['step', 'epoch', 'batchIndex', 'optimizerStep'] as const)
+    if (!Number.isSafeInteger(st[key]) || (st[key] as number) < 0)
+      fail(`${CHECKPOINT_STATE} has no valid '${key}' (got ${quoteValue(st[key])}).`);
+  if (typeof st.elapsed !== 'number' || !(st.elapsed >= 0))
+    fail(`${CHECKPOINT_STATE} has no valid 'elapsed' (got ${quoteValue(st.elapsed)}).`);
+  for (const p of [
+    join('adapter', ADAPTER_CONFIG),
+    join('adapter', ADAPTER_WEIGHTS),
+    'optimizer.safetensors',
+  ])
+    if (!existsSync(join(dir, p))) fail(`the checkpoint lacks ${p}.`);
+  readPeftConfig(join(dir, 'adapter', ADAPTER_CONFIG));
+  openSafetensors(join(dir, 'adapter', ADAPTER_WEIGHTS)).close();
+  openSafetensors(join(dir, 'optimizer.safetensors')).close();
+  return st as unknown as TrainerState;
 }
 
 /** Loads a checkpoint: adapter weights, optimizer state and the loop position. */
@@ -341,21 +404,25 @@ function restore(
   state: TrainerState,
   dir: string,
 ): void {
-  const statePath = join(dir, 'trainer_state.json');
-  if (!existsSync(statePath))
-    throw new Error(`lorakit: --resume ${dir}: not a checkpoint folder (no trainer_state.json).`);
-  const saved = JSON.parse(readFileSync(statePath, 'utf8')) as TrainerState;
-  // Replace the adapter's weights with the checkpoint's.
+  const saved = checkCheckpoint(dir);
+  // Replace the adapter's weights with the checkpoint's (loaded as a second adapter, then copied).
   const tmpName = `${adapter}__resume`;
   loadAdapter(model, join(dir, 'adapter'), tmpName);
-  const src = new Map(adapterParameters(model, tmpName));
-  for (const [key, t] of adapterParameters(model, adapter)) {
-    const s = src.get(key);
-    if (!s) throw new Error(`lorakit: --resume ${dir}: the checkpoint's adapter lacks '${key}'.`);
-    t.copyFrom(s);
+  try {
+    const src = new Map(adapterParameters(model, tmpName));
+    for (const [key, t] of adapterParameters(model, adapter)) {
+      const s = src.get(key);
+      if (!s) throw new Error(`lorakit: --resume ${dir}: the checkpoint's adapter lacks '${key}'.`);
+      if (s.shape.join() !== t.shape.join())
+        throw new Error(
+          `lorakit: --resume ${dir}: the checkpoint's '${key}' has shape ${shapeString(s.shape)}, this run's ${shapeString(t.shape)} (other --r or --target-modules?).`,
+        );
+      t.copyFrom(s);
+    }
+  } finally {
+    deleteAdapter(model, tmpName);
+    model.activeAdapter = adapter;
   }
-  deleteAdapter(model, tmpName);
-  model.activeAdapter = adapter;
   const file = openSafetensors(join(dir, 'optimizer.safetensors'));
   const tensors = new Map<string, Tensor>();
   try {
