@@ -190,6 +190,17 @@ test('a corrupt GGUF key or tensor name of megabytes is quoted as a short escape
   );
 });
 
+test('inspect: a checkpoint whose trainer_state.json is not JSON is one sentence naming the file', () => {
+  const dir = join(work, 'bad-state');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'trainer_state.json'), '{"step": 3,\n\u0001');
+  assertError(
+    cli(['inspect', dir]),
+    1,
+    /^lorakit: .*bad-state\/trainer_state\.json: not valid JSON \(.*\)\.$/,
+  );
+});
+
 // ---- 3. output paths are checked before the model loads; runs never mix ----------------------------------
 
 test('--out naming a file, or under a file, is refused before the model loads (train, merge, export)', (t) => {

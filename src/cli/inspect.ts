@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readGGUF } from '../io/gguf.js';
+import { oneLine, quote } from '../io/quote.js';
 import { openSafetensors, openSafetensorsModel, type TensorSource } from '../io/safetensors.js';
 import { readModelConfig } from '../models/config.js';
 import { readPeftConfig } from '../peft/config.js';
@@ -14,6 +15,21 @@ export const HELP = 'describe a model, adapter, GGUF file or checkpoint';
 export const FLAGS = {
   json: { type: 'bool', help: 'print one JSON object' },
 } as const satisfies Specs;
+
+/** A JSON object from a file (`where` names it), or one clear sentence. */
+function parseObject(text: string, where: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(
+      `lorakit: ${where}: not valid JSON (${oneLine(e instanceof Error ? e.message : String(e))}).`,
+    );
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new Error(`lorakit: ${where}: expected a JSON object.`);
+  return v as Record<string, unknown>;
+}
 
 interface Summary {
   kind: string;
@@ -47,7 +63,10 @@ function tensorSummary(src: TensorSource): {
  * their packed size (codes, absmax constants and the double-quantization offset; the shared code
  * tables not counted), and the bits per quantized parameter.
  */
-function baseWeights(src: TensorSource): {
+function baseWeights(
+  src: TensorSource,
+  where: string,
+): {
   bytes: number;
   quantizedParameters: number;
   quantizedBytes: number;
@@ -62,8 +81,9 @@ function baseWeights(src: TensorSource): {
     if (m) {
       const t = src.read(name, 'native');
       try {
-        const state = JSON.parse(new TextDecoder().decode(t.as('u8'))) as { shape?: number[] };
-        quantizedParameters += (state.shape ?? []).reduce((a, b) => a * b, 1);
+        const state = parseObject(new TextDecoder().decode(t.as('u8')), `${where}: tensor ${quote(name)}`);
+        const shape = Array.isArray(state.shape) ? state.shape.filter((d) => typeof d === 'number') : [];
+        quantizedParameters += shape.reduce((a: number, b: number) => a * b, 1);
       } finally {
         t.dispose();
       }
@@ -143,10 +163,10 @@ async function summarize(path: string): Promise<Summary> {
     throw new UsageError(`lorakit inspect: ${path}: not a folder, .gguf or .safetensors file.`);
   }
   if (existsSync(join(path, 'trainer_state.json'))) {
-    const state = JSON.parse(readFileSync(join(path, 'trainer_state.json'), 'utf8')) as Record<
-      string,
-      unknown
-    >;
+    const state = parseObject(
+      readFileSync(join(path, 'trainer_state.json'), 'utf8'),
+      join(path, 'trainer_state.json'),
+    );
     const adapter = await summarize(join(path, 'adapter'));
     return {
       kind: 'checkpoint',
@@ -177,7 +197,7 @@ async function summarize(path: string): Promise<Summary> {
         path,
         config: shape,
         quantization,
-        baseWeights: baseWeights(src),
+        baseWeights: baseWeights(src, path),
         ...tensorSummary(src),
       };
     } finally {
