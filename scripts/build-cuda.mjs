@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the CUDA backend (native/cuda/*.cu) into build/liblorakit_cuda.a for sm_90 (Hopper) with
-// nvcc, then the N-API CUDA addon build/lorakit_cuda.node: native/cuda/addon.cc compiled with the host
-// C++ compiler against Node's own headers and the toolkit's, linked with the static library and the
+// nvcc, then the N-API CUDA addon build/lorakit_cuda.node: native/cuda/addon.cc (with the entry points'
+// wrappers scripts/gen-bindings.mjs generates) compiled with the host C++ compiler against Node's own
+// headers and the toolkit's, linked with the static library and the
 // static CUDA runtime (-lcudart_static -ldl -lpthread -lrt; cuBLASLt is loaded at run time), so the
 // addon needs only the driver where it runs. With --harness it also builds the check-and-time harnesses
 // (native/cuda/harness/*_check.cu) into build/cuda-harness/. Without nvcc it prints a message and
@@ -15,7 +16,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { newest, nodeInclude, parallel, withLock } from './build-util.mjs';
 
@@ -28,6 +29,7 @@ const objDir = join(outDir, 'obj-cuda');
 const binDir = join(outDir, 'cuda-harness');
 const lib = join(outDir, 'liblorakit_cuda.a');
 const addonSrc = join(srcDir, 'addon.cc');
+const addonBindings = join(srcDir, 'addon_bindings.inc');
 const addonObj = join(objDir, 'addon.o');
 const addon = join(outDir, 'lorakit_cuda.node');
 const cxx = process.env.CXX || 'g++';
@@ -128,6 +130,7 @@ async function main() {
     renameSync(tmp, lib);
     process.stdout.write(`lorakit: built ${lib}\n`);
   }
+  await refreshBindings();
   await buildAddon(nvcc, headers);
   if (!withHarness) return;
   mkdirSync(binDir, { recursive: true });
@@ -147,12 +150,28 @@ async function main() {
   });
 }
 
+// The kernel entry points' N-API wrappers (native/cuda/addon_bindings.inc) are generated from their
+// declarations in src/ops/spec/ by scripts/gen-bindings.mjs, which reads TypeScript through tsx: a
+// checkout without src/ or tsx (npm install of the package) builds the checked-in file as it is.
+async function refreshBindings() {
+  const generator = join(root, 'scripts', 'gen-bindings.mjs');
+  if (!existsSync(generator) || !existsSync(join(root, 'src', 'ops', 'spec', 'index.ts'))) return;
+  try {
+    await import('tsx/esm/api');
+  } catch {
+    return;
+  }
+  const { generate } = await import(pathToFileURL(generator).href);
+  await generate();
+}
+
 // build/lorakit_cuda.node: addon.cc with the host compiler (-Werror, as the .cu files), linked with the
 // static library and the static CUDA runtime; the static libraries' symbols stay hidden in the addon.
 async function buildAddon(nvcc, headers) {
   const cuda = cudaDirs(nvcc);
   const objTime = existsSync(addonObj) ? statSync(addonObj).mtimeMs : 0;
-  if (objTime < statSync(addonSrc).mtimeMs || objTime < headers) {
+  const sources = Math.max(statSync(addonSrc).mtimeMs, statSync(addonBindings).mtimeMs, headers);
+  if (objTime < sources) {
     process.stdout.write(`lorakit: ${cxx} native/cuda/addon.cc\n`);
     const tmp = `${addonObj}.tmp.o`;
     rmSync(tmp, { force: true });

@@ -264,11 +264,15 @@ LK_EXPORT("getThreads", js_get_threads);
 }  // namespace lk
 
 static napi_value init(napi_env env, napi_value exports_obj) {
+  napi_value arities;
+  napi_create_object(env, &arities);
   for (const auto& e : lk::exports()) {
     napi_value fn;
     napi_create_function(env, e.name, NAPI_AUTO_LENGTH, e.fn, nullptr, &fn);
     napi_set_named_property(env, exports_obj, e.name, fn);
+    napi_set_named_property(env, arities, e.name, lk::number(env, static_cast<double>(e.arity)));
   }
+  napi_set_named_property(env, exports_obj, "arities", arities);
   return exports_obj;
 }
 

@@ -1,7 +1,9 @@
 // N-API glue shared by every CPU kernel file.
 //
 // Each kernel file registers its entry points with LK_EXPORT("name", fn); addon.cc exports everything
-// registered, so adding a kernel means adding a file, never editing a central table.
+// registered, so adding a kernel means adding a file, never editing a central table. Each entry point's
+// TypeScript signature is declared with its op (src/ops/spec/); the addon's `arities` (name -> argument
+// count) lets test/bindings.test.ts check the two agree.
 // Calling convention (as llm.c): outputs first, then inputs, then sizes and attributes. Tensors arrive
 // as typed arrays over native memory; the TypeScript side has already checked shapes and dtypes, and
 // Args re-checks kinds and lengths so a wrong call throws instead of reading out of bounds.
@@ -19,16 +21,17 @@ namespace lk {
 struct Export {
   const char* name;
   napi_callback fn;
+  size_t arity;  // arguments it takes (LK_ENTRY's nargs)
 };
 std::vector<Export>& exports();
 
 struct Registrar {
-  Registrar(const char* name, napi_callback fn) { exports().push_back({name, fn}); }
+  Registrar(const char* name, napi_callback fn, size_t arity) { exports().push_back({name, fn, arity}); }
 };
 
 #define LK_CONCAT2(a, b) a##b
 #define LK_CONCAT(a, b) LK_CONCAT2(a, b)
-#define LK_EXPORT(name, fn) [[maybe_unused]] static ::lk::Registrar LK_CONCAT(lk_registrar_, __LINE__)(name, fn)
+#define LK_EXPORT(name, fn) [[maybe_unused]] static ::lk::Registrar LK_CONCAT(lk_registrar_, __LINE__)(name, fn, fn##_arity)
 
 // Thrown inside a kernel entry point; LK_ENTRY turns it into a JS exception.
 struct ArgError : std::runtime_error {
@@ -63,6 +66,7 @@ napi_value number(napi_env env, double v);
 // Defines a JS entry point `fname` taking `nargs` arguments (available as `a`, an Args) with the body
 // that follows; ArgError/std::exception become a JS Error naming the entry point.
 #define LK_ENTRY(fname, nargs, ...)                                                  \
+  [[maybe_unused]] static constexpr size_t fname##_arity = nargs;                    \
   static napi_value fname(napi_env env, napi_callback_info info) {                   \
     try {                                                                            \
       ::lk::Args a(env, info, nargs);                                                \

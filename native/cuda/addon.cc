@@ -1,5 +1,8 @@
 // N-API glue for the CUDA backend: build/lorakit_cuda.node, the entry points of interface CudaAddon
-// (src/backend/cuda/addon.ts) over the kernels of build/liblorakit_cuda.a (lorakit_cuda.h).
+// (src/backend/cuda/addon.ts) over the kernels of build/liblorakit_cuda.a (lorakit_cuda.h). The kernel
+// entry points' wrappers are generated from their declarations (src/ops/spec/) into addon_bindings.inc;
+// this file holds the argument checks they use, the device, memory, copy and timing entry points, and
+// the glue of entry points that do more than one launch.
 //
 // Device pointers travel as JS numbers: each is checked to be an integer in [0, 2⁵³) and cast to
 // uintptr_t; 0 is null, accepted only where the contract says an argument may be left out. Sizes are
@@ -99,6 +102,12 @@ napi_value number(napi_env env, double x) {
 }
 
 constexpr double kTwo53 = 9007199254740992.0;  // 2⁵³: every integer below it is exact in a double
+
+// After a kernel launch: a bad configuration or an earlier asynchronous fault shows up here.
+void check_launch() {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) fail(std::string("CUDA error after the launch: ") + cudaGetErrorString(e));
+}
 
 // Kernels that launch one block per row (or per 8 rows) take the grid size as a 32-bit count.
 void check_rows(double rows, double per_block, const char* what) {
@@ -217,11 +226,19 @@ class Args {
     bad(i, name, "must be a Uint8Array (or another typed array, DataView or ArrayBuffer)");
   }
 
-  // After a kernel launch: a bad configuration or an earlier asynchronous fault shows up here.
-  void launched() const {
-    const cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) fail(std::string("CUDA error after the launch: ") + cudaGetErrorString(e));
+  // A probability in [0, 1], as a float.
+  float probability(size_t i, const char* name) const {
+    const double v = num(i, name);
+    if (!(v >= 0.0 && v <= 1.0)) bad(i, name, "must be a probability in [0, 1], got " + fmt(v));
+    return static_cast<float>(v);
   }
+  // Any integer a JS number holds exactly, cast through int64 as the CPU addon does (dropout seeds).
+  uint64_t seed(size_t i, const char* name) const {
+    return static_cast<uint64_t>(integer(i, name, -(kTwo53 - 1), kTwo53 - 1));
+  }
+
+  // After a kernel launch: a bad configuration or an earlier asynchronous fault shows up here.
+  void launched() const { check_launch(); }
 
  private:
   static constexpr size_t kMaxArgs = 24;
@@ -443,226 +460,70 @@ LKC_JS(timerReset, 0, {
   g_marks_used = 0;
 })
 
-// ---- GEMM and elementwise ------------------------------------------------------------------------
+// ---- kernel entry points ---------------------------------------------------------------------------
+// Their wrappers are generated from the declarations next to the ops (src/ops/spec/) into
+// addon_bindings.inc; each calls an lkc:: launcher, or one of these glue functions where an entry point
+// does more than one launch.
+
+namespace glue {
 
 // lda, ldb, ldc: leading dimensions in elements (0: packed), for operands that are slices of wider rows.
-LKC_JS(gemm, 21, {
-  void* c = a.ptr(0, "c");
-  const DType ct = a.dtype(1, "cType");
-  const void* A = a.ptr(2, "a");
-  const DType at = a.dtype(3, "aType");
-  const void* B = a.ptr(4, "b");
-  const DType bt = a.dtype(5, "bType");
+void gemm(void* c, DType ct, const void* A, DType at, const void* B, DType bt, const void* bias, int64_t m, int64_t n, int64_t k,
+          bool trans_a, bool trans_b, float alpha, float beta, int batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+          int64_t lda, int64_t ldb, int64_t ldc, cudaStream_t s) {
+  if (m == 0 || n == 0 || batch == 0) return;  // nothing to write
   lkc::GemmOpts o;
-  o.bias = a.opt(6, "bias");
-  const int64_t m = a.count(7, "m"), n = a.count(8, "n"), k = a.count(9, "k");
-  o.trans_a = a.flag(10, "transA");
-  o.trans_b = a.flag(11, "transB");
-  o.alpha = a.f32(12, "alpha");
-  o.beta = a.f32(13, "beta");
-  o.batch = a.dim(14, "batch");
-  o.stride_a = a.count(15, "strideA");
-  o.stride_b = a.count(16, "strideB");
-  o.stride_c = a.count(17, "strideC");
-  o.lda = a.count(18, "lda");
-  o.ldb = a.count(19, "ldb");
-  o.ldc = a.count(20, "ldc");
-  if (m == 0 || n == 0 || o.batch == 0) return undefined(env);  // nothing to write
-  LKC_CALL(lkc::gemm, c, ct, A, at, B, bt, m, n, k, o, stream());
-  a.launched();
-})
+  o.bias = bias;
+  o.trans_a = trans_a;
+  o.trans_b = trans_b;
+  o.alpha = alpha;
+  o.beta = beta;
+  o.batch = batch;
+  o.stride_a = stride_a;
+  o.stride_b = stride_b;
+  o.stride_c = stride_c;
+  o.lda = lda;
+  o.ldb = ldb;
+  o.ldc = ldc;
+  lkc::gemm(c, ct, A, at, B, bt, m, n, k, o, s);
+}
 
-// acc[0] += Σ x² over x [n] (f32 or bf16); acc: one f32 on the device, zeroed by the caller.
-LKC_JS(sumSquares, 4, {
-  LKC_CALL(lkc::sum_squares, a.ptr<float>(0, "acc"), a.ptr(1, "x"), a.dtype(2, "t"), a.count(3, "n"), stream());
-  a.launched();
-})
-
-LKC_JS(add, 6, {
-  LKC_CALL(lkc::add_broadcast, a.ptr(0, "out"), a.ptr(1, "a"), a.ptr(2, "b"), a.dtype(3, "t"), a.count(4, "n"), a.count(5, "nb"), stream());
-  a.launched();
-})
-
-LKC_JS(mul, 6, {
-  LKC_CALL(lkc::mul_broadcast, a.ptr(0, "out"), a.ptr(1, "a"), a.ptr(2, "b"), a.dtype(3, "t"), a.count(4, "n"), a.count(5, "nb"), stream());
-  a.launched();
-})
-
-LKC_JS(scale, 5, {
-  LKC_CALL(lkc::scale, a.ptr(0, "out"), a.ptr(1, "x"), a.f32(2, "alpha"), a.dtype(3, "t"), a.count(4, "n"), stream());
-  a.launched();
-})
-
-LKC_JS(axpy, 6, {
-  LKC_CALL(lkc::axpy, a.ptr(0, "y"), a.dtype(1, "yType"), a.ptr(2, "x"), a.dtype(3, "xType"), a.f32(4, "alpha"), a.count(5, "n"), stream());
-  a.launched();
-})
-
-LKC_JS(cast, 5, {
-  LKC_CALL(lkc::cast, a.ptr(0, "out"), a.dtype(1, "outType"), a.ptr(2, "x"), a.dtype(3, "xType"), a.count(4, "n"), stream());
-  a.launched();
-})
-
-LKC_JS(fill, 4, {
-  LKC_CALL(lkc::fill, a.ptr(0, "out"), a.dtype(1, "t"), a.f32(2, "value"), a.count(3, "n"), stream());
-  a.launched();
-})
-
-LKC_JS(sumRows, 6, {
-  LKC_CALL(lkc::sum_rows, a.ptr(0, "out"), a.dtype(1, "outType"), a.ptr(2, "x"), a.dtype(3, "xType"), a.count(4, "rows"), a.count(5, "cols"),
-                stream());
-  a.launched();
-})
-
-// ---- layers --------------------------------------------------------------------------------------
-
-LKC_JS(rmsnormForward, 8, {
-  const int64_t rows = a.count(5, "rows");
+// The kernel always writes dx: without one it gets a scratch.
+void rmsnorm_backward(void* dx, float* dw, const void* dy, const void* x, const void* w, DType t, const float* rstd, int64_t rows, int dim,
+                      cudaStream_t s) {
   check_rows(static_cast<double>(rows), 8, "rmsnorm");
-  LKC_CALL(lkc::rmsnorm_forward, a.ptr(0, "y"), a.ptr<float>(1, "rstd"), a.ptr<const void>(2, "x"), a.ptr<const void>(3, "w"),
-                       a.float_dtype(4, "t"), rows, a.dim(6, "dim"), a.f32(7, "eps"), stream());
-  a.launched();
-})
-
-// dx (or 0), dy, x, w of dtype t; dw (or 0) f32 accumulated. The kernel always writes dx: without one
-// it gets a scratch.
-LKC_JS(rmsnormBackward, 9, {
-  void* dx = a.opt(0, "dx");
-  float* dw = a.opt<float>(1, "dw");
-  const void* dy = a.ptr<const void>(2, "dy");
-  const void* x = a.ptr<const void>(3, "x");
-  const void* w = a.ptr<const void>(4, "w");
-  const DType t = a.float_dtype(5, "t");
-  const float* rstd = a.ptr<const float>(6, "rstd");
-  const int64_t rows = a.count(7, "rows");
-  const int dim = a.dim(8, "dim");
-  check_rows(static_cast<double>(rows), 8, "rmsnorm");
-  if (!dx && !dw) return undefined(env);
+  if (!dx && !dw) return;
   Scratch tmp;
   if (!dx) {
     tmp.alloc(static_cast<size_t>(rows) * dim * lkc::dtype_size(t));
     dx = tmp.as<void>();
   }
-  LKC_CALL(lkc::rmsnorm_backward, dx, dw, dy, x, w, t, rstd, rows, dim, stream());
-  a.launched();
-})
+  lkc::rmsnorm_backward(dx, dw, dy, x, w, t, rstd, rows, dim, s);
+}
 
-LKC_JS(ropeForward, 10, {
-  const int64_t rows = a.count(6, "rows");
-  const int H = a.dim(7, "H");
-  check_rows(static_cast<double>(rows) * H, 8, "rope");
-  LKC_CALL(lkc::rope_forward, a.ptr(0, "out"), a.ptr<const void>(1, "x"), a.float_dtype(2, "t"), a.ptr<const float>(3, "cos"),
-                    a.ptr<const float>(4, "sin"), a.ptr<const int32_t>(5, "pos"), rows, H, a.dim(8, "D"), a.dim(9, "half"), stream());
-  a.launched();
-})
-
-LKC_JS(ropeBackward, 10, {
-  const int64_t rows = a.count(6, "rows");
-  const int H = a.dim(7, "H");
-  check_rows(static_cast<double>(rows) * H, 8, "rope");
-  LKC_CALL(lkc::rope_backward, a.ptr(0, "dx"), a.ptr<const void>(1, "dy"), a.float_dtype(2, "t"), a.ptr<const float>(3, "cos"),
-                     a.ptr<const float>(4, "sin"), a.ptr<const int32_t>(5, "pos"), rows, H, a.dim(8, "D"), a.dim(9, "half"), stream());
-  a.launched();
-})
-
-LKC_JS(swigluForward, 5, {
-  LKC_CALL(lkc::swiglu_forward, a.ptr(0, "h"), a.ptr<const void>(1, "g"), a.ptr<const void>(2, "u"), a.float_dtype(3, "t"), a.count(4, "n"),
-                      stream());
-  a.launched();
-})
-
-// dg, du of dtype t, either may be 0: the kernel writes both, so the one left out goes to a scratch.
-LKC_JS(swigluBackward, 7, {
-  void* dg = a.opt(0, "dg");
-  void* du = a.opt(1, "du");
-  const void* dh = a.ptr<const void>(2, "dh");
-  const void* g = a.ptr<const void>(3, "g");
-  const void* u = a.ptr<const void>(4, "u");
-  const DType t = a.float_dtype(5, "t");
-  const int64_t n = a.count(6, "n");
-  if ((!dg && !du) || n == 0) return undefined(env);
+// The kernel writes both dg and du: the one left out goes to a scratch.
+void swiglu_backward(void* dg, void* du, const void* dh, const void* g, const void* u, DType t, int64_t n, cudaStream_t s) {
+  if ((!dg && !du) || n == 0) return;
   Scratch tmp;
   if (!dg || !du) {
     tmp.alloc(static_cast<size_t>(n) * lkc::dtype_size(t));
     (dg ? du : dg) = tmp.as<void>();
   }
-  LKC_CALL(lkc::swiglu_backward, dg, du, dh, g, u, t, n, stream());
-  a.launched();
-})
+  lkc::swiglu_backward(dg, du, dh, g, u, t, n, s);
+}
 
-// out of outType <- table of tableType: bf16 -> bf16, f32 -> bf16 or f32 (the kernel refuses other pairs).
-LKC_JS(embeddingForward, 8, {
-  const int64_t N = a.count(5, "N");
-  check_rows(static_cast<double>(N), 8, "embedding");
-  LKC_CALL(lkc::embedding_forward, a.ptr(0, "out"), a.float_dtype(1, "outType"), a.ptr<const int32_t>(2, "ids"), a.ptr<const void>(3, "table"),
-                         a.float_dtype(4, "tableType"), N, a.dim(6, "C"), a.count(7, "V"), stream());
-  a.launched();
-})
-
-LKC_JS(embeddingBackward, 7, {
-  const int64_t N = a.count(4, "N");
-  check_rows(static_cast<double>(N), 8, "embedding");
-  LKC_CALL(lkc::embedding_backward, a.ptr<float>(0, "dtable"), a.ptr<const void>(1, "dout"), a.float_dtype(2, "t"),
-                          a.ptr<const int32_t>(3, "ids"), N, a.dim(5, "C"), a.count(6, "V"), stream());
-  a.launched();
-})
-
-// ---- cross-entropy -------------------------------------------------------------------------------
-
-LKC_JS(crossEntropyForward, 7, {
-  const int64_t N = a.count(5, "N");
+// lse 0 on ignored rows, as the contract says (the kernel leaves the row's real lse).
+void cross_entropy_forward(float* row_loss, float* lse, const void* logits, DType t, const int32_t* targets, int64_t N, int64_t V,
+                           cudaStream_t s) {
   check_rows(static_cast<double>(N), 1, "cross-entropy");
-  float* row_loss = a.ptr<float>(0, "rowLoss");
-  float* lse = a.ptr<float>(1, "lse");
-  const void* logits = a.ptr(2, "logits");
-  const DType t = a.dtype(3, "t");
-  const int32_t* targets = a.ptr<const int32_t>(4, "targets");
-  const int64_t V = a.count(6, "V");
-  lkc::cross_entropy_forward(row_loss, lse, logits, t, targets, N, V, stream());
-  a.launched();
-  lkc::cross_entropy_zero_ignored(row_loss, lse, targets, N, V, stream());  // lse 0 on ignored rows, as the contract says
-  a.launched();
-})
-
-LKC_JS(crossEntropyBackward, 8, {
-  LKC_CALL(lkc::cross_entropy_backward, a.ptr(0, "dlogits"), a.ptr(1, "logits"), a.dtype(2, "t"), a.ptr<const int32_t>(3, "targets"),
-                              a.ptr<const float>(4, "lse"), a.ptr<const float>(5, "gradLoss"), a.count(6, "N"), a.count(7, "V"),
-                              stream());
-  a.launched();
-})
-
-LKC_JS(linearCrossEntropyWorkspace, 2, {
-  const size_t bytes = lkc::linear_cross_entropy_workspace(a.count(0, "N"), a.dim(1, "chunk"));
-  return number(env, static_cast<double>(bytes));
-})
-
-LKC_JS(linearCrossEntropyForward, 11, {
-  LKC_CALL(lkc::linear_cross_entropy_forward, a.ptr<float>(0, "rowLoss"), a.opt<float>(1, "lse"), a.ptr<const void>(2, "h"),
-                                    a.ptr<const void>(3, "W"), a.float_dtype(4, "t"), a.ptr<const int32_t>(5, "targets"), a.count(6, "N"),
-                                    a.dim(7, "C"), a.count(8, "V"), a.dim(9, "chunk"), a.ptr(10, "workspace"), stream());
-  a.launched();
-})
-
-LKC_JS(linearCrossEntropyForwardGrad, 12, {
-  LKC_CALL(lkc::linear_cross_entropy_forward_grad, a.ptr<float>(0, "rowLoss"), a.opt<float>(1, "lse"), a.ptr<float>(2, "dhUnit"),
-                                         a.ptr<const void>(3, "h"), a.ptr<const void>(4, "W"), a.float_dtype(5, "t"),
-                                         a.ptr<const int32_t>(6, "targets"), a.count(7, "N"), a.dim(8, "C"), a.count(9, "V"),
-                                         a.dim(10, "chunk"), a.ptr(11, "workspace"), stream());
-  a.launched();
-})
-
-// scalar: a device pointer to one f32, read by the kernel (the host never waits for it).
-LKC_JS(scaleByScalar, 5, {
-  LKC_CALL(lkc::scale_by_scalar, a.ptr(0, "out"), a.float_dtype(1, "t"), a.ptr<const float>(2, "x"), a.ptr<const float>(3, "scalar"),
-                        a.count(4, "n"), stream());
-  a.launched();
-})
-
-// ---- optimizers, dropout -------------------------------------------------------------------------
+  lkc::cross_entropy_forward(row_loss, lse, logits, t, targets, N, V, s);
+  check_launch();
+  lkc::cross_entropy_zero_ignored(row_loss, lse, targets, N, V, s);
+}
 
 // table: a Float64Array of 6 numbers per tensor, [p, m, v, pBf16 (0: none), g, n], all pointers but n.
-LKC_JS(adamwStep, 8, {
-  const Args::Bytes table = a.bytes(0, "table");
+void adamw_step(const Args::Bytes& table, const float* grad_scale, float lr, float beta1, float beta2, float eps, float weight_decay,
+                int step, cudaStream_t s) {
   if (table.size % (6 * sizeof(double)) != 0) fail("argument 0 (table) must be a Float64Array of 6 numbers per tensor");
   const double* t = static_cast<const double*>(table.data);
   const size_t count = table.size / (6 * sizeof(double));
@@ -677,149 +538,36 @@ LKC_JS(adamwStep, 8, {
     tensors[i] = {reinterpret_cast<float*>(pointer(i, 0, false)), reinterpret_cast<float*>(pointer(i, 1, false)),
                   reinterpret_cast<float*>(pointer(i, 2, false)), reinterpret_cast<lkc::bf16*>(pointer(i, 3, true)),
                   reinterpret_cast<const float*>(pointer(i, 4, false)), static_cast<int64_t>(pointer(i, 5, true))};
-  LKC_CALL(lkc::adamw_step_multi, tensors.data(), static_cast<int>(count), a.opt<const float>(1, "gradScale"), a.f32(2, "lr"),
-           a.f32(3, "beta1"), a.f32(4, "beta2"), a.f32(5, "eps"), a.f32(6, "weightDecay"),
-           static_cast<int>(a.integer(7, "step", 1, 2147483647.0)), stream());
-  a.launched();
-})
+  lkc::adamw_step_multi(tensors.data(), static_cast<int>(count), grad_scale, lr, beta1, beta2, eps, weight_decay, step, s);
+}
 
-LKC_JS(sgdStep, 7, {
-  LKC_CALL(lkc::sgd_step, a.ptr<float>(0, "p"), a.opt<float>(1, "buf"), a.ptr<const float>(2, "g"), a.count(3, "n"), a.f32(4, "lr"),
-                a.f32(5, "weightDecay"), a.f32(6, "momentum"), stream());
-  a.launched();
-})
+}  // namespace glue
 
-// seed: any integer a JS number holds exactly, cast through int64 as the CPU addon does.
-LKC_JS(dropout, 6, {
-  const double p = a.num(3, "p");
-  if (!(p >= 0.0 && p <= 1.0)) fail("dropout probability must be in [0, 1].");
-  const int64_t seed = a.integer(4, "seed", -(kTwo53 - 1), kTwo53 - 1);
-  LKC_CALL(lkc::dropout, a.ptr(0, "out"), a.ptr(1, "x"), a.dtype(2, "t"), static_cast<float>(p), static_cast<uint64_t>(seed), a.count(5, "n"),
-               stream());
-  a.launched();
-})
-
-// ---- quantized weights ---------------------------------------------------------------------------
-
-LKC_JS(dequantize4bit, 7, {
-  LKC_CALL(lkc::dequantize_4bit, a.ptr(0, "out"), a.float_dtype(1, "t"), a.ptr<const uint8_t>(2, "packed"), a.ptr<const float>(3, "absmax"),
-                       static_cast<int>(a.integer(4, "code", 0, 1)), a.count(5, "n"), a.dim(6, "blocksize"), stream());
-  a.launched();
-})
-
-LKC_JS(dequantize4bitDq, 11, {
-  LKC_CALL(lkc::dequantize_4bit_dq, a.ptr(0, "out"), a.float_dtype(1, "t"), a.ptr<const uint8_t>(2, "packed"),
-                          a.ptr<const uint8_t>(3, "absmaxQ"), a.ptr<const float>(4, "absmax2"), a.ptr<const float>(5, "code2"),
-                          a.f32(6, "offset"), static_cast<int>(a.integer(7, "code", 0, 1)), a.count(8, "n"), a.dim(9, "blocksize"),
-                          a.dim(10, "blocksize2"), stream());
-  a.launched();
-})
-
-LKC_JS(dequantizeInt8, 6, {
-  LKC_CALL(lkc::dequantize_int8, a.ptr(0, "out"), a.float_dtype(1, "t"), a.ptr<const int8_t>(2, "q"), a.ptr<const float>(3, "scale"),
-                       a.count(4, "rows"), a.count(5, "cols"), stream());
-  a.launched();
-})
-
-// y [m, out] of dtype t = x [m, in] · Wᵀ (+ bias [out], or 0) for m ≤ 8 (generation), W 4-bit in
-// dequantize4bit's layout: absmax (0 when double-quantized), or absmaxQ (0: plain) with absmax2 and code2.
-LKC_JS(quantGemv4bit, 16, {
-  LKC_CALL(lkc::quant_gemv_4bit, a.ptr(0, "y"), a.float_dtype(1, "t"), a.ptr<const void>(2, "x"), a.ptr<const uint8_t>(3, "packed"),
-           a.opt<const float>(4, "absmax"), a.opt<const uint8_t>(5, "absmaxQ"), a.opt<const float>(6, "absmax2"),
-           a.opt<const float>(7, "code2"), a.f32(8, "offset"), static_cast<int>(a.integer(9, "code", 0, 1)), a.opt<const void>(10, "bias"),
-           a.count(11, "m"), a.count(12, "outFeatures"), a.count(13, "inFeatures"), a.dim(14, "blocksize"), a.dim(15, "blocksize2"),
-           stream());
-  a.launched();
-})
-
-// The same with W int8 per row: (q · scale[row]) / 127, as dequantizeInt8.
-LKC_JS(quantGemvInt8, 9, {
-  LKC_CALL(lkc::quant_gemv_int8, a.ptr(0, "y"), a.float_dtype(1, "t"), a.ptr<const void>(2, "x"), a.ptr<const int8_t>(3, "q"),
-           a.ptr<const float>(4, "scale"), a.opt<const void>(5, "bias"), a.count(6, "m"), a.count(7, "outFeatures"),
-           a.count(8, "inFeatures"), stream());
-  a.launched();
-})
-
-// ---- attention -----------------------------------------------------------------------------------
-
-LKC_JS(attentionForward, 14, {
-  LKC_CALL(lkc::attention_forward, a.ptr(0, "out"), a.ptr<float>(1, "lse"), a.ptr<const void>(2, "q"), a.ptr<const void>(3, "k"),
-                         a.ptr<const void>(4, "v"), a.float_dtype(5, "t"), a.ptr<const int32_t>(6, "segments"), a.dim(7, "B"), a.dim(8, "Tq"),
-                         a.dim(9, "Tk"), a.dim(10, "Hq"), a.dim(11, "Hkv"), a.dim(12, "D"), a.f32(13, "scale"), stream());
-  a.launched();
-})
-
-LKC_JS(attentionBackwardWorkspace, 6, {
-  const size_t bytes = lkc::attention_backward_workspace(a.dim(0, "B"), a.dim(1, "Tq"), a.dim(2, "Tk"), a.dim(3, "Hq"), a.dim(4, "Hkv"),
-                                                         a.dim(5, "D"));
-  return number(env, static_cast<double>(bytes));
-})
-
-LKC_JS(attentionBackward, 19, {
-  LKC_CALL(lkc::attention_backward, a.ptr(0, "dq"), a.ptr(1, "dk"), a.ptr(2, "dv"), a.ptr<const void>(3, "dout"), a.ptr<const void>(4, "out"),
-                          a.ptr<const void>(5, "q"), a.ptr<const void>(6, "k"), a.ptr<const void>(7, "v"), a.float_dtype(8, "t"),
-                          a.ptr<const float>(9, "lse"), a.ptr<const int32_t>(10, "segments"), a.dim(11, "B"), a.dim(12, "Tq"),
-                          a.dim(13, "Tk"), a.dim(14, "Hq"), a.dim(15, "Hkv"), a.dim(16, "D"), a.f32(17, "scale"), a.ptr(18, "workspace"),
-                          stream());
-  a.launched();
-})
+#include "addon_bindings.inc"
 
 napi_value init(napi_env env, napi_value exports) {
   init_cuda();
-#define LKC_FN(name) {#name, nullptr, js_##name, nullptr, nullptr, nullptr, napi_enumerable, nullptr}
+#define LKC_FN(name) {#name, nullptr, js_##name, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   const napi_property_descriptor fns[] = {
-      LKC_FN(deviceCount),
-      LKC_FN(deviceName),
-      LKC_FN(alloc),
-      LKC_FN(free),
-      LKC_FN(memoryStats),
-      LKC_FN(emptyCache),
-      LKC_FN(copyToDevice),
-      LKC_FN(copyToHost),
-      LKC_FN(copyDeviceToDevice),
-      LKC_FN(synchronize),
-      LKC_FN(pinnedAlloc),
-      LKC_FN(pinnedFree),
-      LKC_FN(offloadAsync),
-      LKC_FN(reloadAsync),
-      LKC_FN(waitEvent),
-      LKC_FN(timerMark),
-      LKC_FN(timerElapsed),
-      LKC_FN(timerReset),
-      LKC_FN(gemm),
-      LKC_FN(add),
-      LKC_FN(mul),
-      LKC_FN(scale),
-      LKC_FN(axpy),
-      LKC_FN(cast),
-      LKC_FN(fill),
-      LKC_FN(sumRows),
-      LKC_FN(sumSquares),
-      LKC_FN(rmsnormForward),
-      LKC_FN(rmsnormBackward),
-      LKC_FN(ropeForward),
-      LKC_FN(ropeBackward),
-      LKC_FN(swigluForward),
-      LKC_FN(swigluBackward),
-      LKC_FN(embeddingForward),
-      LKC_FN(embeddingBackward),
-      LKC_FN(crossEntropyForward),
-      LKC_FN(crossEntropyBackward),
-      LKC_FN(linearCrossEntropyWorkspace),
-      LKC_FN(linearCrossEntropyForward),
-      LKC_FN(linearCrossEntropyForwardGrad),
-      LKC_FN(scaleByScalar),
-      LKC_FN(adamwStep),
-      LKC_FN(sgdStep),
-      LKC_FN(dropout),
-      LKC_FN(dequantize4bit),
-      LKC_FN(dequantize4bitDq),
-      LKC_FN(dequantizeInt8),
-      LKC_FN(quantGemv4bit),
-      LKC_FN(quantGemvInt8),
-      LKC_FN(attentionForward),
-      LKC_FN(attentionBackwardWorkspace),
-      LKC_FN(attentionBackward),
+      LKC_FN(deviceCount)
+      LKC_FN(deviceName)
+      LKC_FN(alloc)
+      LKC_FN(free)
+      LKC_FN(memoryStats)
+      LKC_FN(emptyCache)
+      LKC_FN(copyToDevice)
+      LKC_FN(copyToHost)
+      LKC_FN(copyDeviceToDevice)
+      LKC_FN(synchronize)
+      LKC_FN(pinnedAlloc)
+      LKC_FN(pinnedFree)
+      LKC_FN(offloadAsync)
+      LKC_FN(reloadAsync)
+      LKC_FN(waitEvent)
+      LKC_FN(timerMark)
+      LKC_FN(timerElapsed)
+      LKC_FN(timerReset)
+      LKC_KERNEL_ENTRIES(LKC_FN)
   };
 #undef LKC_FN
   if (napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) != napi_ok) {

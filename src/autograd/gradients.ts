@@ -1,7 +1,6 @@
 // The arithmetic the tape does on gradients itself (seeding the root, summing gradients that meet at a
 // tensor), on the kernels directly: the ops sit above the tape and would record.
 import { kernel } from '../backend/kernels.js';
-import type {} from '../ops/elementwise.js';
 import { Tensor } from '../tensor/tensor.js';
 
 /** A tensor of like's shape, dtype and device with every element `value`. */

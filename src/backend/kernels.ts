@@ -1,15 +1,15 @@
+import type { KernelOf } from '../ops/spec/dsl.js';
+import type { Ops } from '../ops/spec/index.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { BACKENDS } from './backends.js';
 
 /**
- * The op table every backend implements. Each op module declares its kernels here by declaration
- * merging (`declare module '../backend/kernels.js' { interface KernelTable { name: (...) => void } }`);
- * each backend implements them in src/backend/<device>/ and callers get the exact signature back, no
+ * The op table every backend implements, derived from the op declarations (src/ops/spec/): each
+ * backend implements them in src/backend/<device>/ and callers get the exact signature back, no
  * casts. Kernels write into preallocated outputs: outputs first, then inputs, then attributes.
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
-export interface KernelTable {}
+export type KernelTable = { [K in keyof Ops]: KernelOf<Ops[K]> };
 
 export type KernelName = keyof KernelTable;
 

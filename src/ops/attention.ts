@@ -6,38 +6,6 @@ import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
 import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /**
-     * out[B, Tq, Hq, D], lse[B, Hq, Tq] = causal attention of q[B, Tq, Hq, D] over k, v[B, Tk, Hkv, D]
-     * with segments[B, Tk] (i32, 0 = padding); lse is each row's logsumexp (-inf for padded rows).
-     */
-    attentionForward(
-      out: Tensor,
-      lse: Tensor,
-      q: Tensor,
-      k: Tensor,
-      v: Tensor,
-      segments: Tensor,
-      scale: number,
-    ): void;
-    /** dq, dk, dv from dout and what attentionForward saw and produced (q, k, v, segments, out, lse). */
-    attentionBackward(
-      dq: Tensor,
-      dk: Tensor,
-      dv: Tensor,
-      dout: Tensor,
-      q: Tensor,
-      k: Tensor,
-      v: Tensor,
-      segments: Tensor,
-      out: Tensor,
-      lse: Tensor,
-      scale: number,
-    ): void;
-  }
-}
-
 export interface AttentionOptions {
   /** Multiplies q·kᵀ before the softmax; defaults to 1/sqrt(D). */
   scale?: number;

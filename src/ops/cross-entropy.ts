@@ -3,33 +3,10 @@
 import { kernel } from '../backend/kernels.js';
 import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
+import { IGNORE_INDEX } from './spec/cross-entropy.js';
 import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
-export const IGNORE_INDEX = -100;
-
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /**
-     * loss [] = Σ over kept rows of (lse − logits[target]); lse [N] (0 for ignored rows); rowLoss [N]
-     * (optional, 0 for ignored rows) <- logits [N, V] f32, targets [N] i32 (−100 = ignore)
-     */
-    crossEntropyForward(
-      loss: Tensor,
-      lse: Tensor,
-      rowLoss: Tensor | null,
-      logits: Tensor,
-      targets: Tensor,
-    ): void;
-    /** dlogits [N, V] = gradLoss · (softmax − onehot), 0 on ignored rows <- logits, targets, lse, gradLoss [] */
-    crossEntropyBackward(
-      dlogits: Tensor,
-      logits: Tensor,
-      targets: Tensor,
-      lse: Tensor,
-      gradLoss: Tensor,
-    ): void;
-  }
-}
+export { IGNORE_INDEX };
 
 function check(op: string, logits: Tensor, targets: Tensor): void {
   sameDevice(op, logits, targets);

@@ -6,13 +6,6 @@ import type { QuantizedWeight } from '../quant/weight.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
 import { matmul } from './matmul.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /** out [rows] f32 = ‖w[r] + s·delta[r]‖ per row <- w [rows, cols] (dense or quantized), delta [rows, cols] f32 */
-    weightNorm(out: Tensor, w: Tensor | QuantizedWeight, delta: Tensor, s: number): void;
-  }
-}
-
 /** ‖w + s·B·A‖ per output row [out] f32 (no gradient): w [out, in], A [r, in], B [out, r]. */
 export function weightNorm(w: Tensor | QuantizedWeight, A: Tensor, B: Tensor, s: number): Tensor {
   return noGrad(() =>

@@ -6,13 +6,6 @@ import { Tensor } from '../tensor/tensor.js';
 import { copy } from './elementwise.js';
 import { emptyLike, expectFloat } from './util.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /** out[i] = x[i] · (keep(seed, i) ? 1/(1 − p) : 0); the same (p, seed, size) always gives the same mask */
-    dropout(out: Tensor, x: Tensor, p: number, seed: number): void;
-  }
-}
-
 /**
  * Inverted dropout: each element is zeroed with probability p and the kept ones scaled by 1/(1 − p).
  * The mask depends only on `seed` (a non-negative safe integer) and the element index; p = 0 returns a

@@ -5,27 +5,6 @@ import { shapeString, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /** out = a + b, b broadcast over a's leading dims when b.size divides a.size. */
-    add(out: Tensor, a: Tensor, b: Tensor): void;
-    /** out = a * b, broadcast as add. */
-    mul(out: Tensor, a: Tensor, b: Tensor): void;
-    /** y += alpha * x */
-    axpy(y: Tensor, x: Tensor, alpha: number): void;
-    /** out = alpha * x */
-    scale(out: Tensor, x: Tensor, alpha: number): void;
-    /** out[r] = sum_c x[r, c] for x viewed as [rows, cols] */
-    sumRows(out: Tensor, x: Tensor, rows: number, cols: number): void;
-    /** out = x converted between f32 and bf16 (a copy when the dtypes agree) */
-    cast(out: Tensor, x: Tensor): void;
-    /** every element of out = value */
-    fill(out: Tensor, value: number): void;
-    /** out[c] = Σ_r x[r, c] for x viewed as [rows, cols] (bias gradients, broadcast reductions) */
-    sumColumns(out: Tensor, x: Tensor, rows: number, cols: number): void;
-  }
-}
-
 // 1ᵀ·x through the GEMM kernel, which streams x once.
 function checkBroadcast(op: string, a: Tensor, b: Tensor): void {
   sameDevice(op, a, b);

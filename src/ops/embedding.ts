@@ -6,15 +6,6 @@ import type { DType } from '../tensor/dtype.js';
 import { activationDType, deviceLabel, floatDTypes } from '../backend/device.js';
 import { expectDType, sameDevice } from './util.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /** out [N, D] f32 <- table [V, D] f32|bf16, ids [N] i32 */
-    embeddingForward(out: Tensor, table: Tensor, ids: Tensor): void;
-    /** dtable [V, D] f32 = Σ over tokens of dy rows scattered to their ids (zeroed first) <- dy [N, D], ids [N] */
-    embeddingBackward(dtable: Tensor, dy: Tensor, ids: Tensor): void;
-  }
-}
-
 /**
  * ids [...] i32 -> [..., D] rows of table [V, D] (f32 or bf16), in `dtype` (the device's activation
  * dtype unless given; the CPU computes in f32 only).

@@ -9,26 +9,6 @@ import { checkTargets } from './cross-entropy.js';
 import { sum } from './elementwise.js';
 import { emptyF32, emptyLike, expectDType, expectFloat } from './util.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /**
-     * The head and the loss fused, logits never whole (CPU: chunks of the rows that have a target;
-     * CUDA: vocabulary chunks through cuBLASLt). rowLoss [N] f32 (0 for ignored rows) <- h [N, D], w [V, D], targets [N]; with
-     * dhUnit [N, D] f32 (training), also the head's input gradient for a unit loss gradient,
-     * softmax(h wᵀ)·w − w[target] (0 on ignored rows).
-     */
-    linearCrossEntropyForward(
-      rowLoss: Tensor,
-      dhUnit: Tensor | null,
-      h: Tensor,
-      w: Tensor,
-      targets: Tensor,
-    ): void;
-    /** out = scalar · x, x f32, scalar a one-element f32 tensor read on the device (no host wait). */
-    scaleByScalar(out: Tensor, x: Tensor, scalar: Tensor): void;
-  }
-}
-
 /**
  * h [N, D] f32, w [V, D] f32 or bf16 (frozen), targets [N] i32 (−100 ignored) -> scalar Σ NLL.
  * Differentiable with respect to h.

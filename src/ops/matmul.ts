@@ -5,33 +5,10 @@ import { floatDTypes } from '../backend/device.js';
 import { kernel } from '../backend/kernels.js';
 import { isGraphOnly, needsRecord, record } from '../autograd/tape.js';
 import { numel, shapeString, Tensor } from '../tensor/tensor.js';
+import type { GemmAttrs } from './spec/matmul.js';
 import { expectDType, expectFloat, sameDevice } from './util.js';
 
-/** Sizes of one batched GEMM; strides in elements between batch items (0: broadcast). */
-export interface GemmAttrs {
-  batch: number;
-  m: number;
-  n: number;
-  k: number;
-  transA: boolean;
-  transB: boolean;
-  alpha: number;
-  beta: number;
-  strideA: number;
-  strideB: number;
-  strideC: number;
-}
-
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /**
-     * c = alpha·op(a)·op(b) + beta·c (+ bias [n] on every row), batched as attrs says.
-     * a, b: f32 or bf16; c: f32 (CPU) or f32/bf16 (CUDA); bias: c's dtype. Shapes per item: a [m, k] ([k, m] with transA),
-     * b [k, n] ([n, k] with transB), c [m, n].
-     */
-    gemm(c: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, attrs: GemmAttrs): void;
-  }
-}
+export type { GemmAttrs } from './spec/matmul.js';
 
 /** One GEMM call; the defaults are a plain product (alpha 1, beta 0, one item, no transposes). */
 function gemm(

@@ -2,27 +2,10 @@
 // used for gradient clipping.
 import { kernel } from '../backend/kernels.js';
 import { Tensor } from '../tensor/tensor.js';
+import type { AdamWOptions, AdamWSlot } from './spec/optim.js';
 import { expectDType, sameDevice } from './util.js';
 
-export interface AdamWOptions {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** 1 on the first update (torch's state['step'] after its increment). */
-  step: number;
-}
-
-/** One tensor AdamW updates: the parameter, its state and gradient (all f32, one size). */
-export interface AdamWSlot {
-  param: Tensor;
-  m: Tensor;
-  v: Tensor;
-  grad: Tensor;
-  /** The parameter's bf16 compute copy (Tensor.computeCopy), rewritten from the updated values; or null. */
-  copy: Tensor | null;
-}
+export type { AdamWOptions, AdamWSlot } from './spec/optim.js';
 
 export interface SgdOptions {
   lr: number;
@@ -30,24 +13,6 @@ export interface SgdOptions {
   momentum?: number;
   /** Momentum buffer, zero-initialized by the caller before the first step (required when momentum > 0). */
   buf?: Tensor;
-}
-
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /** Every slot's param, m, v (and copy) updated in place from its grad; one call for a model's tensors. */
-    adamwStep(slots: readonly AdamWSlot[], o: AdamWOptions): void;
-    /** param (and buf, when given) updated in place from grad */
-    sgdStep(
-      param: Tensor,
-      buf: Tensor | null,
-      grad: Tensor,
-      lr: number,
-      weightDecay: number,
-      momentum: number,
-    ): void;
-    /** Σ over all the tensors of Σ x² (one value read back, however many tensors) */
-    sumSquares(xs: readonly Tensor[]): number;
-  }
 }
 
 function checkState(op: string, param: Tensor, named: Record<string, Tensor>): void {

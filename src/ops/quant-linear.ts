@@ -7,18 +7,6 @@ import { numel, shapeString, Tensor } from '../tensor/tensor.js';
 import { expectFloat, sameDevice } from './util.js';
 import type { QuantizedWeight } from '../quant/weight.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /** y [m, out] = x [m, in] · Wᵀ (+ bias [out]) for a quantized W [out, in]. */
-    quantLinear(y: Tensor, x: Tensor, w: QuantizedWeight, bias: Tensor | null, m: number): void;
-    /**
-     * dx [m, in] = g [m, out] · W for a quantized W [out, in]; with `accumulate`, dx += g · W (layers
-     * that share an input sum their input gradients in place).
-     */
-    quantLinearBackward(dx: Tensor, g: Tensor, w: QuantizedWeight, m: number, accumulate: boolean): void;
-  }
-}
-
 /**
  * y = x · Wᵀ (+ bias): x [..., in] f32, W quantized [out, in] (frozen), bias [out] f32 or null.
  * Result [..., out] f32. Differentiable in x and bias. Inside checkpointOutput's recompute the product

@@ -4,22 +4,6 @@ import { needsRecord, record } from '../autograd/tape.js';
 import { keep, shapeString, Tensor } from '../tensor/tensor.js';
 import { emptyF32, emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /** y [rows, D], rstd [rows] <- x [rows, D] (any leading dims), weight [D] */
-    rmsnormForward(y: Tensor, rstd: Tensor, x: Tensor, weight: Tensor, eps: number): void;
-    /** dx [rows, D] and/or dweight [D] (null when not wanted) <- dy, x, weight, rstd saved by forward */
-    rmsnormBackward(
-      dx: Tensor | null,
-      dweight: Tensor | null,
-      dy: Tensor,
-      x: Tensor,
-      weight: Tensor,
-      rstd: Tensor,
-    ): void;
-  }
-}
-
 /** y = x / sqrt(mean(x², last dim) + eps) · weight; x [..., D] f32, weight [D] f32. */
 export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   sameDevice('rmsnorm', x, weight);

@@ -7,15 +7,6 @@ import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import { emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /** out [B, T, H, Dh] <- x [B, T, H, Dh], cos/sin [P, half], positions [B, T] i32: rotation by +θ. */
-    ropeForward(out: Tensor, x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor): void;
-    /** dx <- dy, rotation by −θ (the transpose of the forward rotation). */
-    ropeBackward(dx: Tensor, dy: Tensor, cos: Tensor, sin: Tensor, positions: Tensor): void;
-  }
-}
-
 // ---- configuration ------------------------------------------------------------------------------------
 
 export type RopeScalingType = 'default' | 'linear' | 'llama3' | 'yarn' | 'dynamic';

@@ -4,15 +4,6 @@ import { needsRecord, record } from '../autograd/tape.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import { emptyLike, expectDType, expectFloat, sameDevice } from './util.js';
 
-declare module '../backend/kernels.js' {
-  interface KernelTable {
-    /** out = silu(gate) · up, all the same shape */
-    swigluForward(out: Tensor, gate: Tensor, up: Tensor): void;
-    /** dgate and/or dup (null when not wanted) <- dy, gate, up */
-    swigluBackward(dgate: Tensor | null, dup: Tensor | null, dy: Tensor, gate: Tensor, up: Tensor): void;
-  }
-}
-
 /** silu(gate) · up, elementwise; gate and up f32 of the same shape. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   sameDevice('swiglu', gate, up);

@@ -5,24 +5,6 @@ import { keep, shapeString, Tensor, type Device } from '../tensor/tensor.js';
 import { DYNAMIC_MAP, torchMeanF32, type Quant4Type } from './codes.js';
 import { dequantizeBlockwise8, quantizeBlockwise8 } from './blockwise8.js';
 
-declare module '../backend/cpu/addon.js' {
-  interface CpuAddon {
-    /** out [(n+1)/2] packed nibbles, absmax [ceil(n/blocksize)], x [n]; kind 0 nf4, 1 fp4. */
-    quantize4bit(
-      out: Uint8Array,
-      absmax: Float32Array,
-      x: Float32Array,
-      n: number,
-      blocksize: number,
-      kind: number,
-    ): void;
-    /** out [rows, cols] int8 bits, absmax [rows], x [rows, cols]. */
-    quantizeInt8(out: Uint8Array, absmax: Float32Array, x: Float32Array, rows: number, cols: number): void;
-    /** out [(r1 - r0), cols] = rows [r0, r1) of the quantized weight, dequantized to fp32. */
-    dequantizeRows(out: Float32Array, ...args: [...QuantArgs, number, number]): void;
-  }
-}
-
 /**
  * A quantized weight as the native kernels take it: data, absmax | null, qabsmax | null,
  * absmax2 | null, code8 | null, offset, kind (0 nf4, 1 fp4, 2 int8), blocksize, nested blocksize,

@@ -2,16 +2,48 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { CpuBindings } from '../../ops/spec/index.js';
+import type { QuantArgs } from '../../quant/weight.js';
+
+type HostArray<K> = K extends 'f32'
+  ? Float32Array
+  : K extends 'u16'
+    ? Uint16Array
+    : K extends 'i32'
+      ? Int32Array
+      : K extends 'u8'
+        ? Uint8Array
+        : Float32Array | Uint16Array;
+
+/** One declared parameter as the JS values it takes (a quantized weight: the 11 values of QuantArgs). */
+type HostValues<P> = P extends { kind: 'quant' }
+  ? QuantArgs
+  : P extends { kind: 'number' }
+    ? [number]
+    : P extends { kind: 'boolean' }
+      ? [boolean]
+      : P extends { kind: infer K; optional: true }
+        ? [HostArray<K> | null]
+        : P extends { kind: infer K }
+          ? [HostArray<K>]
+          : never;
+
+type HostParams<P extends readonly unknown[]> = P extends readonly [infer H, ...infer R]
+  ? [...HostValues<H>, ...HostParams<R>]
+  : [];
+
+/** The CPU addon's kernel entry points, as the op declarations (src/ops/spec/) give them. */
+export type CpuKernelEntries = {
+  [K in keyof CpuBindings]: (
+    ...args: HostParams<CpuBindings[K]['params']>
+  ) => CpuBindings[K]['returns'] extends 'number' ? number : void;
+};
 
 /**
- * The CPU addon's entry points. Each kernel group adds its own functions to this interface by
- * declaration merging (`declare module './addon.js' { interface CpuAddon { ... } }`), next to the
- * code that calls them. Convention: outputs first, then inputs, then sizes and attributes.
+ * The CPU addon: its kernel entry points (declared with their ops) and its memory and threads.
+ * Convention: outputs first, then inputs, then sizes and attributes.
  */
-export interface CpuAddon {
-  /** out [n] bf16 bits = x [n] rounded to nearest even (file readers convert with it too). */
-  f32ToBf16(out: Uint16Array, x: Float32Array, n: number): void;
-  bf16ToF32(out: Float32Array, x: Uint16Array, n: number): void;
+export interface CpuAddon extends CpuKernelEntries {
   alloc(bytes: number): ArrayBuffer;
   free(buffer: ArrayBuffer): void;
   /** [live bytes, peak bytes] of native tensor memory; `resetPeak` restarts the peak from now. */
@@ -20,6 +52,8 @@ export interface CpuAddon {
   trimCache(): number;
   setThreads(n: number): void;
   getThreads(): number;
+  /** How many arguments each entry point takes, by name (checked against the declarations by test/bindings.test.ts). */
+  readonly arities: Readonly<Record<string, number>>;
 }
 
 function findAddon(): string {

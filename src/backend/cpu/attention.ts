@@ -1,46 +1,6 @@
 // CPU kernels of causal attention (native/cpu/attention.cc), f32.
-import type {} from '../../ops/attention.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
-
-declare module './addon.js' {
-  interface CpuAddon {
-    attentionForwardF32(
-      out: Float32Array,
-      lse: Float32Array,
-      q: Float32Array,
-      k: Float32Array,
-      v: Float32Array,
-      segments: Int32Array,
-      B: number,
-      Tq: number,
-      Tk: number,
-      Hq: number,
-      Hkv: number,
-      D: number,
-      scale: number,
-    ): void;
-    attentionBackwardF32(
-      dq: Float32Array,
-      dk: Float32Array,
-      dv: Float32Array,
-      dout: Float32Array,
-      q: Float32Array,
-      k: Float32Array,
-      v: Float32Array,
-      segments: Int32Array,
-      out: Float32Array,
-      lse: Float32Array,
-      B: number,
-      Tq: number,
-      Tk: number,
-      Hq: number,
-      Hkv: number,
-      D: number,
-      scale: number,
-    ): void;
-  }
-}
 
 export const attentionKernels = {
   attentionForward: (out, lse, q, k, v, segments, scale) => {

@@ -1,36 +1,10 @@
 // CPU cross-entropy (native/cpu/cross_entropy.cc) and the fused output head + loss built on it and the
 // GEMM: logits only ever exist for a chunk of rows, and only for rows that have a target.
-import type {} from '../../ops/cross-entropy.js';
-import type {} from '../../ops/linear-cross-entropy.js';
+import { IGNORE_INDEX } from '../../ops/spec/cross-entropy.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
 
-declare module './addon.js' {
-  interface CpuAddon {
-    crossEntropyForwardF32(
-      loss: Float32Array,
-      lse: Float32Array,
-      rowLoss: Float32Array | null,
-      logits: Float32Array,
-      targets: Int32Array,
-      rows: number,
-      vocab: number,
-    ): void;
-    crossEntropyBackwardF32(
-      dlogits: Float32Array,
-      logits: Float32Array,
-      targets: Int32Array,
-      lse: Float32Array,
-      gradLoss: number,
-      rows: number,
-      vocab: number,
-    ): void;
-  }
-}
-
-/** The target of a row without loss (the op's IGNORE_INDEX, as the native kernels read it). */
-const IGNORE = -100;
 /** Rows of logits [rows, V] computed at a time by the fused head. */
 const CHUNK_ROWS = 256;
 
@@ -66,7 +40,7 @@ export const crossEntropyKernels = {
     const dh = dhUnit?.as('f32').fill(0) ?? null;
     const wd = w.dtype === 'bf16' ? w.as('bf16') : w.as('f32');
     const rows: number[] = [];
-    for (let i = 0; i < N; i++) if (tgt[i] !== IGNORE) rows.push(i);
+    for (let i = 0; i < N; i++) if (tgt[i] !== IGNORE_INDEX) rows.push(i);
     const most = Math.min(CHUNK_ROWS, rows.length);
     const scratch = [most * D, most * V, most, most, 1, most * D].map((n) => Tensor.empty([n]));
     try {

@@ -1,5 +1,4 @@
 // The CPU's DoRA weight norm, in double: the only backend with it (DoRA trains on the CPU).
-import type {} from '../../ops/dora.js';
 import { weightToFloat32 } from '../../quant/weight.js';
 import type { Kernels } from '../kernels.js';
 

@@ -1,17 +1,6 @@
 // CPU kernels of the elementwise ops (native/cpu/elementwise.cc): f32 throughout.
-import type {} from '../../ops/elementwise.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
-
-declare module './addon.js' {
-  interface CpuAddon {
-    addF32(out: Float32Array, a: Float32Array, b: Float32Array, n: number, nb: number): void;
-    mulF32(out: Float32Array, a: Float32Array, b: Float32Array, n: number, nb: number): void;
-    axpyF32(y: Float32Array, x: Float32Array, alpha: number, n: number): void;
-    scaleF32(out: Float32Array, x: Float32Array, alpha: number, n: number): void;
-    sumRowsF32(out: Float32Array, x: Float32Array, rows: number, cols: number): void;
-  }
-}
 
 export const elementwiseKernels = {
   add: (out, a, b) => cpu.addF32(out.as('f32'), a.as('f32'), b.as('f32'), a.size, b.size),

@@ -1,36 +1,6 @@
 // CPU embedding lookup and its gradient (native/cpu/embedding.cc): f32 or bf16 tables, f32 rows.
-import type {} from '../../ops/embedding.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
-
-declare module './addon.js' {
-  interface CpuAddon {
-    embeddingForwardF32(
-      out: Float32Array,
-      table: Float32Array,
-      ids: Int32Array,
-      n: number,
-      vocab: number,
-      dim: number,
-    ): void;
-    embeddingForwardBf16(
-      out: Float32Array,
-      table: Uint16Array,
-      ids: Int32Array,
-      n: number,
-      vocab: number,
-      dim: number,
-    ): void;
-    embeddingBackwardF32(
-      dtable: Float32Array,
-      dy: Float32Array,
-      ids: Int32Array,
-      n: number,
-      vocab: number,
-      dim: number,
-    ): void;
-  }
-}
 
 export const embeddingKernels = {
   embeddingForward: (out, table, ids) => {

@@ -1,35 +1,6 @@
 // CPU optimizer updates and the squared norm for clipping (native/cpu/optim.cc), f32.
-import type {} from '../../ops/optim.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
-
-declare module './addon.js' {
-  interface CpuAddon {
-    adamwStepF32(
-      param: Float32Array,
-      m: Float32Array,
-      v: Float32Array,
-      grad: Float32Array,
-      lr: number,
-      beta1: number,
-      beta2: number,
-      eps: number,
-      weightDecay: number,
-      step: number,
-      n: number,
-    ): void;
-    sgdStepF32(
-      param: Float32Array,
-      buf: Float32Array | null,
-      grad: Float32Array,
-      lr: number,
-      weightDecay: number,
-      momentum: number,
-      n: number,
-    ): void;
-    sumSquaresF32(x: Float32Array, n: number): number;
-  }
-}
 
 export const optimKernels = {
   adamwStep: (slots, o) => {

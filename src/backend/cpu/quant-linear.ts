@@ -1,23 +1,8 @@
 // CPU quantized linear (native/cpu/quant.cc): W is dequantized a tile of rows at a time into a small
 // fp32 buffer and multiplied there, so no dense copy of W ever exists.
-import type {} from '../../ops/quant-linear.js';
 import type { QuantArgs } from '../../quant/weight.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
-
-declare module './addon.js' {
-  interface CpuAddon {
-    /** y [m, rows] = x [m, cols] · Wᵀ (+ bias [rows]), W quantized as QuantArgs describes. */
-    quantLinear(
-      y: Float32Array,
-      x: Float32Array,
-      bias: Float32Array | null,
-      ...rest: [...QuantArgs, number]
-    ): void;
-    /** dx [m, cols] = g [m, rows] · W (dx += … when accumulating). */
-    quantLinearBackward(dx: Float32Array, g: Float32Array, ...rest: [...QuantArgs, number, boolean]): void;
-  }
-}
 
 export const quantLinearKernels = {
   quantLinear: (y, x, w, bias, m) =>

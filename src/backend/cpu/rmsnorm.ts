@@ -1,31 +1,6 @@
 // CPU RMSNorm (native/cpu/rmsnorm.cc), f32.
-import type {} from '../../ops/rmsnorm.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
-
-declare module './addon.js' {
-  interface CpuAddon {
-    rmsnormForwardF32(
-      y: Float32Array,
-      rstd: Float32Array,
-      x: Float32Array,
-      weight: Float32Array,
-      rows: number,
-      dim: number,
-      eps: number,
-    ): void;
-    rmsnormBackwardF32(
-      dx: Float32Array | null,
-      dweight: Float32Array | null,
-      dy: Float32Array,
-      x: Float32Array,
-      weight: Float32Array,
-      rstd: Float32Array,
-      rows: number,
-      dim: number,
-    ): void;
-  }
-}
 
 export const rmsnormKernels = {
   rmsnormForward: (y, rstd, x, weight, eps) =>

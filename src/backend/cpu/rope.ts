@@ -1,37 +1,7 @@
 // CPU rotary embeddings (native/cpu/rope.cc), f32.
-import type {} from '../../ops/rope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
-
-declare module './addon.js' {
-  interface CpuAddon {
-    ropeForwardF32(
-      out: Float32Array,
-      x: Float32Array,
-      cos: Float32Array,
-      sin: Float32Array,
-      positions: Int32Array,
-      rows: number,
-      heads: number,
-      headDim: number,
-      half: number,
-      maxPositions: number,
-    ): void;
-    ropeBackwardF32(
-      dx: Float32Array,
-      dy: Float32Array,
-      cos: Float32Array,
-      sin: Float32Array,
-      positions: Int32Array,
-      rows: number,
-      heads: number,
-      headDim: number,
-      half: number,
-      maxPositions: number,
-    ): void;
-  }
-}
 
 function ropeDims(
   x: Tensor,

@@ -1,21 +1,6 @@
 // CPU SwiGLU (native/cpu/swiglu.cc), f32.
-import type {} from '../../ops/swiglu.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
-
-declare module './addon.js' {
-  interface CpuAddon {
-    swigluForwardF32(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
-    swigluBackwardF32(
-      dgate: Float32Array | null,
-      dup: Float32Array | null,
-      dy: Float32Array,
-      gate: Float32Array,
-      up: Float32Array,
-      n: number,
-    ): void;
-  }
-}
 
 export const swigluKernels = {
   swigluForward: (out, gate, up) =>

@@ -1,6 +1,5 @@
 // CUDA causal attention (native/cuda/attention.cu): flash-style tiles on tensor cores for bf16 with D
 // 64 or 128, CUDA cores otherwise.
-import type {} from '../../ops/attention.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
 import type { CudaAddon } from './addon.js';

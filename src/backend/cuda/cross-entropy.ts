@@ -1,7 +1,5 @@
 // CUDA cross-entropy over given logits and the fused output head + loss (native/cuda/cross_entropy.cu,
 // cross_entropy_backward.cu): the head's logits only ever exist a chunk of vocabulary columns at a time.
-import type {} from '../../ops/cross-entropy.js';
-import type {} from '../../ops/linear-cross-entropy.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
 import { CUDA_DTYPE, type CudaAddon } from './addon.js';

@@ -1,5 +1,4 @@
 // CUDA dropout (native/cuda/dropout.cu): the CPU backend's mask bit for bit.
-import type {} from '../../ops/dropout.js';
 import type { Kernels } from '../kernels.js';
 import type { CudaAddon } from './addon.js';
 import { dt, ptr } from './device.js';

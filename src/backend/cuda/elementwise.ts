@@ -1,6 +1,5 @@
 // CUDA elementwise kernels (native/cuda/elementwise.cu, broadcast.cu, sum_rows.cu): fp32 math in the
 // tensors' own dtype.
-import type {} from '../../ops/elementwise.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
 import type { CudaAddon } from './addon.js';

@@ -1,5 +1,4 @@
 // CUDA embedding lookup and its gradient (native/cuda/embedding.cu).
-import type {} from '../../ops/embedding.js';
 import type { Kernels } from '../kernels.js';
 import { CUDA_DTYPE, type CudaAddon } from './addon.js';
 import { dt, ptr } from './device.js';

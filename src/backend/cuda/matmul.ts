@@ -1,7 +1,7 @@
 // The CUDA GEMM through cuBLASLt (native/cuda/gemm.cu). In bf16 mode an f32 operand meeting a bf16 one
 // (a LoRA matrix against activations) is rounded to a bf16 copy first: it is small (r × features), and
 // tensor cores then take the whole product. f32 · f32 stays f32.
-import type { GemmAttrs } from '../../ops/matmul.js';
+import type { GemmAttrs } from '../../ops/spec/matmul.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
 import type { CudaAddon } from './addon.js';

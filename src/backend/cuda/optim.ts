@@ -1,5 +1,4 @@
 // CUDA optimizer updates and the squared norm for clipping (native/cuda/adamw.cu, sgd.cu).
-import type {} from '../../ops/optim.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
 import type { CudaAddon } from './addon.js';

@@ -5,7 +5,6 @@
 // take the fused kernel that dequantizes in registers and reads W once (quant_gemv.cu: 3.4× faster at
 // m = 1 on an 8B projection). At 2048 rows the separate dequantize adds 13% to the GEMM
 // (bench/gpu/NOTES.md), less than a GEMM that dequantizes in its main loop would lose against cuBLASLt.
-import type {} from '../../ops/quant-linear.js';
 import type { QuantizedWeight } from '../../quant/weight.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';

@@ -1,5 +1,4 @@
 // CUDA RMSNorm (native/cuda/rmsnorm.cu).
-import type {} from '../../ops/rmsnorm.js';
 import type { Kernels } from '../kernels.js';
 import type { CudaAddon } from './addon.js';
 import { ptr } from './device.js';

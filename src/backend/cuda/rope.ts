@@ -1,5 +1,4 @@
 // CUDA rotary embeddings (native/cuda/rope.cu).
-import type {} from '../../ops/rope.js';
 import type { Kernels } from '../kernels.js';
 import type { CudaAddon } from './addon.js';
 import { ptr } from './device.js';

@@ -1,5 +1,4 @@
 // CUDA SwiGLU (native/cuda/swiglu.cu).
-import type {} from '../../ops/swiglu.js';
 import type { Kernels } from '../kernels.js';
 import type { CudaAddon } from './addon.js';
 import { ptr } from './device.js';
