@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { cpu } from '../src/backend/cpu/addon.js';
 import { hasKernel } from '../src/backend/kernels.js';
-import { CPU_BINDINGS, CUDA_BINDINGS, OPS } from '../src/ops/spec/index.js';
+import { CPU_BINDINGS, CUDA_BINDINGS, hostArity, OPS, parameters } from '../src/ops/spec/index.js';
 import { projectRoot } from './helpers.js';
 
 test('native/cuda/addon_bindings.inc is what scripts/gen-bindings.mjs makes of the declarations', () => {
@@ -21,8 +21,7 @@ test('native/cuda/addon_bindings.inc is what scripts/gen-bindings.mjs makes of t
 
 test('the CPU addon exports every declared entry point with the declared number of arguments', () => {
   for (const [name, binding] of Object.entries(CPU_BINDINGS)) {
-    // A quantized weight is passed as QuantizedWeight.args(): 11 values.
-    const declared = binding.params.reduce((n, p) => n + (p.kind === 'quant' ? 11 : 1), 0);
+    const declared = parameters(binding.signature).reduce((n, p) => n + hostArity(p.kind), 0);
     assert.equal(typeof cpu[name as keyof typeof CPU_BINDINGS], 'function', `${name} is not exported`);
     assert.equal(cpu.arities[name], declared, `${name}: native/cpu takes ${cpu.arities[name]} arguments`);
   }

@@ -472,19 +472,8 @@ void gemm(void* c, DType ct, const void* A, DType at, const void* B, DType bt, c
           bool trans_a, bool trans_b, float alpha, float beta, int batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
           int64_t lda, int64_t ldb, int64_t ldc, cudaStream_t s) {
   if (m == 0 || n == 0 || batch == 0) return;  // nothing to write
-  lkc::GemmOpts o;
-  o.bias = bias;
-  o.trans_a = trans_a;
-  o.trans_b = trans_b;
-  o.alpha = alpha;
-  o.beta = beta;
-  o.batch = batch;
-  o.stride_a = stride_a;
-  o.stride_b = stride_b;
-  o.stride_c = stride_c;
-  o.lda = lda;
-  o.ldb = ldb;
-  o.ldc = ldc;
+  // In GemmOpts's member order; f32 inputs keep exact fp32 math (no tf32).
+  const lkc::GemmOpts o{trans_a, trans_b, alpha, beta, lda, ldb, ldc, batch, stride_a, stride_b, stride_c, bias, false};
   lkc::gemm(c, ct, A, at, B, bt, m, n, k, o, s);
 }
 

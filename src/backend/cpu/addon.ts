@@ -2,40 +2,14 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { HostParams } from '../../ops/spec/dsl.js';
 import type { CpuBindings } from '../../ops/spec/index.js';
 import type { QuantArgs } from '../../quant/weight.js';
-
-type HostArray<K> = K extends 'f32'
-  ? Float32Array
-  : K extends 'u16'
-    ? Uint16Array
-    : K extends 'i32'
-      ? Int32Array
-      : K extends 'u8'
-        ? Uint8Array
-        : Float32Array | Uint16Array;
-
-/** One declared parameter as the JS values it takes (a quantized weight: the 11 values of QuantArgs). */
-type HostValues<P> = P extends { kind: 'quant' }
-  ? QuantArgs
-  : P extends { kind: 'number' }
-    ? [number]
-    : P extends { kind: 'boolean' }
-      ? [boolean]
-      : P extends { kind: infer K; optional: true }
-        ? [HostArray<K> | null]
-        : P extends { kind: infer K }
-          ? [HostArray<K>]
-          : never;
-
-type HostParams<P extends readonly unknown[]> = P extends readonly [infer H, ...infer R]
-  ? [...HostValues<H>, ...HostParams<R>]
-  : [];
 
 /** The CPU addon's kernel entry points, as the op declarations (src/ops/spec/) give them. */
 export type CpuKernelEntries = {
   [K in keyof CpuBindings]: (
-    ...args: HostParams<CpuBindings[K]['params']>
+    ...args: HostParams<CpuBindings[K]['signature'], QuantArgs>
   ) => CpuBindings[K]['returns'] extends 'number' ? number : void;
 };
 

@@ -1,47 +1,36 @@
 // CPU kernels of causal attention (native/cpu/attention.cc), f32.
 import type { Kernels } from '../kernels.js';
+import { attentionSizes } from '../sizes.js';
 import { cpu } from './addon.js';
+import { f32 } from './arrays.js';
 
 export const attentionKernels = {
-  attentionForward: (out, lse, q, k, v, segments, scale) => {
-    const [B, Tq, Hq, D] = q.shape;
-    const [, Tk, Hkv] = k.shape;
+  attentionForward: (out, lse, q, k, v, segments, scale) =>
     cpu.attentionForwardF32(
-      out.as('f32'),
-      lse.as('f32'),
-      q.as('f32'),
-      k.as('f32'),
-      v.as('f32'),
+      f32(out),
+      f32(lse),
+      f32(q),
+      f32(k),
+      f32(v),
       segments.as('i32'),
-      B,
-      Tq,
-      Tk,
-      Hq,
-      Hkv,
-      D,
+      ...attentionSizes(q, k),
       scale,
-    );
-  },
+    ),
   attentionBackward: (dq, dk, dv, dout, q, k, v, segments, out, lse, scale) => {
-    const [B, Tq, Hq, D] = q.shape;
-    const [, Tk, Hkv] = k.shape;
+    const [dqs, dks, dvs, douts, qs, ks, vs] = [dq, dk, dv, dout, q, k, v].map(f32);
+    const ids = segments.as('i32');
     cpu.attentionBackwardF32(
-      dq.as('f32'),
-      dk.as('f32'),
-      dv.as('f32'),
-      dout.as('f32'),
-      q.as('f32'),
-      k.as('f32'),
-      v.as('f32'),
-      segments.as('i32'),
-      out.as('f32'),
-      lse.as('f32'),
-      B,
-      Tq,
-      Tk,
-      Hq,
-      Hkv,
-      D,
+      dqs,
+      dks,
+      dvs,
+      douts,
+      qs,
+      ks,
+      vs,
+      ids,
+      f32(out),
+      f32(lse),
+      ...attentionSizes(q, k),
       scale,
     );
   },

@@ -4,47 +4,44 @@ import { IGNORE_INDEX } from '../../ops/spec/cross-entropy.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
+import { f32, f32OrBf16, optF32 } from './arrays.js';
 
 /** Rows of logits [rows, V] computed at a time by the fused head. */
 const CHUNK_ROWS = 256;
 
 export const crossEntropyKernels = {
-  crossEntropyForward: (loss, lse, rowLoss, logits, targets) =>
-    cpu.crossEntropyForwardF32(
-      loss.as('f32'),
-      lse.as('f32'),
-      rowLoss?.as('f32') ?? null,
-      logits.as('f32'),
-      targets.as('i32'),
-      logits.shape[0],
-      logits.shape[1],
-    ),
-  crossEntropyBackward: (dlogits, logits, targets, lse, gradLoss) =>
+  crossEntropyForward: (loss, lse, rowLoss, logits, targets) => {
+    const [N, V] = logits.shape;
+    cpu.crossEntropyForwardF32(f32(loss), f32(lse), optF32(rowLoss), f32(logits), targets.as('i32'), N, V);
+  },
+  crossEntropyBackward: (dlogits, logits, targets, lse, gradLoss) => {
+    const [N, V] = logits.shape;
     cpu.crossEntropyBackwardF32(
-      dlogits.as('f32'),
-      logits.as('f32'),
+      f32(dlogits),
+      f32(logits),
       targets.as('i32'),
-      lse.as('f32'),
-      gradLoss.as('f32')[0],
-      logits.shape[0],
-      logits.shape[1],
-    ),
+      f32(lse),
+      f32(gradLoss)[0],
+      N,
+      V,
+    );
+  },
   // The rows that have a target are gathered a chunk at a time: logits = h·wᵀ, their loss, and with
   // dhUnit the unit-gradient dlogits (written over the logits) times w, scattered back to the rows.
   linearCrossEntropyForward: (rowLoss, dhUnit, h, w, targets) => {
     const [N, D] = h.shape;
     const V = w.shape[0];
     const tgt = targets.as('i32');
-    const hd = h.as('f32');
-    const loss = rowLoss.as('f32').fill(0);
-    const dh = dhUnit?.as('f32').fill(0) ?? null;
-    const wd = w.dtype === 'bf16' ? w.as('bf16') : w.as('f32');
+    const hd = f32(h);
+    const loss = f32(rowLoss).fill(0);
+    const dh = optF32(dhUnit)?.fill(0) ?? null;
+    const wd = f32OrBf16(w);
     const rows: number[] = [];
     for (let i = 0; i < N; i++) if (tgt[i] !== IGNORE_INDEX) rows.push(i);
     const most = Math.min(CHUNK_ROWS, rows.length);
     const scratch = [most * D, most * V, most, most, 1, most * D].map((n) => Tensor.empty([n]));
     try {
-      const [hcT, logitsT, lseT, lossT, sumT, dhcT] = scratch.map((t) => t.as('f32'));
+      const [hcT, logitsT, lseT, lossT, sumT, dhcT] = scratch.map(f32);
       const tc = new Int32Array(most);
       for (let c0 = 0; c0 < rows.length; c0 += CHUNK_ROWS) {
         const chunk = rows.slice(c0, c0 + CHUNK_ROWS);
@@ -71,5 +68,5 @@ export const crossEntropyKernels = {
       for (const t of scratch) t.dispose();
     }
   },
-  scaleByScalar: (out, x, scalar) => cpu.scaleF32(out.as('f32'), x.as('f32'), scalar.as('f32')[0], x.size),
+  scaleByScalar: (out, x, scalar) => cpu.scaleF32(f32(out), f32(x), f32(scalar)[0], x.size),
 } satisfies Kernels;

@@ -1,13 +1,14 @@
 // The CPU's DoRA weight norm, in double: the only backend with it (DoRA trains on the CPU).
 import { weightToFloat32 } from '../../quant/weight.js';
 import type { Kernels } from '../kernels.js';
+import { f32 } from './arrays.js';
 
 export const doraKernels = {
   weightNorm: (out, w, delta, s) => {
     const wd = weightToFloat32(w); // dense copy (dequantized for a QLoRA base)
-    const d = delta.as('f32');
+    const d = f32(delta);
     const [rows, cols] = w.shape;
-    const norms = out.as('f32');
+    const norms = f32(out);
     for (let o = 0; o < rows; o++) {
       let acc = 0;
       for (let i = 0; i < cols; i++) {

@@ -3,10 +3,10 @@
 import type { QuantArgs } from '../../quant/weight.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
+import { f32, optF32 } from './arrays.js';
 
 export const quantLinearKernels = {
-  quantLinear: (y, x, w, bias, m) =>
-    cpu.quantLinear(y.as('f32'), x.as('f32'), bias ? bias.as('f32') : null, ...w.args(), m),
+  quantLinear: (y, x, w, bias, m) => cpu.quantLinear(f32(y), f32(x), optF32(bias), ...w.args(), m),
   quantLinearBackward: (dx, g, w, m, accumulate) =>
-    cpu.quantLinearBackward(dx.as('f32'), g.as('f32'), ...w.args(), m, accumulate),
+    cpu.quantLinearBackward(f32(dx), f32(g), ...w.args(), m, accumulate),
 } satisfies Kernels;

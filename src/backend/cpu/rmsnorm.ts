@@ -1,26 +1,19 @@
 // CPU RMSNorm (native/cpu/rmsnorm.cc), f32.
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
+import { f32, optF32 } from './arrays.js';
 
 export const rmsnormKernels = {
   rmsnormForward: (y, rstd, x, weight, eps) =>
-    cpu.rmsnormForwardF32(
-      y.as('f32'),
-      rstd.as('f32'),
-      x.as('f32'),
-      weight.as('f32'),
-      rstd.size,
-      weight.size,
-      eps,
-    ),
+    cpu.rmsnormForwardF32(f32(y), f32(rstd), f32(x), f32(weight), rstd.size, weight.size, eps),
   rmsnormBackward: (dx, dweight, dy, x, weight, rstd) =>
     cpu.rmsnormBackwardF32(
-      dx?.as('f32') ?? null,
-      dweight?.as('f32') ?? null,
-      dy.as('f32'),
-      x.as('f32'),
-      weight.as('f32'),
-      rstd.as('f32'),
+      optF32(dx),
+      optF32(dweight),
+      f32(dy),
+      f32(x),
+      f32(weight),
+      f32(rstd),
       rstd.size,
       weight.size,
     ),

@@ -2,22 +2,12 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { CudaParams } from '../../ops/spec/dsl.js';
 import type { CudaBindings } from '../../ops/spec/index.js';
 
 /** Element types as the CUDA addon numbers them (native/cuda/lorakit_cuda.h, lkc::DType). */
 export const CUDA_DTYPE = { f32: 0, bf16: 1, i32: 2, u8: 3 } as const;
 export type CudaDType = (typeof CUDA_DTYPE)[keyof typeof CUDA_DTYPE];
-
-/** One declared parameter as the JS value it takes: pointers, sizes and numbers are numbers. */
-type CudaValue<P> = P extends { kind: 'dtype' | 'floatType' }
-  ? CudaDType
-  : P extends { kind: 'flag' }
-    ? boolean
-    : P extends { kind: 'table' }
-      ? Float64Array
-      : number;
-
-type CudaParams<P extends readonly unknown[]> = { -readonly [I in keyof P]: CudaValue<P[I]> };
 
 /**
  * The CUDA addon's kernel entry points, as the op declarations give them (src/ops/spec/; their N-API
@@ -25,7 +15,7 @@ type CudaParams<P extends readonly unknown[]> = { -readonly [I in keyof P]: Cuda
  */
 export type CudaKernelEntries = {
   [K in keyof CudaBindings]: (
-    ...args: CudaParams<CudaBindings[K]['params']>
+    ...args: CudaParams<CudaBindings[K]['signature'], CudaDType>
   ) => CudaBindings[K]['returns'] extends 'size' ? number : void;
 };
 

@@ -2,6 +2,7 @@
 // 64 or 128, CUDA cores otherwise.
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
+import { attentionSizes } from '../sizes.js';
 import type { CudaAddon } from './addon.js';
 import { ptr } from './device.js';
 import { floatType } from './util.js';
@@ -9,56 +10,17 @@ import { floatType } from './util.js';
 export const attentionKernels = (cu: CudaAddon) =>
   ({
     attentionForward: (out, lse, q, k, v, segments, scale) => {
-      const [B, Tq, Hq, D] = q.shape;
-      const [, Tk, Hkv] = k.shape;
       const t = floatType('attention', { out, q, k, v });
-      cu.attentionForward(
-        ptr(out),
-        ptr(lse),
-        ptr(q),
-        ptr(k),
-        ptr(v),
-        t,
-        ptr(segments),
-        B,
-        Tq,
-        Tk,
-        Hq,
-        Hkv,
-        D,
-        scale,
-      );
+      const [o, l, qp, kp, vp] = [out, lse, q, k, v].map(ptr);
+      cu.attentionForward(o, l, qp, kp, vp, t, ptr(segments), ...attentionSizes(q, k), scale);
     },
     attentionBackward: (dq, dk, dv, dout, q, k, v, segments, out, lse, scale) => {
-      const [B, Tq, Hq, D] = q.shape;
-      const [, Tk, Hkv] = k.shape;
       const t = floatType('attention backward', { dq, dk, dv, dout, q, k, v, out });
-      const ws = Tensor.empty(
-        [Math.max(1, cu.attentionBackwardWorkspace(B, Tq, Tk, Hq, Hkv, D))],
-        'u8',
-        'cuda',
-      );
-      cu.attentionBackward(
-        ptr(dq),
-        ptr(dk),
-        ptr(dv),
-        ptr(dout),
-        ptr(out),
-        ptr(q),
-        ptr(k),
-        ptr(v),
-        t,
-        ptr(lse),
-        ptr(segments),
-        B,
-        Tq,
-        Tk,
-        Hq,
-        Hkv,
-        D,
-        scale,
-        ptr(ws),
-      );
+      const sizes = attentionSizes(q, k);
+      const ws = Tensor.empty([Math.max(1, cu.attentionBackwardWorkspace(...sizes))], 'u8', 'cuda');
+      const [dqp, dkp, dvp, doutp, outp, qp, kp, vp] = [dq, dk, dv, dout, out, q, k, v].map(ptr);
+      const [lp, sp, wp] = [lse, segments, ws].map(ptr);
+      cu.attentionBackward(dqp, dkp, dvp, doutp, outp, qp, kp, vp, t, lp, sp, ...sizes, scale, wp);
       ws.dispose();
     },
   }) satisfies Kernels;

@@ -4,6 +4,7 @@
 import type { GemmAttrs } from '../../ops/spec/matmul.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
+import { gemmProduct, gemmStrides } from '../sizes.js';
 import type { CudaAddon } from './addon.js';
 import { dt, ptr } from './device.js';
 import { asBf16, NULL, withTemps, type Temp } from './util.js';
@@ -29,30 +30,10 @@ export function gemm(
       Bias = { t, owned: true };
     }
   }
+  const operands = [ptr(A.t), dt(A.t), ptr(B.t), dt(B.t), Bias ? ptr(Bias.t) : NULL] as const;
+  const packed = [0, 0, 0] as const; // lda, ldb, ldc: every operand is whole rows
   withTemps([A, B, ...(Bias ? [Bias] : [])], () =>
-    cu.gemm(
-      ptr(c),
-      dt(c),
-      ptr(A.t),
-      dt(A.t),
-      ptr(B.t),
-      dt(B.t),
-      Bias ? ptr(Bias.t) : NULL,
-      g.m,
-      g.n,
-      g.k,
-      g.transA,
-      g.transB,
-      g.alpha,
-      g.beta,
-      g.batch,
-      g.strideA,
-      g.strideB,
-      g.strideC,
-      0,
-      0,
-      0,
-    ),
+    cu.gemm(ptr(c), dt(c), ...operands, ...gemmProduct(g), g.batch, ...gemmStrides(g), ...packed),
   );
 }
 

@@ -98,6 +98,9 @@ function eachDequantizedBlock(
   }
 }
 
+/** alpha 1, beta, and one item (batch 1, no strides), as cu.gemm takes them. */
+const single = (beta: number) => [1, beta, 1, 0, 0, 0] as const;
+
 /** The most rows the fused quantized kernels take (native/cuda/quant_gemv.cu's kMaxRows). */
 const QUANT_GEMV_MAX_ROWS = 8;
 
@@ -151,32 +154,12 @@ export const quantLinearKernels = (cu: CudaAddon) =>
           quantGemv(cu, y, x, w, Bias, m, t);
           return;
         }
+        // Block r0 of W gives columns [r0, r0 + R) of y, rows of `out` elements (ldc).
         eachDequantizedBlock(cu, w, t, (W, r0) => {
           const R = W.shape[0];
-          const bias0 = Bias ? ptr(Bias) + r0 * esize : NULL;
-          cu.gemm(
-            ptr(y) + r0 * esize,
-            t,
-            ptr(x),
-            t,
-            ptr(W),
-            t,
-            bias0,
-            m,
-            R,
-            inF,
-            false,
-            true,
-            1,
-            0,
-            1,
-            0,
-            0,
-            0,
-            0,
-            0,
-            out,
-          );
+          const c = ptr(y) + r0 * esize;
+          const b0 = Bias ? ptr(Bias) + r0 * esize : NULL;
+          cu.gemm(c, t, ptr(x), t, ptr(W), t, b0, m, R, inF, false, true, ...single(0), 0, 0, out);
         });
       } finally {
         if (Bias && Bias !== bias) Bias.dispose();
@@ -187,32 +170,12 @@ export const quantLinearKernels = (cu: CudaAddon) =>
       const [out, inF] = w.shape;
       const t = floatType('quantLinear backward', { dx, g });
       const esize = t === CUDA_DTYPE.f32 ? 4 : 2;
+      // Block r0 of W meets columns [r0, r0 + R) of g, rows of `out` elements (lda).
       eachDequantizedBlock(cu, w, t, (W, r0) => {
         const R = W.shape[0];
+        const a = ptr(g) + r0 * esize;
         const beta = r0 === 0 && !accumulate ? 0 : 1;
-        cu.gemm(
-          ptr(dx),
-          t,
-          ptr(g) + r0 * esize,
-          t,
-          ptr(W),
-          t,
-          NULL,
-          m,
-          inF,
-          R,
-          false,
-          false,
-          1,
-          beta,
-          1,
-          0,
-          0,
-          0,
-          out,
-          0,
-          0,
-        );
+        cu.gemm(ptr(dx), t, a, t, ptr(W), t, NULL, m, inF, R, false, false, ...single(beta), out, 0, 0);
       });
     },
   }) satisfies Kernels;

@@ -1,22 +1,10 @@
 // Causal attention with grouped-query heads (GQA), padding and packed sequences, flash-attention style.
-import { cpuCall, cu, cudaCall, cudaSize, host, input, num, op, out, type OpGroup } from './dsl.js';
+import { cuda, cudaSize, host, op, type OpGroup } from './dsl.js';
 
-const cpuSizes = [
-  host.num('B'),
-  host.num('Tq'),
-  host.num('Tk'),
-  host.num('Hq'),
-  host.num('Hkv'),
-  host.num('D'),
-] as const;
-const cudaSizes = [
-  cu.dim('B'),
-  cu.dim('Tq'),
-  cu.dim('Tk'),
-  cu.dim('Hq'),
-  cu.dim('Hkv'),
-  cu.dim('D'),
-] as const;
+const sizes = 'B Tq Tk Hq Hkv D';
+const dims = 'B:dim Tq:dim Tk:dim Hq:dim Hkv:dim D:dim';
+const grads =
+  'dq:ptr dk:ptr dv:ptr dout:ptr out:ptr q:ptr k:ptr v:ptr t:floatType lse:float* segments:int32_t*';
 
 export const attention = {
   ops: {
@@ -24,54 +12,16 @@ export const attention = {
      * out[B, Tq, Hq, D], lse[B, Hq, Tq] = causal attention of q[B, Tq, Hq, D] over k, v[B, Tk, Hkv, D]
      * with segments[B, Tk] (i32, 0 = padding); lse is each row's logsumexp (-inf for padded rows).
      */
-    attentionForward: op(
-      out('out', 'float'),
-      out('lse', 'f32'),
-      input('q', 'float'),
-      input('k', 'float'),
-      input('v', 'float'),
-      input('segments', 'i32'),
-      num('scale'),
-    ),
+    attentionForward: op('out:float lse:f32 = q:float k:float v:float segments:i32 scale'),
     /** dq, dk, dv from dout and what attentionForward saw and produced (q, k, v, segments, out, lse). */
     attentionBackward: op(
-      out('dq', 'float'),
-      out('dk', 'float'),
-      out('dv', 'float'),
-      input('dout', 'float'),
-      input('q', 'float'),
-      input('k', 'float'),
-      input('v', 'float'),
-      input('segments', 'i32'),
-      input('out', 'float'),
-      input('lse', 'f32'),
-      num('scale'),
+      'dq:float dk:float dv:float = dout:float q:float k:float v:float segments:i32 out:float lse:f32 scale',
     ),
   },
   cpu: {
-    attentionForwardF32: cpuCall(
-      host.f32('out'),
-      host.f32('lse'),
-      host.f32('q'),
-      host.f32('k'),
-      host.f32('v'),
-      host.i32('segments'),
-      ...cpuSizes,
-      host.num('scale'),
-    ),
-    attentionBackwardF32: cpuCall(
-      host.f32('dq'),
-      host.f32('dk'),
-      host.f32('dv'),
-      host.f32('dout'),
-      host.f32('q'),
-      host.f32('k'),
-      host.f32('v'),
-      host.i32('segments'),
-      host.f32('out'),
-      host.f32('lse'),
-      ...cpuSizes,
-      host.num('scale'),
+    attentionForwardF32: host(`out:f32 lse:f32 q:f32 k:f32 v:f32 segments:i32 ${sizes} scale`),
+    attentionBackwardF32: host(
+      `dq:f32 dk:f32 dv:f32 dout:f32 q:f32 k:f32 v:f32 segments:i32 out:f32 lse:f32 ${sizes} scale`,
     ),
   },
   cuda: {
@@ -79,34 +29,12 @@ export const attention = {
      * q, out [B, Tq, Hq, D] and k, v [B, Tk, Hkv, D] of dtype t; i32 segments [B, Tk]; f32 lse [B, Hq, Tq].
      * bf16 with D 64 or 128 runs on tensor cores; f32 (exact fp32 math) and other D on CUDA cores.
      */
-    attentionForward: cudaCall('lkc::attention_forward', [
-      cu.ptr('out'),
-      cu.ptr('lse', 'float'),
-      cu.ptr('q'),
-      cu.ptr('k'),
-      cu.ptr('v'),
-      cu.floatType('t'),
-      cu.ptr('segments', 'int32_t'),
-      ...cudaSizes,
-      cu.f32('scale'),
-    ]),
-    attentionBackwardWorkspace: cudaSize('lkc::attention_backward_workspace', cudaSizes),
+    attentionForward: cuda(
+      'lkc::attention_forward',
+      `out:ptr lse:float* q:ptr k:ptr v:ptr t:floatType segments:int32_t* ${dims} scale:f32`,
+    ),
+    attentionBackwardWorkspace: cudaSize('lkc::attention_backward_workspace', dims),
     /** dq, dk, dv, dout, out, q, k, v of dtype t (as attentionForward); workspace of attentionBackwardWorkspace bytes. */
-    attentionBackward: cudaCall('lkc::attention_backward', [
-      cu.ptr('dq'),
-      cu.ptr('dk'),
-      cu.ptr('dv'),
-      cu.ptr('dout'),
-      cu.ptr('out'),
-      cu.ptr('q'),
-      cu.ptr('k'),
-      cu.ptr('v'),
-      cu.floatType('t'),
-      cu.ptr('lse', 'float'),
-      cu.ptr('segments', 'int32_t'),
-      ...cudaSizes,
-      cu.f32('scale'),
-      cu.ptr('workspace'),
-    ]),
+    attentionBackward: cuda('lkc::attention_backward', `${grads} ${dims} scale:f32 workspace:ptr`),
   },
 } as const satisfies OpGroup;

@@ -1,9 +1,9 @@
 // DoRA's weight norm: ‖W + s·B·A‖ per output row. Only the CPU backend has it (DoRA trains there).
-import { input, num, op, out, weight, type OpGroup } from './dsl.js';
+import { op, type OpGroup } from './dsl.js';
 
 export const dora = {
   ops: {
     /** out [rows] f32 = ‖w[r] + s·delta[r]‖ per row <- w [rows, cols] (dense or quantized), delta [rows, cols] f32 */
-    weightNorm: op(out('out', 'f32'), weight('w'), input('delta', 'f32'), num('s')),
+    weightNorm: op('out:f32 = w:weight delta:f32 s'),
   },
 } as const satisfies OpGroup;

@@ -1,5 +1,6 @@
 // Every op lorakit's backends implement, one declaration each (see dsl.ts); one file per op group,
 // as src/backend/<device>/ has one kernel file per group.
+export { parameters, hostArity } from './dsl.js';
 import { attention } from './attention.js';
 import { crossEntropy } from './cross-entropy.js';
 import { dora } from './dora.js';

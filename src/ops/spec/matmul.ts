@@ -1,5 +1,5 @@
 // The GEMM every product runs on: matmul, linear, the fused LoRA op.
-import { cpuCall, cu, cudaCall, host, input, op, optInput, out, struct, type OpGroup } from './dsl.js';
+import { cuda, host, op, type OpGroup } from './dsl.js';
 
 /** Sizes of one batched GEMM; strides in elements between batch items (0: broadcast). */
 export interface GemmAttrs {
@@ -16,6 +16,10 @@ export interface GemmAttrs {
   strideC: number;
 }
 
+const operands = 'c:ptr cType:dtype a:ptr aType:dtype b:ptr bType:dtype bias?:ptr';
+const product = 'm:count n:count k:count transA:flag transB:flag alpha:f32 beta:f32';
+const batched = 'batch:dim strideA:count strideB:count strideC:count lda:count ldb:count ldc:count';
+
 export const matmul = {
   ops: {
     /**
@@ -23,13 +27,7 @@ export const matmul = {
      * a, b: f32 or bf16; c: f32 (CPU) or f32/bf16 (CUDA); bias: c's dtype. Shapes per item: a [m, k]
      * ([k, m] with transA), b [k, n] ([n, k] with transB), c [m, n].
      */
-    gemm: op(
-      out('c', 'f32|bf16'),
-      input('a', 'f32|bf16'),
-      input('b', 'f32|bf16'),
-      optInput('bias', 'f32|bf16'),
-      struct<GemmAttrs>('attrs'),
-    ),
+    gemm: op('c:f32|bf16 = a:f32|bf16 b:f32|bf16 bias?:f32|bf16 attrs:GemmAttrs'),
   },
   cpu: {
     /**
@@ -38,22 +36,8 @@ export const matmul = {
      * null. A and B: Float32Array (f32) or Uint16Array (bf16 bits). Strides are in elements between
      * batch items; 0 broadcasts that operand. beta = 0 never reads C.
      */
-    gemm: cpuCall(
-      host.f32('c'),
-      host.f32OrBf16('a'),
-      host.f32OrBf16('b'),
-      host.optF32('bias'),
-      host.num('batch'),
-      host.num('m'),
-      host.num('n'),
-      host.num('k'),
-      host.bool('transA'),
-      host.bool('transB'),
-      host.num('alpha'),
-      host.num('beta'),
-      host.num('strideA'),
-      host.num('strideB'),
-      host.num('strideC'),
+    gemm: host(
+      'c:f32 a:f32|u16 b:f32|u16 bias?:f32 batch m n k transA:bool transB:bool alpha beta strideA strideB strideC',
     ),
   },
   cuda: {
@@ -61,28 +45,6 @@ export const matmul = {
      * C = alpha·op(A)·op(B) + beta·C (+ bias [n], C's dtype, beta 0 only); row-major, batched. lda, ldb,
      * ldc: leading dimensions in elements (0: packed), for operands that are slices of wider rows.
      */
-    gemm: cudaCall('glue::gemm', [
-      cu.ptr('c'),
-      cu.dtype('cType'),
-      cu.ptr('a'),
-      cu.dtype('aType'),
-      cu.ptr('b'),
-      cu.dtype('bType'),
-      cu.optPtr('bias'),
-      cu.count('m'),
-      cu.count('n'),
-      cu.count('k'),
-      cu.flag('transA'),
-      cu.flag('transB'),
-      cu.f32('alpha'),
-      cu.f32('beta'),
-      cu.dim('batch'),
-      cu.count('strideA'),
-      cu.count('strideB'),
-      cu.count('strideC'),
-      cu.count('lda'),
-      cu.count('ldb'),
-      cu.count('ldc'),
-    ]),
+    gemm: cuda('glue::gemm', `${operands} ${product} ${batched}`),
   },
 } as const satisfies OpGroup;

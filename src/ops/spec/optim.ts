@@ -1,22 +1,7 @@
 // Optimizer updates (in place, never recorded) with torch.optim's semantics, and the squared norm
 // used for gradient clipping.
 import type { Tensor } from '../../tensor/tensor.js';
-import {
-  cpuCall,
-  cpuReduction,
-  cu,
-  cudaCall,
-  host,
-  input,
-  num,
-  op,
-  optOut,
-  out,
-  reduction,
-  struct,
-  tensors,
-  type OpGroup,
-} from './dsl.js';
+import { cuda, host, hostReduction, op, reduction, type OpGroup } from './dsl.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -41,43 +26,16 @@ export interface AdamWSlot {
 export const optim = {
   ops: {
     /** Every slot's param, m, v (and copy) updated in place from its grad; one call for a model's tensors. */
-    adamwStep: op(struct<readonly AdamWSlot[]>('slots'), struct<AdamWOptions>('o')),
+    adamwStep: op('slots:AdamWSlots o:AdamWOptions'),
     /** param (and buf, when given) updated in place from grad */
-    sgdStep: op(
-      out('param', 'f32'),
-      optOut('buf', 'f32'),
-      input('grad', 'f32'),
-      num('lr'),
-      num('weightDecay'),
-      num('momentum'),
-    ),
+    sgdStep: op('param:f32 buf?:f32 = grad:f32 lr weightDecay momentum'),
     /** Σ over all the tensors of Σ x² (one value read back, however many tensors) */
-    sumSquares: reduction(tensors('xs')),
+    sumSquares: reduction('xs:tensors'),
   },
   cpu: {
-    adamwStepF32: cpuCall(
-      host.f32('param'),
-      host.f32('m'),
-      host.f32('v'),
-      host.f32('grad'),
-      host.num('lr'),
-      host.num('beta1'),
-      host.num('beta2'),
-      host.num('eps'),
-      host.num('weightDecay'),
-      host.num('step'),
-      host.num('n'),
-    ),
-    sgdStepF32: cpuCall(
-      host.f32('param'),
-      host.optF32('buf'),
-      host.f32('grad'),
-      host.num('lr'),
-      host.num('weightDecay'),
-      host.num('momentum'),
-      host.num('n'),
-    ),
-    sumSquaresF32: cpuReduction(host.f32('x'), host.num('n')),
+    adamwStepF32: host('param:f32 m:f32 v:f32 grad:f32 lr beta1 beta2 eps weightDecay step n'),
+    sgdStepF32: host('param:f32 buf?:f32 grad:f32 lr weightDecay momentum n'),
+    sumSquaresF32: hostReduction('x:f32 n'),
   },
   cuda: {
     /**
@@ -85,32 +43,16 @@ export const optim = {
      * [p, m, v, pBf16, g, n], with p, m, v, g f32 [n] and pBf16 (0: none) a bf16 [n] that receives the
      * updated p; gradScale f32 [1] on the device (a clip coefficient) or 0.
      */
-    adamwStep: cudaCall('glue::adamw_step', [
-      cu.table('table'),
-      cu.optPtr('gradScale', 'float'),
-      cu.f32('lr'),
-      cu.f32('beta1'),
-      cu.f32('beta2'),
-      cu.f32('eps'),
-      cu.f32('weightDecay'),
-      cu.int('step', 1, 2147483647),
-    ]),
+    adamwStep: cuda(
+      'glue::adamw_step',
+      'table:table gradScale?:float* lr:f32 beta1:f32 beta2:f32 eps:f32 weightDecay:f32 step:int[1..2147483647]',
+    ),
     /** torch.optim.SGD on f32 p, g [n] with optional momentum buffer (0 = none). */
-    sgdStep: cudaCall('lkc::sgd_step', [
-      cu.ptr('p', 'float'),
-      cu.optPtr('buf', 'float'),
-      cu.ptr('g', 'float'),
-      cu.count('n'),
-      cu.f32('lr'),
-      cu.f32('weightDecay'),
-      cu.f32('momentum'),
-    ]),
+    sgdStep: cuda(
+      'lkc::sgd_step',
+      'p:float* buf?:float* g:float* n:count lr:f32 weightDecay:f32 momentum:f32',
+    ),
     /** acc[0] += Σ x² over x [n] of dtype t (fp32 atomics); acc is one f32, zeroed by the caller. */
-    sumSquares: cudaCall('lkc::sum_squares', [
-      cu.ptr('acc', 'float'),
-      cu.ptr('x'),
-      cu.dtype('t'),
-      cu.count('n'),
-    ]),
+    sumSquares: cuda('lkc::sum_squares', 'acc:float* x:ptr t:dtype n:count'),
   },
 } as const satisfies OpGroup;

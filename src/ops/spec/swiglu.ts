@@ -1,48 +1,21 @@
 // SwiGLU gating of the Llama MLP: silu(gate) · up.
-import { cpuCall, cu, cudaCall, host, input, op, optOut, out, type OpGroup } from './dsl.js';
+import { cuda, host, op, type OpGroup } from './dsl.js';
 
 export const swiglu = {
   ops: {
     /** out = silu(gate) · up, all the same shape */
-    swigluForward: op(out('out', 'float'), input('gate', 'float'), input('up', 'float')),
+    swigluForward: op('out:float = gate:float up:float'),
     /** dgate and/or dup (null when not wanted) <- dy, gate, up */
-    swigluBackward: op(
-      optOut('dgate', 'float'),
-      optOut('dup', 'float'),
-      input('dy', 'float'),
-      input('gate', 'float'),
-      input('up', 'float'),
-    ),
+    swigluBackward: op('dgate?:float dup?:float = dy:float gate:float up:float'),
   },
   cpu: {
-    swigluForwardF32: cpuCall(host.f32('out'), host.f32('gate'), host.f32('up'), host.num('n')),
-    swigluBackwardF32: cpuCall(
-      host.optF32('dgate'),
-      host.optF32('dup'),
-      host.f32('dy'),
-      host.f32('gate'),
-      host.f32('up'),
-      host.num('n'),
-    ),
+    swigluForwardF32: host('out:f32 gate:f32 up:f32 n'),
+    swigluBackwardF32: host('dgate?:f32 dup?:f32 dy:f32 gate:f32 up:f32 n'),
   },
   cuda: {
     /** h = silu(g) · u over [n], all of dtype t (f32 or bf16). */
-    swigluForward: cudaCall('lkc::swiglu_forward', [
-      cu.ptr('h'),
-      cu.ptr('g'),
-      cu.ptr('u'),
-      cu.floatType('t'),
-      cu.count('n'),
-    ]),
+    swigluForward: cuda('lkc::swiglu_forward', 'h:ptr g:ptr u:ptr t:floatType n:count'),
     /** dg, du (either may be 0), dh, g, u [n] of dtype t: the kernel writes both, so one left out goes to a scratch. */
-    swigluBackward: cudaCall('glue::swiglu_backward', [
-      cu.optPtr('dg'),
-      cu.optPtr('du'),
-      cu.ptr('dh'),
-      cu.ptr('g'),
-      cu.ptr('u'),
-      cu.floatType('t'),
-      cu.count('n'),
-    ]),
+    swigluBackward: cuda('glue::swiglu_backward', 'dg?:ptr du?:ptr dh:ptr g:ptr u:ptr t:floatType n:count'),
   },
 } as const satisfies OpGroup;
