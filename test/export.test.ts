@@ -28,7 +28,7 @@ import {
   metadataOf,
   sameEncoding,
   TOKENIZER_CHECK_TEXT,
-} from '../src/export/tokenizer-meta.js';
+} from '../src/tokenizer/gguf-meta.js';
 import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { generate } from '../src/infer/generate.js';
 import { readGGUF, type GGUFFile } from '../src/io/gguf.js';

@@ -10,11 +10,12 @@ import { ggufName } from '../models/gguf-model.js';
 import { parseRopeConfig } from '../ops/rope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { writeGGUF, type GGMLOut, type GGUFKV, type GGUFTensorSpec } from './gguf-writer.js';
+import type { GGUFKV } from '../io/gguf-kv.js';
+import { writeGGUF, type GGMLOut, type GGUFTensorSpec } from './gguf-writer.js';
 import { encodeF16, quantizeQ4_0, quantizeQ8_0 } from './quantize.js';
 import { writeFileAtomically } from './streaming.js';
 import { modelTensors } from './tensors.js';
-import { ggufTokenizerFromGGUF, ggufTokenizerFromHF } from './tokenizer-meta.js';
+import { ggufTokenizerFromGGUF, ggufTokenizerFromHF } from '../tokenizer/gguf-meta.js';
 
 export type GGUFQuant = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 

@@ -21,7 +21,7 @@ import { hasQuantizedBase } from '../peft/merge.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { FLOAT_BYTES, floatBytes, writeFileAtomically, type FloatOut } from './streaming.js';
 import { modelTensors, type ExportTensor } from './tensors.js';
-import { hfTokenizerFromGGUF } from './tokenizer-meta.js';
+import { hfTokenizerFromGGUF } from '../tokenizer/gguf-meta.js';
 
 export type HFDType = 'float32' | 'bfloat16' | 'float16';
 

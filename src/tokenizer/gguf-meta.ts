@@ -5,8 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GGUFFile, GGUFValue } from '../io/gguf.js';
-import { Tokenizer, type TokenizerConfig } from '../tokenizer/tokenizer.js';
-import type { GGUFKV } from './gguf-writer.js';
+import type { GGUFKV } from '../io/gguf-kv.js';
+import { Tokenizer, type TokenizerConfig } from './tokenizer.js';
 
 // llama.cpp token types (llama_token_type).
 const NORMAL = 1;
