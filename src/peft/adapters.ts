@@ -2,6 +2,7 @@
 // adapters in PEFT's file format (adapter_config.json + adapter_model.safetensors).
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { quote } from '../io/quote.js';
 import { openSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors.js';
 import type { CausalLM } from '../models/llama.js';
 import type { Linear } from '../nn/linear.js';
@@ -129,6 +130,25 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
 }
 
 /**
+ * Refuses, from the file's header alone, weights whose rank is not the config's: the adapter's
+ * tensors are allocated at the config's r before any weight is read, so a config claiming a huge r
+ * must not get that far. lora_A is [r, in] and lora_B [out, r] (PEFT's layout).
+ */
+function checkRanks(config: LoraConfig, file: TensorSource, where: string): void {
+  let factors = 0;
+  for (const [key, info] of file.tensors) {
+    const axis = /\.lora_A(\.[^.]+)?\.weight$/.test(key) ? 0 : /\.lora_B(\.[^.]+)?\.weight$/.test(key) ? 1 : -1;
+    if (axis < 0) continue;
+    factors++;
+    if (info.shape.length !== 2 || info.shape[axis] !== config.r)
+      throw new Error(
+        `lorakit: ${where}: ${quote(key)} has shape ${shapeString(info.shape)}, which is not rank ${config.r} as adapter_config.json's r says.`,
+      );
+  }
+  if (factors === 0) throw new Error(`lorakit: ${where}: holds no lora_A or lora_B tensors.`);
+}
+
+/**
  * Adds adapter `name` with `config` and the weights `file` holds (`where` names it in messages),
  * refusing tensors that belong to no targeted layer and shapes of another base model.
  */
@@ -139,6 +159,7 @@ export function addAdapterFrom(
   file: TensorSource,
   where: string,
 ): void {
+  checkRanks(config, file, where);
   addAdapter(model, name, config);
   try {
     const expected = new Map(adapterParameters(model, name));
@@ -148,13 +169,13 @@ export function addAdapterFrom(
       const target = expected.get(key) ?? expected.get(norm);
       if (!target)
         throw new Error(
-          `lorakit: ${where}: tensor '${key}' does not belong to any targeted layer of this model.`,
+          `lorakit: ${where}: tensor ${quote(key)} does not belong to any targeted layer of this model.`,
         );
       const src = file.read(key, 'f32');
       try {
         if (src.shape.join() !== target.shape.join())
           throw new Error(
-            `lorakit: ${where}: '${key}' has shape ${shapeString(src.shape)}, this model needs ${shapeString(target.shape)} (adapter made for another base model?).`,
+            `lorakit: ${where}: ${quote(key)} has shape ${shapeString(src.shape)}, this model needs ${shapeString(target.shape)} (adapter made for another base model?).`,
           );
         target.copyFrom(src);
       } finally {
@@ -164,7 +185,7 @@ export function addAdapterFrom(
     }
     if (expected.size > 0)
       throw new Error(
-        `lorakit: ${where}: missing ${expected.size} tensors, e.g. '${[...expected.keys()][0]}'.`,
+        `lorakit: ${where}: missing ${expected.size} tensors, e.g. ${quote([...expected.keys()][0])}.`,
       );
   } catch (e) {
     deleteAdapter(model, name);
