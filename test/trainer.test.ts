@@ -2,7 +2,7 @@
 // the same loss; exact resume; gradient accumulation and checkpointing that change nothing; the CLI.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -149,6 +149,25 @@ test('resume from a checkpoint continues exactly (same losses and weights as one
   );
   assert.deepEqual(resumed.losses, full.losses.slice(3));
   resumed.weights.forEach((w, i) => assert.deepEqual(w, full.weights[i]));
+  // Resumed into the same folder (a line cut short by a kill at the end): each step once in metrics.jsonl.
+  appendFileSync(join(out, 'metrics.jsonl'), '{"step": 7, "lo');
+  await run(
+    { maxSteps: 6, batchSize: 4, gradAccum: 2, outDir: out, resume: join(out, 'checkpoints', 'step-3') },
+    data,
+    999,
+  );
+  const again = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as StepMetrics);
+  assert.deepEqual(
+    again.map((m) => m.step),
+    [1, 2, 3, 4, 5, 6],
+  );
+  assert.deepEqual(
+    again.map((m) => m.loss),
+    metrics.map((m) => m.loss),
+  );
 });
 
 test('batch size x accumulation and activation checkpointing do not change the step', async (t) => {

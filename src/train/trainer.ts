@@ -227,6 +227,7 @@ export async function train(
   const out = o.outDir ?? null;
   if (out) mkdirSync(out, { recursive: true });
   const metricsPath = out ? join(out, 'metrics.jsonl') : null;
+  if (metricsPath && o.resume) keepMetricsUpTo(metricsPath, state.step);
   const start = Date.now() - state.elapsed * 1000;
   let batches = epochBatches(trainSet, state.epoch, batchOpts);
   let lastLoss = NaN;
@@ -356,6 +357,27 @@ function describe(o: TrainOptions): Record<string, unknown> {
 }
 
 const CHECKPOINT_STATE = 'trainer_state.json';
+
+/**
+ * A resumed run repeats the steps after its checkpoint: drop their lines (and a line cut short by a
+ * kill) so metrics.jsonl has each step once. Rewritten under a temporary name, then renamed.
+ */
+function keepMetricsUpTo(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((line) => {
+      try {
+        const m = JSON.parse(line) as { step?: unknown };
+        return typeof m.step === 'number' && m.step <= step;
+      } catch {
+        return false;
+      }
+    });
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, kept.map((l) => `${l}\n`).join(''));
+  renameSync(tmp, path);
+}
 
 /**
  * Checks a checkpoint folder (checkpoints/step-N) without loading it: trainer_state.json with the
