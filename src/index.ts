@@ -18,6 +18,15 @@ export { Tokenizer } from './tokenizer/tokenizer.js';
 export { renderChat } from './tokenizer/chat-template.js';
 export { train, type TrainOptions, type TrainResult, type StepMetrics } from './train/trainer.js';
 export { evaluate, type EvalResult } from './train/evaluate.js';
+export {
+  accumulateGradients,
+  updateWeights,
+  targetCount,
+  tokenCount,
+  type StepContext,
+} from './train/step.js';
+export { saveCheckpoint, checkCheckpoint, restoreCheckpoint, type TrainerState } from './train/checkpoint.js';
+export { Optimizer, clipGradNorm } from './train/optimizer.js';
 export { loadData, type Example, type ChatMessage, type ColumnMap } from './train/data.js';
 export { generate, type GenerateOptions, type GenerateResult } from './infer/generate.js';
 export { openSafetensors, openSafetensorsModel, writeSafetensors } from './io/safetensors.js';

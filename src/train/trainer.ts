@@ -1,39 +1,21 @@
-// The training loop: batches, token-weighted loss with gradient accumulation, clipping, optimizer and
-// schedule, evaluation, checkpoints that resume exactly, metrics.jsonl and a progress line.
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+// The training loop: data, epochs of shuffled batches, the schedule, and when to evaluate, checkpoint
+// and stop. One step is step.ts; checkpoints are checkpoint.ts; metrics.jsonl is metrics-log.ts.
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { backward, clearTape } from '../autograd/tape.js';
-import { oneLine, quoteValue } from '../io/quote.js';
-import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { clearTape } from '../autograd/tape.js';
 import type { CausalLM } from '../models/llama.js';
-import { scale } from '../ops/elementwise.js';
-import {
-  ADAPTER_CONFIG,
-  ADAPTER_WEIGHTS,
-  adapterParameters,
-  deleteAdapter,
-  loadAdapter,
-  saveAdapter,
-} from '../peft/adapters.js';
-import { readPeftConfig } from '../peft/config.js';
+import { adapterParameters, saveAdapter } from '../peft/adapters.js';
 import { seededUniform } from '../peft/lora.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { memoryStats, shapeString, tidy, type Tensor } from '../tensor/tensor.js';
-import { packBatches, padBatch, toDevice, type HostBatch } from './batching.js';
+import { memoryStats } from '../tensor/tensor.js';
+import { packBatches, padBatch, type HostBatch } from './batching.js';
+import { restoreCheckpoint, saveCheckpoint, writeDirAtomically, type TrainerState } from './checkpoint.js';
 import { loadData, type ColumnMap, type Example } from './data.js';
 import { evaluate, type EvalResult } from './evaluate.js';
-import { lossSum } from './loss.js';
-import { clipGradNorm, Optimizer, type OptimizerName } from './optimizer.js';
+import { appendMetrics, keepMetricsUpTo } from './metrics-log.js';
+import { Optimizer, type OptimizerName } from './optimizer.js';
 import { learningRate, type SchedulerName } from './schedule.js';
+import { accumulateGradients, targetCount, tokenCount, updateWeights } from './step.js';
 
 export interface TrainOptions {
   /** A data file (JSONL, JSON, CSV, TSV, Parquet) or examples already tokenized. */
@@ -104,16 +86,6 @@ export interface TrainResult {
   adapterDir: string | null;
 }
 
-interface TrainerState {
-  step: number;
-  epoch: number;
-  /** Index of the next batch within the epoch's batch list. */
-  batchIndex: number;
-  optimizerStep: number;
-  elapsed: number;
-  options: Record<string, unknown>;
-}
-
 const DEFAULTS = {
   epochs: 1,
   batchSize: 4,
@@ -172,19 +144,6 @@ async function resolveData(
   return loaded.examples;
 }
 
-/** Writes dir atomically: build in dir.tmp, then swap it in. */
-function writeDirAtomically(dir: string, fill: (tmp: string) => void): void {
-  const tmp = `${dir}.tmp`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  fill(tmp);
-  const old = `${dir}.old`;
-  rmSync(old, { recursive: true, force: true });
-  if (existsSync(dir)) renameSync(dir, old);
-  renameSync(tmp, dir);
-  rmSync(old, { recursive: true, force: true });
-}
-
 /** Trains the adapter. The tokenizer may be null when the data is pre-tokenized (or given as examples). */
 export async function train(
   model: CausalLM,
@@ -217,7 +176,7 @@ export async function train(
   const optimizer = new Optimizer(params, { name: o.optimizer, weightDecay: o.weightDecay });
   const state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, optimizerStep: 0, elapsed: 0, options: {} };
   try {
-    if (o.resume) restore(model, adapter, optimizer, state, o.resume);
+    if (o.resume) restoreCheckpoint(model, adapter, optimizer, state, o.resume);
   } catch (e) {
     optimizer.dispose();
     throw e;
@@ -236,18 +195,30 @@ export async function train(
 
   const checkpoint = () => {
     if (!out) return;
-    const dir = join(out, 'checkpoints', `step-${state.step}`);
     state.elapsed = (Date.now() - start) / 1000;
-    writeDirAtomically(dir, (tmp) => {
-      saveAdapter(model, adapter, join(tmp, 'adapter'));
-      writeSafetensors(join(tmp, 'optimizer.safetensors'), optimizer.state());
-      state.optimizerStep = optimizer.step;
-      writeFileSync(
-        join(tmp, 'trainer_state.json'),
-        `${JSON.stringify({ ...state, options: describe(o) }, null, 2)}\n`,
-      );
-    });
+    saveCheckpoint(
+      join(out, 'checkpoints', `step-${state.step}`),
+      model,
+      adapter,
+      optimizer,
+      state,
+      describe(o),
+    );
   };
+  const evaluation = () => {
+    const r = evaluate(model, evalSet!, o.batchSize);
+    lastEval = r.loss;
+    if (metricsPath)
+      appendMetrics(metricsPath, { step: state.step, eval_loss: r.loss, eval_tokens: r.tokens });
+    o.onEval?.(state.step, r);
+  };
+  const stepContext = () => ({
+    adapter,
+    seed: o.seed,
+    step: state.step,
+    checkpointing: o.gradCheckpointing === true || o.offloadCheckpoints === true,
+    offloadCheckpoints: o.offloadCheckpoints === true,
+  });
 
   try {
     while (state.step < totalSteps) {
@@ -264,32 +235,18 @@ export async function train(
       }
       if (micro.length === 0) continue;
       const stepStart = Date.now();
-      const count = micro.reduce((n, b) => n + b.targetCount, 0);
-      let sum = 0;
-      micro.forEach((hb, k) => {
-        if (hb.targetCount === 0) return;
-        sum += tidy(() => {
-          const { batch, targets } = toDevice(hb);
-          const total = lossSum(model, batch, targets, {
-            ctx: { adapter, training: true, seed: (o.seed * 2654435761 + state.step * 97 + k) >>> 0 },
-            checkpointing: o.gradCheckpointing === true || o.offloadCheckpoints === true,
-            offloadCheckpoints: o.offloadCheckpoints === true,
-          });
-          const value = total.item();
-          backward(scale(total, 1 / Math.max(1, count)));
-          return value;
-        });
-      });
-      const gradNorm = clipGradNorm(
+      const count = targetCount(micro);
+      const sum = accumulateGradients(model, micro, stepContext(), count);
+      const lr = learningRate(schedule, state.step);
+      const gradNorm = updateWeights(
+        optimizer,
         params.map(([, t]) => t),
+        lr,
         o.maxGradNorm,
       );
-      const lr = learningRate(schedule, state.step);
-      optimizer.update(lr);
-      optimizer.zeroGrad();
       state.step++;
       lastLoss = count > 0 ? sum / count : NaN;
-      const tokens = micro.reduce((n, b) => n + b.segments.reduce((c, s) => c + (s > 0 ? 1 : 0), 0), 0);
+      const tokens = tokenCount(micro);
       const metrics: StepMetrics = {
         step: state.step,
         totalSteps,
@@ -302,18 +259,9 @@ export async function train(
         memory: memoryStats(false, model.device).liveBytes,
         elapsed: (Date.now() - start) / 1000,
       };
-      if (metricsPath) appendFileSync(metricsPath, `${JSON.stringify(metrics)}\n`);
+      if (metricsPath) appendMetrics(metricsPath, metrics);
       o.onStep?.(metrics);
-      if (evalSet && o.evalEvery && state.step % o.evalEvery === 0 && state.step < totalSteps) {
-        const r = evaluate(model, evalSet, o.batchSize);
-        lastEval = r.loss;
-        if (metricsPath)
-          appendFileSync(
-            metricsPath,
-            `${JSON.stringify({ step: state.step, eval_loss: r.loss, eval_tokens: r.tokens })}\n`,
-          );
-        o.onEval?.(state.step, r);
-      }
+      if (evalSet && o.evalEvery && state.step % o.evalEvery === 0 && state.step < totalSteps) evaluation();
       if (o.saveEvery && state.step % o.saveEvery === 0 && state.step < totalSteps) checkpoint();
       // Let signal handlers run between steps (kernels are synchronous).
       await new Promise((r) => setImmediate(r));
@@ -323,16 +271,7 @@ export async function train(
         break;
       }
     }
-    if (evalSet && !stoppedEarly) {
-      const r = evaluate(model, evalSet, o.batchSize);
-      lastEval = r.loss;
-      if (metricsPath)
-        appendFileSync(
-          metricsPath,
-          `${JSON.stringify({ step: state.step, eval_loss: r.loss, eval_tokens: r.tokens })}\n`,
-        );
-      o.onEval?.(state.step, r);
-    }
+    if (evalSet && !stoppedEarly) evaluation();
     let adapterDir: string | null = null;
     if (out && !stoppedEarly) {
       adapterDir = join(out, 'adapter');
@@ -354,110 +293,4 @@ function describe(o: TrainOptions): Record<string, unknown> {
     data: typeof data === 'string' ? data : '<examples>',
     evalData: typeof evalData === 'string' ? evalData : undefined,
   };
-}
-
-const CHECKPOINT_STATE = 'trainer_state.json';
-
-/**
- * A resumed run repeats the steps after its checkpoint: drop their lines (and a line cut short by a
- * kill) so metrics.jsonl has each step once. Rewritten under a temporary name, then renamed.
- */
-function keepMetricsUpTo(path: string, step: number): void {
-  if (!existsSync(path)) return;
-  const kept = readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((line) => {
-      try {
-        const m = JSON.parse(line) as { step?: unknown };
-        return typeof m.step === 'number' && m.step <= step;
-      } catch {
-        return false;
-      }
-    });
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, kept.map((l) => `${l}\n`).join(''));
-  renameSync(tmp, path);
-}
-
-/**
- * Checks a checkpoint folder (checkpoints/step-N) without loading it: trainer_state.json with the
- * loop position, the adapter's config and weights, the optimizer state, each header validated. Run
- * before anything is written, so a bad --resume fails with nothing left behind.
- */
-export function checkCheckpoint(dir: string): TrainerState {
-  const fail = (what: string): never => {
-    throw new Error(`lorakit: --resume ${dir}: ${what}`);
-  };
-  if (!existsSync(dir)) fail('no such folder.');
-  if (!statSync(dir).isDirectory()) fail('is a file; give a checkpoint folder (DIR/checkpoints/step-N).');
-  const statePath = join(dir, CHECKPOINT_STATE);
-  if (!existsSync(statePath)) fail(`not a checkpoint folder (no ${CHECKPOINT_STATE}).`);
-  let saved: unknown;
-  try {
-    saved = JSON.parse(readFileSync(statePath, 'utf8'));
-  } catch (e) {
-    fail(`${CHECKPOINT_STATE} is not valid JSON (${oneLine(e instanceof Error ? e.message : String(e))}).`);
-  }
-  if (saved === null || typeof saved !== 'object' || Array.isArray(saved))
-    fail(`${CHECKPOINT_STATE} is not a JSON object.`);
-  const st = saved as Record<string, unknown>;
-  for (const key of ['step', 'epoch', 'batchIndex', 'optimizerStep'] as const)
-    if (!Number.isSafeInteger(st[key]) || (st[key] as number) < 0)
-      fail(`${CHECKPOINT_STATE} has no valid '${key}' (got ${quoteValue(st[key])}).`);
-  if (typeof st.elapsed !== 'number' || !(st.elapsed >= 0))
-    fail(`${CHECKPOINT_STATE} has no valid 'elapsed' (got ${quoteValue(st.elapsed)}).`);
-  for (const p of [
-    join('adapter', ADAPTER_CONFIG),
-    join('adapter', ADAPTER_WEIGHTS),
-    'optimizer.safetensors',
-  ])
-    if (!existsSync(join(dir, p))) fail(`the checkpoint lacks ${p}.`);
-  readPeftConfig(join(dir, 'adapter', ADAPTER_CONFIG));
-  openSafetensors(join(dir, 'adapter', ADAPTER_WEIGHTS)).close();
-  openSafetensors(join(dir, 'optimizer.safetensors')).close();
-  return st as unknown as TrainerState;
-}
-
-/** Loads a checkpoint: adapter weights, optimizer state and the loop position. */
-function restore(
-  model: CausalLM,
-  adapter: string,
-  optimizer: Optimizer,
-  state: TrainerState,
-  dir: string,
-): void {
-  const saved = checkCheckpoint(dir);
-  // Replace the adapter's weights with the checkpoint's (loaded as a second adapter, then copied).
-  const tmpName = `${adapter}__resume`;
-  loadAdapter(model, join(dir, 'adapter'), tmpName);
-  try {
-    const src = new Map(adapterParameters(model, tmpName));
-    for (const [key, t] of adapterParameters(model, adapter)) {
-      const s = src.get(key);
-      if (!s) throw new Error(`lorakit: --resume ${dir}: the checkpoint's adapter lacks '${key}'.`);
-      if (s.shape.join() !== t.shape.join())
-        throw new Error(
-          `lorakit: --resume ${dir}: the checkpoint's '${key}' has shape ${shapeString(s.shape)}, this run's ${shapeString(t.shape)} (other --r or --target-modules?).`,
-        );
-      t.copyFrom(s);
-    }
-  } finally {
-    deleteAdapter(model, tmpName);
-    model.activeAdapter = adapter;
-  }
-  const file = openSafetensors(join(dir, 'optimizer.safetensors'));
-  const tensors = new Map<string, Tensor>();
-  try {
-    for (const name of file.tensors.keys()) tensors.set(name, file.read(name, 'f32'));
-    optimizer.loadState(tensors, saved.optimizerStep);
-  } finally {
-    for (const t of tensors.values()) t.dispose();
-    file.close();
-  }
-  Object.assign(state, {
-    step: saved.step,
-    epoch: saved.epoch,
-    batchIndex: saved.batchIndex,
-    elapsed: saved.elapsed,
-  });
 }
