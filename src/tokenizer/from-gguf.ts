@@ -255,15 +255,7 @@ export function tokenizerFromGGUF(
         { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
       ],
     };
-    decoder = {
-      type: 'Sequence',
-      decoders: [
-        { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
-        { type: 'ByteFallback' },
-        { type: 'Fuse' },
-        ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
-      ],
-    };
+    decoder = sentencepieceDecoder(prefix);
     addBos = addBosKey ?? true;
   } else {
     const merges: [string, string][] = asStrings(
@@ -344,5 +336,21 @@ export function tokenizerFromGGUF(
     addBosToken: addBos,
     addEosToken: addEos,
     keepsBytes: normalizerKeepsBytes(normalizer) && preTokenizerKeepsBytes(preTokenizer),
+  };
+}
+
+/**
+ * tokenizer.json's decoder for a sentencepiece (llama) vocabulary: '▁' to spaces, byte tokens to
+ * bytes, and the prefix space the encoder added stripped again.
+ */
+export function sentencepieceDecoder(prefix: boolean): Json {
+  return {
+    type: 'Sequence',
+    decoders: [
+      { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
+      { type: 'ByteFallback' },
+      { type: 'Fuse' },
+      ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
+    ],
   };
 }

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GGUFFile, GGUFValue } from '../io/gguf.js';
 import type { GGUFKV } from '../io/gguf-kv.js';
+import { sentencepieceDecoder } from './from-gguf.js';
 import { Tokenizer, type TokenizerConfig } from './tokenizer.js';
 
 // llama.cpp token types (llama_token_type).
@@ -481,15 +482,7 @@ export function hfTokenizerFromGGUF(
       },
       pre_tokenizer: null,
       post_processor: postProcessor,
-      decoder: {
-        type: 'Sequence',
-        decoders: [
-          { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
-          { type: 'ByteFallback' },
-          { type: 'Fuse' },
-          ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
-        ],
-      },
+      decoder: sentencepieceDecoder(prefix),
       model: {
         type: 'BPE',
         dropout: null,
