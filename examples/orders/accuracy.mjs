@@ -14,7 +14,8 @@ const limit = values.limit ? Number(values.limit) : rows.length;
 
 const { model, tokenizer } = await loadModel(values.model);
 if (values.adapter) loadAdapter(model, values.adapter);
-const { loss } = evaluate(model, loadData(dataPath, tokenizer, { completionOnly: true, maxSeqLen: 1024 }).examples);
+const { examples } = await loadData(dataPath, tokenizer, { completionOnly: true, maxSeqLen: 1024 });
+const { loss } = evaluate(model, examples);
 let exact = 0;
 let fields = 0;
 const started = Date.now();
