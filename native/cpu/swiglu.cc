@@ -3,50 +3,34 @@
 //   dup = dy · silu(g),   dgate = dy · up · σ(g) · (1 + g·(1 − σ(g)))
 #include "napi_util.h"
 #include "parallel.h"
-#include "vmath.h"
+#include "simd.h"
 
 namespace lk {
 namespace {
+namespace v = simd;
 constexpr int64_t kGrain = 1 << 14;
 
 // out [n]  <-  gate [n], up [n]
 void swiglu_forward(float* out, const float* g, const float* u, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    int64_t i = b;
-#ifdef __AVX512F__
-    const __m512 one = _mm512_set1_ps(1.0f);
-    for (; i < e; i += 16) {
-      __mmask16 m = tail_mask(e - i);
-      __m512 gv = _mm512_maskz_loadu_ps(m, g + i), uv = _mm512_maskz_loadu_ps(m, u + i);
-      __m512 silu = _mm512_div_ps(gv, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
-      _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(silu, uv));
+    const v::F one = v::set1(1.0f);
+    for (int64_t i = b; i < e; i += v::kLanes) {
+      v::F gv = v::load(g + i, e - i), uv = v::load(u + i, e - i);
+      v::F silu = gv / (one + v::exp(-gv));
+      v::store(out + i, silu * uv, e - i);
     }
-#endif
-    for (; i < e; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   });
 }
 
 // dgate [n] (optional), dup [n] (optional)  <-  dy [n], gate [n], up [n]
 void swiglu_backward(float* dg, float* du, const float* dy, const float* g, const float* u, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    int64_t i = b;
-#ifdef __AVX512F__
-    const __m512 one = _mm512_set1_ps(1.0f);
-    for (; i < e; i += 16) {
-      __mmask16 m = tail_mask(e - i);
-      __m512 gv = _mm512_maskz_loadu_ps(m, g + i), uv = _mm512_maskz_loadu_ps(m, u + i), dv = _mm512_maskz_loadu_ps(m, dy + i);
-      __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
-      if (du) _mm512_mask_storeu_ps(du + i, m, _mm512_mul_ps(dv, _mm512_mul_ps(gv, sig)));
-      if (dg) {
-        __m512 dsilu = _mm512_mul_ps(sig, _mm512_fmadd_ps(gv, _mm512_sub_ps(one, sig), one));
-        _mm512_mask_storeu_ps(dg + i, m, _mm512_mul_ps(_mm512_mul_ps(dv, uv), dsilu));
-      }
-    }
-#endif
-    for (; i < e; i++) {
-      const float sig = 1.0f / (1.0f + std::exp(-g[i]));
-      if (du) du[i] = dy[i] * (g[i] * sig);
-      if (dg) dg[i] = dy[i] * u[i] * (sig * (1.0f + g[i] * (1.0f - sig)));
+    const v::F one = v::set1(1.0f);
+    for (int64_t i = b; i < e; i += v::kLanes) {
+      v::F gv = v::load(g + i, e - i), uv = v::load(u + i, e - i), dv = v::load(dy + i, e - i);
+      v::F sig = one / (one + v::exp(-gv));
+      if (du) v::store(du + i, dv * (gv * sig), e - i);
+      if (dg) v::store(dg + i, dv * uv * (sig * v::fma(gv, one - sig, one)), e - i);
     }
   });
 }

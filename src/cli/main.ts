@@ -19,6 +19,7 @@ const COMMANDS = [
   'serve',
   'inspect',
   'dashboard',
+  'info',
 ] as const;
 type CommandName = (typeof COMMANDS)[number];
 
@@ -49,7 +50,9 @@ async function help(): Promise<string> {
     const m = await load(name);
     if (m) lines.push(`  ${name.padEnd(10)} ${m.HELP}`);
   }
-  return `usage: lorakit <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\nRun 'lorakit <command> --help' for a command's flags.\n`;
+  // The footer names the CPU kernel path: the first thing to know when a run is slower than expected.
+  const { describeCpuPath } = await import('../backend/cpu/addon.js');
+  return `usage: lorakit <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\nRun 'lorakit <command> --help' for a command's flags.\n${describeCpuPath()}\n`;
 }
 
 /**
@@ -77,10 +80,20 @@ export async function main(argv: string[]): Promise<number> {
   stopQuietlyOnClosedPipes();
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(await help());
+    try {
+      process.stdout.write(await help());
+    } catch (e) {
+      return reportError(e);
+    }
     return name ? 0 : 2;
   }
-  const command = isCommand(name) ? await load(name) : null;
+  let command: CommandModule | null;
+  try {
+    command = isCommand(name) ? await load(name) : null;
+  } catch (e) {
+    // A module that fails as it loads: the CPU addon it imports refused LORAKIT_CPU_ISA, or is not built.
+    return reportError(e);
+  }
   if (!command) {
     process.stderr.write(
       isCommand(name)
@@ -96,9 +109,14 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`${message.startsWith('lorakit') ? message : `lorakit: ${message}`}\n`);
-    if (process.env.LORAKIT_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
-    return e instanceof UsageError ? 2 : 1;
+    return reportError(e);
   }
+}
+
+/** One line on stderr (the stack too with LORAKIT_DEBUG); the exit code: 2 for usage, else 1. */
+function reportError(e: unknown): number {
+  const message = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`${message.startsWith('lorakit') ? message : `lorakit: ${message}`}\n`);
+  if (process.env.LORAKIT_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  return e instanceof UsageError ? 2 : 1;
 }
