@@ -2,6 +2,7 @@
 // GLUE validation split) as text labels with SmolLM2-135M-Instruct. Trains a LoRA adapter on the first
 // rows and reports accuracy on the held-out rest before and after, plus eval loss.
 //   node --import tsx bench/classify-sst2.ts [--train 600] [--epochs 1] [--model PATH]
+import { describeCpuPath } from '../src/backend/cpu/addon.js';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -105,7 +106,7 @@ console.log(
   `SST-2 (GLUE validation split): ${nTrain} rows trained, ${test.length} held out; SmolLM2-135M-Instruct fp32, LoRA r=8 all-linear, ${r.steps} steps, batch 8, lr 1e-3, completion-only`,
 );
 console.log(
-  `machine: ${cpus()[0]?.model ?? '?'}, ${cpus().length} threads; training took ${trainSeconds.toFixed(0)} s; whole run ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+  `machine: ${describeCpuPath()}, ${cpus().length} threads; training took ${trainSeconds.toFixed(0)} s; whole run ${((Date.now() - t0) / 1000).toFixed(0)} s`,
 );
 console.log('| | accuracy | eval loss (label tokens) |');
 console.log('|---|---|---|');

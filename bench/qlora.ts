@@ -7,9 +7,10 @@
 //        [--lr 2e-4] [--device cpu|cuda] [--skip-ppl]
 // On cuda the "unquantized" base is stored in bf16 (the GPU's activation dtype). LORAKIT_SHARED_DATA
 // points at ../shared/data elsewhere (a GPU machine).
+import { describeCpuPath } from '../src/backend/cpu/addon.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDevice } from '../src/backend/device.js';
@@ -143,7 +144,7 @@ async function finetune(
 const lora = await finetune(device === 'cpu' ? 'LoRA (fp32 base)' : 'LoRA (bf16 base)', {});
 const qlora = await finetune('QLoRA (NF4 + DQ)', { quantize: 'nf4', doubleQuant: true });
 
-const cpu = cpus()[0]?.model ?? 'unknown CPU';
+const cpu = describeCpuPath();
 console.log(
   `machine: ${cpu}, ${availableParallelism()} threads; model ${gguf.split('/').pop()} (dequantized to fp32 as the unquantized base)\n`,
 );

@@ -8,6 +8,7 @@
 //        [--requests 4] [--adapters 4] [--max-tokens 32] [--max-batch 32] [--rank 16]
 //
 // The model defaults to SmolLM2-135M-Instruct (scripts/fetch-smollm2.sh), else the tiny test fixture.
+import { describeCpuPath } from '../src/backend/cpu/addon.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -209,7 +210,7 @@ const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], {
 }).stdout.trim();
 console.log(`# lorakit serve load test — ${new Date().toISOString().slice(0, 10)}, commit ${commit}`);
 console.log(
-  `machine: ${cpus()[0].model}, ${cpus().length} logical CPUs, Node ${process.version}; server run ${a['from-source'] ? 'from sources through tsx' : 'from tsc output'}`,
+  `machine: ${describeCpuPath()}, ${cpus().length} logical CPUs, Node ${process.version}; server run ${a['from-source'] ? 'from sources through tsx' : 'from tsc output'}`,
 );
 console.log(
   `model: ${model.replace(root + '/', '')} (${a.dtype}), ${nAdapters} LoRA adapters r=${a.rank} on all linears; ${clients} concurrent streaming clients x ${perClient} requests, ${maxTokens} tokens each, adapter of request j of client c = a[(c+j) mod ${nAdapters}]; --max-batch ${a['max-batch']}\n`,

@@ -43,4 +43,4 @@ for i, b in enumerate(batches):
     tokens.append(int(mask.sum()))
 # The first step warms up; it is left out of the rate.
 rate = sum(tokens[1:]) / sum(times[1:])
-print(json.dumps({"tokens_per_s": rate, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "steps": len(batches)}))
+print(json.dumps({"tokens_per_s": rate, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "steps": len(batches), "torch_version": torch.__version__}))
