@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backward } from '../src/autograd/tape.js';
+import { cpu, cpuPath, useCpuIsa } from '../src/backend/cpu/addon.js';
 import { dropout } from '../src/ops/dropout.js';
 import { memoryStats, Tensor, tidy } from '../src/tensor/tensor.js';
 import { randn } from './helpers.js';
@@ -116,4 +117,54 @@ test('dropout training steps do not grow native memory', () => {
   for (let i = 2; i < 7; i++) step(i);
   assert.equal(memoryStats().liveBytes, before);
   x.dispose();
+});
+
+test('dropout draws the bit-identical mask on every kernel path (runs reproduce across machines)', () => {
+  const start = cpuPath().isa;
+  // Odd sizes: whole vectors of every width, a tail, and (n > 2·2¹⁴) several threads' chunks.
+  const n = 100_003;
+  const x32 = Float32Array.from(randn(n, 41));
+  x32[5] = Infinity; // a dropped inf gives NaN (x·0, as torch) on every path
+  x32[n - 1] = -Infinity;
+  const cases: [p: number, seed: number][] = [
+    [0.1, 0],
+    [1 / 3, 7],
+    [0.5, 2 ** 53 - 1],
+    [0.999, 123_456_789],
+  ];
+  const runs = new Map<string, Uint32Array[]>();
+  try {
+    for (const isa of cpuPath().supported) {
+      useCpuIsa(isa);
+      runs.set(
+        isa,
+        cases.map(([p, seed]) => {
+          const out = new Float32Array(n);
+          cpu.dropoutF32(out, x32, p, seed, n);
+          return new Uint32Array(out.buffer);
+        }),
+      );
+    }
+  } finally {
+    useCpuIsa(start);
+  }
+  const [first, ...others] = [...runs.keys()];
+  cases.forEach(([p, seed], c) => {
+    const want = runs.get(first)![c];
+    // the reference mask on a sample of elements, the tail included
+    const keep = keptRef(seed, p, n);
+    const values = new Float32Array(want.buffer);
+    // kept: x·scale, nonzero here; dropped: ±0, or NaN where x is infinite
+    for (let i = 0; i < n; i += i < 64 || i > n - 64 ? 1 : 97)
+      assert.equal(
+        values[i] !== 0 && !Number.isNaN(values[i]),
+        keep[i],
+        `${first} p ${p} seed ${seed} i ${i}`,
+      );
+    for (const isa of others) {
+      const got = runs.get(isa)![c];
+      const diff = got.findIndex((u, i) => u !== want[i]);
+      assert.equal(diff, -1, `${isa} vs ${first}, p ${p} seed ${seed}: first difference at ${diff}`);
+    }
+  });
 });

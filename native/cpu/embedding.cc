@@ -4,12 +4,23 @@
 #include <cstring>
 #include <string>
 
-#include "bf16.h"
 #include "napi_util.h"
 #include "parallel.h"
+#include "simd.h"
 
 namespace lk {
 namespace {
+namespace v = simd;
+
+// f(i, k) over [b, e): whole vectors (k = kLanes, a constant once inlined, so the loads and stores
+// are unmasked and the one-lane path is a plain loop the compiler vectorizes), then one tail k < kLanes.
+template <class Fn>
+LK_INLINE void for_lanes(int64_t b, int64_t e, Fn&& f) {
+  int64_t i = b;
+  for (; i + v::kLanes <= e; i += v::kLanes) f(i, int64_t{v::kLanes});
+  if (i < e) f(i, e - i);
+}
+
 int64_t row_grain(int64_t D) { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(D, 1)); }
 
 void check_ids(const int32_t* ids, int64_t N, int64_t V) {
@@ -31,7 +42,7 @@ void embedding_forward_bf16(float* out, const uint16_t* table, const int32_t* id
     for (int64_t n = b; n < e; n++) {
       const uint16_t* src = table + static_cast<int64_t>(ids[n]) * D;
       float* dst = out + n * D;
-      for (int64_t d = 0; d < D; d++) dst[d] = bf16_to_f32(src[d]);
+      for_lanes(0, D, [&](int64_t d, int64_t k) { v::store(dst + d, v::load(src + d, k), k); });
     }
   });
 }
@@ -47,7 +58,7 @@ void embedding_backward(float* dtable, const float* dy, const int32_t* ids, int6
     for (int64_t n = 0; n < N; n++) {
       float* dst = dtable + static_cast<int64_t>(ids[n]) * D;
       const float* src = dy + n * D;
-      for (int64_t c = c0; c < c1; c++) dst[c] += src[c];
+      for_lanes(c0, c1, [&](int64_t c, int64_t k) { v::store(dst + c, v::load(dst + c, k) + v::load(src + c, k), k); });
     }
   });
 }

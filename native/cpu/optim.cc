@@ -2,15 +2,25 @@
 // (torch's single-tensor CPU path), plus a double-accumulated Σx² for gradient-norm clipping.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "napi_util.h"
 #include "parallel.h"
-#include "vmath.h"
+#include "simd.h"
 
 namespace lk {
 namespace {
 constexpr int64_t kGrain = 1 << 14;
+
+// f(i, n) over [b, e): whole vectors (n = kLanes, a constant once inlined, so the loads and stores
+// are unmasked and the one-lane path is a plain loop the compiler vectorizes), then one tail n < kLanes.
+template <class Fn>
+LK_INLINE void for_lanes(int64_t b, int64_t e, Fn&& f) {
+  int64_t i = b;
+  for (; i + simd::kLanes <= e; i += simd::kLanes) f(i, int64_t{simd::kLanes});
+  if (i < e) f(i, e - i);
+}
 
 // torch.optim.AdamW, step ≥ 1, all state f32:
 //   p *= 1 − lr·wd;  m = lerp(m, g, 1 − β1);  v = β2·v + (1 − β2)·g²
@@ -26,34 +36,18 @@ void adamw_step(float* p, float* m, float* v, const float* g, double lr, double 
   const float feps = static_cast<float>(eps);
   const bool decays = wd != 0.0;
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    int64_t i = b;
-#ifdef __AVX512F__
-    // libm's sqrtf keeps the scalar loop from vectorizing (errno), so this path is written out.
-    const __m512 vdecay = _mm512_set1_ps(decays ? decay : 1.0f), vw1 = _mm512_set1_ps(w1), vb2 = _mm512_set1_ps(b2),
-                 vw2 = _mm512_set1_ps(w2), vbc2 = _mm512_set1_ps(bc2_sqrt), veps = _mm512_set1_ps(feps),
-                 vstep = _mm512_set1_ps(neg_step_size);
-    for (; i < e; i += 16) {
-      const __mmask16 k = tail_mask(e - i);
-      const __m512 gi = _mm512_maskz_loadu_ps(k, g + i), mo = _mm512_maskz_loadu_ps(k, m + i);
-      const __m512 pi = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + i), vdecay);
-      const __m512 mi = _mm512_fmadd_ps(vw1, _mm512_sub_ps(gi, mo), mo);
-      const __m512 vi = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), vb2), _mm512_mul_ps(vw2, _mm512_mul_ps(gi, gi)));
-      const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), vbc2), veps);
-      _mm512_mask_storeu_ps(p + i, k, _mm512_fmadd_ps(vstep, _mm512_div_ps(mi, denom), pi));
-      _mm512_mask_storeu_ps(m + i, k, mi);
-      _mm512_mask_storeu_ps(v + i, k, vi);
-    }
-#endif
-    for (; i < e; i++) {
-      const float pi = decays ? p[i] * decay : p[i];
-      const float gi = g[i];
-      const float mi = m[i] + w1 * (gi - m[i]);  // torch's lerp for weight < 0.5: m + w·(g − m)
-      const float vi = v[i] * b2 + w2 * (gi * gi);
-      const float denom = std::sqrt(vi) / bc2_sqrt + feps;
-      p[i] = pi + neg_step_size * (mi / denom);
-      m[i] = mi;
-      v[i] = vi;
-    }
+    const simd::F vdecay = simd::set1(decays ? decay : 1.0f), vw1 = simd::set1(w1), vb2 = simd::set1(b2), vw2 = simd::set1(w2),
+               vbc2 = simd::set1(bc2_sqrt), veps = simd::set1(feps), vstep = simd::set1(neg_step_size);
+    for_lanes(b, e, [&](int64_t i, int64_t k) {
+      const simd::F gi = simd::load(g + i, k), mo = simd::load(m + i, k);
+      const simd::F pi = simd::load(p + i, k) * vdecay;  // × 1 is exact when there is no decay
+      const simd::F mi = mo + vw1 * (gi - mo);  // torch's lerp for weight < 0.5: m + w·(g − m)
+      const simd::F vi = simd::load(v + i, k) * vb2 + vw2 * (gi * gi);
+      const simd::F denom = simd::sqrt(vi) / vbc2 + veps;
+      simd::store(p + i, pi + vstep * (mi / denom), k);
+      simd::store(m + i, mi, k);
+      simd::store(v + i, vi, k);
+    });
   });
 }
 
@@ -61,16 +55,41 @@ void adamw_step(float* p, float* m, float* v, const float* g, double lr, double 
 // A zero buffer on the first step gives torch's buf = d. param, buf [n] updated  <-  grad [n]
 void sgd_step(float* p, float* buf, const float* g, double lr, double wd, double momentum, int64_t n) {
   const float neg_lr = static_cast<float>(-lr), fwd = static_cast<float>(wd), mom = static_cast<float>(momentum);
+  const bool decays = wd != 0.0;
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) {
-      float d = wd != 0.0 ? g[i] + fwd * p[i] : g[i];
-      if (buf) {
-        buf[i] = buf[i] * mom + d;
-        d = buf[i];
-      }
-      p[i] = p[i] + neg_lr * d;
+    const simd::F vlr = simd::set1(neg_lr), vwd = simd::set1(fwd), vmom = simd::set1(mom);
+    auto step = [&](auto with_decay, auto with_momentum) {
+      for_lanes(b, e, [&](int64_t i, int64_t k) {
+        const simd::F pi = simd::load(p + i, k);
+        simd::F d = simd::load(g + i, k);
+        if (with_decay) d = d + vwd * pi;
+        if (with_momentum) {
+          d = simd::load(buf + i, k) * vmom + d;
+          simd::store(buf + i, d, k);
+        }
+        simd::store(p + i, pi + vlr * d, k);
+      });
+    };
+    // The four cases as their own loops (the flags are compile-time constants in each).
+    using T = std::true_type;
+    using F = std::false_type;
+    if (decays) {
+      if (buf) step(T{}, T{});
+      else step(T{}, F{});
+    } else {
+      if (buf) step(F{}, T{});
+      else step(F{}, F{});
     }
   });
+}
+
+// Σ x[b, e)² in double. Double lanes are not part of lk::simd; the loop is plain C++ that each path's
+// flags vectorize (in its own function: inside the parallel_for lambda GCC leaves it scalar).
+double sum_squares_range(const float* x, int64_t b, int64_t e) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = b; i < e; i++) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+  return s;
 }
 
 // Σ x² in double, each thread over one contiguous chunk.
@@ -78,13 +97,7 @@ double sum_squares(const float* x, int64_t n) {
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(num_threads(), n / kGrain));
   std::vector<double> part(chunks, 0.0);
   parallel_for(chunks, 1, [&](int64_t cb, int64_t ce) {
-    for (int64_t c = cb; c < ce; c++) {
-      double s = 0.0;
-      const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
-#pragma omp simd reduction(+ : s)
-      for (int64_t i = b; i < e; i++) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-      part[c] = s;
-    }
+    for (int64_t c = cb; c < ce; c++) part[c] = sum_squares_range(x, n * c / chunks, n * (c + 1) / chunks);
   });
   double s = 0.0;
   for (double v : part) s += v;

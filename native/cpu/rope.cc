@@ -7,9 +7,20 @@
 
 #include "napi_util.h"
 #include "parallel.h"
+#include "simd.h"
 
 namespace lk {
 namespace {
+namespace v = simd;
+
+// f(i, k) over [b, e): whole vectors (k = kLanes, a constant once inlined, so the loads and stores
+// are unmasked and the one-lane path is a plain loop the compiler vectorizes), then one tail k < kLanes.
+template <class Fn>
+LK_INLINE void for_lanes(int64_t b, int64_t e, Fn&& f) {
+  int64_t i = b;
+  for (; i + v::kLanes <= e; i += v::kLanes) f(i, int64_t{v::kLanes});
+  if (i < e) f(i, e - i);
+}
 // out, x [rows, H, Dh]; cos, sin [P, half]; pos [rows] (rows = B·T). sign = +1 forward, −1 backward.
 void rope_rotate(float* out, const float* x, const float* cos, const float* sin, const int32_t* pos, int64_t rows, int64_t H,
                  int64_t Dh, int64_t half, float sign) {
@@ -18,16 +29,17 @@ void rope_rotate(float* out, const float* x, const float* cos, const float* sin,
     for (int64_t r = rb; r < re; r++) {
       const float* c = cos + static_cast<int64_t>(pos[r]) * half;
       const float* s = sin + static_cast<int64_t>(pos[r]) * half;
+      const v::F sg = v::set1(sign);
       for (int64_t h = 0; h < H; h++) {
         const float* xr = x + (r * H + h) * Dh;
         float* o = out + (r * H + h) * Dh;
-#pragma omp simd
-        for (int64_t i = 0; i < half; i++) {
-          const float x1 = xr[i], x2 = xr[i + half], si = sign * s[i];
-          o[i] = x1 * c[i] - x2 * si;
-          o[i + half] = x2 * c[i] + x1 * si;
-        }
-        for (int64_t i = 2 * half; i < Dh; i++) o[i] = xr[i];
+        for_lanes(0, half, [&](int64_t i, int64_t k) {
+          const v::F x1 = v::load(xr + i, k), x2 = v::load(xr + half + i, k);
+          const v::F ci = v::load(c + i, k), si = sg * v::load(s + i, k);
+          v::store(o + i, x1 * ci - x2 * si, k);
+          v::store(o + half + i, x2 * ci + x1 * si, k);
+        });
+        for_lanes(2 * half, Dh, [&](int64_t i, int64_t k) { v::store(o + i, v::load(xr + i, k), k); });
       }
     }
   });
