@@ -167,16 +167,31 @@ struct Dims {
   int64_t blocks() const { return (Tq + kRows - 1) / kRows; }
 };
 
-// first[b, p] = the first key index whose segment id equals segments[b, p]: no key before it can be
-// attended from position p, so a block's key range starts at its rows' smallest `first`.
-std::vector<int64_t> first_of_segment(const int32_t* seg, const Dims& d) {
-  std::vector<int64_t> first(d.B * d.Tk);
+// Per key position p of batch row b, from segments[b, Tk]:
+//   first[b, p]: the first key index whose segment id equals segments[b, p]; no key before it can be
+//     attended from position p, so a block's key range starts at its rows' smallest `first`.
+//   span[b, p]: the start of p's run of equal ids when that run is the id's first, so that position p
+//     sees exactly the keys [span, p] (the usual case, masked with vector fills); -1 when the id
+//     occurred before with a gap (the row's mask is then built key by key).
+struct SegmentIndex {
+  std::vector<int64_t> first, span;
+};
+
+SegmentIndex index_segments(const int32_t* seg, const Dims& d) {
+  SegmentIndex ix{std::vector<int64_t>(d.B * d.Tk), std::vector<int64_t>(d.B * d.Tk)};
   std::unordered_map<int32_t, int64_t> seen;
   for (int64_t b = 0; b < d.B; b++) {
     seen.clear();
-    for (int64_t p = 0; p < d.Tk; p++) first[b * d.Tk + p] = seen.emplace(seg[b * d.Tk + p], p).first->second;
+    const int32_t* sg = seg + b * d.Tk;
+    int64_t run = 0;
+    for (int64_t p = 0; p < d.Tk; p++) {
+      if (p > 0 && sg[p] != sg[p - 1]) run = p;
+      int64_t f = seen.emplace(sg[p], p).first->second;
+      ix.first[b * d.Tk + p] = f;
+      ix.span[b * d.Tk + p] = f == run ? run : -1;
+    }
   }
-  return first;
+  return ix;
 }
 
 // xt[b, hk, D, Tk] = x[b, Tk, hk, D]: puts the key index contiguous, so Q Kᵀ and dO Vᵀ run as plain
@@ -238,15 +253,24 @@ void scores(float* S, const float* Q, int64_t ldq, const float* kt, const float*
 }
 
 // Scores S[rows, n] (keys lo..hi) -> masked, scaled logits; masked entries become -inf.
-void mask_scale(float* S, const Block& k, const int32_t* seg_b, const Dims& d, float scale) {
+void mask_scale(float* S, const Block& k, const int32_t* seg_b, const int64_t* span_b, const Dims& d, float scale) {
   int64_t n = k.hi - k.lo;
   for (int64_t r = 0; r < k.rows; r++) {
     int64_t p = d.offset() + k.i0 + r;
     int32_t sp = seg_b[p];
     float* s = S + r * n;
-    const int32_t* sg = seg_b + k.lo;
     int64_t last = p - k.lo;  // keys after the row's own position are in the future
-    for (int64_t j = 0; j < n; j++) s[j] = (j <= last && sg[j] == sp && sp != 0) ? s[j] * scale : -INFINITY;
+    if (sp == 0) {            // padding sees nothing
+      std::fill(s, s + n, -INFINITY);
+    } else if (span_b[p] >= 0) {  // keys [span, p] exactly: lo <= span and p < hi, as the block covers them
+      int64_t a = span_b[p] - k.lo;
+      std::fill(s, s + a, -INFINITY);
+      scale_row(s + a, last + 1 - a, scale);
+      std::fill(s + last + 1, s + n, -INFINITY);
+    } else {
+      const int32_t* sg = seg_b + k.lo;
+      for (int64_t j = 0; j < n; j++) s[j] = (j <= last && sg[j] == sp) ? s[j] * scale : -INFINITY;
+    }
   }
 }
 
@@ -259,7 +283,7 @@ inline int64_t balanced(int64_t i, int64_t n) { return (i & 1) ? n - 1 - i / 2 :
 // Backward needs lse (plus q, k, v, out) to rebuild each row's probabilities without storing them.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* seg,
                        const Dims& d, float scale) {
-  const std::vector<int64_t> first = first_of_segment(seg, d);
+  const SegmentIndex ix = index_segments(seg, d);
   const std::vector<float> kt = d.Tq >= kTransposeMinRows ? transpose_kv(k, d) : std::vector<float>();
   const int64_t nblk = d.blocks(), G = d.group(), ldq = d.Hq * d.D, ldkv = d.Hkv * d.D;
   parallel_for(d.B * d.Hq * nblk, 1, [&](int64_t s, int64_t e) {
@@ -268,7 +292,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     for (int64_t u = s; u < e; u++) {
       int64_t bh = u / nblk, b = bh / d.Hq, h = bh % d.Hq, hk = h / G;
       const int32_t* seg_b = seg + b * d.Tk;
-      Block blk = block_range(seg_b, first.data() + b * d.Tk, d, balanced(u % nblk, nblk));
+      Block blk = block_range(seg_b, ix.first.data() + b * d.Tk, d, balanced(u % nblk, nblk));
       float* o = out + ((b * d.Tq + blk.i0) * d.Hq + h) * d.D;
       float* l = lse + bh * d.Tq + blk.i0;
       int64_t n = blk.hi - blk.lo;
@@ -283,7 +307,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       scores(S.data(), q + ((b * d.Tq + blk.i0) * d.Hq + h) * d.D, ldq,
              kt.empty() ? nullptr : kt.data() + (b * d.Hkv + hk) * d.D * d.Tk,
              k + (b * d.Tk * d.Hkv + hk) * d.D, ldkv, blk, d);
-      mask_scale(S.data(), blk, seg_b, d, scale);
+      mask_scale(S.data(), blk, seg_b, ix.span.data() + b * d.Tk, d, scale);
       for (int64_t r = 0; r < blk.rows; r++) {
         float* sr = S.data() + r * n;
         float m = row_max(sr, n);
@@ -315,7 +339,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const int32_t* seg, const float* out, const float* lse, const Dims& d,
                         float scale) {
-  const std::vector<int64_t> first = first_of_segment(seg, d);
+  const SegmentIndex ix = index_segments(seg, d);
   const std::vector<float> kt = transpose_kv(k, d), vt = transpose_kv(v, d);
   const int64_t nblk = d.blocks(), G = d.group(), ldq = d.Hq * d.D, ldkv = d.Hkv * d.D, BH = d.B * d.Hkv;
   // Enough parts that the units divide evenly among threads, without multiplying dK/dV memory much.
@@ -353,7 +377,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       for (int64_t g = 0; g < G; g++) {
         int64_t h = hk * G + g;
         for (int64_t bi = part; bi < nblk; bi += parts) {
-          Block blk = block_range(seg_b, first.data() + b * d.Tk, d, bi);
+          Block blk = block_range(seg_b, ix.first.data() + b * d.Tk, d, bi);
           int64_t row0 = ((b * d.Tq + blk.i0) * d.Hq + h) * d.D;
           int64_t n = blk.hi - blk.lo;
           if (n == 0) {
@@ -363,7 +387,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           const float* lrow = lse + (b * d.Hq + h) * d.Tq + blk.i0;
           // P[rows, n] = exp(mask(Q·Kᵀ)·scale − lse): the forward probabilities, rebuilt.
           scores(P.data(), q + row0, ldq, ktb, nullptr, 0, blk, d);
-          mask_scale(P.data(), blk, seg_b, d, scale);
+          mask_scale(P.data(), blk, seg_b, ix.span.data() + b * d.Tk, d, scale);
           for (int64_t r = 0; r < blk.rows; r++) {
             float* pr = P.data() + r * n;
             if (lrow[r] == -INFINITY) std::fill(pr, pr + n, 0.f);  // padded row

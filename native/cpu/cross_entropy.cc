@@ -93,6 +93,9 @@ void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* 
       const float* x = logits + n * V;
       const v::F vl = v::set1(lse[n]), vg = v::set1(g);
       int64_t i = 0;
+      // Two per iteration: about 10% faster on the portable path (each exp a call to expf), neutral on
+      // the vector paths.
+#pragma GCC unroll 2
       for (; i + L <= V; i += L) v::store(d + i, vg * v::exp(v::load(x + i) - vl));
       if (i < V) v::store(d + i, vg * v::exp(v::load(x + i, V - i) - vl), V - i);
       d[targets[n]] -= g;
