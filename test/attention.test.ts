@@ -194,6 +194,21 @@ test('attention at T=127 (B=1, plain causal and packed) matches float64', () => 
   check({ B: 1, Tq: 127, Tk: 127, Hq: 4, Hkv: 1, D: 33 }, packed, 900, 'T=127 packed');
 });
 
+test('attention head dims on and around vector widths (partial and whole register tiles) match float64', () => {
+  // 12 and 24: a tile of two vectors whose last is partial (8 and 16 lanes); 64 and 80: whole tiles of
+  // every path plus a one-vector tail; T=70 leaves a block of 6 rows (a partial row tile).
+  let seed = 1400;
+  for (const D of [12, 24, 64, 80])
+    for (const T of [40, 70]) {
+      const d = { B: 2, Tq: T, Tk: T, Hq: 4, Hkv: 2, D };
+      check(d, paddedAndPacked(2, T), (seed += 10), `B=2 T=${T} Hq=4 Hkv=2 D=${D}`);
+    }
+  const Tk = 70;
+  const seg = paddedAndPacked(2, Tk);
+  for (const Tq of [1, 3, 9])
+    check({ B: 2, Tq, Tk, Hq: 4, Hkv: 1, D: 64 }, seg, 1500 + Tq, `decode Tq=${Tq} D=64`);
+});
+
 test('attention: left padding, repeated segment ids and a custom scale', () => {
   const T = 33;
   const seg = new Int32Array(2 * T);

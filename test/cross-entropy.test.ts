@@ -71,6 +71,18 @@ test('crossEntropy forward (sum over kept rows) and backward against float64 on 
     }
 });
 
+test('crossEntropy on vocabularies ending in a partial vector or block tail matches float64', () => {
+  // 15, 17: one partial vector after none or one whole one on every path; 527, 1031: a block of 512
+  // then a tail of 15 (one lane short of AVX-512's 16) or 7 (AVX2's 8); 4099: 8 blocks then 3.
+  let seed = 200;
+  for (const V of [15, 17, 527, 1031, 4099]) {
+    const N = 5;
+    const targets = randomTargets(N, V, seed++, 0.2);
+    targets[0] = V - 1; // the last logit, inside the tail
+    check(N, V, Float32Array.from(randn(N * V, seed++, 3)), targets, 0.37, `N ${N} V ${V}`);
+  }
+});
+
 test('crossEntropy is stable for large logits and a vocabulary spanning many blocks', () => {
   const N = 3;
   const V = 32003;

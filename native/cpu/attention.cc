@@ -10,7 +10,8 @@
 //
 // Every block is three small GEMMs (S = Q Kᵀ, O = P V in forward; S, dP = dO Vᵀ, dQ = dS K,
 // dK += dSᵀ Q, dV += Pᵀ dO in backward) through one register-blocked micro-kernel with D or the key
-// index contiguous, so the inner loops are AVX-512 FMAs without horizontal reductions.
+// index contiguous, so the inner loops are vector FMAs without horizontal reductions. The kernels are
+// written once against lk::simd; attention_kernel.h gives each path's register tile.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -18,162 +19,143 @@
 #include <unordered_map>
 #include <vector>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-// GCC 12 warns about the deliberately undefined pass-through operand inside its own AVX-512 headers.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
+#include "attention_kernel.h"
 #include "napi_util.h"
 #include "parallel.h"
-#include "vmath.h"
+#include "simd.h"
 
 namespace lk {
 namespace {
+namespace v = simd;
+constexpr int L = v::kLanes;
+using attn::kMR;
+using attn::kNV;
 
 // Query rows per block: large enough that each K/V row loaded serves many FMAs, small enough that the
 // masked-out triangle a causal block computes anyway (R²/2 scores) stays a small fraction.
 constexpr int64_t kRows = 32;
 
+// Lanes [0, n) set: lane indices compared with n.
+alignas(64) constexpr float kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+static_assert(L <= 16, "kIota covers 16 lanes");
+LK_INLINE v::M first(int64_t n) { return v::load(kIota) < v::set1(static_cast<float>(n)); }
+
 // ---- GEMM micro-kernel ---------------------------------------------------------------------------
 // C[M, N] (= or +=) A[M, K] · B[K, N], row-major with leading dims; A read transposed when TRANS_A
-// (A[k * lda + m]). Tiles of 8 rows x 32 columns stay in 16 zmm accumulators; each B row loaded feeds
-// 8 FMAs per vector.
+// (A[k * lda + m]). Tiles of kMR rows x kNV vectors stay in registers; each B row loaded feeds kMR
+// FMAs per vector.
 
-#ifdef __AVX512F__
-inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u); }
-
-template <int MR, int NV, bool ACC, bool TRANS_A>
+// One tile C[MR, w] with w <= NV * L columns; FULL when w == NV * L (no partial vector).
+template <int MR, int NV, bool ACC, bool TRANS_A, bool FULL>
 inline void micro(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K,
-                  __mmask16 m0, __mmask16 m1) {
-  __m512 c[MR][NV];
+                  int64_t w) {
+  auto ld = [&](const float* p, int j) { return FULL ? v::load(p + j * L) : v::load(p + j * L, w - j * L); };
+  v::F c[MR][NV];
 #pragma GCC unroll 8
-  for (int r = 0; r < MR; r++) {
-    c[r][0] = ACC ? _mm512_maskz_loadu_ps(m0, C + r * ldc) : _mm512_setzero_ps();
-    if (NV == 2) c[r][NV - 1] = ACC ? _mm512_maskz_loadu_ps(m1, C + r * ldc + 16) : _mm512_setzero_ps();
-  }
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) c[r][j] = ACC ? ld(C + r * ldc, j) : v::zero();
   for (int64_t k = 0; k < K; k++) {
     const float* b = B + k * ldb;
-    __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
-    __m512 b1 = NV == 2 ? _mm512_maskz_loadu_ps(m1, b + 16) : b0;
+    v::F bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) bv[j] = ld(b, j);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
-      __m512 a = _mm512_set1_ps(TRANS_A ? A[k * lda + r] : A[r * lda + k]);
-      c[r][0] = _mm512_fmadd_ps(a, b0, c[r][0]);
-      if (NV == 2) c[r][NV - 1] = _mm512_fmadd_ps(a, b1, c[r][NV - 1]);
+      v::F a = v::set1(TRANS_A ? A[k * lda + r] : A[r * lda + k]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) c[r][j] = attn::madd(a, bv[j], c[r][j]);
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < MR; r++) {
-    _mm512_mask_storeu_ps(C + r * ldc, m0, c[r][0]);
-    if (NV == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c[r][NV - 1]);
-  }
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) {
+      if (FULL) v::store(C + r * ldc + j * L, c[r][j]);
+      else v::store(C + r * ldc + j * L, c[r][j], w - j * L);
+    }
 }
 
+// The last w < kNV * L columns: as few vectors as cover them.
+template <int MR, int NV, bool ACC, bool TRANS_A>
+inline void micro_tail(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K,
+                       int64_t w) {
+  if constexpr (NV > 1)
+    if (w <= (NV - 1) * L) return micro_tail<MR, NV - 1, ACC, TRANS_A>(C, ldc, A, lda, B, ldb, K, w);
+  micro<MR, NV, ACC, TRANS_A, false>(C, ldc, A, lda, B, ldb, K, w);
+}
+
+// MR rows of C, all N columns.
 template <int MR, bool ACC, bool TRANS_A>
-inline void micro_row(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t N,
-                      int64_t K) {
-  for (int64_t n0 = 0; n0 < N; n0 += 32) {
-    int64_t w = std::min<int64_t>(32, N - n0);
-    if (w > 16)
-      micro<MR, 2, ACC, TRANS_A>(C + n0, ldc, A, lda, B + n0, ldb, K, tail_mask(16), tail_mask(w - 16));
-    else
-      micro<MR, 1, ACC, TRANS_A>(C + n0, ldc, A, lda, B + n0, ldb, K, tail_mask(w), 0);
+void micro_row(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t N,
+               int64_t K) {
+  constexpr int64_t W = kNV * L;
+  int64_t n0 = 0;
+  for (; n0 + W <= N; n0 += W) micro<MR, kNV, ACC, TRANS_A, true>(C + n0, ldc, A, lda, B + n0, ldb, K, W);
+  if (n0 < N) micro_tail<MR, kNV, ACC, TRANS_A>(C + n0, ldc, A, lda, B + n0, ldb, K, N - n0);
+}
+
+// The last m < kMR rows.
+template <int MR, bool ACC, bool TRANS_A>
+void micro_rows_tail(int64_t m, float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb,
+                     int64_t N, int64_t K) {
+  if constexpr (MR > 0) {
+    if (m == MR) return micro_row<MR, ACC, TRANS_A>(C, ldc, A, lda, B, ldb, N, K);
+    micro_rows_tail<MR - 1, ACC, TRANS_A>(m, C, ldc, A, lda, B, ldb, N, K);
   }
 }
-#endif
 
 template <bool ACC, bool TRANS_A>
 void gemm(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
           int64_t K) {
   if (M <= 0 || N <= 0) return;
-#ifdef __AVX512F__
   // Advancing the tile's first row m0 moves A by m0 rows, or by m0 columns when A is transposed.
   auto a_at = [&](int64_t m0) { return TRANS_A ? A + m0 : A + m0 * lda; };
   int64_t m0 = 0;
-  for (; m0 + 8 <= M; m0 += 8) micro_row<8, ACC, TRANS_A>(C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K);
-  switch (M - m0) {
-    case 7: micro_row<7, ACC, TRANS_A>(C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K); break;
-    case 6: micro_row<6, ACC, TRANS_A>(C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K); break;
-    case 5: micro_row<5, ACC, TRANS_A>(C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K); break;
-    case 4: micro_row<4, ACC, TRANS_A>(C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K); break;
-    case 3: micro_row<3, ACC, TRANS_A>(C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K); break;
-    case 2: micro_row<2, ACC, TRANS_A>(C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K); break;
-    case 1: micro_row<1, ACC, TRANS_A>(C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K); break;
-    default: break;
-  }
-#else
-  for (int64_t m = 0; m < M; m++) {
-    float* c = C + m * ldc;
-    if (!ACC) std::fill(c, c + N, 0.f);
-    for (int64_t k = 0; k < K; k++) {
-      float a = TRANS_A ? A[k * lda + m] : A[m * lda + k];
-      const float* b = B + k * ldb;
-      for (int64_t n = 0; n < N; n++) c[n] += a * b[n];  // contiguous: auto-vectorized
-    }
-  }
-#endif
+  for (; m0 + kMR <= M; m0 += kMR) micro_row<kMR, ACC, TRANS_A>(C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K);
+  if (m0 < M) micro_rows_tail<kMR - 1, ACC, TRANS_A>(M - m0, C + m0 * ldc, ldc, a_at(m0), lda, B, ldb, N, K);
 }
 
 // ---- row helpers ---------------------------------------------------------------------------------
 
-
 float row_max(const float* x, int64_t n) {
-  float m = -INFINITY;
+  v::F acc = v::set1(-INFINITY);
   int64_t j = 0;
-#ifdef __AVX512F__
-  __m512 acc = _mm512_set1_ps(-INFINITY);
-  for (; j + 16 <= n; j += 16) acc = _mm512_max_ps(acc, _mm512_loadu_ps(x + j));
-  m = _mm512_reduce_max_ps(acc);
-#endif
-  for (; j < n; j++) m = std::max(m, x[j]);
-  return m;
+  for (; j + L <= n; j += L) acc = v::max(acc, v::load(x + j));
+  if (j < n) acc = v::max(acc, v::select(first(n - j), v::load(x + j, n - j), v::set1(-INFINITY)));
+  return v::hmax(acc);
 }
 
 // x[j] = exp(x[j] - shift) in place; returns the sum (in double: rows can be long).
 double exp_shift_sum(float* x, int64_t n, float shift) {
-  double sum = 0;
+  const v::F s = v::set1(shift);
+  v::F acc = v::zero();
   int64_t j = 0;
-#ifdef __AVX512F__
-  __m512 s = _mm512_set1_ps(shift), acc = _mm512_setzero_ps();
-  for (; j + 16 <= n; j += 16) {
-    __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + j), s));
-    _mm512_storeu_ps(x + j, e);
-    acc = _mm512_add_ps(acc, e);
+  for (; j + L <= n; j += L) {
+    v::F e = v::exp(v::load(x + j) - s);
+    v::store(x + j, e);
+    acc += e;
   }
   if (j < n) {
-    __mmask16 m = tail_mask(n - j);
-    __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), s));
-    e = _mm512_maskz_mov_ps(m, e);
-    _mm512_mask_storeu_ps(x + j, m, e);
-    acc = _mm512_add_ps(acc, e);
-    j = n;
+    v::F e = v::select(first(n - j), v::exp(v::load(x + j, n - j) - s), v::zero());
+    v::store(x + j, e, n - j);
+    acc += e;
   }
-  sum = _mm512_reduce_add_ps(acc);
-#endif
-  for (; j < n; j++) {
-    x[j] = std::exp(x[j] - shift);
-    sum += x[j];
-  }
-  return sum;
+  return v::sum(acc);
 }
 
 float dot(const float* a, const float* b, int64_t n) {
+  v::F acc = v::zero();
   int64_t j = 0;
-  float s = 0;
-#ifdef __AVX512F__
-  __m512 acc = _mm512_setzero_ps();
-  for (; j + 16 <= n; j += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(b + j), acc);
-  if (j < n) {
-    __mmask16 m = tail_mask(n - j);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + j), _mm512_maskz_loadu_ps(m, b + j), acc);
-    j = n;
-  }
-  s = _mm512_reduce_add_ps(acc);
-#endif
-  for (; j < n; j++) s += a[j] * b[j];
-  return s;
+  for (; j + L <= n; j += L) acc = v::fma(v::load(a + j), v::load(b + j), acc);
+  if (j < n) acc = v::fma(v::load(a + j, n - j), v::load(b + j, n - j), acc);
+  return v::sum(acc);
+}
+
+// x[0..n) *= f
+void scale_row(float* x, int64_t n, float f) {
+  const v::F fv = v::set1(f);
+  for (int64_t j = 0; j < n; j += L) v::store(x + j, v::load(x + j, n - j) * fv, n - j);
 }
 
 // ---- shared setup --------------------------------------------------------------------------------
@@ -185,16 +167,31 @@ struct Dims {
   int64_t blocks() const { return (Tq + kRows - 1) / kRows; }
 };
 
-// first[b, p] = the first key index whose segment id equals segments[b, p]: no key before it can be
-// attended from position p, so a block's key range starts at its rows' smallest `first`.
-std::vector<int64_t> first_of_segment(const int32_t* seg, const Dims& d) {
-  std::vector<int64_t> first(d.B * d.Tk);
+// Per key position p of batch row b, from segments[b, Tk]:
+//   first[b, p]: the first key index whose segment id equals segments[b, p]; no key before it can be
+//     attended from position p, so a block's key range starts at its rows' smallest `first`.
+//   span[b, p]: the start of p's run of equal ids when that run is the id's first, so that position p
+//     sees exactly the keys [span, p] (the usual case, masked with vector fills); -1 when the id
+//     occurred before with a gap (the row's mask is then built key by key).
+struct SegmentIndex {
+  std::vector<int64_t> first, span;
+};
+
+SegmentIndex index_segments(const int32_t* seg, const Dims& d) {
+  SegmentIndex ix{std::vector<int64_t>(d.B * d.Tk), std::vector<int64_t>(d.B * d.Tk)};
   std::unordered_map<int32_t, int64_t> seen;
   for (int64_t b = 0; b < d.B; b++) {
     seen.clear();
-    for (int64_t p = 0; p < d.Tk; p++) first[b * d.Tk + p] = seen.emplace(seg[b * d.Tk + p], p).first->second;
+    const int32_t* sg = seg + b * d.Tk;
+    int64_t run = 0;
+    for (int64_t p = 0; p < d.Tk; p++) {
+      if (p > 0 && sg[p] != sg[p - 1]) run = p;
+      int64_t f = seen.emplace(sg[p], p).first->second;
+      ix.first[b * d.Tk + p] = f;
+      ix.span[b * d.Tk + p] = f == run ? run : -1;
+    }
   }
-  return first;
+  return ix;
 }
 
 // xt[b, hk, D, Tk] = x[b, Tk, hk, D]: puts the key index contiguous, so Q Kᵀ and dO Vᵀ run as plain
@@ -256,15 +253,24 @@ void scores(float* S, const float* Q, int64_t ldq, const float* kt, const float*
 }
 
 // Scores S[rows, n] (keys lo..hi) -> masked, scaled logits; masked entries become -inf.
-void mask_scale(float* S, const Block& k, const int32_t* seg_b, const Dims& d, float scale) {
+void mask_scale(float* S, const Block& k, const int32_t* seg_b, const int64_t* span_b, const Dims& d, float scale) {
   int64_t n = k.hi - k.lo;
   for (int64_t r = 0; r < k.rows; r++) {
     int64_t p = d.offset() + k.i0 + r;
     int32_t sp = seg_b[p];
     float* s = S + r * n;
-    const int32_t* sg = seg_b + k.lo;
     int64_t last = p - k.lo;  // keys after the row's own position are in the future
-    for (int64_t j = 0; j < n; j++) s[j] = (j <= last && sg[j] == sp && sp != 0) ? s[j] * scale : -INFINITY;
+    if (sp == 0) {            // padding sees nothing
+      std::fill(s, s + n, -INFINITY);
+    } else if (span_b[p] >= 0) {  // keys [span, p] exactly: lo <= span and p < hi, as the block covers them
+      int64_t a = span_b[p] - k.lo;
+      std::fill(s, s + a, -INFINITY);
+      scale_row(s + a, last + 1 - a, scale);
+      std::fill(s + last + 1, s + n, -INFINITY);
+    } else {
+      const int32_t* sg = seg_b + k.lo;
+      for (int64_t j = 0; j < n; j++) s[j] = (j <= last && sg[j] == sp) ? s[j] * scale : -INFINITY;
+    }
   }
 }
 
@@ -277,7 +283,7 @@ inline int64_t balanced(int64_t i, int64_t n) { return (i & 1) ? n - 1 - i / 2 :
 // Backward needs lse (plus q, k, v, out) to rebuild each row's probabilities without storing them.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* seg,
                        const Dims& d, float scale) {
-  const std::vector<int64_t> first = first_of_segment(seg, d);
+  const SegmentIndex ix = index_segments(seg, d);
   const std::vector<float> kt = d.Tq >= kTransposeMinRows ? transpose_kv(k, d) : std::vector<float>();
   const int64_t nblk = d.blocks(), G = d.group(), ldq = d.Hq * d.D, ldkv = d.Hkv * d.D;
   parallel_for(d.B * d.Hq * nblk, 1, [&](int64_t s, int64_t e) {
@@ -286,7 +292,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     for (int64_t u = s; u < e; u++) {
       int64_t bh = u / nblk, b = bh / d.Hq, h = bh % d.Hq, hk = h / G;
       const int32_t* seg_b = seg + b * d.Tk;
-      Block blk = block_range(seg_b, first.data() + b * d.Tk, d, balanced(u % nblk, nblk));
+      Block blk = block_range(seg_b, ix.first.data() + b * d.Tk, d, balanced(u % nblk, nblk));
       float* o = out + ((b * d.Tq + blk.i0) * d.Hq + h) * d.D;
       float* l = lse + bh * d.Tq + blk.i0;
       int64_t n = blk.hi - blk.lo;
@@ -301,7 +307,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       scores(S.data(), q + ((b * d.Tq + blk.i0) * d.Hq + h) * d.D, ldq,
              kt.empty() ? nullptr : kt.data() + (b * d.Hkv + hk) * d.D * d.Tk,
              k + (b * d.Tk * d.Hkv + hk) * d.D, ldkv, blk, d);
-      mask_scale(S.data(), blk, seg_b, d, scale);
+      mask_scale(S.data(), blk, seg_b, ix.span.data() + b * d.Tk, d, scale);
       for (int64_t r = 0; r < blk.rows; r++) {
         float* sr = S.data() + r * n;
         float m = row_max(sr, n);
@@ -317,8 +323,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       }
       // O[rows, D] = P[rows, n] · V[lo..hi, D], then each row divided by its softmax denominator.
       gemm<false, false>(o, ldq, S.data(), n, v + ((b * d.Tk + blk.lo) * d.Hkv + hk) * d.D, ldkv, blk.rows, d.D, n);
-      for (int64_t r = 0; r < blk.rows; r++)
-        for (int64_t c = 0; c < d.D; c++) o[r * ldq + c] *= inv[r];
+      for (int64_t r = 0; r < blk.rows; r++) scale_row(o + r * ldq, d.D, inv[r]);
     }
   });
 }
@@ -334,7 +339,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const int32_t* seg, const float* out, const float* lse, const Dims& d,
                         float scale) {
-  const std::vector<int64_t> first = first_of_segment(seg, d);
+  const SegmentIndex ix = index_segments(seg, d);
   const std::vector<float> kt = transpose_kv(k, d), vt = transpose_kv(v, d);
   const int64_t nblk = d.blocks(), G = d.group(), ldq = d.Hq * d.D, ldkv = d.Hkv * d.D, BH = d.B * d.Hkv;
   // Enough parts that the units divide evenly among threads, without multiplying dK/dV memory much.
@@ -372,7 +377,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       for (int64_t g = 0; g < G; g++) {
         int64_t h = hk * G + g;
         for (int64_t bi = part; bi < nblk; bi += parts) {
-          Block blk = block_range(seg_b, first.data() + b * d.Tk, d, bi);
+          Block blk = block_range(seg_b, ix.first.data() + b * d.Tk, d, bi);
           int64_t row0 = ((b * d.Tq + blk.i0) * d.Hq + h) * d.D;
           int64_t n = blk.hi - blk.lo;
           if (n == 0) {
@@ -382,7 +387,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           const float* lrow = lse + (b * d.Hq + h) * d.Tq + blk.i0;
           // P[rows, n] = exp(mask(Q·Kᵀ)·scale − lse): the forward probabilities, rebuilt.
           scores(P.data(), q + row0, ldq, ktb, nullptr, 0, blk, d);
-          mask_scale(P.data(), blk, seg_b, d, scale);
+          mask_scale(P.data(), blk, seg_b, ix.span.data() + b * d.Tk, d, scale);
           for (int64_t r = 0; r < blk.rows; r++) {
             float* pr = P.data() + r * n;
             if (lrow[r] == -INFINITY) std::fill(pr, pr + n, 0.f);  // padded row
@@ -394,8 +399,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           for (int64_t r = 0; r < blk.rows; r++) {
             const float* pr = P.data() + r * n;
             float* sr = dP.data() + r * n;
-            float di = Di[r];
-            for (int64_t j = 0; j < n; j++) sr[j] = pr[j] * (sr[j] - di) * scale;
+            const v::F di = v::set1(Di[r]), sc = v::set1(scale);
+            for (int64_t j = 0; j < n; j += L)
+              v::store(sr + j, v::load(pr + j, n - j) * (v::load(sr + j, n - j) - di) * sc, n - j);
           }
           const float* dS = dP.data();
           // dQ[rows, D] = dS[rows, n] · K[lo..hi, D]
@@ -416,13 +422,16 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       for (int64_t hk = 0; hk < d.Hkv; hk++) {
         float* ok = dk + (bj * d.Hkv + hk) * d.D;
         float* ov = dv + (bj * d.Hkv + hk) * d.D;
-        std::fill(ok, ok + d.D, 0.f);
-        std::fill(ov, ov + d.D, 0.f);
-        for (int64_t p = 0; p < parts; p++) {
-          const float* pk = partial.data() + (2 * ((b * d.Hkv + hk) * parts + p) * d.Tk + j) * d.D;
-          const float* pv = pk + d.Tk * d.D;
-          for (int64_t c = 0; c < d.D; c++) ok[c] += pk[c];
-          for (int64_t c = 0; c < d.D; c++) ov[c] += pv[c];
+        const float* pk0 = partial.data() + (2 * (b * d.Hkv + hk) * parts * d.Tk + j) * d.D;
+        const int64_t next = 2 * d.Tk * d.D;  // from one part's dK partial to the next's
+        for (int64_t c = 0; c < d.D; c += L) {
+          v::F sk = v::zero(), sv = v::zero();
+          for (int64_t p = 0; p < parts; p++) {
+            sk += v::load(pk0 + p * next + c, d.D - c);
+            sv += v::load(pk0 + p * next + d.Tk * d.D + c, d.D - c);
+          }
+          v::store(ok + c, sk, d.D - c);
+          v::store(ov + c, sv, d.D - c);
         }
       }
     }

@@ -10,13 +10,20 @@
 
 #include "napi_util.h"
 #include "parallel.h"
-#include "vmath.h"
+#include "simd.h"
 
 namespace lk {
 namespace {
+namespace v = simd;
+constexpr int L = v::kLanes;
 constexpr int32_t kIgnore = -100;
 // The row is read once: each block (in L1) is scanned for its max, then exp-summed against the running max.
 constexpr int64_t kBlock = 512;
+
+// Lanes [0, n) set: lane indices compared with n.
+alignas(64) constexpr float kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+static_assert(L <= 16, "kIota covers 16 lanes");
+LK_INLINE v::M first(int64_t n) { return v::load(kIota) < v::set1(static_cast<float>(n)); }
 
 void check_targets(const int32_t* t, int64_t N, int64_t V) {
   for (int64_t n = 0; n < N; n++)
@@ -30,32 +37,22 @@ double row_logsumexp(const float* x, int64_t V) {
   double s = 0.0;
   for (int64_t b = 0; b < V; b += kBlock) {
     const int64_t e = std::min(V, b + kBlock);
-#ifdef __AVX512F__
-    __m512 vm = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    for (int64_t i = b; i < e; i += 16) vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(vm, tail_mask(e - i), x + i));
-    const float bm = _mm512_reduce_max_ps(vm);
-#else
-    float bm = x[b];
-    for (int64_t i = b; i < e; i++) bm = std::max(bm, x[i]);
-#endif
+    const v::F ninf = v::set1(-std::numeric_limits<float>::infinity());
+    v::F vm = ninf;
+    int64_t i = b;
+    for (; i + L <= e; i += L) vm = v::max(vm, v::load(x + i));
+    if (i < e) vm = v::max(vm, v::select(first(e - i), v::load(x + i, e - i), ninf));
+    const float bm = v::hmax(vm);
     if (bm > m) {
       s *= std::exp(static_cast<double>(m) - static_cast<double>(bm));
       m = bm;
     }
     if (m == -std::numeric_limits<float>::infinity()) continue;  // all −inf so far: nothing to add
-#ifdef __AVX512F__
-    __m512 acc = _mm512_setzero_ps();
-    const __m512 vmax = _mm512_set1_ps(m);
-    for (int64_t i = b; i < e; i += 16) {
-      __mmask16 k = tail_mask(e - i);
-      acc = _mm512_mask_add_ps(acc, k, acc, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vmax)));
-    }
-    s += _mm512_reduce_add_ps(acc);
-#else
-    float acc = 0.0f;
-    for (int64_t i = b; i < e; i++) acc += std::exp(x[i] - m);
-    s += acc;
-#endif
+    const v::F vmax = v::set1(m);
+    v::F acc = v::zero();
+    for (i = b; i + L <= e; i += L) acc += v::exp(v::load(x + i) - vmax);
+    if (i < e) acc += v::select(first(e - i), v::exp(v::load(x + i, e - i) - vmax), v::zero());
+    s += v::sum(acc);
   }
   return static_cast<double>(m) + std::log(s);
 }
@@ -94,15 +91,13 @@ void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* 
         continue;
       }
       const float* x = logits + n * V;
+      const v::F vl = v::set1(lse[n]), vg = v::set1(g);
       int64_t i = 0;
-#ifdef __AVX512F__
-      const __m512 vl = _mm512_set1_ps(lse[n]), vg = _mm512_set1_ps(g);
-      for (; i < V; i += 16) {
-        __mmask16 k = tail_mask(V - i);
-        _mm512_mask_storeu_ps(d + i, k, _mm512_mul_ps(vg, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vl))));
-      }
-#endif
-      for (; i < V; i++) d[i] = g * std::exp(x[i] - lse[n]);
+      // Two per iteration: about 10% faster on the portable path (each exp a call to expf), neutral on
+      // the vector paths.
+#pragma GCC unroll 2
+      for (; i + L <= V; i += L) v::store(d + i, vg * v::exp(v::load(x + i) - vl));
+      if (i < V) v::store(d + i, vg * v::exp(v::load(x + i, V - i) - vl), V - i);
       d[targets[n]] -= g;
     }
   });

@@ -1,0 +1,10 @@
+// Attention's register tile on AVX2 (native/cpu/attention.cc): 6 rows x 2 vectors (16 columns) of
+// accumulators; with the 2 B vectors and the broadcast A value that is 15 of the 16 ymm registers.
+#pragma once
+#include "simd.h"
+
+namespace lk::attn {
+constexpr int kMR = 6, kNV = 2;
+// c + a * b in the tile's inner loop: one FMA.
+LK_INLINE simd::F madd(simd::F a, simd::F b, simd::F c) { return simd::fma(a, b, c); }
+}  // namespace lk::attn
