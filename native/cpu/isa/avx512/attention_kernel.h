@@ -1,11 +1,6 @@
 // Attention's register tile on AVX-512 (native/cpu/attention.cc): 8 rows x 2 vectors (32 columns) of
 // accumulators, 16 of the 32 zmm registers, leaving room for the 2 B vectors and the broadcast A value.
 #pragma once
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12 reports the deliberately undefined operand of _mm512_reduce_add_ps (inside its own headers)
-// as uninitialized once the reduction is inlined into attention's row helpers.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 #include "simd.h"
 
 namespace lk::attn {
