@@ -236,7 +236,7 @@ void gemv4(float* y, const float* x, const float* bias, const QW& w, int64_t r0,
     int64_t e = row0, blk = bw.blk, stop = std::min(end, row0 - bw.off + w.bs);
     for (; e < end; blk++, stop = std::min(end, stop + w.bs)) {
       const float s = w.scale(blk);
-      if (e & 1) {  // odd start: the low nibble of a byte begun in the previous block or row
+      if (e & 1) {  // odd start (odd cols): the low nibble of a byte the previous row began
         float wv;
         decode4_tail(&wv, w, code, s, e, 1);
         dot_tail<MR>(acc[0], &wv, 1, x + (e - row0), cols);
