@@ -151,6 +151,31 @@ test('the TypeScript dequantizers equal the native kernel when the addon has one
   }
 });
 
+test('f16 block scales convert exactly: subnormal, zero, signed zero, largest, infinite', (t) => {
+  const native = cpu.ggmlDequantize;
+  if (!native) return t.skip('the addon has no ggmlDequantize: TypeScript path only');
+  // Q8_0 (d at byte 0) and Q4_K (d, dmin at bytes 0, 2); quants from a fixed pattern, 1..127 and nibbles.
+  const scales = [0x0001, 0x03ff, 0x0400, 0x0000, 0x8000, 0x8001, 0x3c00, 0x7bff, 0xfbff, 0x7c00, 0xfc00];
+  for (const id of [8, 12]) {
+    const gt = GGML_TYPES.get(id)!;
+    const nb = scales.length;
+    const src = new Uint8Array(nb * gt.typeSize).map((_, i) => ((i * 37) % 127) + 1);
+    for (let b = 0; b < nb; b++) {
+      const o = b * gt.typeSize;
+      src[o] = scales[b] & 255;
+      src[o + 1] = scales[b] >> 8;
+      if (id === 12) ((src[o + 2] = scales[(b + 3) % nb] & 255), (src[o + 3] = scales[(b + 3) % nb] >> 8));
+    }
+    const a = new Float32Array(nb * gt.blockSize);
+    const b = new Float32Array(nb * gt.blockSize);
+    dequantizeBlocksJs(id, src, a, nb);
+    native(b, src, id, nb);
+    for (let i = 0; i < a.length; i++)
+      if (!(Number.isNaN(a[i]) && Number.isNaN(b[i])) && bits(a)[i] !== bits(b)[i])
+        assert.fail(`${gt.name}: value ${i} is ${b[i]}, the reference has ${a[i]}`);
+  }
+});
+
 // ---- hand-made files: unknown types and corruption -----------------------------------------------------
 
 /** A minimal GGUF writer for crafted (and deliberately broken) files. */

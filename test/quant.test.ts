@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { backward } from '../src/autograd/tape.js';
+import { cpu } from '../src/backend/cpu/addon.js';
 import { openSafetensors, type SafetensorsFile } from '../src/io/safetensors.js';
 import { sum, mul } from '../src/ops/elementwise.js';
 import { code4, code4Bounds, DYNAMIC_MAP, torchMeanF32, type Quant4Type } from '../src/quant/codes.js';
@@ -419,4 +420,59 @@ test('quantization and quantizedLinear reject bad inputs with clear errors', () 
       /lorakit: quantizedLinear: the quantized weight was disposed/,
     );
   });
+});
+
+// The native kernel on every route: up to 8 rows of x read the packed weight directly (rows of whole
+// blocks; odd widths that start rows and blocks mid-byte, blocks across rows, tails shorter than a
+// vector; threads split rows or columns), 9 rows go through dequantized tiles and the GEMM; backward
+// with and without accumulating.
+test('quantLinear kernels for 1..9 rows of x on odd shapes: forward and backward vs float64', () => {
+  const SHAPES: [QuantType, boolean, number, number, number][] = [
+    // type, double quant, in, out, blocksize
+    ['nf4', false, 77, 13, 32],
+    ['nf4', true, 96, 21, 32], // whole blocks per row: x stored in the split order
+    ['fp4', false, 256, 600, 64],
+    ['fp4', true, 200, 9, 64],
+    ['nf4', true, 1100, 5, 1024],
+    ['nf4', false, 230, 600, 64],
+    ['int8', false, 45, 11, 64],
+    ['int8', false, 230, 600, 64],
+  ];
+  for (const [type, dq, inF, outF, bs] of SHAPES) {
+    const seed = inF * 7 + outF;
+    tidy(() => {
+      const qw = quantizeWeight(Tensor.from(Float32Array.from(randn(outF * inF, seed, 0.1)), [outF, inF]), {
+        type,
+        blocksize: bs,
+        doubleQuant: dq,
+      });
+      try {
+        const wd = dequantizeWeight(qw).as('f32');
+        const bv = Float32Array.from(randn(outF, seed + 2, 0.5));
+        for (const m of outF >= 600 ? [1, 3, 8, 9] : [1, 2, 3, 4, 5, 6, 7, 8, 9]) {
+          const what = `${type}${dq ? '+dq' : ''} m=${m} W[${outF}, ${inF}]/${bs}`;
+          const xv = Float32Array.from(randn(m * inF, seed + m));
+          const gv = Float32Array.from(randn(m * outF, seed + m + 1));
+          const ref = refLinear(xv, wd, bv, gv, m, inF, outF);
+          const y = new Float32Array(m * outF).fill(NaN);
+          cpu.quantLinear(y, xv, bv, ...qw.args(), m);
+          assertClose(y, ref.y, 1e-5, `${what}: y`);
+          const dx = new Float32Array(m * inF).fill(NaN);
+          cpu.quantLinearBackward(dx, gv, ...qw.args(), m, false);
+          assertClose(dx, ref.dx, 1e-5, `${what}: dx`);
+          const base = Float32Array.from(randn(m * inF, seed + m + 2));
+          const acc = Float32Array.from(base);
+          cpu.quantLinearBackward(acc, gv, ...qw.args(), m, true);
+          assertClose(
+            acc,
+            ref.dx.map((v, i) => v + base[i]),
+            1e-5,
+            `${what}: dx accumulated`,
+          );
+        }
+      } finally {
+        qw.dispose();
+      }
+    });
+  }
 });

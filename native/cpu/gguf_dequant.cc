@@ -9,36 +9,15 @@
 #include <cstdint>
 #include <cstring>
 
+#include "f16.h"
 #include "napi_util.h"
 #include "parallel.h"
-
-#if defined(__F16C__)
-#include <immintrin.h>
-#endif
 
 namespace lk {
 namespace {
 
-inline float f16(const uint8_t* p) {
-  uint16_t h = static_cast<uint16_t>(p[0] | (p[1] << 8));
-#if defined(__F16C__)
-  return _cvtsh_ss(h);
-#else
-  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
-  if (exp == 0) {
-    if (mant == 0) u = sign;
-    else {  // subnormal: normalize
-      exp = 127 - 15 + 1;
-      while (!(mant & 0x400)) { mant <<= 1; exp--; }
-      u = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-    }
-  } else if (exp == 31) u = sign | 0x7f800000 | (mant << 13);
-  else u = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
-}
+// A block's f16 scale (little-endian bytes; blocks may sit at any byte address) -> fp32, exactly.
+inline float f16(const uint8_t* p) { return f16_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
 
 // block_q4_0 { f16 d; u8 qs[16] } -> 32 values: y[j] = (lo(qs[j]) - 8) d, y[j + 16] = (hi(qs[j]) - 8) d
 void q4_0(float* __restrict y, const uint8_t* __restrict b) {

@@ -9,9 +9,11 @@
 // int8 (bitsandbytes' Int8Params row format, from the fp16-rounded weight): q = round(x · 127/rowabsmax),
 // x ≈ q · rowabsmax / 127.
 //
-// quant_linear forward/backward never hold the dense weight: a tile of W's rows is dequantized into a
-// small fp32 buffer (sized for L2), multiplied with the shared GEMM (gemm.h), and reused for the next
-// tile. Backward computes dx only (the base weight is frozen); it needs nothing saved but x's shape.
+// quant_linear forward/backward never hold the dense weight. For up to 8 rows of x (decoding) the dot
+// products read the packed weight directly and dequantize it in registers; for more, a tile of W's rows
+// is dequantized into a small fp32 buffer (sized for L2), multiplied with the shared GEMM (gemm.h), and
+// reused for the next tile. Backward computes dx only (the base weight is frozen); it needs nothing
+// saved but x's shape. The ISA-specific pieces (code-book lookup, int8 widening) are quant_kernel.h.
 // GCC 12 reports a false positive inside its own AVX-512 headers (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <algorithm>
@@ -20,16 +22,18 @@
 #include <cstring>
 #include <memory>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include <type_traits>
 
 #include "gemm.h"
 #include "napi_util.h"
 #include "parallel.h"
+#include "quant_kernel.h"
+#include "simd.h"
 
 namespace lk {
 namespace {
+namespace v = simd;
+constexpr int64_t L = v::kLanes;  // one 4-bit lookup covers 2·L elements, L bytes
 
 enum Kind { kNF4 = 0, kFP4 = 1, kInt8 = 2 };
 
@@ -120,6 +124,31 @@ struct QW {
   }
 };
 
+// W's 4-bit elements are walked per row and cut where a block of `bs` ends, since one scale holds per
+// block; BlockWalk keeps the block index and offset of a row's first element without dividing per row.
+struct BlockWalk {
+  int64_t blk, off;  // the element's block and its offset in it
+  int64_t cb, cr;    // cols / bs, cols % bs: the step to the next row
+  int64_t bs;
+  BlockWalk(const QW& w, int64_t r) : bs(std::max<int64_t>(w.bs, 1)) {  // int8 has no blocks: any bs
+    blk = r * w.cols / bs, off = r * w.cols % bs, cb = w.cols / bs, cr = w.cols % bs;
+  }
+  void next_row() {
+    blk += cb;
+    off += cr;
+    if (off >= bs) off -= bs, blk++;
+  }
+};
+
+// out [n] (n <= 2·kLanes) <- the 4-bit elements [e, e + n) of W scaled by s, one at a time (loop tails,
+// odd starts): the same products the table lookup gives.
+inline void decode4_tail(float* out, const QW& w, const float* code, float s, int64_t e, int64_t n) {
+  for (int64_t k = 0; k < n; k++, e++) {
+    const uint8_t byte = w.data[e >> 1];
+    out[k] = code[e & 1 ? byte & 15 : byte >> 4] * s;
+  }
+}
+
 // out [(r1-r0), cols] = W[r0:r1] dequantized: code·absmax in fp32 exactly as bitsandbytes.
 void dequant_rows(float* out, const QW& w, int64_t r0, int64_t r1) {
   const int64_t cols = w.cols;
@@ -129,16 +158,19 @@ void dequant_rows(float* out, const QW& w, int64_t r0, int64_t r1) {
       for (int64_t r = r0 + a; r < r0 + b; r++) {
         const int8_t* q = reinterpret_cast<const int8_t*>(w.data) + r * cols;
         const float s = w.absmax[r];
+        const v::F vs = v::set1(s), vc = v::set1(inv127);
         float* o = out + (r - r0) * cols;
-        for (int64_t j = 0; j < cols; j++) o[j] = (static_cast<float>(q[j]) * s) * inv127;
+        int64_t j = 0;
+        for (; j + L <= cols; j += L) v::store(o + j, (qk::load_i8(q + j) * vs) * vc);
+        for (; j < cols; j++) o[j] = (static_cast<float>(q[j]) * s) * inv127;
       }
     });
     return;
   }
-  const Code4& c = code4(w.kind);
-  const float* lut = c.value;
+  const float* code = code4(w.kind).value;
+  const qk::Lut4 base = qk::lut4(code);
   parallel_for(r1 - r0, std::max<int64_t>(1, 8192 / std::max<int64_t>(cols, 1)), [&](int64_t a, int64_t b) {
-    // Elements [e0, e1) of the flattened weight, cut at block boundaries (one scale per piece).
+    // Elements [e, e1) of the flattened weight, cut at block boundaries (one scale per piece).
     int64_t e = (r0 + a) * cols;
     const int64_t e1 = (r0 + b) * cols;
     float* o = out + a * cols;
@@ -146,36 +178,20 @@ void dequant_rows(float* out, const QW& w, int64_t r0, int64_t r1) {
       const int64_t blk = e / w.bs, stop = std::min(e1, (blk + 1) * w.bs);
       const float s = w.scale(blk);
       if (e & 1) {  // odd start: finish the byte
-        *o++ = lut[w.data[e >> 1] & 15] * s;
-        e++;
+        decode4_tail(o++, w, code, s, e++, 1);
       }
-#ifdef __AVX512F__
-      const __m512 vlut = _mm512_loadu_ps(lut), vs = _mm512_set1_ps(s);
-      const __m128i mask4 = _mm_set1_epi8(0x0f);
-      for (; e + 16 <= stop; e += 16, o += 16) {
-        __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.data + (e >> 1)));
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask4), lo = _mm_and_si128(raw, mask4);
-        __m512i idx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(hi, lo));
-        _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_permutexvar_ps(idx, vlut), vs));
+      const qk::Lut4 t = qk::scaled(base, v::set1(s));
+      for (; e + 2 * L <= stop; e += 2 * L, o += 2 * L) {
+        v::F lo, hi;
+        qk::lookup4(t, w.data + (e >> 1), lo, hi);
+        v::store(o, lo);
+        v::store(o + L, hi);
       }
-#endif
-      for (; e + 2 <= stop; e += 2, o += 2) {
-        const uint8_t byte = w.data[e >> 1];
-        o[0] = lut[byte >> 4] * s;
-        o[1] = lut[byte & 15] * s;
-      }
-      if (e < stop) {  // odd end: the high nibble
-        *o++ = lut[w.data[e >> 1] >> 4] * s;
-        e++;
-      }
+      decode4_tail(o, w, code, s, e, stop - e);
+      o += stop - e;
+      e = stop;
     }
   });
-}
-
-// Rows of W per tile: about 1 MiB of fp32, so a tile stays in L2 while the GEMM reads it.
-int64_t tile_rows(const QW& w) {
-  const int64_t t = (int64_t(1) << 18) / std::max<int64_t>(w.cols, 1);
-  return std::min(w.rows, std::max<int64_t>(32, t));
 }
 
 struct Buffer {
@@ -186,8 +202,307 @@ struct Buffer {
   ~Buffer() { std::free(p); }
 };
 
+// ---- few rows of x (decode): dot products straight from the quantized weight ----------------------
+// y [m, out] = x [m, in] · Wᵀ for m <= kGemvRows reads each weight byte once and dequantizes it in
+// registers: the work is bound by reading W, and nothing is written but y. dx = g · W likewise.
+constexpr int64_t kGemvRows = 8;
+
+// acc[i] += wv [n] · x_i [n] for the MR rows x_i = x + i·ldx; n <= 2·kLanes (tails, odd starts).
+template <int MR>
+LK_INLINE void dot_tail(v::F* acc, const float* wv, int64_t n, const float* x, int64_t ldx) {
+  for (int64_t k = 0; k < n; k += L) {
+    const v::F wk = v::load(wv + k, n - k);
+    for (int i = 0; i < MR; i++) acc[i] = qk::mul_add(wk, v::load(x + i * ldx + k, n - k), acc[i]);
+  }
+}
+
+// Independent accumulators per row of x, so that few rows still hide the FMA latency.
+template <int MR>
+constexpr int kAcc = MR <= 2 ? 4 : MR <= 4 ? 2 : 1;
+
+// y[i, r] = x_i · W[r] (+ bias[r]) for i < MR, r in [r0, r1); W 4-bit, x [MR, cols], y [MR, rows].
+template <int MR>
+void gemv4(float* y, const float* x, const float* bias, const QW& w, int64_t r0, int64_t r1) {
+  constexpr int NA = kAcc<MR>, U = NA >= 2 ? NA / 2 : 1;  // U lookups (2 vectors each) per step
+  const int64_t cols = w.cols, out = w.rows;
+  const float* code = code4(w.kind).value;
+  const qk::Lut4 base = qk::lut4(code);
+  BlockWalk bw(w, r0);
+  for (int64_t r = r0; r < r1; r++, bw.next_row()) {
+    v::F acc[NA][MR];
+    for (auto& a : acc)
+      for (auto& b : a) b = v::zero();
+    const int64_t row0 = r * cols, end = row0 + cols;
+    int64_t e = row0, blk = bw.blk, stop = std::min(end, row0 - bw.off + w.bs);
+    for (; e < end; blk++, stop = std::min(end, stop + w.bs)) {
+      const float s = w.scale(blk);
+      if (e & 1) {  // odd start (odd cols): the low nibble of a byte the previous row began
+        float wv;
+        decode4_tail(&wv, w, code, s, e, 1);
+        dot_tail<MR>(acc[0], &wv, 1, x + (e - row0), cols);
+        e++;
+      }
+      const qk::Lut4 t = qk::scaled(base, v::set1(s));
+      for (; e + 2 * U * L <= stop; e += 2 * U * L) {
+        const float* xj = x + (e - row0);
+        for (int u = 0; u < U; u++) {
+          v::F lo, hi;
+          qk::lookup4(t, w.data + (e >> 1) + u * L, lo, hi);
+          for (int i = 0; i < MR; i++) {
+            const float* xi = xj + i * cols + 2 * u * L;
+            acc[(2 * u) % NA][i] = qk::mul_add(lo, v::load(xi), acc[(2 * u) % NA][i]);
+            acc[(2 * u + 1) % NA][i] = qk::mul_add(hi, v::load(xi + L), acc[(2 * u + 1) % NA][i]);
+          }
+        }
+      }
+      for (; U > 1 && e + 2 * L <= stop; e += 2 * L) {
+        const float* xj = x + (e - row0);
+        v::F lo, hi;
+        qk::lookup4(t, w.data + (e >> 1), lo, hi);
+        for (int i = 0; i < MR; i++) {
+          acc[0][i] = qk::mul_add(lo, v::load(xj + i * cols), acc[0][i]);
+          acc[1 % NA][i] = qk::mul_add(hi, v::load(xj + i * cols + L), acc[1 % NA][i]);
+        }
+      }
+      if (e < stop) {
+        float wv[2 * L];
+        decode4_tail(wv, w, code, s, e, stop - e);
+        dot_tail<MR>(acc[0], wv, stop - e, x + (e - row0), cols);
+        e = stop;
+      }
+    }
+    for (int i = 0; i < MR; i++) {
+      v::F tot = acc[0][i];
+      for (int a = 1; a < NA; a++) tot += acc[a][i];
+      y[i * out + r] = v::sum(tot) + (bias ? bias[r] : 0.0f);
+    }
+  }
+}
+
+// Rows whose blocks are whole (cols a multiple of bs, bs of 2·kLanes): every 2·kLanes-element piece of a
+// row starts a byte, so x can be stored once per call in the order lookup4_split yields the weights
+// (split_pairs), which saves the shuffles that put codes back in element order.
+bool whole_blocks(const QW& w) { return w.kind != kInt8 && w.cols % w.bs == 0 && w.bs % (2 * L) == 0; }
+
+// xs [m, cols] <- x [m, cols] with every 2·kLanes values stored evens first, then odds; cols % 2·kLanes == 0.
+void split_pairs(float* xs, const float* x, int64_t m, int64_t cols) {
+  for (int64_t i = 0; i < m * cols; i += 2 * L)
+    for (int64_t k = 0; k < L; k++) {
+      xs[i + k] = x[i + 2 * k];
+      xs[i + L + k] = x[i + 2 * k + 1];
+    }
+}
+
+// gemv4 for whole_blocks(w), with xs = split_pairs(x).
+template <int MR>
+void gemv4_split(float* y, const float* xs, const float* bias, const QW& w, int64_t r0, int64_t r1) {
+  constexpr int NA = kAcc<MR>, U = NA >= 2 ? NA / 2 : 1;
+  const int64_t cols = w.cols, out = w.rows, bs = w.bs;
+  const qk::Lut4 base = qk::lut4(code4(w.kind).value);
+  for (int64_t r = r0; r < r1; r++) {
+    v::F acc[NA][MR];
+    for (auto& a : acc)
+      for (auto& b : a) b = v::zero();
+    const uint8_t* row = w.data + r * cols / 2;
+    int64_t blk = r * (cols / bs);
+    for (int64_t j = 0; j < cols; j += bs, blk++) {
+      const qk::Lut4 t = qk::scaled(base, v::set1(w.scale(blk)));
+      int64_t k = j;
+      for (; k + 2 * U * L <= j + bs; k += 2 * U * L)
+        for (int u = 0; u < U; u++) {
+          v::F ev, od;
+          qk::lookup4_split(t, row + k / 2 + u * L, ev, od);
+          for (int i = 0; i < MR; i++) {
+            const float* xi = xs + i * cols + k + 2 * u * L;
+            acc[(2 * u) % NA][i] = qk::mul_add(ev, v::load(xi), acc[(2 * u) % NA][i]);
+            acc[(2 * u + 1) % NA][i] = qk::mul_add(od, v::load(xi + L), acc[(2 * u + 1) % NA][i]);
+          }
+        }
+      for (; k < j + bs; k += 2 * L) {
+        v::F ev, od;
+        qk::lookup4_split(t, row + k / 2, ev, od);
+        for (int i = 0; i < MR; i++) {
+          acc[0][i] = qk::mul_add(ev, v::load(xs + i * cols + k), acc[0][i]);
+          acc[1 % NA][i] = qk::mul_add(od, v::load(xs + i * cols + k + L), acc[1 % NA][i]);
+        }
+      }
+    }
+    for (int i = 0; i < MR; i++) {
+      v::F tot = acc[0][i];
+      for (int a = 1; a < NA; a++) tot += acc[a][i];
+      y[i * out + r] = v::sum(tot) + (bias ? bias[r] : 0.0f);
+    }
+  }
+}
+
+// The same for int8 rows: y = (Σ q·x)·rowabsmax·(1/127), the row's scale applied once to its sum.
+template <int MR>
+void gemv8(float* y, const float* x, const float* bias, const QW& w, int64_t r0, int64_t r1) {
+  constexpr int NA = kAcc<MR>;  // NA vectors per step
+  const int64_t cols = w.cols, out = w.rows;
+  const float inv127 = static_cast<float>(7.874015718698502e-3);
+  for (int64_t r = r0; r < r1; r++) {
+    const int8_t* q = reinterpret_cast<const int8_t*>(w.data) + r * cols;
+    v::F acc[NA][MR];
+    for (auto& a : acc)
+      for (auto& b : a) b = v::zero();
+    int64_t j = 0;
+    for (; j + NA * L <= cols; j += NA * L)
+      for (int a = 0; a < NA; a++) {
+        const v::F wv = qk::load_i8(q + j + a * L);
+        for (int i = 0; i < MR; i++) acc[a][i] = qk::mul_add(wv, v::load(x + i * cols + j + a * L), acc[a][i]);
+      }
+    for (; NA > 1 && j + L <= cols; j += L) {
+      const v::F wv = qk::load_i8(q + j);
+      for (int i = 0; i < MR; i++) acc[0][i] = qk::mul_add(wv, v::load(x + i * cols + j), acc[0][i]);
+    }
+    if (j < cols) {
+      float wv[L];
+      for (int64_t k = 0; j + k < cols; k++) wv[k] = static_cast<float>(q[j + k]);
+      dot_tail<MR>(acc[0], wv, cols - j, x + j, cols);
+    }
+    const float s = w.absmax[r];
+    for (int i = 0; i < MR; i++) {
+      v::F tot = acc[0][i];
+      for (int a = 1; a < NA; a++) tot += acc[a][i];
+      y[i * out + r] = (v::sum(tot) * s) * inv127 + (bias ? bias[r] : 0.0f);
+    }
+  }
+}
+
+// d[i] (+)= g_i · wv [n] for the MR rows d_i = d + i·ldd; n <= 2·kLanes.
+template <int MR>
+LK_INLINE void axpy_tail(float* d, int64_t ldd, const v::F* g, const float* wv, int64_t n) {
+  for (int64_t k = 0; k < n; k += L) {
+    const v::F wk = v::load(wv + k, n - k);
+    for (int i = 0; i < MR; i++) {
+      float* di = d + i * ldd + k;
+      v::store(di, qk::mul_add(g[i], wk, v::load(di, n - k)), n - k);
+    }
+  }
+}
+
+// dx[i, c0:c1] += Σ_r g[i, r] · W[r, c0:c1] for i < MR, r in row order; W 4-bit or int8, g [MR, rows],
+// dx [MR, cols]. Threads split the columns, so every dx value is summed in the same order.
+template <int MR>
+void gemv_t(float* dx, const float* g, const QW& w, int64_t c0, int64_t c1) {
+  const int64_t cols = w.cols, out = w.rows;
+  const bool int8 = w.kind == kInt8;
+  const float* code = int8 ? nullptr : code4(w.kind).value;
+  const qk::Lut4 base = qk::lut4(int8 ? code4(kNF4).value : code);
+  const float inv127 = static_cast<float>(7.874015718698502e-3);
+  BlockWalk bw(w, 0);
+  for (int64_t r = 0; r < out; r++, bw.next_row()) {
+    v::F gv[MR];
+    for (int i = 0; i < MR; i++) gv[i] = v::set1(g[i * out + r]);
+    const int64_t row0 = r * cols, end = row0 + c1;
+    int64_t e = row0 + c0;
+    if (int8) {
+      const int8_t* q = reinterpret_cast<const int8_t*>(w.data) + row0;
+      const float s = w.absmax[r];
+      const v::F vs = v::set1(s), vc = v::set1(inv127);
+      int64_t j = c0;
+      for (; j + L <= c1; j += L) {
+        const v::F wv = (qk::load_i8(q + j) * vs) * vc;
+        for (int i = 0; i < MR; i++) {
+          float* di = dx + i * cols + j;
+          v::store(di, qk::mul_add(gv[i], wv, v::load(di)));
+        }
+      }
+      if (j < c1) {
+        float wv[L];
+        for (int64_t k = 0; j + k < c1; k++) wv[k] = (static_cast<float>(q[j + k]) * s) * inv127;
+        axpy_tail<MR>(dx + j, cols, gv, wv, c1 - j);
+      }
+      continue;
+    }
+    // The block of element e: bw gives the row's first element's; c0 further on.
+    const int64_t off = bw.off + c0;
+    int64_t blk = bw.blk + off / w.bs, stop = std::min(end, e - off % w.bs + w.bs);
+    for (; e < end; blk++, stop = std::min(end, stop + w.bs)) {
+      const float s = w.scale(blk);
+      if (e & 1) {
+        float wv;
+        decode4_tail(&wv, w, code, s, e, 1);
+        axpy_tail<MR>(dx + (e - row0), cols, gv, &wv, 1);
+        e++;
+      }
+      const qk::Lut4 t = qk::scaled(base, v::set1(s));
+      for (; e + 2 * L <= stop; e += 2 * L) {
+        v::F lo, hi;
+        qk::lookup4(t, w.data + (e >> 1), lo, hi);
+        for (int i = 0; i < MR; i++) {
+          float* di = dx + i * cols + (e - row0);
+          v::store(di, qk::mul_add(gv[i], lo, v::load(di)));
+          v::store(di + L, qk::mul_add(gv[i], hi, v::load(di + L)));
+        }
+      }
+      if (e < stop) {
+        float wv[2 * L];
+        decode4_tail(wv, w, code, s, e, stop - e);
+        axpy_tail<MR>(dx + (e - row0), cols, gv, wv, stop - e);
+        e = stop;
+      }
+    }
+  }
+}
+
+template <int MR>
+void gemv_forward(float* y, const float* x, const float* bias, const QW& w) {
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(w.cols, 1));
+  if (whole_blocks(w)) {
+    Buffer xs(MR * w.cols);
+    split_pairs(xs.p, x, MR, w.cols);
+    parallel_for(w.rows, grain, [&](int64_t a, int64_t b) { gemv4_split<MR>(y, xs.p, bias, w, a, b); });
+    return;
+  }
+  parallel_for(w.rows, grain, [&](int64_t a, int64_t b) {
+    if (w.kind == kInt8) gemv8<MR>(y, x, bias, w, a, b);
+    else gemv4<MR>(y, x, bias, w, a, b);
+  });
+}
+
+template <int MR>
+void gemv_backward(float* dx, const float* g, const QW& w, bool accumulate) {
+  constexpr int64_t kGroup = 64;  // columns per unit of work: whole vectors, whole bytes
+  const int64_t cols = w.cols, groups = (cols + kGroup - 1) / kGroup;
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(kGroup * w.rows, 1));
+  parallel_for(groups, grain, [&](int64_t a, int64_t b) {
+    const int64_t c0 = a * kGroup, c1 = std::min(cols, b * kGroup);
+    if (!accumulate)
+      for (int i = 0; i < MR; i++) std::memset(dx + i * cols + c0, 0, (c1 - c0) * sizeof(float));
+    gemv_t<MR>(dx, g, w, c0, c1);
+  });
+}
+
+// Calls f.template operator()<MR>() for MR = m, m in [1, kGemvRows].
+template <typename Fn>
+void with_rows(int64_t m, Fn&& f) {
+  switch (m) {
+    case 1: return f(std::integral_constant<int, 1>());
+    case 2: return f(std::integral_constant<int, 2>());
+    case 3: return f(std::integral_constant<int, 3>());
+    case 4: return f(std::integral_constant<int, 4>());
+    case 5: return f(std::integral_constant<int, 5>());
+    case 6: return f(std::integral_constant<int, 6>());
+    case 7: return f(std::integral_constant<int, 7>());
+    default: return f(std::integral_constant<int, 8>());
+  }
+}
+
+// Rows of W per tile: about 1 MiB of fp32, so a tile stays in L2 while the GEMM reads it.
+int64_t tile_rows(const QW& w) {
+  const int64_t t = (int64_t(1) << 18) / std::max<int64_t>(w.cols, 1);
+  return std::min(w.rows, std::max<int64_t>(32, t));
+}
+
+
 // y [m, out] = x [m, in] · Wᵀ (+ bias [out]).
 void quant_linear_forward(float* y, const float* x, const float* bias, const QW& w, int64_t m) {
+  if (m <= kGemvRows) {
+    if (m > 0) with_rows(m, [&](auto mr) { gemv_forward<decltype(mr)::value>(y, x, bias, w); });
+    return;
+  }
   const int64_t in = w.cols, out = w.rows, tile = tile_rows(w);
   Buffer wt(tile * in);
   if (tile == out) {
@@ -209,6 +524,10 @@ void quant_linear_forward(float* y, const float* x, const float* bias, const QW&
 // dx [m, in] = g [m, out] · W. Needs nothing from forward (W is frozen, x is not used).
 // dx [m, cols] = g [m, rows] · W, or dx += g · W when accumulating (layers sharing an input).
 void quant_linear_backward(float* dx, const float* g, const QW& w, int64_t m, bool accumulate) {
+  if (m <= kGemvRows) {
+    if (m > 0) with_rows(m, [&](auto mr) { gemv_backward<decltype(mr)::value>(dx, g, w, accumulate); });
+    return;
+  }
   const int64_t in = w.cols, out = w.rows, tile = tile_rows(w);
   Buffer wt(tile * in);
   if (tile == out) {
