@@ -1,5 +1,6 @@
-// CPU quantized linear (native/cpu/quant.cc): W is dequantized a tile of rows at a time into a small
-// fp32 buffer and multiplied there, so no dense copy of W ever exists.
+// CPU quantized linear (native/cpu/quant.cc): up to 8 rows of x (decode) take dot products straight
+// from the packed weight, dequantized in registers; more rows dequantize W a tile of rows at a time
+// into a small fp32 buffer and multiply there. Either way no dense copy of W ever exists.
 import type { QuantArgs } from '../../quant/weight.js';
 import type { Kernels } from '../kernels.js';
 import { cpu } from './addon.js';
