@@ -86,8 +86,14 @@ const isas: IsaEntry[] = (
   JSON.parse(readFileSync(join(root, 'native', 'cpu', 'isa', 'isas.json'), 'utf8')) as { isas: IsaEntry[] }
 ).isas.filter((i) => i.arch === process.arch);
 
+// LORAKIT_CPU_BUILD_DIR: the folder holding lorakit_cpu-<isa>.node, when it is not the package's build/
+// (a cross build tested under an emulator: scripts/arm64/test.sh points it at build-arm64/).
+const buildDir = process.env.LORAKIT_CPU_BUILD_DIR
+  ? resolve(process.env.LORAKIT_CPU_BUILD_DIR)
+  : join(root, 'build');
+
 function addonFile(isa: string): string {
-  return join(root, 'build', `lorakit_cpu-${isa}.node`);
+  return join(buildDir, `lorakit_cpu-${isa}.node`);
 }
 
 function loadAddon(file: string): CpuAddon {
