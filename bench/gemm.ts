@@ -1,12 +1,17 @@
-// CPU GEMM rate: lorakit's fp32 GEMM (B f32), the same with a bf16 B used transposed (the `linear`
-// case, x·Wᵀ with a frozen bf16 weight), and numpy's fp32 matmul on the same thread count, measured in
-// the same run (numpy by bench/gemm_numpy.py in a child process, size by size, interleaved with ours so
-// load from other processes hits both sides alike).
+// CPU GEMM rate: lorakit's fp32 GEMM on every kernel path this CPU supports (avx512, avx2, portable;
+// neon, portable on arm64) next to numpy's fp32 matmul (OpenBLAS) on the same thread count, measured in
+// the same run: numpy by bench/gemm_numpy.py in a child process, shape by shape, interleaved with ours
+// so load from other processes hits both sides alike. numpy runs twice per shape: with the kernel
+// OpenBLAS picks for this CPU, and forced to its Haswell (AVX2) kernel (OPENBLAS_CORETYPE=Haswell);
+// the avx2 path is compared with the Haswell run, every other path with the native one.
 //
-//   node --import tsx bench/gemm.ts [--sizes 256,512,1024,2048,4096] [--threads N] [--llm] [--min-time S]
-//                                    [--settle]
+//   node --import tsx bench/gemm.ts [--sizes 512,1024,2048] [--linear 576,1024,1536] [--threads N]
+//                                    [--paths avx512,avx2] [--llm] [--min-time S] [--settle]
 //
-// --llm adds a table of LLM-shaped products (decode, small batches, LoRA's rank-16 sides, lm_head).
+// Shapes: fp32 square C = A·B (--sizes); the same with a bf16 B used transposed (x·Wᵀ, a frozen bf16
+// weight); the `linear` shape x[512, K]·W[N, K]ᵀ with W bf16 and K = N (--linear). numpy is given the
+// same transposes with an f32 B. --llm adds LLM-shaped products (decode, small batches, LoRA's
+// rank-16 sides, lm_head). --paths limits the kernel paths measured (default: all supported).
 // Rates are medians of timed runs after warm-up; "spread" is p90/p10 of the run times (≫ 1: noisy).
 // --settle (Linux, for shared machines): before each measurement wait until the CPUs are idle, and
 // measure again (up to 3 times, keeping the least disturbed) when other processes took CPU time during
@@ -17,37 +22,46 @@ import { availableParallelism, cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpu } from '../src/backend/cpu/addon.js';
+import { cpu, cpuPath, describeCpuPath, useCpuIsa } from '../src/backend/cpu/addon.js';
 import { gemmInto } from '../src/ops/matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
   options: {
-    sizes: { type: 'string', default: '256,512,1024,2048,4096' },
+    sizes: { type: 'string', default: '512,1024,2048' },
+    linear: { type: 'string', default: '576,1024,1536' },
+    paths: { type: 'string' },
     threads: { type: 'string' },
     llm: { type: 'boolean', default: false },
     'min-time': { type: 'string', default: '1' },
     settle: { type: 'boolean', default: false },
   },
 });
-const sizes = (values.sizes ?? '256,512,1024,2048,4096').split(',').map(Number);
+const list = (v: string): number[] => (v === '' ? [] : v.split(',').map(Number));
+const sizes = list(values.sizes ?? '512,1024,2048');
+const linear = list(values.linear ?? '576,1024,1536');
+const paths = values.paths ? values.paths.split(',') : [...cpuPath().supported];
 const threads = values.threads ? Number(values.threads) : availableParallelism();
 const minTime = Number(values['min-time'] ?? '1');
 if (
-  sizes.some((s) => !Number.isInteger(s) || s <= 0) ||
+  [...sizes, ...linear].some((s) => !Number.isInteger(s) || s <= 0) ||
+  paths.some((p) => !cpuPath().supported.includes(p)) ||
   !Number.isInteger(threads) ||
   threads <= 0 ||
   !(minTime > 0)
 ) {
-  console.error('lorakit: bench/gemm.ts: --sizes must be positive integers, --threads a positive integer.');
+  console.error(
+    `lorakit: bench/gemm.ts: --sizes and --linear must be positive integers, --threads a positive integer, --paths among ${cpuPath().supported.join(', ')}.`,
+  );
   process.exit(2);
 }
 cpu.setThreads(threads);
 
-/** One product: C[M, N] = op(A)·op(B); bf16 marks a bf16 B. */
+/** One product: C[M, N] = op(A)·op(B), with B stored as `b`. */
 interface Shape {
   name: string;
+  b: 'f32' | 'bf16';
   m: number;
   n: number;
   k: number;
@@ -134,9 +148,9 @@ function settled(measure: () => Rate | null): Rate | null {
   return best;
 }
 
-function ours(s: Shape, bType: 'f32' | 'bf16'): Rate {
+function ours(s: Shape): Rate {
   const a = fill(Tensor.empty(s.transA ? [s.k, s.m] : [s.m, s.k]), 1);
-  const b = fill(Tensor.empty(s.transB ? [s.n, s.k] : [s.k, s.n], bType), 2);
+  const b = fill(Tensor.empty(s.transB ? [s.n, s.k] : [s.k, s.n], s.b), 2);
   const c = Tensor.empty([s.m, s.n]);
   const run = (): void => gemmInto(c, a, b, { transA: s.transA, transB: s.transB });
   run(); // warm-up: packing buffers allocated, pages touched
@@ -160,15 +174,18 @@ function python(): string {
   return existsSync(venv) ? venv : 'python3';
 }
 
-let numpyInfo: Record<string, unknown> | null = null;
+/** numpy's OpenBLAS with the kernel it picks for this CPU, or forced to its Haswell (AVX2) kernel. */
+type Blas = 'native' | 'Haswell';
+const numpyInfo: Partial<Record<Blas, Record<string, unknown>>> = {};
 let numpyError: string | null = null;
 
-function numpy(s: Shape): Rate | null {
+function numpy(s: Shape, blas: Blas): Rate | null {
   if (numpyError) return null;
   const env: NodeJS.ProcessEnv = { ...process.env };
   // These may be set on this machine and pin OpenBLAS to slower kernels / a wrong cache size.
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
+  if (blas === 'Haswell') env.OPENBLAS_CORETYPE = 'Haswell';
   for (const v of ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS']) env[v] = String(threads);
   const shape = [s.m, s.n, s.k, s.transA ? 1 : 0, s.transB ? 1 : 0].join(',');
   const r = spawnSync(
@@ -189,7 +206,7 @@ function numpy(s: Shape): Rate | null {
   let rate: Rate | null = null;
   for (const line of r.stdout.trim().split('\n')) {
     const msg = JSON.parse(line) as { info?: Record<string, unknown>; gflops?: number; spread?: number };
-    if (msg.info) numpyInfo = msg.info;
+    if (msg.info) numpyInfo[blas] = msg.info;
     if (msg.gflops !== undefined) rate = { gflops: msg.gflops, spread: msg.spread ?? 1 };
   }
   return rate;
@@ -205,91 +222,90 @@ function row(cells: string[], widths: number[]): string {
   return `| ${cells.map((c, i) => c.padStart(widths[i])).join(' | ')} |`;
 }
 
+const shapes: Shape[] = [];
+for (const n of sizes) {
+  shapes.push({ name: `${n}x${n}x${n} A·B`, b: 'f32', m: n, n, k: n, transA: false, transB: false });
+  shapes.push({ name: `${n}x${n}x${n} x·Wᵀ`, b: 'bf16', m: n, n, k: n, transA: false, transB: true });
+}
+for (const n of linear)
+  shapes.push({ name: `linear 512x${n}x${n}`, b: 'bf16', m: 512, n, k: n, transA: false, transB: true });
+if (values.llm)
+  shapes.push(
+    { name: 'decode x·Wᵀ 1x2048x2048', b: 'bf16', m: 1, n: 2048, k: 2048, transA: false, transB: true },
+    { name: 'decode x·W 1x2048x2048', b: 'f32', m: 1, n: 2048, k: 2048, transA: false, transB: false },
+    { name: 'batch-4 x·Wᵀ 4x2048x2048', b: 'bf16', m: 4, n: 2048, k: 2048, transA: false, transB: true },
+    { name: '64 rows x·Wᵀ 64x2048x2048', b: 'bf16', m: 64, n: 2048, k: 2048, transA: false, transB: true },
+    { name: 'LoRA x·Aᵀ 2048x16x2048', b: 'f32', m: 2048, n: 16, k: 2048, transA: false, transB: true },
+    { name: 'LoRA h·Bᵀ 2048x2048x16', b: 'f32', m: 2048, n: 2048, k: 16, transA: false, transB: true },
+    { name: 'LoRA dA=dhᵀ·x 16x2048x2048', b: 'f32', m: 16, n: 2048, k: 2048, transA: true, transB: false },
+    { name: 'dW=gᵀ·x 2048x2048x2048', b: 'f32', m: 2048, n: 2048, k: 2048, transA: true, transB: false },
+    { name: 'dx=g·W 2048x2048x2048', b: 'bf16', m: 2048, n: 2048, k: 2048, transA: false, transB: false },
+    { name: 'lm_head 512x49152x576', b: 'bf16', m: 512, n: 49152, k: 576, transA: false, transB: true },
+  );
+
 console.log(`lorakit CPU GEMM benchmark — ${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} thread(s)`);
-console.log('');
-const widths = [6, 19, 22, 17, 11, 12, 6, 6];
+console.log(describeCpuPath());
 console.log(
+  `paths measured: ${paths.join(', ')}; avx2 is compared with OpenBLAS's Haswell kernel, the others with its native one`,
+);
+console.log('');
+// Results are printed once every shape is measured, after the numpy header lines (the kernel names are
+// known only once numpy ran).
+const widths = [27, 4, 8, 15, 15, 17, 15, 6, 6];
+const lines: string[] = [];
+lines.push(
   row(
     [
-      'size',
-      'lorakit f32 GFLOP/s',
-      'lorakit bf16-B GFLOP/s',
-      'numpy f32 GFLOP/s',
-      'f32 / numpy',
-      'bf16 / numpy',
+      'shape (MxNxK)',
+      'B',
+      'path',
+      'lorakit GFLOP/s',
+      'numpy GFLOP/s',
+      'numpy BLAS kernel',
+      'lorakit / numpy',
       'spread',
       'others',
     ],
     widths,
   ),
 );
-console.log(
+lines.push(
   row(
     widths.map((w) => '-'.repeat(w)),
     widths,
   ).replace(/ /g, '-'),
 );
-for (const n of sizes) {
-  const sq: Shape = { name: String(n), m: n, n, k: n, transA: false, transB: false };
-  const f32 = settled(() => ours(sq, 'f32'))!;
-  const bf16 = settled(() => ours({ ...sq, transB: true }, 'bf16'))!; // x·Wᵀ with W [n, n] bf16
-  const np = settled(() => numpy(sq));
-  console.log(
-    row(
-      [
-        String(n),
-        fmt(f32),
-        fmt(bf16),
-        fmt(np),
-        ratio(f32, np),
-        ratio(bf16, np),
-        spread(f32, bf16, np),
-        others(f32, bf16, np),
-      ],
-      widths,
-    ),
-  );
-}
-
-if (values.llm) {
-  // numpy is given the same transposes with f32 B; ours runs with B as listed.
-  const shapes: [Shape, 'f32' | 'bf16'][] = [
-    [{ name: 'decode x·Wᵀ 1x2048x2048', m: 1, n: 2048, k: 2048, transA: false, transB: true }, 'bf16'],
-    [{ name: 'decode x·W 1x2048x2048', m: 1, n: 2048, k: 2048, transA: false, transB: false }, 'f32'],
-    [{ name: 'batch-4 x·Wᵀ 4x2048x2048', m: 4, n: 2048, k: 2048, transA: false, transB: true }, 'bf16'],
-    [{ name: '64 rows x·Wᵀ 64x2048x2048', m: 64, n: 2048, k: 2048, transA: false, transB: true }, 'bf16'],
-    [{ name: 'LoRA x·Aᵀ 2048x16x2048', m: 2048, n: 16, k: 2048, transA: false, transB: true }, 'f32'],
-    [{ name: 'LoRA h·Bᵀ 2048x2048x16', m: 2048, n: 2048, k: 16, transA: false, transB: true }, 'f32'],
-    [{ name: 'LoRA dA=dhᵀ·x 16x2048x2048', m: 16, n: 2048, k: 2048, transA: true, transB: false }, 'f32'],
-    [{ name: 'dW=gᵀ·x 2048x2048x2048', m: 2048, n: 2048, k: 2048, transA: true, transB: false }, 'f32'],
-    [{ name: 'dx=g·W 2048x2048x2048', m: 2048, n: 2048, k: 2048, transA: false, transB: false }, 'bf16'],
-    [{ name: 'lm_head 512x49152x576', m: 512, n: 49152, k: 576, transA: false, transB: true }, 'bf16'],
-  ];
-  console.log('');
-  const w2 = [28, 5, 15, 17, 15, 6, 6];
-  console.log(
-    row(
-      ['shape (MxNxK)', 'B', 'lorakit GFLOP/s', 'numpy f32 GFLOP/s', 'lorakit / numpy', 'spread', 'others'],
-      w2,
-    ),
-  );
-  console.log(
-    row(
-      w2.map((w) => '-'.repeat(w)),
-      w2,
-    ).replace(/ /g, '-'),
-  );
-  for (const [s, bType] of shapes) {
-    const r = settled(() => ours(s, bType))!;
-    const np = settled(() => numpy(s));
-    console.log(row([s.name, bType, fmt(r), fmt(np), ratio(r, np), spread(r, np), others(r, np)], w2));
+const startPath = cpuPath().isa;
+for (const s of shapes) {
+  const npNative = settled(() => numpy(s, 'native'));
+  const rates = new Map<string, Rate>();
+  for (const p of paths) {
+    useCpuIsa(p);
+    rates.set(
+      p,
+      settled(() => ours(s))!,
+    );
   }
+  const npHaswell = paths.includes('avx2') ? settled(() => numpy(s, 'Haswell')) : null;
+  for (const p of paths) {
+    const r = rates.get(p)!;
+    const [np, blas] = p === 'avx2' ? [npHaswell, 'Haswell' as const] : [npNative, 'native' as const];
+    const kernel = String(numpyInfo[blas]?.kernel ?? 'n/a');
+    lines.push(
+      row([s.name, s.b, p, fmt(r), fmt(np), kernel, ratio(r, np), spread(r, np), others(r, np)], widths),
+    );
+  }
+  console.error(`measured ${s.name}`);
 }
+useCpuIsa(startPath);
 
+for (const blas of ['native', 'Haswell'] as const)
+  if (numpyInfo[blas]) console.log(`numpy (${blas}): ${JSON.stringify(numpyInfo[blas])}`);
+if (numpyError) console.log(`numpy: not measured — ${numpyError}`);
+console.log('');
+for (const l of lines) console.log(l);
 console.log('');
 if (disturbed > 0)
   console.log(
     `note: ${disturbed} measurement(s) stayed disturbed by other processes after 3 tries (see "others").`,
   );
-if (numpyError) console.log(`numpy: not measured — ${numpyError}`);
-else if (numpyInfo) console.log(`numpy: ${JSON.stringify(numpyInfo)}`);

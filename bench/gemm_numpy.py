@@ -1,56 +1,32 @@
 """numpy's fp32 matmul rate, the reference side of bench/gemm.ts (which starts this script).
 
-Prints JSON lines: first {"info": ...} (numpy version, BLAS library and kernel, threads), then one
+Prints JSON lines: first {"info": ...} (numpy version, BLAS library and the kernel threadpoolctl
+reports, threads), then one
 {"shape": [M, N, K, transA, transB], "gflops": median rate, "reps": n, "spread": p90/p10} per shape.
 Thread counts come from the environment (OMP/OPENBLAS/MKL_NUM_THREADS), set by the caller before
 numpy is imported.
 """
 
 import argparse
-import ctypes
-import glob
 import json
-import os
 import sys
 import time
 
 
-def blas_info(np):
-    """Which BLAS numpy uses and the kernel it picked (threadpoolctl if present, else OpenBLAS's C API)."""
-    try:
-        from threadpoolctl import threadpool_info
+def blas_info():
+    """Which BLAS numpy uses and the kernel it picked ('architecture', e.g. SkylakeX or Haswell), from
+    threadpoolctl (3.8.0 here); it must be imported after numpy has loaded its BLAS."""
+    from threadpoolctl import threadpool_info
 
-        for lib in threadpool_info():
-            if lib.get("user_api") == "blas":
-                return {
-                    "library": lib.get("internal_api"),
-                    "version": lib.get("version"),
-                    "kernel": lib.get("architecture"),
-                    "threads": lib.get("num_threads"),
-                    "source": "threadpoolctl",
-                }
-    except ImportError:
-        pass
-    libs_dir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in glob.glob(os.path.join(libs_dir, "*openblas*")):
-        lib = ctypes.CDLL(path)
-        for suffix in ("scipy_openblas_{}64_", "openblas_{}64_", "openblas_{}"):
-            try:
-                corename = getattr(lib, suffix.format("get_corename"))
-                config = getattr(lib, suffix.format("get_config"))
-                threads = getattr(lib, suffix.format("get_num_threads"))
-            except AttributeError:
-                continue
-            corename.restype = ctypes.c_char_p
-            config.restype = ctypes.c_char_p
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
             return {
-                "library": "openblas",
-                "version": config().decode().split()[1] if config() else None,
-                "kernel": corename().decode(),
-                "threads": threads(),
-                "source": "OpenBLAS C API",
+                "library": lib.get("internal_api"),
+                "version": lib.get("version"),
+                "kernel": lib.get("architecture"),
+                "threads": lib.get("num_threads"),
             }
-    return {"library": "unknown", "kernel": "unknown", "source": "none found"}
+    return {"library": "unknown", "kernel": "unknown"}
 
 
 def main():
@@ -67,7 +43,12 @@ def main():
     if int(np.__version__.split(".")[0]) < 2:
         print(json.dumps({"error": f"numpy >= 2 is required, found {np.__version__}"}))
         return 1
-    info = {"numpy": np.__version__, "python": sys.version.split()[0], **blas_info(np)}
+    try:
+        import threadpoolctl  # noqa: F401  (names the OpenBLAS kernel in use)
+    except ImportError as e:
+        print(json.dumps({"error": f"threadpoolctl is not importable ({e}): pip install threadpoolctl==3.8.0"}))
+        return 1
+    info = {"numpy": np.__version__, "python": sys.version.split()[0], **blas_info()}
     print(json.dumps({"info": info}), flush=True)
     rng = np.random.default_rng(0)
     for spec in args.shapes.split(";"):

@@ -121,13 +121,19 @@ test('matmul forward: bf16 b (stored values, widened while packing) against floa
 });
 
 test('matmul forward: sizes that exercise every cache block and all threads', () => {
-  // 300x520x700 all four ways; 130x2100x1100 crosses the N (2048) and K (1024) blocks (sampled).
+  // 300x520x700 all four ways; 130x2100x1100 crosses the N (2048) and K (1024) blocks (sampled);
+  // 20x4200x300 crosses the wider N blocks of other paths (AVX2: 4096, NEON: 3072).
   for (const transA of [false, true])
     for (const transB of [false, true]) {
       checkForward({ ...base, m: 300, n: 520, k: 700, transA, transB }, 200, 3000);
       checkForward(
         { ...base, m: 130, n: 2100, k: 1100, transA, transB, bType: transB ? 'bf16' : 'f32' },
         300,
+        2000,
+      );
+      checkForward(
+        { ...base, m: 20, n: 4200, k: 300, transA, transB, bType: transA ? 'bf16' : 'f32' },
+        400,
         2000,
       );
     }

@@ -2,20 +2,20 @@
 // B stored as bf16 (frozen weights) and widened while packing. No external BLAS.
 //
 // Design (as BLIS/OpenBLAS): for each KC x NC block of op(B) (packed once, shared by the team) and each
-// MC x KC block of op(A) (packed, double-buffered), a 14x32 AVX-512 micro-kernel computes C tiles from
-// MR-row panels of A and NR-column panels of B with 28 zmm accumulators. Threads claim tiles from a
-// shared counter. Shapes where packing does not pay take other routes: few rows of C against a
-// row-stored W (decode, x·Wᵀ) are dot products; skinny operands (LoRA's rank-r sides) are read in
-// place by the same micro-kernel; many small batch items run one per thread.
+// MC x KC block of op(A) (packed, double-buffered), a register-blocked micro-kernel computes MR x NR
+// C tiles from MR-row panels of A and NR-column panels of B. Threads claim tiles from a shared
+// counter. Shapes where packing does not pay take other routes: few rows of C against a row-stored W
+// (decode, x·Wᵀ) are dot products; skinny operands (LoRA's rank-r sides) are read in place by the same
+// micro-kernel; many small batch items run one per thread.
+//
+// This file is written once for every kernel path: the register block (MR, NR), cache blocks (KC, MC,
+// NC), the micro-kernel and the panel packing come from the path's isa/<path>/gemm_kernel.h, the
+// vectorized dot-product and axpy routes use lk::simd.
 //
 // Backward of C = A·B (what matmul/linear in src/ops/matmul.ts call): dA = dC·Bᵀ and dB = Aᵀ·dC, i.e.
 // this same kernel with the transposes flipped; forward saves A (for dB) and B (for dA) only.
 //
 // Shapes: A [M, K] ([K, M] with transA), B [K, N] ([N, K] with transB), C [M, N], bias [N], per item.
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12 reports a false positive inside its own AVX-512 headers (GCC bug 105593).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include "gemm.h"
 
 #include <omp.h>
@@ -31,36 +31,28 @@
 #include <type_traits>
 #include <vector>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
-
 #include "bf16.h"
+#include "gemm_kernel.h"
 #include "napi_util.h"
 #include "parallel.h"
+#include "simd.h"
 
 namespace lk {
 namespace {
 
-// Register block: MR rows x NR columns of C (NR/16 zmm per row). 14x32 keeps 28 accumulators plus two
-// B vectors in the 32 zmm registers; each k step is 2 loads of B, 14 broadcasts of A and 28 FMAs.
-constexpr int MR = 14;
-constexpr int NR = 32;
-// Cache blocks (tuned on Zen 5: 48 KiB L1, 1 MiB L2 per core, shared L3): an MC x KC block of packed
-// A (448 KiB) and one KC x NR micro-panel of B (128 KiB) live in L2, the KC x NC block of B (8 MiB) in
-// L3. A deep KC means fewer passes over C, which matters more here than keeping B in L1.
-#ifndef LK_GEMM_KC
-#define LK_GEMM_KC 1024
-#endif
-#ifndef LK_GEMM_MC
-#define LK_GEMM_MC (MR * 8)
-#endif
-#ifndef LK_GEMM_NC
-#define LK_GEMM_NC 2048
-#endif
-constexpr int64_t KC = LK_GEMM_KC;
-constexpr int64_t MC = LK_GEMM_MC;
-constexpr int64_t NC = LK_GEMM_NC;
+using gemm_detail::KC;
+using gemm_detail::kNarrowN;
+using gemm_detail::MC;
+using gemm_detail::MR;
+using gemm_detail::NC;
+using gemm_detail::NR;
+using gemm_detail::pack_a_rows;
+using gemm_detail::pack_a_step;
+using gemm_detail::pack_b_cols;
+using gemm_detail::pack_b_step;
+using gemm_detail::Tile;
+using gemm_detail::ukernel;
+
 // Shapes with at most this many rows (columns) take the dot-product path instead of packing.
 constexpr int64_t kSmallM = 8;
 constexpr int64_t kSmallN = 4;
@@ -110,89 +102,27 @@ struct Scratch {
 };
 thread_local Scratch tl_bpack, tl_apack, tl_temp;
 
-#ifdef __AVX512F__
-inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1); }
-
-// 16 values (masked lanes read nothing and are 0), widened to fp32.
-inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 load16(const uint16_t* p, __mmask16 m) {
-  __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-// In-register transpose of a 16x16 block: lane j of r[i] goes to lane i of r[j].
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-    __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-    r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  // r[4i + c] now holds, in 128-bit lane L, rows 4i..4i+3 of column 4L + c: transpose the 4x4 lanes.
-  for (int c = 0; c < 4; c++) {
-    __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
-    __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-    t[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
-    t[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
-    t[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
-    t[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
-  }
-  for (int i = 0; i < 16; i++) r[i] = t[i];
-}
-#endif
-
-// ---- packing ------------------------------------------------------------------------------------
+// ---- packing (the per-path panel routines of gemm_kernel.h, split over a team) -------------------
 // Packed A panel (MR rows): dst[k * MR + r] = A(i0 + r, k0 + k), rows past the block are 0.
 // Packed B panel (NR cols): dst[k * NR + j] = B(k0 + k, j0 + j), cols past the block are 0.
-// bf16 is widened here, so a bf16 weight is never copied whole to fp32.
 // Thread tid of nt packs its share of panels [p0, p1) of the mc-row (nc-col) block at i0 (j0). When
 // the panel's rows run along the operand's contiguous dimension (transposed A, row-major B), k is the
 // outer loop so each k reads one contiguous run; going panel by panel would touch a new page per k.
+// One of rs, cs is always 1, so the two cases cover every view.
 
 template <typename T>
 void pack_a(float* dst, View<T> A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int64_t p0, int64_t p1, int tid,
             int nt) {
-#ifdef __AVX512F__
   if (A.rs == 1) {  // threads split k here, so each reads whole runs of the block's rows
     for (int64_t k = kc * tid / nt; k < kc * (tid + 1) / nt; k++) {
       const T* src = A.p + (k0 + k) * A.cs + i0;
-      for (int64_t p = p0; p < p1; p++)
-        _mm512_mask_storeu_ps(dst + p * kc * MR + k * MR, (1u << MR) - 1, load16(src + p * MR, lanes(mc - p * MR)));
+      for (int64_t p = p0; p < p1; p++) pack_a_step(dst + p * kc * MR + k * MR, src + p * MR, mc - p * MR);
     }
     return;
   }
-  if (A.cs == 1) {  // row-major A: transpose 16-column slabs of the panel's rows
-    __m512 r[16];
-    int64_t np = p1 - p0;
-    for (int64_t p = p0 + np * tid / nt; p < p0 + np * (tid + 1) / nt; p++) {
-      int64_t m = std::min<int64_t>(MR, mc - p * MR);
-      const T* src = A.p + (i0 + p * MR) * A.rs + k0;
-      float* d = dst + p * kc * MR;
-      for (int64_t kk = 0; kk < kc; kk += 16) {
-        int64_t kb = std::min<int64_t>(16, kc - kk);
-        __mmask16 km = lanes(kb);
-        for (int i = 0; i < 16; i++) r[i] = i < m ? load16(src + i * A.rs + kk, km) : _mm512_setzero_ps();
-        transpose16(r);
-        for (int64_t q = 0; q < kb; q++) _mm512_mask_storeu_ps(d + (kk + q) * MR, (1u << MR) - 1, r[q]);
-      }
-    }
-    return;
-  }
-#endif
   int64_t np = p1 - p0;
-  for (int64_t p = p0 + np * tid / nt; p < p0 + np * (tid + 1) / nt; p++) {
-    int64_t m = std::min<int64_t>(MR, mc - p * MR);
-    for (int64_t k = 0; k < kc; k++)
-      for (int r = 0; r < MR; r++)
-        dst[p * kc * MR + k * MR + r] = r < m ? load_f32(A.p + (i0 + p * MR + r) * A.rs + (k0 + k) * A.cs) : 0.f;
-  }
+  for (int64_t p = p0 + np * tid / nt; p < p0 + np * (tid + 1) / nt; p++)
+    pack_a_rows(dst + p * kc * MR, A.p + (i0 + p * MR) * A.rs + k0, A.rs, std::min<int64_t>(MR, mc - p * MR), kc);
 }
 
 template <typename T>
@@ -200,144 +130,17 @@ void pack_b(float* dst, View<T> B, int64_t k0, int64_t kc, int64_t j0, int64_t n
             int nt) {
   int64_t np = p1 - p0;
   int64_t q0 = p0 + np * tid / nt, q1 = p0 + np * (tid + 1) / nt;
-#ifdef __AVX512F__
   if (B.cs == 1) {
     for (int64_t k = 0; k < kc; k++) {
       const T* src = B.p + (k0 + k) * B.rs + j0;
-      for (int64_t p = q0; p < q1; p++) {
-        int64_t n = nc - p * NR;
-        float* d = dst + p * kc * NR + k * NR;
-        _mm512_store_ps(d, load16(src + p * NR, lanes(n)));
-        _mm512_store_ps(d + 16, load16(src + p * NR + 16, lanes(n - 16)));
-      }
+      for (int64_t p = q0; p < q1; p++) pack_b_step(dst + p * kc * NR + k * NR, src + p * NR, nc - p * NR);
     }
     return;
   }
-  if (B.rs == 1) {  // transposed B (x·Wᵀ): column j of B is row j of W, contiguous in k
-    __m512 r[16];
-    for (int64_t p = q0; p < q1; p++) {
-      int64_t n = std::min<int64_t>(NR, nc - p * NR);
-      float* d = dst + p * kc * NR;
-      for (int64_t kk = 0; kk < kc; kk += 16) {
-        int64_t kb = std::min<int64_t>(16, kc - kk);
-        __mmask16 km = lanes(kb);
-        for (int h = 0; h < 2; h++) {
-          const T* src = B.p + (j0 + p * NR + 16 * h) * B.cs + k0 + kk;
-          for (int i = 0; i < 16; i++) r[i] = 16 * h + i < n ? load16(src + i * B.cs, km) : _mm512_setzero_ps();
-          transpose16(r);
-          for (int64_t q = 0; q < kb; q++) _mm512_store_ps(d + (kk + q) * NR + 16 * h, r[q]);
-        }
-      }
-    }
-    return;
-  }
-#endif
-  for (int64_t p = q0; p < q1; p++) {
-    int64_t n = std::min<int64_t>(NR, nc - p * NR);
-    for (int64_t k = 0; k < kc; k++)
-      for (int j = 0; j < NR; j++)
-        dst[p * kc * NR + k * NR + j] = j < n ? load_f32(B.p + (k0 + k) * B.rs + (j0 + p * NR + j) * B.cs) : 0.f;
-  }
+  // transposed B (x·Wᵀ): column j of B is row j of W, contiguous in k
+  for (int64_t p = q0; p < q1; p++)
+    pack_b_cols(dst + p * kc * NR, B.p + (j0 + p * NR) * B.cs + k0, B.cs, std::min<int64_t>(NR, nc - p * NR), kc);
 }
-
-// ---- micro-kernel -------------------------------------------------------------------------------
-// C tile [m, n] (m <= MR, n <= NR, row stride ldc) = alpha * a·b + beta * C + bias; beta == 0 never
-// reads C; bias (n values, or null) is added only by the first K block.
-// a: A(r, k) = a[k * astep + r] (packed panel: astep = MR; transposed A read in place: astep = lda), or
-//    with kRowsA, a[r * astep + k] (row-major A read in place).
-// b: B(k, j) = b[k * bstep + j] (packed panel: bstep = NR; row-major f32 B read in place: bstep = ldb).
-struct Tile {
-  float* c;
-  int64_t ldc;
-  int m, n;
-  float alpha, beta;
-  const float* bias;
-};
-
-#ifdef __AVX512F__
-template <int NV>
-__attribute__((always_inline)) inline void store_tile(const __m512 (&c0)[MR], const __m512 (&c1)[MR], const Tile& t) {
-  __m512 va = _mm512_set1_ps(t.alpha), vb = _mm512_set1_ps(t.beta);
-  __mmask16 m0 = lanes(t.n), m1 = lanes(t.n - 16);
-  __m512 bias0 = t.bias ? _mm512_maskz_loadu_ps(m0, t.bias) : _mm512_setzero_ps();
-  __m512 bias1 = t.bias ? _mm512_maskz_loadu_ps(m1, t.bias + 16) : _mm512_setzero_ps();
-#pragma GCC unroll 14
-  for (int r = 0; r < MR; r++) {
-    if (r >= t.m) break;
-    float* cr = t.c + r * t.ldc;
-    __m512 v0 = _mm512_fmadd_ps(va, c0[r], bias0), v1 = _mm512_fmadd_ps(va, c1[r], bias1);
-    if (t.beta != 0.f) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
-    }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    if (NV == 2) _mm512_mask_storeu_ps(cr + 16, m1, v1);
-  }
-}
-
-// NV = 1 computes only the first 16 columns (tiles of n <= 16: half the work of a full-width tile).
-template <bool kRowsA, int NV>
-void ukernel(int64_t kc, const float* __restrict a, int64_t astep, const float* __restrict b, int64_t bstep,
-             const Tile& t) {
-  __m512 c0[MR], c1[MR];
-#pragma GCC unroll 14
-  for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
-  // Start pulling the C tile in now; it is needed only after the k loop.
-  if (t.beta != 0.f)
-    for (int r = 0; r < t.m; r++) {
-      _mm_prefetch(reinterpret_cast<const char*>(t.c + r * t.ldc), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(t.c + r * t.ldc + 16), _MM_HINT_T0);
-    }
-  if (kRowsA) {
-    const float* ar[MR];
-    for (int r = 0; r < MR; r++) ar[r] = a + r * astep;
-#pragma GCC unroll 2
-    for (int64_t k = 0; k < kc; k++) {
-      __m512 b0 = _mm512_loadu_ps(b), b1 = NV == 2 ? _mm512_loadu_ps(b + 16) : b0;
-#pragma GCC unroll 14
-      for (int r = 0; r < MR; r++) {
-        __m512 av = _mm512_set1_ps(ar[r][k]);
-        c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
-        if (NV == 2) c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
-      }
-      b += bstep;
-    }
-  } else {
-#pragma GCC unroll 4
-    for (int64_t k = 0; k < kc; k++) {
-      __m512 b0 = _mm512_loadu_ps(b), b1 = NV == 2 ? _mm512_loadu_ps(b + 16) : b0;
-      _mm_prefetch(reinterpret_cast<const char*>(a + 8 * astep), _MM_HINT_T0);
-#pragma GCC unroll 14
-      for (int r = 0; r < MR; r++) {
-        __m512 av = _mm512_set1_ps(a[r]);
-        c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
-        if (NV == 2) c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
-      }
-      a += astep;
-      b += bstep;
-    }
-  }
-  store_tile<NV>(c0, c1, t);
-}
-#else
-// Portable: same operand layouts; the compiler vectorizes the NR-wide inner loop.
-template <bool kRowsA, int NV>
-void ukernel(int64_t kc, const float* __restrict a, int64_t astep, const float* __restrict b, int64_t bstep,
-             const Tile& t) {
-  float acc[MR][NR] = {};
-  for (int64_t k = 0; k < kc; k++)
-    for (int r = 0; r < MR; r++) {
-      float ar = kRowsA ? a[r * astep + k] : a[k * astep + r];
-      for (int j = 0; j < 16 * NV; j++) acc[r][j] += ar * b[k * bstep + j];
-    }
-  for (int r = 0; r < t.m; r++)
-    for (int j = 0; j < t.n; j++) {
-      float* p = t.c + r * t.ldc + j;
-      float v = t.alpha * acc[r][j] + (t.bias ? t.bias[j] : 0.f);
-      *p = t.beta == 0.f ? v : v + t.beta * *p;
-    }
-}
-#endif
 
 // ---- blocked driver -----------------------------------------------------------------------------
 // K is cut into equal blocks of at most KC, so K = KC + 1 does not leave a 1-deep block.
@@ -425,12 +228,12 @@ void gemm_blocked(float* C, int64_t ldc, View<TA> A, View<TB> B, int64_t M, int6
               ap = reinterpret_cast<const float*>(A.p) + (rows ? (ic + ir * MR) * A.rs + pc : pc * A.cs + ic + ir * MR);
               astep = rows ? A.rs : A.cs;
             }
-            if (tile.n > 16) {
-              if (rows) ukernel<true, 2>(kc, ap, astep, bp, bstep, tile);
-              else ukernel<false, 2>(kc, ap, astep, bp, bstep, tile);
+            if (tile.n > kNarrowN) {
+              if (rows) ukernel<true, false>(kc, ap, astep, bp, bstep, tile);
+              else ukernel<false, false>(kc, ap, astep, bp, bstep, tile);
             } else {
-              if (rows) ukernel<true, 1>(kc, ap, astep, bp, bstep, tile);
-              else ukernel<false, 1>(kc, ap, astep, bp, bstep, tile);
+              if (rows) ukernel<true, true>(kc, ap, astep, bp, bstep, tile);
+              else ukernel<false, true>(kc, ap, astep, bp, bstep, tile);
             }
           }
         }
@@ -458,46 +261,49 @@ struct DotOut {
 
 template <int R, typename TW>
 void dot_block(const DotOut& o, const float* const* x, View<TW> W, int64_t w0, int64_t w1, int64_t K) {
+  using simd::F;
+  constexpr int64_t L = simd::kLanes;
   int64_t w = w0;
-#ifdef __AVX512F__
   for (; w + 4 <= w1; w += 4) {
-    __m512 acc[R][4];
+    F acc[R][4];
     for (int r = 0; r < R; r++)
-      for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
+      for (int q = 0; q < 4; q++) acc[r][q] = simd::zero();
     const TW* wr[4] = {W.p + w * W.rs, W.p + (w + 1) * W.rs, W.p + (w + 2) * W.rs, W.p + (w + 3) * W.rs};
-    for (int64_t k = 0; k < K; k += 16) {
-      __mmask16 mk = lanes(K - k);
-      __m512 wv[4];
-      for (int q = 0; q < 4; q++) wv[q] = load16(wr[q] + k, mk);
+    auto step = [&](int64_t k, F (&wv)[4], auto xload) {
       for (int r = 0; r < R; r++) {
-        __m512 xv = _mm512_maskz_loadu_ps(mk, x[r] + k);
-        for (int q = 0; q < 4; q++) acc[r][q] = _mm512_fmadd_ps(xv, wv[q], acc[r][q]);
+        F xv = xload(x[r] + k);
+        for (int q = 0; q < 4; q++) acc[r][q] = simd::fma(xv, wv[q], acc[r][q]);
       }
+    };
+    int64_t k = 0;
+    for (; k + L <= K; k += L) {
+      F wv[4] = {simd::load(wr[0] + k), simd::load(wr[1] + k), simd::load(wr[2] + k), simd::load(wr[3] + k)};
+      step(k, wv, [](const float* p) { return simd::load(p); });
+    }
+    if (k < K) {  // the first K - k lanes; the rest are 0 on both sides
+      int64_t n = K - k;
+      F wv[4] = {simd::load(wr[0] + k, n), simd::load(wr[1] + k, n), simd::load(wr[2] + k, n),
+                 simd::load(wr[3] + k, n)};
+      step(k, wv, [n](const float* p) { return simd::load(p, n); });
     }
     for (int r = 0; r < R; r++)
-      for (int q = 0; q < 4; q++) o.put(r, w + q, _mm512_reduce_add_ps(acc[r][q]));
+      for (int q = 0; q < 4; q++) o.put(r, w + q, simd::sum(acc[r][q]));
   }
   for (; w < w1; w++) {
-    __m512 acc[R];
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    F acc[R];
+    for (int r = 0; r < R; r++) acc[r] = simd::zero();
     const TW* wr = W.p + w * W.rs;
-    for (int64_t k = 0; k < K; k += 16) {
-      __mmask16 mk = lanes(K - k);
-      __m512 wv = load16(wr + k, mk);
-      for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x[r] + k), wv, acc[r]);
+    int64_t k = 0;
+    for (; k + L <= K; k += L) {
+      F wv = simd::load(wr + k);
+      for (int r = 0; r < R; r++) acc[r] = simd::fma(simd::load(x[r] + k), wv, acc[r]);
     }
-    for (int r = 0; r < R; r++) o.put(r, w, _mm512_reduce_add_ps(acc[r]));
-  }
-#else
-  for (; w < w1; w++) {
-    const TW* wr = W.p + w * W.rs;
-    for (int r = 0; r < R; r++) {
-      float acc = 0.f;
-      for (int64_t k = 0; k < K; k++) acc += x[r][k] * load_f32(wr + k);
-      o.put(r, w, acc);
+    if (k < K) {
+      F wv = simd::load(wr + k, K - k);
+      for (int r = 0; r < R; r++) acc[r] = simd::fma(simd::load(x[r] + k, K - k), wv, acc[r]);
     }
+    for (int r = 0; r < R; r++) o.put(r, w, simd::sum(acc[r]));
   }
-#endif
 }
 
 // All rows of W against `rows` x rows, in groups of up to 4 x rows; threads split W's rows.
@@ -534,22 +340,27 @@ void gemv_axpy(float* y, View<T> X, const float* v, int64_t N, int64_t K, float 
       int64_t j0 = sl * kSlice, n = std::min(kSlice, N - j0);
       for (int64_t j = 0; j < n; j++) acc[j] = 0.f;
       int64_t k = 0;
-#ifdef __AVX512F__
       // Four rows of X per pass over the slice: a quarter of the accumulator loads and stores.
+      constexpr int64_t L = simd::kLanes;
       for (; k + 4 <= K; k += 4) {
-        __m512 v0 = _mm512_set1_ps(v[k]), v1 = _mm512_set1_ps(v[k + 1]);
-        __m512 v2 = _mm512_set1_ps(v[k + 2]), v3 = _mm512_set1_ps(v[k + 3]);
+        simd::F v0 = simd::set1(v[k]), v1 = simd::set1(v[k + 1]);
+        simd::F v2 = simd::set1(v[k + 2]), v3 = simd::set1(v[k + 3]);
         const T* x = X.p + k * X.rs + j0;
-        for (int64_t j = 0; j < n; j += 16) {
-          __mmask16 mj = lanes(n - j);
-          __m512 s0 = _mm512_fmadd_ps(v0, load16(x + j, mj), _mm512_maskz_loadu_ps(mj, acc + j));
-          __m512 s1 = _mm512_mul_ps(v1, load16(x + X.rs + j, mj));
-          s0 = _mm512_fmadd_ps(v2, load16(x + 2 * X.rs + j, mj), s0);
-          s1 = _mm512_fmadd_ps(v3, load16(x + 3 * X.rs + j, mj), s1);
-          _mm512_mask_storeu_ps(acc + j, mj, _mm512_add_ps(s0, s1));
+        auto step = [&](int64_t j, auto ld, auto st) {
+          simd::F s0 = simd::fma(v0, ld(x + j), ld(acc + j));
+          simd::F s1 = v1 * ld(x + X.rs + j);
+          s0 = simd::fma(v2, ld(x + 2 * X.rs + j), s0);
+          s1 = simd::fma(v3, ld(x + 3 * X.rs + j), s1);
+          st(acc + j, s0 + s1);
+        };
+        int64_t j = 0;
+        for (; j + L <= n; j += L)
+          step(j, [](auto* p) { return simd::load(p); }, [](float* p, simd::F s) { simd::store(p, s); });
+        if (j < n) {
+          int64_t t = n - j;
+          step(j, [t](auto* p) { return simd::load(p, t); }, [t](float* p, simd::F s) { simd::store(p, s, t); });
         }
       }
-#endif
       for (; k < K; k++) {
         float vk = v[k];
         const T* x = X.p + k * X.rs + j0;
@@ -566,9 +377,16 @@ void gemv_axpy(float* y, View<T> X, const float* v, int64_t N, int64_t K, float 
 
 // C = beta * C + bias (K == 0 or alpha == 0); beta == 0 writes without reading C.
 void scale_c(float* C, int64_t ldc, int64_t M, int64_t N, float beta, const float* bias) {
+  constexpr int64_t L = simd::kLanes;
+  simd::F vb = simd::set1(beta);
   for (int64_t i = 0; i < M; i++) {
     float* c = C + i * ldc;
-    for (int64_t j = 0; j < N; j++) c[j] = (beta == 0.f ? 0.f : beta * c[j]) + (bias ? bias[j] : 0.f);
+    for (int64_t j = 0; j < N; j += L) {
+      int64_t n = N - j;
+      simd::F v = beta == 0.f ? simd::zero() : vb * simd::load(c + j, n);
+      if (bias) v += simd::load(bias + j, n);
+      simd::store(c + j, v, n);
+    }
   }
 }
 

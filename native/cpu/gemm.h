@@ -24,3 +24,18 @@ extern template void gemm<uint16_t, uint16_t>(float*, const uint16_t*, const uin
                                               int64_t, int64_t, bool, bool, float, float, int64_t, int64_t, int64_t);
 
 }  // namespace lk
+
+namespace lk::gemm_detail {
+
+// One C tile for a micro-kernel (native/cpu/isa/<path>/gemm_kernel.h): C[m, n] (m <= MR, n <= NR,
+// row stride ldc) = alpha * a·b + beta * C + bias; beta == 0 never reads C; bias (n values, or null)
+// is added only by the first K block.
+struct Tile {
+  float* c;
+  int64_t ldc;
+  int m, n;
+  float alpha, beta;
+  const float* bias;
+};
+
+}  // namespace lk::gemm_detail
