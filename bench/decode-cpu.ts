@@ -51,14 +51,39 @@ interface Timing {
   loadS: number;
   prefillS: number;
   decodeTokS: number;
+  /** CPU time (all threads) per decode token, ms: steadier than tok/s on a shared machine. */
+  cpuMsPerTok: number;
   tokens: number[];
+}
+
+// Decode-phase clocks: wall stamps per token, and CPU time from the first token to the last.
+class Clock {
+  readonly stamps: number[] = [];
+  private cpu0 = 0;
+  private cpu1 = 0;
+  tick(): void {
+    this.stamps.push(performance.now());
+    const u = process.cpuUsage();
+    const us = u.user + u.system;
+    if (this.stamps.length === 1) this.cpu0 = us;
+    this.cpu1 = us;
+  }
+  result(start: number, tokens: number[]): Omit<Timing, 'loadS'> {
+    const st = this.stamps;
+    return {
+      prefillS: (st[0] - start) / 1000,
+      decodeTokS: ((st.length - 1) * 1000) / (st[st.length - 1] - st[0]),
+      cpuMsPerTok: (this.cpu1 - this.cpu0) / 1000 / (st.length - 1),
+      tokens,
+    };
+  }
 }
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 
 // One greedy run: prefill time = start to the first new token, decode = tokens 2..N.
 function lorakitRun(m: LoadedModel, ids: number[], fastDecode: boolean): Omit<Timing, 'loadS'> {
-  const stamps: number[] = [];
+  const clock = new Clock();
   const t0 = performance.now();
   const { tokenIds } = generateIds(m.model, ids, {
     maxNewTokens: N,
@@ -66,13 +91,11 @@ function lorakitRun(m: LoadedModel, ids: number[], fastDecode: boolean): Omit<Ti
     eos: new Set(),
     fastDecode,
     onNext: () => {
-      stamps.push(performance.now());
+      clock.tick();
       return false;
     },
   });
-  const prefillS = (stamps[0] - t0) / 1000;
-  const decodeTokS = ((stamps.length - 1) * 1000) / (stamps[stamps.length - 1] - stamps[0]);
-  return { prefillS, decodeTokS, tokens: tokenIds };
+  return clock.result(t0, tokenIds);
 }
 
 async function lorakit(file: string, opts: LoadOptions, ids: number[], fastDecode: boolean): Promise<Timing> {
@@ -86,6 +109,7 @@ async function lorakit(file: string, opts: LoadOptions, ids: number[], fastDecod
       loadS,
       prefillS: median(runs.map((r) => r.prefillS)),
       decodeTokS: median(runs.map((r) => r.decodeTokS)),
+      cpuMsPerTok: median(runs.map((r) => r.cpuMsPerTok)),
       tokens: runs[0].tokens,
     };
   } finally {
@@ -108,23 +132,19 @@ async function llamaCpp(mod: LlamaModule, file: string, ids: number[]): Promise<
     const ctx = await model.createContext({ contextSize: 512, batchSize: 512, threads });
     const once = async (n: number) => {
       const seq = ctx.getSequence();
-      const stamps: number[] = [];
+      const clock = new Clock();
       const out: number[] = [];
       const s0 = performance.now();
       for await (const tok of seq.evaluate(
         ids.map((i) => i as never),
         { temperature: 0 },
       )) {
-        stamps.push(performance.now());
+        clock.tick();
         out.push(Number(tok));
         if (out.length >= n) break;
       }
       seq.dispose();
-      return {
-        prefillS: (stamps[0] - s0) / 1000,
-        decodeTokS: ((stamps.length - 1) * 1000) / (stamps[stamps.length - 1] - stamps[0]),
-        tokens: out,
-      };
+      return clock.result(s0, out);
     };
     await once(4);
     const runs = [];
@@ -134,6 +154,7 @@ async function llamaCpp(mod: LlamaModule, file: string, ids: number[]): Promise<
       loadS,
       prefillS: median(runs.map((r) => r.prefillS)),
       decodeTokS: median(runs.map((r) => r.decodeTokS)),
+      cpuMsPerTok: median(runs.map((r) => r.cpuMsPerTok)),
       tokens: runs[0].tokens,
     };
   } finally {
@@ -211,13 +232,14 @@ async function main(): Promise<void> {
   if (llamaF16) rows.push({ name: 'llama.cpp f16', t: llamaF16 });
   if (llamaQ8) rows.push({ name: 'llama.cpp q8_0', t: llamaQ8 });
 
-  const head = ['', 'load s', 'prefill s', 'decode tok/s', 'vs llama.cpp', 'greedy agreement'];
+  const head = ['', 'load s', 'prefill s', 'decode tok/s', 'vs llama.cpp', 'CPU ms/tok', 'greedy agreement'];
   const table = rows.map((r) => [
     r.name,
     r.t.loadS.toFixed(2),
     r.t.prefillS.toFixed(3),
     r.t.decodeTokS.toFixed(1),
     r.ref ? (r.t.decodeTokS / r.ref.decodeTokS).toFixed(2) : '',
+    r.t.cpuMsPerTok.toFixed(1),
     r.ref ? agreement(r.t.tokens, r.ref.tokens) : '',
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
