@@ -55,12 +55,13 @@ function matvec(w: W, x: Float64Array, rows: number, cols: number): Float64Array
 for (const kind of ['f32', 'bf16', 'int8'] as Kind[])
   test(`decodeProject and decodeSwiglu: ${kind} weights, odd sizes, norm, bias, accumulate`, () => {
     const cols = 37;
-    const rows = [13, 5, 3];
+    const rows = [13, 5, 3] as const;
     const eps = 1e-5;
     const x = f32(randn(cols, 1));
     const norm = f32(randn(cols, 2));
     const ws = rows.map((r, i) => weight(kind, r, cols, 10 + i, i !== 1));
     const ys = rows.map((r) => new Float32Array(r));
+    const [r0, r1, r2] = rows;
     cpu.decodeProject(
       ys[0],
       ys[1],
