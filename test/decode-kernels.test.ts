@@ -61,7 +61,6 @@ for (const kind of ['f32', 'bf16', 'int8'] as Kind[])
     const norm = f32(randn(cols, 2));
     const ws = rows.map((r, i) => weight(kind, r, cols, 10 + i, i !== 1));
     const ys = rows.map((r) => new Float32Array(r));
-    const [r0, r1, r2] = rows;
     cpu.decodeProject(
       ys[0],
       ys[1],
