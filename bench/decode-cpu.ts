@@ -2,7 +2,9 @@
 // both with the same thread count. lorakit bf16 weights run against llama.cpp on the f16 GGUF that
 // lorakit's export writes, lorakit int8 weights (--quantize int8) against the q8_0 GGUF. Load and
 // prefill (the prompt, up to the first new token) are timed apart from decode: decode tokens/s counts
-// tokens 2..N over the time from the first new token to the last.
+// tokens 2..N over the time from the first new token to the last. CPU ms/tok is the process's CPU time
+// (all threads) per decode token: steadier than tok/s when other work shares the cores, though
+// llama.cpp's count includes its threads spinning at barriers (lorakit's OpenMP threads sleep).
 //
 //   node --import tsx bench/decode-cpu.ts [--tokens 64] [--threads 2] [--repeat 3] [--paths avx512,avx2]
 //        [--model PATH.gguf] [--no-llama] [--no-op-by-op]
