@@ -1,5 +1,6 @@
 // Autoregressive generation with a KV cache: prefill the prompt once, then one token per forward.
 import { noGrad } from '../autograd/tape.js';
+import { DecodeStep } from '../models/decode-step.js';
 import { KVCache } from '../models/kv-cache.js';
 import type { CausalLM } from '../models/llama.js';
 import { renderChat } from '../tokenizer/chat-template.js';
@@ -80,6 +81,11 @@ export interface GenerateIdsOptions {
   eos: ReadonlySet<number>;
   /** Called with the ids so far after each new one; true stops generation there. */
   onNext?: (ids: number[], next: number) => boolean;
+  /**
+   * One-token steps through DecodeStep's native fast path where it applies (true by default); false
+   * runs every step op by op (tests and benchmarks compare the two).
+   */
+  fastDecode?: boolean;
 }
 
 /**
@@ -101,31 +107,16 @@ export function generateIds(
     model.device,
     model.activationDType,
   );
+  const fast = o.fastDecode === false ? null : DecodeStep.for(model);
   const out: number[] = [];
   let finishReason: GenerateResult['finishReason'] = 'length';
   try {
     let input = [...ids];
     for (let step = 0; step < o.maxNewTokens; step++) {
       const start = cache.length;
-      const logits = noGrad(() =>
-        tidy(() => {
-          const T = input.length;
-          const batch = {
-            ids: Tensor.from(input, [1, T], 'i32'),
-            positions: Tensor.from(
-              Array.from({ length: T }, (_, i) => start + i),
-              [1, T],
-              'i32',
-            ),
-            segments: Tensor.from(new Array<number>(T).fill(1), [1, T], 'i32'),
-          };
-          const hidden = model.hidden(batch, { cache });
-          const last = hidden.reshape([T, c.hiddenSize]).sliceRows(T - 1, T);
-          return model.lmHead.forward(last, { adapter: model.activeAdapter, training: false, seed: 0 });
-        }),
+      const next = o.sampler.next(
+        fast && input.length === 1 ? fast.logits(input[0], start, cache) : forwardLogits(model, input, cache),
       );
-      const next = o.sampler.next(logits.toFloat32());
-      logits.dispose();
       if (o.eos.has(next)) {
         finishReason = 'stop';
         break;
@@ -138,4 +129,32 @@ export function generateIds(
     cache.dispose();
   }
   return { tokenIds: out, finishReason };
+}
+
+// Next-token logits [V] after `input` (appended to the cache at its length), op by op.
+function forwardLogits(model: CausalLM, input: readonly number[], cache: KVCache): Float32Array {
+  const c = model.config;
+  const start = cache.length;
+  const logits = noGrad(() =>
+    tidy(() => {
+      const T = input.length;
+      const batch = {
+        ids: Tensor.from([...input], [1, T], 'i32'),
+        positions: Tensor.from(
+          Array.from({ length: T }, (_, i) => start + i),
+          [1, T],
+          'i32',
+        ),
+        segments: Tensor.from(new Array<number>(T).fill(1), [1, T], 'i32'),
+      };
+      const hidden = model.hidden(batch, { cache });
+      const last = hidden.reshape([T, c.hiddenSize]).sliceRows(T - 1, T);
+      return model.lmHead.forward(last, { adapter: model.activeAdapter, training: false, seed: 0 });
+    }),
+  );
+  try {
+    return logits.toFloat32();
+  } finally {
+    logits.dispose();
+  }
 }

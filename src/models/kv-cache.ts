@@ -67,6 +67,25 @@ export class KVCache {
     return out;
   }
 
+  /**
+   * The fp32 storage of one layer's keys and values, [capacity, Hkv, Dh] each, of a one-sequence CPU
+   * cache: DecodeStep writes its new position there itself, then calls appended().
+   */
+  hostLayer(layer: number): { k: Float32Array; v: Float32Array } {
+    if (this.batch !== 1) throw new Error('lorakit: KVCache.hostLayer needs a one-sequence cache.');
+    return { k: this.keys[layer].as('f32'), v: this.values[layer].as('f32') };
+  }
+
+  /**
+   * Commits `tokens` positions written through hostLayer: they join the sequence already cached (its
+   * segment id, 1 for an empty cache, as generate() gives).
+   */
+  appended(tokens: number): void {
+    const seg = this.segments.as('i32');
+    seg.fill(this.length > 0 ? seg[0] : 1, this.length, this.length + tokens);
+    this.commit(tokens);
+  }
+
   commit(tokens: number): void {
     this.length += tokens;
   }

@@ -117,7 +117,7 @@ class DecoderLayer {
 }
 
 /** RoPE tables, grown on demand (a 128K-context model does not need 128K rows to train at 2K). */
-interface RopeRuntime {
+export interface RopeRuntime {
   cos: Tensor;
   sin: Tensor;
   rows: number;
@@ -271,7 +271,8 @@ export class CausalLM {
     return [...this.layers.flatMap((l) => l.linears()), this.lmHead];
   }
 
-  private ropeFor(positions: number): RopeRuntime {
+  /** RoPE tables covering positions [0, positions) (grown by doubling; DecodeStep reads them too). */
+  ropeFor(positions: number): RopeRuntime {
     const rt = this.ropeRuntime;
     if (rt && rt.rows >= positions) return rt;
     let rows = Math.max(256, rt?.rows ?? 0);

@@ -12,6 +12,7 @@
 // another number of rows.
 import { noGrad } from '../autograd/tape.js';
 import { cpu } from '../backend/cpu/addon.js';
+import { DecodeStep } from '../models/decode-step.js';
 import type { KVCache } from '../models/kv-cache.js';
 import type { CausalLM } from '../models/llama.js';
 import type { ForwardContext, Linear } from '../nn/linear.js';
@@ -92,8 +93,17 @@ export class BatchForward {
   private cos: Tensor | null = null;
   private sin: Tensor | null = null;
   private ropeRows = 0;
+  // The base model's one-token fast path (made on first use; null where it does not apply).
+  private baseStep: DecodeStep | null | undefined = undefined;
 
   constructor(readonly model: CausalLM) {}
+
+  // DecodeStep for one sequence's single new token, where it applies (see models/decode-step.ts).
+  private decodeStep(adapter: string | null): DecodeStep | null {
+    if (adapter !== null) return DecodeStep.for(this.model, adapter);
+    if (this.baseStep === undefined) this.baseStep = DecodeStep.for(this.model, null);
+    return this.baseStep;
+  }
 
   // RoPE tables covering positions [0, n), grown by doubling (as CausalLM does).
   private tables(n: number): { cos: Tensor; sin: Tensor } {
@@ -119,6 +129,15 @@ export class BatchForward {
     const c = m.config;
     const N = spans.reduce((a, s) => a + s.tokens.length, 0);
     if (N === 0) return [];
+    // One sequence decoding alone (a single client): its token goes through the native fast path.
+    if (N === 1 && spans[0].cache.batch === 1) {
+      const s = spans[0];
+      const step = this.decodeStep(s.adapter);
+      if (step) {
+        const logits = step.logits(s.tokens[0], s.cache.length, s.cache);
+        return s.wantLogits ? [logits.slice()] : [];
+      }
+    }
     const ids = new Int32Array(N);
     const pos = new Int32Array(N);
     const rowAdapters: (string | null)[] = new Array<string | null>(N);
@@ -219,5 +238,6 @@ export class BatchForward {
     this.sin?.dispose();
     this.cos = this.sin = null;
     this.ropeRows = 0;
+    this.baseStep = undefined;
   }
 }

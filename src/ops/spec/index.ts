@@ -3,6 +3,7 @@
 export { parameters, hostArity } from './dsl.js';
 import { attention } from './attention.js';
 import { crossEntropy } from './cross-entropy.js';
+import { decode } from './decode.js';
 import { dora } from './dora.js';
 import { dropout } from './dropout.js';
 import { elementwise } from './elementwise.js';
@@ -34,6 +35,7 @@ export const OPS = {
 export const CPU_BINDINGS = {
   ...attention.cpu,
   ...crossEntropy.cpu,
+  ...decode.cpu,
   ...dropout.cpu,
   ...elementwise.cpu,
   ...embedding.cpu,
