@@ -9,6 +9,7 @@ export const KERNEL_TESTS = [
   'autograd',
   'cpu-paths',
   'cross-entropy',
+  'decode-kernels',
   'dropout',
   'elementwise',
   'embedding',
