@@ -23,18 +23,9 @@ constexpr int kNarrowN = 8;
 // block of packed A (336 KiB) streams from L2; the KC x NC block of B (8 MiB) lives in L3. Measured on
 // a Zen 4 core (32 KiB L1, 1 MiB L2), KC 512 beat 384 by ~10% and 256 by more at n = 512..2048 on two
 // threads (fewer passes over C); a larger MC (264) did not help.
-#ifndef LK_GEMM_KC
-#define LK_GEMM_KC 512
-#endif
-#ifndef LK_GEMM_MC
-#define LK_GEMM_MC (MR * 28)
-#endif
-#ifndef LK_GEMM_NC
-#define LK_GEMM_NC 4096
-#endif
-constexpr int64_t KC = LK_GEMM_KC;
-constexpr int64_t MC = LK_GEMM_MC;
-constexpr int64_t NC = LK_GEMM_NC;
+constexpr int64_t KC = 512;
+constexpr int64_t MC = (MR * 28);
+constexpr int64_t NC = 4096;
 
 namespace avx2 {
 

@@ -107,24 +107,20 @@ LK_INLINE float hmax(F a) {
 // 2^n for integral n in [-126, 127], built in the exponent field.
 LK_INLINE F pow2i(__m256i n) { return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23))}; }
 
+}  // namespace lk::simd
+
+#include "simd_exp.h"
+
+namespace lk::simd {
+
 // exp(x): the same Cephes polynomial as the AVX-512 path, ~1 ulp. NaN stays NaN; large x gives inf,
 // very negative x gives 0 (through subnormals: 2^n is applied as two factors, each a normal float).
 LK_INLINE F exp(F x) {
-  x = min(set1(88.7228394f), max(set1(-104.0f), x));
-  F n = round(x * set1(1.44269504088896341f));
-  F r = fnma(n, set1(0.693359375f), x);
-  r = fnma(n, set1(-2.12194440e-4f), r);
-  F p = set1(1.9875691500e-4f);
-  p = fma(p, r, set1(1.3981999507e-3f));
-  p = fma(p, r, set1(8.3334519073e-3f));
-  p = fma(p, r, set1(4.1665795894e-2f));
-  p = fma(p, r, set1(1.6666665459e-1f));
-  p = fma(p, r, set1(5.0000001201e-1f));
-  F y = fma(p, r * r, r) + set1(1.0f);
-  __m256i ni = _mm256_cvtps_epi32(n.v);  // NaN lanes give INT_MIN; y is NaN there and stays so
+  ExpParts e = exp_parts(x);
+  __m256i ni = _mm256_cvtps_epi32(e.n.v);  // NaN lanes give INT_MIN; y is NaN there and stays so
   ni = _mm256_max_epi32(_mm256_set1_epi32(-150), _mm256_min_epi32(_mm256_set1_epi32(128), ni));
   __m256i n1 = _mm256_srai_epi32(ni, 1);
-  return y * pow2i(n1) * pow2i(_mm256_sub_epi32(ni, n1));
+  return e.y * pow2i(n1) * pow2i(_mm256_sub_epi32(ni, n1));
 }
 
 LK_INLINE void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }

@@ -19,18 +19,9 @@ constexpr int kNarrowN = 16;
 // Cache blocks (tuned on Zen 5: 48 KiB L1, 1 MiB L2 per core, shared L3): an MC x KC block of packed
 // A (448 KiB) and one KC x NR micro-panel of B (128 KiB) live in L2, the KC x NC block of B (8 MiB) in
 // L3. A deep KC means fewer passes over C, which matters more here than keeping B in L1.
-#ifndef LK_GEMM_KC
-#define LK_GEMM_KC 1024
-#endif
-#ifndef LK_GEMM_MC
-#define LK_GEMM_MC (MR * 8)
-#endif
-#ifndef LK_GEMM_NC
-#define LK_GEMM_NC 2048
-#endif
-constexpr int64_t KC = LK_GEMM_KC;
-constexpr int64_t MC = LK_GEMM_MC;
-constexpr int64_t NC = LK_GEMM_NC;
+constexpr int64_t KC = 1024;
+constexpr int64_t MC = (MR * 8);
+constexpr int64_t NC = 2048;
 
 namespace avx512 {
 

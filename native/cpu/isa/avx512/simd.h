@@ -79,22 +79,16 @@ LK_INLINE F select(M m, F a, F b) { return {_mm512_mask_blend_ps(m.m, b.v, a.v)}
 LK_INLINE float sum(F a) { return _mm512_reduce_add_ps(a.v); }
 LK_INLINE float hmax(F a) { return _mm512_reduce_max_ps(a.v); }
 
+}  // namespace lk::simd
+
+#include "simd_exp.h"
+
+namespace lk::simd {
+
 // exp(x): Cephes polynomial, ~1 ulp. NaN stays NaN; large x gives inf, very negative x gives 0.
 LK_INLINE F exp(F x) {
-  // min/max return their second operand on NaN, so x goes second to keep a NaN.
-  x = min(set1(88.7228394f), max(set1(-104.0f), x));
-  // x = n ln2 + r, |r| <= ln2/2, with ln2 split in two so n*ln2_hi is exact.
-  F n = round(x * set1(1.44269504088896341f));
-  F r = fnma(n, set1(0.693359375f), x);
-  r = fnma(n, set1(-2.12194440e-4f), r);
-  F p = set1(1.9875691500e-4f);
-  p = fma(p, r, set1(1.3981999507e-3f));
-  p = fma(p, r, set1(8.3334519073e-3f));
-  p = fma(p, r, set1(4.1665795894e-2f));
-  p = fma(p, r, set1(1.6666665459e-1f));
-  p = fma(p, r, set1(5.0000001201e-1f));
-  F y = fma(p, r * r, r) + set1(1.0f);
-  return {_mm512_scalef_ps(y.v, n.v)};  // y * 2^n with one rounding, overflow to inf, underflow to 0
+  ExpParts e = exp_parts(x);
+  return {_mm512_scalef_ps(e.y.v, e.n.v)};  // y * 2^n with one rounding, overflow to inf, underflow to 0
 }
 
 LK_INLINE void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }

@@ -19,18 +19,9 @@ constexpr int NR = 12;
 constexpr int kNarrowN = 8;
 // Cache blocks for a typical Arm server core (64 KiB L1, 1 MiB L2): one KC x NR micro-panel of B
 // (24 KiB) in L1, the MC x KC block of packed A (384 KiB) in L2, the KC x NC block of B in L3.
-#ifndef LK_GEMM_KC
-#define LK_GEMM_KC 512
-#endif
-#ifndef LK_GEMM_MC
-#define LK_GEMM_MC (MR * 24)
-#endif
-#ifndef LK_GEMM_NC
-#define LK_GEMM_NC (NR * 256)
-#endif
-constexpr int64_t KC = LK_GEMM_KC;
-constexpr int64_t MC = LK_GEMM_MC;
-constexpr int64_t NC = LK_GEMM_NC;
+constexpr int64_t KC = 512;
+constexpr int64_t MC = (MR * 24);
+constexpr int64_t NC = (NR * 256);
 
 namespace neon {
 

@@ -93,24 +93,20 @@ LK_INLINE float hmax(F a) { return vmaxvq_f32(a.v); }
 // 2^n for integral n in [-126, 127], built in the exponent field.
 LK_INLINE F pow2i(int32x4_t n) { return {vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n, vdupq_n_s32(127)), 23))}; }
 
+}  // namespace lk::simd
+
+#include "simd_exp.h"
+
+namespace lk::simd {
+
 // exp(x): the same Cephes polynomial as the x86 paths, ~1 ulp. NaN stays NaN; large x gives inf,
 // very negative x gives 0 (through subnormals: 2^n is applied as two factors, each a normal float).
 LK_INLINE F exp(F x) {
-  x = min(set1(88.7228394f), max(set1(-104.0f), x));
-  F n = round(x * set1(1.44269504088896341f));
-  F r = fnma(n, set1(0.693359375f), x);
-  r = fnma(n, set1(-2.12194440e-4f), r);
-  F p = set1(1.9875691500e-4f);
-  p = fma(p, r, set1(1.3981999507e-3f));
-  p = fma(p, r, set1(8.3334519073e-3f));
-  p = fma(p, r, set1(4.1665795894e-2f));
-  p = fma(p, r, set1(1.6666665459e-1f));
-  p = fma(p, r, set1(5.0000001201e-1f));
-  F y = fma(p, r * r, r) + set1(1.0f);
-  int32x4_t ni = vcvtq_s32_f32(n.v);  // NaN lanes give 0; y is NaN there and stays so
+  ExpParts e = exp_parts(x);
+  int32x4_t ni = vcvtq_s32_f32(e.n.v);  // NaN lanes give 0; y is NaN there and stays so
   ni = vmaxq_s32(vdupq_n_s32(-150), vminq_s32(vdupq_n_s32(128), ni));
   int32x4_t n1 = vshrq_n_s32(ni, 1);
-  return y * pow2i(n1) * pow2i(vsubq_s32(ni, n1));
+  return e.y * pow2i(n1) * pow2i(vsubq_s32(ni, n1));
 }
 
 LK_INLINE void prefetch(const void* p) { __builtin_prefetch(p); }

@@ -15,18 +15,9 @@ constexpr int MR = 14;
 constexpr int NR = 32;
 constexpr int kNarrowN = 16;
 // Cache blocks: as the AVX-512 path (the blocking is only about memory traffic here).
-#ifndef LK_GEMM_KC
-#define LK_GEMM_KC 1024
-#endif
-#ifndef LK_GEMM_MC
-#define LK_GEMM_MC (MR * 8)
-#endif
-#ifndef LK_GEMM_NC
-#define LK_GEMM_NC 2048
-#endif
-constexpr int64_t KC = LK_GEMM_KC;
-constexpr int64_t MC = LK_GEMM_MC;
-constexpr int64_t NC = LK_GEMM_NC;
+constexpr int64_t KC = 1024;
+constexpr int64_t MC = (MR * 8);
+constexpr int64_t NC = 2048;
 
 namespace portable {
 inline float widen(float x) { return x; }
