@@ -64,7 +64,7 @@ inline void micro(float* C, int64_t ldc, const float* A, int64_t lda, const floa
     for (int r = 0; r < MR; r++) {
       v::F a = v::set1(TRANS_A ? A[k * lda + r] : A[r * lda + k]);
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) c[r][j] = attn::madd(a, bv[j], c[r][j]);
+      for (int j = 0; j < NV; j++) c[r][j] = simd::fma(a, bv[j], c[r][j]);
     }
   }
 #pragma GCC unroll 8

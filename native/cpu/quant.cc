@@ -212,7 +212,7 @@ template <int MR>
 LK_INLINE void dot_tail(v::F* acc, const float* wv, int64_t n, const float* x, int64_t ldx) {
   for (int64_t k = 0; k < n; k += L) {
     const v::F wk = v::load(wv + k, n - k);
-    for (int i = 0; i < MR; i++) acc[i] = qk::mul_add(wk, v::load(x + i * ldx + k, n - k), acc[i]);
+    for (int i = 0; i < MR; i++) acc[i] = simd::fma(wk, v::load(x + i * ldx + k, n - k), acc[i]);
   }
 }
 
@@ -250,8 +250,8 @@ void gemv4(float* y, const float* x, const float* bias, const QW& w, int64_t r0,
           qk::lookup4(t, w.data + (e >> 1) + u * L, lo, hi);
           for (int i = 0; i < MR; i++) {
             const float* xi = xj + i * cols + 2 * u * L;
-            acc[(2 * u) % NA][i] = qk::mul_add(lo, v::load(xi), acc[(2 * u) % NA][i]);
-            acc[(2 * u + 1) % NA][i] = qk::mul_add(hi, v::load(xi + L), acc[(2 * u + 1) % NA][i]);
+            acc[(2 * u) % NA][i] = simd::fma(lo, v::load(xi), acc[(2 * u) % NA][i]);
+            acc[(2 * u + 1) % NA][i] = simd::fma(hi, v::load(xi + L), acc[(2 * u + 1) % NA][i]);
           }
         }
       }
@@ -260,8 +260,8 @@ void gemv4(float* y, const float* x, const float* bias, const QW& w, int64_t r0,
         v::F lo, hi;
         qk::lookup4(t, w.data + (e >> 1), lo, hi);
         for (int i = 0; i < MR; i++) {
-          acc[0][i] = qk::mul_add(lo, v::load(xj + i * cols), acc[0][i]);
-          acc[1 % NA][i] = qk::mul_add(hi, v::load(xj + i * cols + L), acc[1 % NA][i]);
+          acc[0][i] = simd::fma(lo, v::load(xj + i * cols), acc[0][i]);
+          acc[1 % NA][i] = simd::fma(hi, v::load(xj + i * cols + L), acc[1 % NA][i]);
         }
       }
       if (e < stop) {
@@ -314,16 +314,16 @@ void gemv4_split(float* y, const float* xs, const float* bias, const QW& w, int6
           qk::lookup4_split(t, row + k / 2 + u * L, ev, od);
           for (int i = 0; i < MR; i++) {
             const float* xi = xs + i * cols + k + 2 * u * L;
-            acc[(2 * u) % NA][i] = qk::mul_add(ev, v::load(xi), acc[(2 * u) % NA][i]);
-            acc[(2 * u + 1) % NA][i] = qk::mul_add(od, v::load(xi + L), acc[(2 * u + 1) % NA][i]);
+            acc[(2 * u) % NA][i] = simd::fma(ev, v::load(xi), acc[(2 * u) % NA][i]);
+            acc[(2 * u + 1) % NA][i] = simd::fma(od, v::load(xi + L), acc[(2 * u + 1) % NA][i]);
           }
         }
       for (; k < j + bs; k += 2 * L) {
         v::F ev, od;
         qk::lookup4_split(t, row + k / 2, ev, od);
         for (int i = 0; i < MR; i++) {
-          acc[0][i] = qk::mul_add(ev, v::load(xs + i * cols + k), acc[0][i]);
-          acc[1 % NA][i] = qk::mul_add(od, v::load(xs + i * cols + k + L), acc[1 % NA][i]);
+          acc[0][i] = simd::fma(ev, v::load(xs + i * cols + k), acc[0][i]);
+          acc[1 % NA][i] = simd::fma(od, v::load(xs + i * cols + k + L), acc[1 % NA][i]);
         }
       }
     }
@@ -350,11 +350,11 @@ void gemv8(float* y, const float* x, const float* bias, const QW& w, int64_t r0,
     for (; j + NA * L <= cols; j += NA * L)
       for (int a = 0; a < NA; a++) {
         const v::F wv = qk::load_i8(q + j + a * L);
-        for (int i = 0; i < MR; i++) acc[a][i] = qk::mul_add(wv, v::load(x + i * cols + j + a * L), acc[a][i]);
+        for (int i = 0; i < MR; i++) acc[a][i] = simd::fma(wv, v::load(x + i * cols + j + a * L), acc[a][i]);
       }
     for (; NA > 1 && j + L <= cols; j += L) {
       const v::F wv = qk::load_i8(q + j);
-      for (int i = 0; i < MR; i++) acc[0][i] = qk::mul_add(wv, v::load(x + i * cols + j), acc[0][i]);
+      for (int i = 0; i < MR; i++) acc[0][i] = simd::fma(wv, v::load(x + i * cols + j), acc[0][i]);
     }
     if (j < cols) {
       float wv[L];
@@ -377,7 +377,7 @@ LK_INLINE void axpy_tail(float* d, int64_t ldd, const v::F* g, const float* wv, 
     const v::F wk = v::load(wv + k, n - k);
     for (int i = 0; i < MR; i++) {
       float* di = d + i * ldd + k;
-      v::store(di, qk::mul_add(g[i], wk, v::load(di, n - k)), n - k);
+      v::store(di, simd::fma(g[i], wk, v::load(di, n - k)), n - k);
     }
   }
 }
@@ -406,7 +406,7 @@ void gemv_t(float* dx, const float* g, const QW& w, int64_t c0, int64_t c1) {
         const v::F wv = (qk::load_i8(q + j) * vs) * vc;
         for (int i = 0; i < MR; i++) {
           float* di = dx + i * cols + j;
-          v::store(di, qk::mul_add(gv[i], wv, v::load(di)));
+          v::store(di, simd::fma(gv[i], wv, v::load(di)));
         }
       }
       if (j < c1) {
@@ -433,8 +433,8 @@ void gemv_t(float* dx, const float* g, const QW& w, int64_t c0, int64_t c1) {
         qk::lookup4(t, w.data + (e >> 1), lo, hi);
         for (int i = 0; i < MR; i++) {
           float* di = dx + i * cols + (e - row0);
-          v::store(di, qk::mul_add(gv[i], lo, v::load(di)));
-          v::store(di + L, qk::mul_add(gv[i], hi, v::load(di + L)));
+          v::store(di, simd::fma(gv[i], lo, v::load(di)));
+          v::store(di + L, simd::fma(gv[i], hi, v::load(di + L)));
         }
       }
       if (e < stop) {

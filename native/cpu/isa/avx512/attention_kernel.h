@@ -5,6 +5,4 @@
 
 namespace lk::attn {
 constexpr int kMR = 8, kNV = 2;
-// c + a * b in the tile's inner loop: one FMA.
-LK_INLINE simd::F madd(simd::F a, simd::F b, simd::F c) { return simd::fma(a, b, c); }
 }  // namespace lk::attn

@@ -60,9 +60,6 @@ LK_INLINE void lookup4_split(const Lut4& t, const uint8_t* p, F& even, F& odd) {
   odd.v = vreinterpretq_f32_u8(vqtbl4q_u8(t.t, vorrq_u8(vqtbl1q_u8(c16, vld1q_u8(kSpread[1])), byte)));
 }
 
-// a·b + c for the dot products: one FMA.
-LK_INLINE F mul_add(F a, F b, F c) { return simd::fma(a, b, c); }
-
 // kLanes int8 values -> f32.
 LK_INLINE F load_i8(const int8_t* p) {
   int32_t w;

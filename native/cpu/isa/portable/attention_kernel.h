@@ -6,7 +6,4 @@
 
 namespace lk::attn {
 constexpr int kMR = 4, kNV = 8;
-// c + a * b as a multiply and an add: baseline x86-64 has no FMA instruction, so std::fma would be a
-// library call per element, and the plain expression vectorizes.
-LK_INLINE simd::F madd(simd::F a, simd::F b, simd::F c) { return a * b + c; }
 }  // namespace lk::attn

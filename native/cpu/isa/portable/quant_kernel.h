@@ -36,10 +36,6 @@ LK_INLINE void lookup4(const Lut4& t, const uint8_t* p, F& lo, F& hi) {
 // (split_pairs). With one lane both orders are the same.
 LK_INLINE void lookup4_split(const Lut4& t, const uint8_t* p, F& even, F& odd) { lookup4(t, p, even, odd); }
 
-// a·b + c for the dot products: two roundings here, since std::fma is a library call where the
-// baseline ISA has no FMA instruction (x86-64), and these run once per weight.
-LK_INLINE F mul_add(F a, F b, F c) { return {a.v * b.v + c.v}; }
-
 // kLanes int8 values -> f32.
 LK_INLINE F load_i8(const int8_t* p) { return {static_cast<float>(*p)}; }
 

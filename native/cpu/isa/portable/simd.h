@@ -48,8 +48,10 @@ LK_INLINE F operator/(F a, F b) { return {a.v / b.v}; }
 LK_INLINE F operator-(F a) { return {-a.v}; }
 LK_INLINE F& operator+=(F& a, F b) { return a = a + b; }
 LK_INLINE F& operator*=(F& a, F b) { return a = a * b; }
-LK_INLINE F fma(F a, F b, F c) { return {std::fma(a.v, b.v, c.v)}; }    // a * b + c, one rounding
-LK_INLINE F fnma(F a, F b, F c) { return {std::fma(-a.v, b.v, c.v)}; }  // c - a * b, one rounding
+// a * b + c and c - a * b. Rounded twice here: baseline x86-64 has no FMA instruction, and std::fma is a
+// library call per element there. The SIMD paths round once; all are held to the float64 references.
+LK_INLINE F fma(F a, F b, F c) { return {a.v * b.v + c.v}; }
+LK_INLINE F fnma(F a, F b, F c) { return {c.v - a.v * b.v}; }
 // max/min return b when either is NaN, as on x86.
 LK_INLINE F max(F a, F b) { return {a.v > b.v ? a.v : b.v}; }
 LK_INLINE F min(F a, F b) { return {a.v < b.v ? a.v : b.v}; }
