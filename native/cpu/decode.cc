@@ -15,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "decode_kernel.h"
 #include "napi_util.h"
 #include "parallel.h"
 #include "simd.h"

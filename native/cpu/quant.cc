@@ -161,7 +161,7 @@ void dequant_rows(float* out, const QW& w, int64_t r0, int64_t r1) {
         const v::F vs = v::set1(s), vc = v::set1(inv127);
         float* o = out + (r - r0) * cols;
         int64_t j = 0;
-        for (; j + L <= cols; j += L) v::store(o + j, (qk::load_i8(q + j) * vs) * vc);
+        for (; j + L <= cols; j += L) v::store(o + j, (v::load_i8(q + j) * vs) * vc);
         for (; j < cols; j++) o[j] = (static_cast<float>(q[j]) * s) * inv127;
       }
     });
@@ -349,11 +349,11 @@ void gemv8(float* y, const float* x, const float* bias, const QW& w, int64_t r0,
     int64_t j = 0;
     for (; j + NA * L <= cols; j += NA * L)
       for (int a = 0; a < NA; a++) {
-        const v::F wv = qk::load_i8(q + j + a * L);
+        const v::F wv = v::load_i8(q + j + a * L);
         for (int i = 0; i < MR; i++) acc[a][i] = simd::fma(wv, v::load(x + i * cols + j + a * L), acc[a][i]);
       }
     for (; NA > 1 && j + L <= cols; j += L) {
-      const v::F wv = qk::load_i8(q + j);
+      const v::F wv = v::load_i8(q + j);
       for (int i = 0; i < MR; i++) acc[0][i] = simd::fma(wv, v::load(x + i * cols + j), acc[0][i]);
     }
     if (j < cols) {
@@ -403,7 +403,7 @@ void gemv_t(float* dx, const float* g, const QW& w, int64_t c0, int64_t c1) {
       const v::F vs = v::set1(s), vc = v::set1(inv127);
       int64_t j = c0;
       for (; j + L <= c1; j += L) {
-        const v::F wv = (qk::load_i8(q + j) * vs) * vc;
+        const v::F wv = (v::load_i8(q + j) * vs) * vc;
         for (int i = 0; i < MR; i++) {
           float* di = dx + i * cols + j;
           v::store(di, simd::fma(gv[i], wv, v::load(di)));

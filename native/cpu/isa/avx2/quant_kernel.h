@@ -41,9 +41,4 @@ LK_INLINE void lookup4_split(const Lut4& t, const uint8_t* p, F& even, F& odd) {
   odd.v = pick(t, b);
 }
 
-// kLanes int8 values -> f32.
-LK_INLINE F load_i8(const int8_t* p) {
-  return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))))};
-}
-
 }  // namespace lk::qk

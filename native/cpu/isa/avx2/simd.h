@@ -44,6 +44,15 @@ LK_INLINE F load(const uint16_t* bf16, int64_t n) { return widen_bf16(load8x16(b
 LK_INLINE F load_f16(const uint16_t* p) { return {_mm256_cvtph_ps(load8x16(p))}; }
 LK_INLINE F load_f16(const uint16_t* p, int64_t n) { return {_mm256_cvtph_ps(load8x16(p, n))}; }
 
+// int8 -> f32 (exact), whole vectors or the first n lanes (int8 weights read in place).
+LK_INLINE F load_i8(const int8_t* p) { return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))))}; }
+LK_INLINE F load_i8(const int8_t* p, int64_t n) {
+  if (n >= 8) return load_i8(p);
+  alignas(8) int8_t t[8] = {};
+  if (n > 0) std::memcpy(t, p, static_cast<size_t>(n));
+  return load_i8(t);
+}
+
 LK_INLINE void store(float* p, F x) { _mm256_storeu_ps(p, x.v); }
 LK_INLINE void store(float* p, F x, int64_t n) {
   if (n >= 8) store(p, x);

@@ -35,9 +35,4 @@ LK_INLINE void lookup4_split(const Lut4& t, const uint8_t* p, F& even, F& odd) {
   odd.v = _mm512_permutexvar_ps(b, t.t);
 }
 
-// kLanes int8 values -> f32.
-LK_INLINE F load_i8(const int8_t* p) {
-  return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))))};
-}
-
 }  // namespace lk::qk

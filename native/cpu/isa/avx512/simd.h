@@ -40,6 +40,10 @@ LK_INLINE F load(const uint16_t* bf16, int64_t n) { return widen_bf16(_mm256_mas
 LK_INLINE F load_f16(const uint16_t* p) { return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))}; }
 LK_INLINE F load_f16(const uint16_t* p, int64_t n) { return {_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first(n), p))}; }
 
+// int8 -> f32 (exact), whole vectors or the first n lanes (int8 weights read in place).
+LK_INLINE F load_i8(const int8_t* p) { return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))))}; }
+LK_INLINE F load_i8(const int8_t* p, int64_t n) { return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(first(n), p)))}; }
+
 LK_INLINE void store(float* p, F x) { _mm512_storeu_ps(p, x.v); }
 LK_INLINE void store(float* p, F x, int64_t n) { _mm512_mask_storeu_ps(p, first(n), x.v); }
 // fp32 -> bf16, round to nearest even, NaN kept quiet (as bf16.h's f32_to_bf16 and torch).

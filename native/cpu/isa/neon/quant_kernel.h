@@ -60,12 +60,4 @@ LK_INLINE void lookup4_split(const Lut4& t, const uint8_t* p, F& even, F& odd) {
   odd.v = vreinterpretq_f32_u8(vqtbl4q_u8(t.t, vorrq_u8(vqtbl1q_u8(c16, vld1q_u8(kSpread[1])), byte)));
 }
 
-// kLanes int8 values -> f32.
-LK_INLINE F load_i8(const int8_t* p) {
-  int32_t w;
-  std::memcpy(&w, p, 4);
-  const int16x8_t h = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(w)));
-  return {vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)))};
-}
-
 }  // namespace lk::qk

@@ -41,6 +41,19 @@ LK_INLINE F load(const uint16_t* bf16, int64_t n) { return widen_bf16(load4x16(b
 LK_INLINE F load_f16(const uint16_t* p) { return {vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))}; }
 LK_INLINE F load_f16(const uint16_t* p, int64_t n) { return {vcvt_f32_f16(vreinterpret_f16_u16(load4x16(p, n)))}; }
 
+// int8 -> f32 (exact), whole vectors or the first n lanes (int8 weights read in place).
+LK_INLINE F load_i8(const int8_t* p) {
+  int32_t w;
+  std::memcpy(&w, p, 4);
+  return {vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(w))))))};
+}
+LK_INLINE F load_i8(const int8_t* p, int64_t n) {
+  if (n >= 4) return load_i8(p);
+  int8_t t[4] = {};
+  if (n > 0) std::memcpy(t, p, static_cast<size_t>(n));
+  return load_i8(t);
+}
+
 LK_INLINE void store(float* p, F x) { vst1q_f32(p, x.v); }
 LK_INLINE void store(float* p, F x, int64_t n) {
   if (n >= 4) return store(p, x);

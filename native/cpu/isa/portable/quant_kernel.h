@@ -36,7 +36,4 @@ LK_INLINE void lookup4(const Lut4& t, const uint8_t* p, F& lo, F& hi) {
 // (split_pairs). With one lane both orders are the same.
 LK_INLINE void lookup4_split(const Lut4& t, const uint8_t* p, F& even, F& odd) { lookup4(t, p, even, odd); }
 
-// kLanes int8 values -> f32.
-LK_INLINE F load_i8(const int8_t* p) { return {static_cast<float>(*p)}; }
-
 }  // namespace lk::qk

@@ -32,6 +32,10 @@ LK_INLINE F load(const uint16_t* bf16, int64_t n) { return {n > 0 ? bf16_to_f32(
 LK_INLINE F load_f16(const uint16_t* p) { return {f16_to_f32(*p)}; }
 LK_INLINE F load_f16(const uint16_t* p, int64_t n) { return {n > 0 ? f16_to_f32(*p) : 0.f}; }
 
+// int8 -> f32 (exact); the first n lanes of one are it when n >= 1, else 0.
+LK_INLINE F load_i8(const int8_t* p) { return {static_cast<float>(*p)}; }
+LK_INLINE F load_i8(const int8_t* p, int64_t n) { return {n > 0 ? static_cast<float>(*p) : 0.f}; }
+
 LK_INLINE void store(float* p, F x) { *p = x.v; }
 LK_INLINE void store(float* p, F x, int64_t n) {
   if (n > 0) *p = x.v;
