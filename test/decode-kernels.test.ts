@@ -1,5 +1,6 @@
 // native/cpu/decode.cc against float64 references on odd sizes (vector tails, rows not a multiple of
-// the four-row block, partial rotary width, grouped kv heads), for fp32, bf16 and int8 weights.
+// the four-row block, partial rotary width, grouped kv heads), for fp32, bf16 and int8 weights, with
+// and without a LoRA term.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cpu } from '../src/backend/cpu/addon.js';
@@ -14,25 +15,49 @@ const fromBf16 = (b: Uint16Array) => new Float32Array(Uint32Array.from(b, (h) =>
 
 type Kind = 'f32' | 'bf16' | 'int8';
 interface W {
-  args: [Float32Array | Uint16Array | null, Uint8Array | null, Float32Array | null, Float32Array | null];
+  args: [
+    Float32Array | Uint16Array | null,
+    Uint8Array | null,
+    Float32Array | null,
+    Float32Array | null,
+    Float32Array | null,
+    Float32Array | null,
+    number,
+    number,
+  ];
   dense: Float64Array; // the weight's exact value [rows, cols]
   bias: Float32Array | null;
+  lora: { A: Float32Array; B: Float32Array; r: number; s: number } | null;
 }
 
-function weight(kind: Kind, rows: number, cols: number, seed: number, withBias: boolean): W {
+const NO_WEIGHT = [null, null, null, null, null, null, 0, 0] as const;
+
+// A weight of `kind` with a LoRA adapter of rank `rank` (0: none).
+function weight(kind: Kind, rows: number, cols: number, seed: number, withBias: boolean, rank = 0): W {
   const w = f32(randn(rows * cols, seed, 0.3));
   const bias = withBias ? f32(randn(rows, seed + 1)) : null;
-  if (kind === 'f32') return { args: [w, null, null, bias], dense: Float64Array.from(w), bias };
+  const lora =
+    rank > 0
+      ? {
+          A: f32(randn(rank * cols, seed + 2, 0.3)),
+          B: f32(randn(rows * rank, seed + 3, 0.3)),
+          r: rank,
+          s: 1.7,
+        }
+      : null;
+  const loraArgs = lora ? ([lora.A, lora.B, lora.r, lora.s] as const) : ([null, null, 0, 0] as const);
+  if (kind === 'f32')
+    return { args: [w, null, null, bias, ...loraArgs], dense: Float64Array.from(w), bias, lora };
   if (kind === 'bf16') {
     const b = bf16(w);
-    return { args: [b, null, null, bias], dense: Float64Array.from(fromBf16(b)), bias };
+    return { args: [b, null, null, bias, ...loraArgs], dense: Float64Array.from(fromBf16(b)), bias, lora };
   }
   const q = new Uint8Array(rows * cols);
   const s = new Float32Array(rows);
   cpu.quantizeInt8(q, s, w, rows, cols);
   const qi = new Int8Array(q.buffer);
   const dense = Float64Array.from(qi, (v, i) => (v * s[Math.floor(i / cols)]) / 127);
-  return { args: [null, q, s, bias], dense, bias };
+  return { args: [null, q, s, bias, ...loraArgs], dense, bias, lora };
 }
 
 function normed(x: Float32Array, w: Float32Array | null, eps: number): Float64Array {
@@ -49,17 +74,23 @@ function matvec(w: W, x: Float64Array, rows: number, cols: number): Float64Array
     for (let c = 0; c < cols; c++) a += w.dense[r * cols + c] * x[c];
     y[r] = a;
   }
+  if (w.lora) {
+    const { A, B, r: rank, s } = w.lora;
+    const h = new Float64Array(rank);
+    for (let j = 0; j < rank; j++) for (let c = 0; c < cols; c++) h[j] += A[j * cols + c] * x[c];
+    for (let r = 0; r < rows; r++) for (let j = 0; j < rank; j++) y[r] += s * B[r * rank + j] * h[j];
+  }
   return y;
 }
 
 for (const kind of ['f32', 'bf16', 'int8'] as Kind[])
-  test(`decodeProject and decodeSwiglu: ${kind} weights, odd sizes, norm, bias, accumulate`, () => {
+  test(`decodeProject and decodeSwiglu: ${kind} weights, odd sizes, norm, bias, LoRA, accumulate`, () => {
     const cols = 37;
     const rows = [13, 5, 3] as const;
     const eps = 1e-5;
     const x = f32(randn(cols, 1));
     const norm = f32(randn(cols, 2));
-    const ws = rows.map((r, i) => weight(kind, r, cols, 10 + i, i !== 1));
+    const ws = rows.map((r, i) => weight(kind, r, cols, 10 + i, i !== 1, [3, 0, 5][i]));
     const ys = rows.map((r) => new Float32Array(r));
     cpu.decodeProject(
       ys[0],
@@ -80,12 +111,26 @@ for (const kind of ['f32', 'bf16', 'int8'] as Kind[])
     // One weight, no norm, accumulating into y.
     const acc = f32(randn(13, 7));
     const before = Float64Array.from(acc);
-    const none = [null, null, null, null] as const;
-    cpu.decodeProject(acc, null, null, x, null, ...ws[0].args, ...none, ...none, 13, 0, 0, cols, eps, true);
+    cpu.decodeProject(
+      acc,
+      null,
+      null,
+      x,
+      null,
+      ...ws[0].args,
+      ...NO_WEIGHT,
+      ...NO_WEIGHT,
+      13,
+      0,
+      0,
+      cols,
+      eps,
+      true,
+    );
     const want = matvec(ws[0], Float64Array.from(x), 13, cols).map((v, i) => v + before[i]);
     assertClose(acc, want, 1e-5, 'accumulate');
     // SwiGLU of gate and up, 19 rows (a piece and a tail).
-    const g = weight(kind, 19, cols, 30, true);
+    const g = weight(kind, 19, cols, 30, true, 7);
     const u = weight(kind, 19, cols, 31, false);
     const m = new Float32Array(19);
     cpu.decodeSwiglu(m, x, norm, ...g.args, ...u.args, 19, cols, eps);

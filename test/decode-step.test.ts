@@ -10,7 +10,8 @@ import { GREEDY, Sampler } from '../src/infer/sampling.js';
 import { DecodeStep } from '../src/models/decode-step.js';
 import { KVCache } from '../src/models/kv-cache.js';
 import { loadModel, type LoadOptions } from '../src/models/load.js';
-import { addAdapter } from '../src/peft/adapters.js';
+import { adapterParameters, addAdapter } from '../src/peft/adapters.js';
+import { seededUniform } from '../src/peft/lora.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { assertClose, fixture } from './helpers.js';
@@ -74,13 +75,98 @@ for (const name of MODELS)
       }
     });
 
-test('DecodeStep does not apply where an adapter changes the layers, or to 4-bit weights', async (t) => {
+// Logits of one forward over `ids` against DecodeStep fed one token at a time, with the model's active adapter.
+function checkAgainstFull(
+  model: Awaited<ReturnType<typeof loadModel>>['model'],
+  ids: number[],
+  tol: number,
+): void {
+  const c = model.config;
+  const T = ids.length;
+  const full = noGrad(() =>
+    model.logits({
+      ids: Tensor.from(ids, [1, T], 'i32'),
+      positions: Tensor.from(
+        ids.map((_, i) => i),
+        [1, T],
+        'i32',
+      ),
+      segments: Tensor.from(new Array<number>(T).fill(1), [1, T], 'i32'),
+    }),
+  );
+  const want = full.toFloat32();
+  full.dispose();
+  const step = DecodeStep.for(model);
+  assert.ok(step, 'the fast path applies');
+  const cache = new KVCache(1, T, c.numLayers, c.numKvHeads, c.headDim);
+  try {
+    const V = c.vocabSize;
+    for (let p = 0; p < T; p++)
+      assertClose(step.logits(ids[p], p, cache), want.subarray(p * V, (p + 1) * V), tol, `position ${p}`);
+  } finally {
+    cache.dispose();
+  }
+}
+
+// B starts at zero (the adapter would change nothing): fill every trainable tensor with small noise.
+function perturb(model: Awaited<ReturnType<typeof loadModel>>['model'], name: string, seed: number): void {
+  const u = seededUniform(seed);
+  for (const [, t] of adapterParameters(model, name)) {
+    const d = t.as('f32');
+    for (let i = 0; i < d.length; i++) d[i] += (u() - 0.5) * 0.2;
+  }
+}
+
+for (const [name, opts, tol] of [
+  ['llama', { dtype: 'float32' }, 1e-5],
+  ['qwen2', { dtype: 'bfloat16' }, 1e-5],
+  ['llama3-tied', { dtype: 'float32', quantize: 'int8' }, 1e-4],
+] as [string, LoadOptions, number][])
+  test(`DecodeStep with a LoRA adapter (rank 4 on every linear, rank 8 on q and v, embed_tokens saved) matches the full forward: tiny ${name}`, async (t) => {
+    const dir = fixture('models', name);
+    if (!dir) return t.skip('fixture missing: run scripts/reference/make-all.sh');
+    const { model } = await loadModel(dir, opts);
+    try {
+      const c = model.config;
+      const ids = Array.from({ length: 11 }, (_, i) => (i * 7919 + 5) % c.vocabSize);
+      addAdapter(model, 'a', { ...LORA_DEFAULTS, r: 4, alpha: 8, modulesToSave: ['embed_tokens'] }, 1);
+      perturb(model, 'a', 3);
+      checkAgainstFull(model, ids, tol);
+      addAdapter(
+        model,
+        'b',
+        { ...LORA_DEFAULTS, r: 8, alpha: 8, useRslora: true, targetModules: ['q_proj', 'v_proj'] },
+        2,
+      );
+      perturb(model, 'b', 4);
+      checkAgainstFull(model, ids, tol);
+      const gen = (fastDecode: boolean) =>
+        generateIds(model, ids.slice(0, 4), {
+          maxNewTokens: 10,
+          sampler: new Sampler(GREEDY),
+          eos: new Set(),
+          fastDecode,
+        }).tokenIds;
+      assert.deepEqual(gen(true), gen(false), 'greedy tokens');
+    } finally {
+      model.dispose();
+    }
+  });
+
+test('DecodeStep does not apply to DoRA, a saved lm_head, or 4-bit weights', async (t) => {
   const dir = fixture('models', 'llama');
   if (!dir) return t.skip('fixture missing: run scripts/reference/make-all.sh');
   const { model } = await loadModel(dir);
   try {
-    addAdapter(model, 'a', { ...LORA_DEFAULTS, r: 4, alpha: 8 }, 1);
-    assert.equal(DecodeStep.for(model, 'a'), null);
+    addAdapter(model, 'dora', { ...LORA_DEFAULTS, r: 4, alpha: 8, useDora: true }, 1);
+    assert.equal(DecodeStep.for(model, 'dora'), null);
+    addAdapter(
+      model,
+      'head',
+      { ...LORA_DEFAULTS, r: 4, alpha: 8, modulesToSave: ['lm_head'], targetModules: ['q_proj'] },
+      1,
+    );
+    assert.equal(DecodeStep.for(model, 'head'), null);
     assert.ok(DecodeStep.for(model, null));
   } finally {
     model.dispose();

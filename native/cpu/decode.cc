@@ -9,6 +9,10 @@
 //   decodeAttention: q/k norm (Qwen3), rope at one position, append k and v to the cache, attention of
 //                    the new query over every cached position (one sequence: the cache holds only it)
 //
+// A weight may carry a LoRA adapter (A [r, cols], B [rows, r], scale s): its rows are then
+// W·x (+ b) + s·(B·(A·x)), in lora-linear.ts's order of sums (base and bias first, then the low-rank
+// term). h = A·x is r dot products, done by the calling thread before the rows are shared out.
+//
 // norm(x) = w · (x · rstd), rstd = 1/sqrt(mean(x²) + eps) (rmsnorm.cc's order). Products and sums fp32.
 #include <algorithm>
 #include <cmath>
@@ -24,7 +28,8 @@ namespace {
 namespace v = simd;
 
 // A weight W [rows, cols] as stored: exactly one of f (fp32), b (bf16 bits), q (int8, W = q·scale/127
-// per row, bitsandbytes' row format); bias [rows] optional.
+// per row, bitsandbytes' row format); bias [rows] optional; a LoRA adapter optional (rank > 0: A
+// [rank, cols], B [rows, rank], scale s, and h [rank] = A·x once the input is known).
 struct Weight {
   const float* f = nullptr;
   const uint16_t* b = nullptr;
@@ -32,6 +37,11 @@ struct Weight {
   const float* scale = nullptr;
   const float* bias = nullptr;
   int64_t rows = 0, cols = 0;
+  const float* lora_a = nullptr;
+  const float* lora_b = nullptr;
+  int64_t rank = 0;
+  float lora_s = 0.0f;
+  std::vector<float> h;
 };
 
 LK_INLINE v::F ld(const float* p) { return v::load(p); }
@@ -51,6 +61,12 @@ void dot_rows(float* y, const T* w, const float* x, int64_t r0, int64_t r1, int6
     v::F a0 = v::zero(), a1 = v::zero(), a2 = v::zero(), a3 = v::zero();
     int64_t k = 0;
     for (; k + v::kLanes <= cols; k += v::kLanes) {
+      // The next block's rows, a few vectors ahead: rows are short (hundreds of values), so the
+      // hardware prefetcher alone does not keep enough lines in flight.
+      v::prefetch(w0 + 4 * cols + k);
+      v::prefetch(w1 + 4 * cols + k);
+      v::prefetch(w2 + 4 * cols + k);
+      v::prefetch(w3 + 4 * cols + k);
       const v::F xv = v::load(x + k);
       a0 = v::fma(ld(w0 + k), xv, a0);
       a1 = v::fma(ld(w1 + k), xv, a1);
@@ -78,7 +94,11 @@ void dot_rows(float* y, const T* w, const float* x, int64_t r0, int64_t r1, int6
   }
 }
 
-// out [r1 - r0] = (W · x + bias)[r0:r1]
+// Rows are handed out in pieces of kPiece: enough work per piece to amortize the loop, small enough
+// that the pieces of three unequal matrices split evenly between threads.
+constexpr int64_t kPiece = 16;
+
+// out [r1 - r0] = (W · x + bias + s·B·h)[r0:r1], r1 - r0 <= kPiece
 void rows(float* out, const Weight& w, const float* x, int64_t r0, int64_t r1) {
   if (w.f) dot_rows(out, w.f, x, r0, r1, w.cols);
   if (w.b) dot_rows(out, w.b, x, r0, r1, w.cols);
@@ -89,6 +109,18 @@ void rows(float* out, const Weight& w, const float* x, int64_t r0, int64_t r1) {
   }
   if (w.bias)
     for (int64_t r = r0; r < r1; r++) out[r - r0] += w.bias[r];
+  if (w.rank > 0) {
+    float lr[kPiece];
+    dot_rows(lr, w.lora_b, w.h.data(), r0, r1, w.rank);
+    for (int64_t r = r0; r < r1; r++) out[r - r0] += w.lora_s * lr[r - r0];
+  }
+}
+
+// h = A·x for a weight with an adapter (call before its rows are computed).
+void lora_input(Weight& w, const float* x) {
+  if (w.rank == 0) return;
+  w.h.resize(w.rank);
+  dot_rows(w.h.data(), w.lora_a, x, 0, w.rank, w.cols);
 }
 
 // xn [D] = norm(x) with weight [D], or x itself when norm is null.
@@ -102,16 +134,13 @@ const float* normed(std::vector<float>& xn, const float* x, const float* norm, i
   return xn.data();
 }
 
-// Rows are handed out in pieces of kPiece: enough work per piece to amortize the loop, small enough
-// that the pieces of three unequal matrices split evenly between threads.
-constexpr int64_t kPiece = 16;
-
 int64_t piece_grain(int64_t cols) { return std::max<int64_t>(1, (1 << 14) / (kPiece * std::max<int64_t>(cols, 1))); }
 
 // y[i] [rows_i] (+)= W_i · norm(x) (+ b_i), i < nw; x [cols].
-void project(float* const* y, const Weight* w, int nw, const float* x, const float* norm, float eps, bool accumulate) {
+void project(float* const* y, Weight* w, int nw, const float* x, const float* norm, float eps, bool accumulate) {
   std::vector<float> buf;
   const float* xn = normed(buf, x, norm, w[0].cols, eps);
+  for (int i = 0; i < nw; i++) lora_input(w[i], xn);
   // Pieces of every weight in one index space: piece p belongs to the first weight whose end passes p.
   int64_t start[4] = {0};
   for (int i = 0; i < nw; i++) start[i + 1] = start[i] + (w[i].rows + kPiece - 1) / kPiece;
@@ -132,9 +161,11 @@ void project(float* const* y, const Weight* w, int nw, const float* x, const flo
 }
 
 // m [rows] = silu(Wg · norm(x) + bg) · (Wu · norm(x) + bu), silu as swiglu.cc computes it.
-void swiglu_project(float* m, const Weight& wg, const Weight& wu, const float* x, const float* norm, float eps) {
+void swiglu_project(float* m, Weight& wg, Weight& wu, const float* x, const float* norm, float eps) {
   std::vector<float> buf;
   const float* xn = normed(buf, x, norm, wg.cols, eps);
+  lora_input(wg, xn);
+  lora_input(wu, xn);
   const int64_t pieces = (wg.rows + kPiece - 1) / kPiece;
   parallel_for(pieces, piece_grain(wg.cols), [&](int64_t pb, int64_t pe) {
     float g[kPiece], u[kPiece];
@@ -222,7 +253,11 @@ void float_weight(Args& a, size_t i, int64_t n, Weight& w) {
     w.b = a.u16(i, n);
 }
 
-// A weight from four arguments at i: dense (f32|u16) | null, int8 (u8) | null, int8 scale | null, bias | null.
+// Arguments per weight: dense (f32|u16) | null, int8 (u8) | null, int8 scale | null, bias | null,
+// LoRA A | null, LoRA B | null, rank, scale.
+constexpr size_t kWeightArgs = 8;
+
+// A weight from its kWeightArgs arguments at i.
 Weight weight_at(Args& a, size_t i, int64_t rows, int64_t cols) {
   Weight w;
   w.rows = rows;
@@ -235,37 +270,47 @@ Weight weight_at(Args& a, size_t i, int64_t rows, int64_t cols) {
   }
   if ((w.f || w.b) == (w.q != nullptr)) throw ArgError("give a weight either dense or int8");
   if (!a.absent(i + 3)) w.bias = a.f32(i + 3, rows);
+  w.rank = a.int64(i + 6);
+  if (w.rank < 0) throw ArgError("LoRA rank must be >= 0");
+  if (w.rank > 0) {
+    if (a.absent(i + 4) || a.absent(i + 5)) throw ArgError("a LoRA adapter needs both A and B");
+    w.lora_a = a.f32(i + 4, w.rank * cols);
+    w.lora_b = a.f32(i + 5, rows * w.rank);
+    w.lora_s = static_cast<float>(a.num(i + 7));
+  }
   return w;
 }
 }  // namespace
 
-// (y0, y1 | null, y2 | null, x, norm | null, then per weight (dense | null, int8 | null, scale | null,
-//  bias | null) ×3, rows0, rows1, rows2, cols, eps, accumulate): y_i [rows_i], x [cols]; rows_i = 0 for
-// an unused weight.
-LK_ENTRY(js_decode_project, 23, {
-  const int64_t cols = a.int64(20);
-  const float eps = static_cast<float>(a.num(21));
-  const bool accumulate = a.boolean(22);
+// (y0, y1 | null, y2 | null, x, norm | null, then 3 weights of kWeightArgs each, rows0, rows1, rows2,
+// cols, eps, accumulate): y_i [rows_i], x [cols]; rows_i = 0 for an unused weight.
+constexpr size_t kProjectSizes = 5 + 3 * kWeightArgs;
+LK_ENTRY(js_decode_project, kProjectSizes + 6, {
+  const int64_t cols = a.int64(kProjectSizes + 3);
+  const float eps = static_cast<float>(a.num(kProjectSizes + 4));
+  const bool accumulate = a.boolean(kProjectSizes + 5);
   float* y[3] = {};
   Weight w[3];
   int nw = 0;
   for (int i = 0; i < 3; i++) {
-    const int64_t r = a.int64(17 + i);
+    const int64_t r = a.int64(kProjectSizes + i);
     if (r == 0) continue;
     if (nw != i) throw ArgError("weights must come first: rows0, rows1, rows2 with zeros last");
     y[i] = a.f32(i, r);
-    w[i] = weight_at(a, 5 + 4 * i, r, cols);
+    w[i] = weight_at(a, 5 + kWeightArgs * i, r, cols);
     nw++;
   }
   if (nw == 0) return undefined(a.env);
   project(y, w, nw, a.f32(3, cols), a.absent(4) ? nullptr : a.f32(4, cols), eps, accumulate);
 })
 
-// (m, x, norm | null, gate (dense, int8, scale, bias), up (dense, int8, scale, bias), rows, cols, eps)
-LK_ENTRY(js_decode_swiglu, 14, {
-  const int64_t rows = a.int64(11), cols = a.int64(12);
-  const Weight wg = weight_at(a, 3, rows, cols), wu = weight_at(a, 7, rows, cols);
-  swiglu_project(a.f32(0, rows), wg, wu, a.f32(1, cols), a.absent(2) ? nullptr : a.f32(2, cols), static_cast<float>(a.num(13)));
+// (m, x, norm | null, gate, up (kWeightArgs each), rows, cols, eps)
+LK_ENTRY(js_decode_swiglu, 3 + 2 * kWeightArgs + 3, {
+  constexpr size_t sizes = 3 + 2 * kWeightArgs;
+  const int64_t rows = a.int64(sizes), cols = a.int64(sizes + 1);
+  Weight wg = weight_at(a, 3, rows, cols), wu = weight_at(a, 3 + kWeightArgs, rows, cols);
+  swiglu_project(a.f32(0, rows), wg, wu, a.f32(1, cols), a.absent(2) ? nullptr : a.f32(2, cols),
+                 static_cast<float>(a.num(sizes + 2)));
 })
 
 // (out, q, k, v, kCache, vCache, qNorm | null, kNorm | null, cos, sin, at, pos, H, Hkv, Dh, half, P, eps, scale)

@@ -2,31 +2,51 @@
 // sequence): the layer's work in five native calls (native/cpu/decode.cc) on buffers made once, with no
 // tensors, tape or op dispatch per step, reading each weight where it lies (fp32, bf16 or int8 rows).
 // It computes what CausalLM.hidden + lmHead compute for a one-token batch with the KV cache, in the
-// same order of operations up to the order of the fp32 sums; models or adapters it does not cover
-// (LoRA active, 4-bit weights, a GPU) get no DecodeStep and take the op-by-op path.
+// same order of operations up to the order of the fp32 sums. An active plain LoRA adapter (any rank, on
+// any linear, with embed_tokens from modules_to_save) runs in the same kernels: each adapted weight adds
+// s·B·(A·x). What it does not cover (DoRA, a saved lm_head copy, 4-bit weights, a GPU) gets no
+// DecodeStep and takes the op-by-op path.
 import { cpu } from '../backend/cpu/addon.js';
-import type { Linear } from '../nn/linear.js';
+import type { ForwardContext, Linear } from '../nn/linear.js';
 import { QuantizedWeight } from '../quant/weight.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { KVCache } from './kv-cache.js';
 import type { CausalLM } from './llama.js';
 
-/** A weight as decode.cc takes it: dense (f32 or bf16 bits) | null, int8 | null, row scales | null, bias | null. */
+/**
+ * A weight as decode.cc takes it: dense (f32 or bf16 bits) | null, int8 | null, row scales | null,
+ * bias | null, then LoRA A | null, B | null, rank (0: none), scale.
+ */
 type WeightArgs = [
   Float32Array | Uint16Array | null,
   Uint8Array | null,
   Float32Array | null,
   Float32Array | null,
+  Float32Array | null,
+  Float32Array | null,
+  number,
+  number,
 ];
-const NONE: WeightArgs = [null, null, null, null];
+const NONE: WeightArgs = [null, null, null, null, null, null, 0, 0];
 
-function weightArgs(l: Linear): WeightArgs | null {
+const INFERENCE: ForwardContext = { adapter: null, training: false, seed: 0 };
+
+// The layer's weight with the adapter's factors, or null where decode.cc cannot run it.
+function weightArgs(l: Linear, adapter: string | null): WeightArgs | null {
   const bias = l.bias ? l.bias.as('f32') : null;
+  const a = adapter === null ? undefined : l.adapters.get(adapter);
+  const lora = a ? (a.sharedFactors?.({ ...INFERENCE, adapter }) ?? undefined) : null;
+  if (lora === undefined) return null; // an adapter that is not plain LoRA (DoRA, a full copy)
+  const loraArgs: [Float32Array | null, Float32Array | null, number, number] = lora
+    ? [lora.A.as('f32'), lora.B.as('f32'), lora.A.shape[0], lora.s]
+    : [null, null, 0, 0];
   const w = l.weight;
   if (w instanceof QuantizedWeight)
-    return w.type === 'int8' && w.absmax ? [null, w.data.as('u8'), w.absmax.as('f32'), bias] : null;
-  if (w.dtype === 'f32') return [w.as('f32'), null, null, bias];
-  if (w.dtype === 'bf16') return [w.as('bf16'), null, null, bias];
+    return w.type === 'int8' && w.absmax
+      ? [null, w.data.as('u8'), w.absmax.as('f32'), bias, ...loraArgs]
+      : null;
+  if (w.dtype === 'f32') return [w.as('f32'), null, null, bias, ...loraArgs];
+  if (w.dtype === 'bf16') return [w.as('bf16'), null, null, bias, ...loraArgs];
   return null;
 }
 
@@ -71,21 +91,16 @@ export class DecodeStep {
 
   /**
    * The fast path for `model` with `adapter` active, or null where it does not apply: a model off the
-   * CPU, an adapter that changes any layer or the embeddings, weights neither fp32, bf16 nor int8.
+   * CPU, an adapter other than plain LoRA on some layer, weights neither fp32, bf16 nor int8.
    * Made once per generation (it holds views of the weights, so it is invalid once the model is disposed).
    */
   static for(model: CausalLM, adapter: string | null = model.activeAdapter): DecodeStep | null {
     if (model.device !== 'cpu' || model.activationDType !== 'f32') return null;
-    if (
-      adapter !== null &&
-      (model.embedCopies.has(adapter) || model.linears().some((l) => l.adapters.has(adapter)))
-    )
-      return null;
-    const embed = model.embedTokens;
+    const embed = (adapter !== null && model.embedCopies.get(adapter)) || model.embedTokens;
     if (embed.dtype !== 'f32' && embed.dtype !== 'bf16') return null;
     const layers: LayerArgs[] = [];
     for (const L of model.layers) {
-      const w = [L.q, L.k, L.v, L.o, L.gate, L.up, L.down].map(weightArgs);
+      const w = [L.q, L.k, L.v, L.o, L.gate, L.up, L.down].map((l) => weightArgs(l, adapter));
       if (w.some((a) => a === null)) return null;
       const [q, k, v, o, gate, up, down] = w as WeightArgs[];
       layers.push({
@@ -102,7 +117,7 @@ export class DecodeStep {
         down,
       });
     }
-    const head = weightArgs(model.lmHead);
+    const head = weightArgs(model.lmHead, adapter);
     if (!head) return null;
     return new DecodeStep(model, embed, layers, head);
   }

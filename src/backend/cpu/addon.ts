@@ -73,12 +73,17 @@ function packageRoot(): string {
   throw new Error('lorakit: native/cpu/isa/isas.json not found above ' + fileURLToPath(import.meta.url));
 }
 
-// OpenMP threads spin after each parallel region by default; on a machine with few cores and anything
-// else running (a test runner, a second process) that spinning steals the core the main thread needs,
-// and 2 threads ran several times slower than 1. Sleeping at once costs a wake-up per parallel region,
-// about 1% of a training step. Read by libgomp when the addon loads; a value the user set wins.
+// How long an OpenMP thread waits, spinning, for the next parallel region before it sleeps. libgomp's
+// default spin is long: on a machine with few cores and anything else running (a test runner, a
+// second process) that spinning steals the core the main thread needs, and 2 threads ran several
+// times slower than 1. Sleeping at once (OMP_WAIT_POLICY=passive) instead costs a futex wake-up per
+// region, and a decode step is about 150 short regions a token: 35-37 tok/s against 47-64 with a
+// spin of 1000 iterations (a few microseconds, enough to bridge two back-to-back kernel calls) on
+// SmolLM2-135M bf16 (bench/RESULTS.md). With two such processes on two cores the short spin costs
+// about a fifth of each one's speed; a value the user sets (either variable) wins. Read by libgomp
+// when the first addon loads.
 if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined)
-  process.env.OMP_WAIT_POLICY = 'passive';
+  process.env.GOMP_SPINCOUNT = '1000';
 
 const require = createRequire(import.meta.url);
 const root = packageRoot();
