@@ -199,10 +199,73 @@ for (const qkNorm of [false, true])
       for (let i = 0; i < Dh; i++)
         want[h * Dh + i] = e.reduce((a, p, t) => a + p * Vv[(t * Hkv + g) * Dh + i], 0) / z;
     }
+    // The same step over a paged cache: blocks of 3 positions, in shuffled order, with spare blocks.
+    const row = Hkv * Dh;
+    const bs = 3;
+    const nb = Math.ceil((at + 1) / bs);
+    const blocks = Int32Array.from({ length: nb }, (_, b) => nb + 1 - b);
+    const slot = (t: number) => blocks[Math.floor(t / bs)] * bs + (t % bs);
+    const kp = f32(randn((nb + 2) * bs * row, 8));
+    const vp = f32(randn((nb + 2) * bs * row, 9));
+    for (let t = 0; t < at; t++) {
+      kp.set(kc.subarray(t * row, (t + 1) * row), slot(t) * row);
+      vp.set(vc.subarray(t * row, (t + 1) * row), slot(t) * row);
+    }
+    const q0 = Float32Array.from(q);
+    const k0 = Float32Array.from(k);
     const out = new Float32Array(H * Dh);
-    cpu.decodeAttention(out, q, k, v, kc, vc, qn, kn, cos, sin, at, pos, H, Hkv, Dh, half, P, eps, scale);
+    cpu.decodeAttention(
+      out,
+      q,
+      k,
+      v,
+      kc,
+      vc,
+      qn,
+      kn,
+      cos,
+      sin,
+      at,
+      pos,
+      H,
+      Hkv,
+      Dh,
+      half,
+      P,
+      eps,
+      scale,
+      null,
+      1,
+    );
     assertClose(out, want, 1e-5, 'attention output');
-    assertClose(kc.subarray(at * Hkv * Dh, (at + 1) * Hkv * Dh), kr, 1e-5, 'cached key');
-    assert.deepEqual(vc.subarray(at * Hkv * Dh, (at + 1) * Hkv * Dh), v, 'cached value');
+    assertClose(kc.subarray(at * row, (at + 1) * row), kr, 1e-5, 'cached key');
+    assert.deepEqual(vc.subarray(at * row, (at + 1) * row), v, 'cached value');
     assertClose(q, qr, 1e-5, 'rotated query');
+    const pout = new Float32Array(H * Dh);
+    cpu.decodeAttention(
+      pout,
+      q0,
+      k0,
+      v,
+      kp,
+      vp,
+      qn,
+      kn,
+      cos,
+      sin,
+      at,
+      pos,
+      H,
+      Hkv,
+      Dh,
+      half,
+      P,
+      eps,
+      scale,
+      blocks,
+      bs,
+    );
+    assertClose(pout, want, 1e-5, 'attention output, paged');
+    assertClose(kp.subarray(slot(at) * row, (slot(at) + 1) * row), kr, 1e-5, 'cached key, paged');
+    assert.deepEqual(vp.subarray(slot(at) * row, (slot(at) + 1) * row), v, 'cached value, paged');
   });

@@ -15,12 +15,14 @@ import { Sampler } from '../src/infer/sampling.js';
 import type { CausalLM } from '../src/models/llama.js';
 import { loadModel } from '../src/models/load.js';
 import { deleteAdapter, loadAdapter, setActiveAdapter } from '../src/peft/adapters.js';
+import { PagedKVCache } from '../src/models/paged-kv-cache.js';
 import { BatchEngine, EngineError, type GenerationRequest } from '../src/serve/engine.js';
 import { sortDescending } from '../src/infer/sampling.js';
 import { seededUniform } from '../src/peft/lora.js';
 import { LorakitServer } from '../src/serve/server.js';
 import { TextStream } from '../src/serve/text.js';
-import { Tensor, tidy } from '../src/tensor/tensor.js';
+import { Tensor, tidy, type Device } from '../src/tensor/tensor.js';
+import { cudaAvailable } from '../src/backend/cuda/device.js';
 import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { fixture, projectRoot, randn, rng } from './helpers.js';
 
@@ -35,9 +37,11 @@ const SKIP = 'fixtures missing: run scripts/reference/make-all.sh';
 const work = mkdtempSync(join(tmpdir(), 'lorakit-serve-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 
-async function tinyModel(): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
-  const { model, tokenizer } = await loadModel(MODEL!);
-  for (const a of ADAPTERS) loadAdapter(model, a.dir!, a.name);
+// The fixture model with its adapters on `device` (DoRA trains and serves on the CPU only).
+async function tinyModel(device: Device = 'cpu'): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
+  const { model, tokenizer } = await loadModel(MODEL!, { device });
+  for (const a of ADAPTERS)
+    if (device === 'cpu' || a.name !== 'llama-dora') loadAdapter(model, a.dir!, a.name);
   model.activeAdapter = null;
   return { model, tokenizer };
 }
@@ -151,187 +155,206 @@ test(
 
 // ---- the engine ---------------------------------------------------------------------------------------
 
-describe('BatchEngine', { skip: missing && SKIP }, () => {
-  let model: CausalLM;
-  let tokenizer: Tokenizer;
-  before(async () => ({ model, tokenizer } = await tinyModel()));
-  after(() => model.dispose());
+// The engine on the CPU, and on the GPU where there is one: the same forward path on both.
+const ENGINE_DEVICES: Device[] = cudaAvailable() ? ['cpu', 'cuda'] : ['cpu'];
+for (const device of ENGINE_DEVICES)
+  describe(`BatchEngine (${device})`, { skip: missing && SKIP }, () => {
+    let model: CausalLM;
+    let tokenizer: Tokenizer;
+    before(async () => ({ model, tokenizer } = await tinyModel(device)));
+    after(() => model.dispose());
 
-  const PROMPTS = [
-    'hello there',
-    'the quick brown fox',
-    'a',
-    'once upon a time in a land far away there lived a',
-    'xyz 123',
-    'tell me a story',
-  ];
-  const ADAPTER_NAMES = [null, 'llama-lora', 'llama-rslora', 'llama-dora'];
-  const requests = () =>
-    PROMPTS.flatMap((prompt, i) =>
-      ADAPTER_NAMES.map((adapter, j) => ({ prompt, adapter, max: 3 + ((i * 7 + j * 5) % 30) })),
-    );
-
-  // generate() alone for each request, computed once for all the batching variants below.
-  let refs: ReturnType<typeof generate>[] = [];
-  const wanted = () => {
-    if (refs.length === 0)
-      refs = requests().map((r) =>
-        reference(model, tokenizer, r.adapter, { prompt: r.prompt, maxNewTokens: r.max }),
-      );
-    return refs;
-  };
-
-  async function check(opts: ConstructorParameters<typeof BatchEngine>[2], what: string) {
-    const reqs = requests();
-    const refs = wanted();
-    const engine = new BatchEngine(model, tokenizer, opts);
-    const streamed = reqs.map(() => '');
-    const got = await Promise.all(
-      reqs.map((r, i) =>
-        engine.submit({
-          promptIds: tokenizer.encode(r.prompt),
-          adapter: r.adapter,
-          maxTokens: r.max,
-          onText: (t) => (streamed[i] += t),
-        }),
-      ),
-    );
-    reqs.forEach((r, i) => {
-      const want = refs[i];
-      const where = `${what}: request ${i} (${r.adapter ?? 'base'}, '${r.prompt}')`;
-      assert.deepEqual(got[i].tokenIds, want.tokenIds, where);
-      assert.equal(got[i].text, want.text, where);
-      assert.equal(streamed[i], want.text, `${where}: streamed text`);
-      assert.equal(got[i].finishReason, want.finishReason, where);
-      assert.equal(got[i].promptTokens, tokenizer.encode(r.prompt).length);
-      assert.equal(got[i].completionTokens, want.tokenIds.length);
-    });
-    return engine;
-  }
-
-  test('greedy tokens equal generate() alone, all adapters in one batch', async () => {
-    const e = await check({ maxBatch: 32 }, 'one batch');
-    assert.ok(e.stats.maxRows >= 20, `rows per step ${e.stats.maxRows}`);
-    assert.ok(e.stats.steps < 40, `${e.stats.steps} steps for 24 requests`);
-  });
-
-  test('greedy tokens equal generate() with rows joining and leaving (3 rows at a time)', async () => {
-    const e = await check({ maxBatch: 3 }, 'three rows');
-    assert.equal(e.stats.maxRows, 3);
-  });
-
-  test('greedy tokens equal generate() with prompts prefilled in chunks beside decoding rows', async () => {
-    await check({ maxBatch: 8, maxStepTokens: 8 }, 'chunked');
-  });
-
-  test('greedy tokens equal generate() under the single-adapter policy', async () => {
-    await check({ maxBatch: 32, policy: 'single-adapter' }, 'single-adapter');
-  });
-
-  test('sampling with a seed gives generate()’s tokens for the same seed', async () => {
-    const engine = new BatchEngine(model, tokenizer);
-    const opts = { temperature: 0.8, topP: 0.9, topK: 20 };
-    const got = await Promise.all(
-      [1, 2, 3].map((seed) =>
-        engine.submit({
-          promptIds: tokenizer.encode('hello'),
-          adapter: 'llama-lora',
-          maxTokens: 12,
-          seed,
-          ...opts,
-        }),
-      ),
-    );
-    got.forEach((g, i) => {
-      const want = reference(model, tokenizer, 'llama-lora', {
-        prompt: 'hello',
-        maxNewTokens: 12,
-        seed: i + 1,
-        ...opts,
-      });
-      assert.deepEqual(g.tokenIds, want.tokenIds);
-    });
-  });
-
-  test('stop strings, ignore_eos, abort, and refused requests', async () => {
-    const engine = new BatchEngine(model, tokenizer, { contextLength: 100, maxQueue: 2 });
-    const ids = tokenizer.encode('once upon a time');
-    const full = await engine.submit({ promptIds: ids, maxTokens: 20, ignoreEos: true });
-    assert.equal(full.tokenIds.length, 20);
-    assert.equal(full.finishReason, 'length');
-    const stop = full.text.slice(3, 5);
-    const cut = await engine.submit({ promptIds: ids, maxTokens: 20, ignoreEos: true, stop: [stop] });
-    assert.equal(cut.text, full.text.slice(0, full.text.indexOf(stop)));
-    assert.equal(cut.finishReason, 'stop');
-    // Aborted mid-way: the request ends early and its row is free again.
-    const ac = new AbortController();
-    let pieces = 0;
-    const aborted = await engine.submit({
-      promptIds: ids,
-      maxTokens: 50,
-      ignoreEos: true,
-      signal: ac.signal,
-      onText: () => {
-        if (++pieces === 3) ac.abort();
-      },
-    });
-    assert.equal(aborted.finishReason, 'abort');
-    assert.ok(aborted.tokenIds.length < 10);
-    assert.deepEqual(engine.load, { active: 0, queued: 0 });
-    const refused = (r: Partial<GenerationRequest>, code: string) =>
-      assert.throws(
-        () => engine.submit({ promptIds: ids, maxTokens: 4, ...r }),
-        (e: unknown) => e instanceof EngineError && e.code === code && e.message.startsWith('lorakit: '),
-      );
-    refused({ maxTokens: 100 }, 'context_length_exceeded');
-    refused({ adapter: 'nope' }, 'adapter_not_found');
-    refused({ promptIds: [] }, 'invalid_request');
-    refused({ promptIds: [1, 100000] }, 'invalid_request');
-    const queued = [
-      engine.submit({ promptIds: ids, maxTokens: 2 }),
-      engine.submit({ promptIds: ids, maxTokens: 2 }),
+    const PROMPTS = [
+      'hello there',
+      'the quick brown fox',
+      'a',
+      'once upon a time in a land far away there lived a',
+      'xyz 123',
+      'tell me a story',
     ];
-    refused({}, 'queue_full');
-    await Promise.all(queued);
-  });
+    const ADAPTER_NAMES = [null, 'llama-lora', 'llama-rslora', ...(device === 'cpu' ? ['llama-dora'] : [])];
+    const requests = () =>
+      PROMPTS.flatMap((prompt, i) =>
+        ADAPTER_NAMES.map((adapter, j) => ({ prompt, adapter, max: 3 + ((i * 7 + j * 5) % 30) })),
+      );
 
-  test('Linear per-row adapters: rows of one adapter, adjacent or not, equal a forward with that adapter alone', () => {
-    const ids = tokenizer.encode('the quick brown fox').slice(0, 4);
-    const rows: (string | null)[] = ['llama-lora', null, 'llama-lora', 'llama-dora'];
-    noGrad(() =>
-      tidy(() => {
-        const B = rows.length;
-        const T = ids.length;
-        const batch = {
-          ids: Tensor.from(
-            rows.flatMap(() => ids),
-            [B, T],
-            'i32',
-          ),
-          positions: Tensor.from(
-            rows.flatMap(() => ids.map((_, i) => i)),
-            [B, T],
-            'i32',
-          ),
-          segments: Tensor.from(new Array<number>(B * T).fill(1), [B, T], 'i32'),
-        };
-        const all = model.logits(batch, { ctx: { rowAdapters: rows } }).as('f32');
-        const one = {
-          ids: batch.ids.sliceRows(0, 1),
-          positions: batch.positions.sliceRows(0, 1),
-          segments: batch.segments.sliceRows(0, 1),
-        };
-        const row = all.length / B;
-        rows.forEach((a, b) => {
-          const want = model.logits(one, { ctx: { adapter: a } }).as('f32');
-          let err = 0;
-          for (let i = 0; i < row; i++) err = Math.max(err, Math.abs(all[b * row + i] - want[i]));
-          assert.ok(err < 1e-5, `row ${b} (${a}): max difference ${err}`);
+    // generate() alone for each request, computed once for all the batching variants below.
+    let refs: ReturnType<typeof generate>[] = [];
+    const wanted = () => {
+      if (refs.length === 0)
+        refs = requests().map((r) =>
+          reference(model, tokenizer, r.adapter, { prompt: r.prompt, maxNewTokens: r.max }),
+        );
+      return refs;
+    };
+
+    async function check(opts: ConstructorParameters<typeof BatchEngine>[2], what: string) {
+      const reqs = requests();
+      const refs = wanted();
+      const engine = new BatchEngine(model, tokenizer, opts);
+      const streamed = reqs.map(() => '');
+      const got = await Promise.all(
+        reqs.map((r, i) =>
+          engine.submit({
+            promptIds: tokenizer.encode(r.prompt),
+            adapter: r.adapter,
+            maxTokens: r.max,
+            onText: (t) => (streamed[i] += t),
+          }),
+        ),
+      );
+      reqs.forEach((r, i) => {
+        const want = refs[i];
+        const where = `${what}: request ${i} (${r.adapter ?? 'base'}, '${r.prompt}')`;
+        assert.deepEqual(got[i].tokenIds, want.tokenIds, where);
+        assert.equal(got[i].text, want.text, where);
+        assert.equal(streamed[i], want.text, `${where}: streamed text`);
+        assert.equal(got[i].finishReason, want.finishReason, where);
+        assert.equal(got[i].promptTokens, tokenizer.encode(r.prompt).length);
+        assert.equal(got[i].completionTokens, want.tokenIds.length);
+      });
+      return engine;
+    }
+
+    test('greedy tokens equal generate() alone, all adapters in one batch', async () => {
+      const e = await check({ maxBatch: 32 }, 'one batch');
+      assert.ok(e.stats.maxRows >= 20, `rows per step ${e.stats.maxRows}`);
+      assert.ok(e.stats.steps < 40, `${e.stats.steps} steps for 24 requests`);
+    });
+
+    test('greedy tokens equal generate() with rows joining and leaving (3 rows at a time)', async () => {
+      const e = await check({ maxBatch: 3 }, 'three rows');
+      assert.equal(e.stats.maxRows, 3);
+    });
+
+    test('greedy tokens equal generate() with prompts prefilled in chunks beside decoding rows', async () => {
+      await check({ maxBatch: 8, maxStepTokens: 8 }, 'chunked');
+    });
+
+    test('greedy tokens equal generate() with a KV cache too small for every request at once (blocks reused, sequences preempted and recomputed)', async () => {
+      const c = model.config;
+      const block = 4;
+      // Room for about 60 positions: the longest request alone fits, the 24 together do not.
+      const bytes = 16 * PagedKVCache.bytesPerBlock(c, block, model.activationDType);
+      const e = await check({ maxBatch: 32, kvBlockSize: block, kvCacheBytes: bytes }, 'small cache');
+      assert.equal(e.cache.freeBlocks, e.cache.numBlocks, 'every block returned');
+    });
+
+    test('greedy tokens equal generate() under the single-adapter policy', async () => {
+      await check({ maxBatch: 32, policy: 'single-adapter' }, 'single-adapter');
+    });
+
+    test('sampling with a seed gives generate()’s tokens for the same seed', async () => {
+      const engine = new BatchEngine(model, tokenizer);
+      const opts = { temperature: 0.8, topP: 0.9, topK: 20 };
+      const got = await Promise.all(
+        [1, 2, 3].map((seed) =>
+          engine.submit({
+            promptIds: tokenizer.encode('hello'),
+            adapter: 'llama-lora',
+            maxTokens: 12,
+            seed,
+            ...opts,
+          }),
+        ),
+      );
+      got.forEach((g, i) => {
+        const want = reference(model, tokenizer, 'llama-lora', {
+          prompt: 'hello',
+          maxNewTokens: 12,
+          seed: i + 1,
+          ...opts,
         });
-      }),
-    );
+        assert.deepEqual(g.tokenIds, want.tokenIds);
+      });
+    });
+
+    test('stop strings, ignore_eos, abort, and refused requests', async () => {
+      const engine = new BatchEngine(model, tokenizer, { contextLength: 100, maxQueue: 2 });
+      const ids = tokenizer.encode('once upon a time');
+      const full = await engine.submit({ promptIds: ids, maxTokens: 20, ignoreEos: true });
+      assert.equal(full.tokenIds.length, 20);
+      assert.equal(full.finishReason, 'length');
+      const stop = full.text.slice(3, 5);
+      const cut = await engine.submit({ promptIds: ids, maxTokens: 20, ignoreEos: true, stop: [stop] });
+      assert.equal(cut.text, full.text.slice(0, full.text.indexOf(stop)));
+      assert.equal(cut.finishReason, 'stop');
+      // Aborted mid-way: the request ends early and its row is free again.
+      const ac = new AbortController();
+      let pieces = 0;
+      const aborted = await engine.submit({
+        promptIds: ids,
+        maxTokens: 50,
+        ignoreEos: true,
+        signal: ac.signal,
+        onText: () => {
+          if (++pieces === 3) ac.abort();
+        },
+      });
+      assert.equal(aborted.finishReason, 'abort');
+      assert.ok(aborted.tokenIds.length < 10);
+      assert.deepEqual(engine.load, { active: 0, queued: 0 });
+      const refused = (r: Partial<GenerationRequest>, code: string) =>
+        assert.throws(
+          () => engine.submit({ promptIds: ids, maxTokens: 4, ...r }),
+          (e: unknown) => e instanceof EngineError && e.code === code && e.message.startsWith('lorakit: '),
+        );
+      refused({ maxTokens: 100 }, 'context_length_exceeded');
+      refused({ adapter: 'nope' }, 'adapter_not_found');
+      refused({ promptIds: [] }, 'invalid_request');
+      refused({ promptIds: [1, 100000] }, 'invalid_request');
+      const queued = [
+        engine.submit({ promptIds: ids, maxTokens: 2 }),
+        engine.submit({ promptIds: ids, maxTokens: 2 }),
+      ];
+      refused({}, 'queue_full');
+      await Promise.all(queued);
+    });
+
+    test('Linear per-row adapters: rows of one adapter, adjacent or not, equal a forward with that adapter alone', () => {
+      const ids = tokenizer.encode('the quick brown fox').slice(0, 4);
+      const rows: (string | null)[] = [
+        'llama-lora',
+        null,
+        'llama-lora',
+        device === 'cpu' ? 'llama-dora' : 'llama-rslora',
+      ];
+      noGrad(() =>
+        tidy(() => {
+          const B = rows.length;
+          const T = ids.length;
+          const batch = {
+            ids: Tensor.from(
+              rows.flatMap(() => ids),
+              [B, T],
+              'i32',
+            ),
+            positions: Tensor.from(
+              rows.flatMap(() => ids.map((_, i) => i)),
+              [B, T],
+              'i32',
+            ),
+            segments: Tensor.from(new Array<number>(B * T).fill(1), [B, T], 'i32'),
+          };
+          const all = model.logits(batch, { ctx: { rowAdapters: rows } }).toFloat32();
+          const one = {
+            ids: batch.ids.sliceRows(0, 1),
+            positions: batch.positions.sliceRows(0, 1),
+            segments: batch.segments.sliceRows(0, 1),
+          };
+          const row = all.length / B;
+          rows.forEach((a, b) => {
+            const want = model.logits(one, { ctx: { adapter: a } }).toFloat32();
+            let err = 0;
+            for (let i = 0; i < row; i++) err = Math.max(err, Math.abs(all[b * row + i] - want[i]));
+            // bf16 activations on the GPU: the batch's GEMMs round at other points than one row's.
+            const tol = device === 'cpu' ? 1e-5 : 0.05;
+            assert.ok(err < tol, `row ${b} (${a}): max difference ${err}`);
+          });
+        }),
+      );
+    });
   });
-});
 
 // ---- the HTTP server, through the official client -------------------------------------------------------
 

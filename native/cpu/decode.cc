@@ -202,8 +202,16 @@ void norm_rope(float* x, const float* w, const float* c, const float* s, int64_t
 
 // out [H, Dh] = softmax(q · Kᵀ · scale) · V over the cache's first L positions; q [H, Dh],
 // kc, vc [>= L, Hkv, Dh]; query head h reads kv head h / (H / Hkv).
+// Where position t of the sequence lives in the cache: row t of a contiguous cache, or slot
+// blocks[t / bs] * bs + t % bs of a paged one.
+struct Slots {
+  const int32_t* blocks = nullptr;
+  int64_t bs = 1;
+  int64_t operator()(int64_t t) const { return blocks ? int64_t(blocks[t / bs]) * bs + t % bs : t; }
+};
+
 void attend(float* out, const float* q, const float* kc, const float* vc, int64_t L, int64_t H, int64_t Hkv, int64_t Dh,
-            float scale) {
+            float scale, Slots slot) {
   const int64_t group = H / Hkv, row = Hkv * Dh;
   const int64_t grain = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(2 * L * Dh, 1));
   parallel_for(H, grain, [&](int64_t hb, int64_t he) {
@@ -213,7 +221,7 @@ void attend(float* out, const float* q, const float* kc, const float* vc, int64_
       const int64_t g = h / group;
       float mx = -INFINITY;
       for (int64_t t = 0; t < L; t++) {
-        const float* kt = kc + t * row + g * Dh;
+        const float* kt = kc + slot(t) * row + g * Dh;
         v::F a = v::zero();
         for (int64_t d = 0; d < Dh; d += v::kLanes) a = v::fma(v::load(qh + d, Dh - d), v::load(kt + d, Dh - d), a);
         p[t] = v::sum(a) * scale;
@@ -231,7 +239,7 @@ void attend(float* out, const float* q, const float* kc, const float* vc, int64_
       float* oh = out + h * Dh;
       for (int64_t d = 0; d < Dh; d += v::kLanes) {
         v::F a = v::zero();
-        for (int64_t t = 0; t < L; t++) a = v::fma(v::set1(p[t]), v::load(vc + t * row + g * Dh + d, Dh - d), a);
+        for (int64_t t = 0; t < L; t++) a = v::fma(v::set1(p[t]), v::load(vc + slot(t) * row + g * Dh + d, Dh - d), a);
         v::store(oh + d, a * v::set1(inv), Dh - d);
       }
     }
@@ -313,10 +321,13 @@ LK_ENTRY(js_decode_swiglu, 3 + 2 * kWeightArgs + 3, {
                  static_cast<float>(a.num(sizes + 2)));
 })
 
-// (out, q, k, v, kCache, vCache, qNorm | null, kNorm | null, cos, sin, at, pos, H, Hkv, Dh, half, P, eps, scale)
-// q [H·Dh] is normed and rotated in place, k [Hkv·Dh] too before it is written at cache row `at`, v as
-// it is; out [H·Dh] attends over cache rows [0, at].
-LK_ENTRY(js_decode_attention, 19, {
+// (out, q, k, v, kCache, vCache, qNorm | null, kNorm | null, cos, sin, at, pos, H, Hkv, Dh, half, P, eps, scale,
+//  blocks | null, blockSize)
+// q [H·Dh] is normed and rotated in place, k [Hkv·Dh] too before it is written at cache position `at`, v
+// as it is; out [H·Dh] attends over positions [0, at]. Without blocks the cache is contiguous
+// [capacity, Hkv, Dh]; with blocks (i32, the sequence's blocks in order) it is a block pool
+// [numBlocks, blockSize, Hkv, Dh] and position t is at slot blocks[t / blockSize]·blockSize + t % blockSize.
+LK_ENTRY(js_decode_attention, 21, {
   const int64_t at = a.int64(10), pos = a.int64(11), H = a.int64(12), Hkv = a.int64(13), Dh = a.int64(14),
                 half = a.int64(15), P = a.int64(16);
   const float eps = static_cast<float>(a.num(17)), scale = static_cast<float>(a.num(18));
@@ -328,17 +339,30 @@ LK_ENTRY(js_decode_attention, 19, {
   float* q = a.f32(1, H * Dh);
   float* k = a.f32(2, row);
   const float* vv = a.f32(3, row);
-  float* kc = a.f32(4, (at + 1) * row);
-  float* vc = a.f32(5, (at + 1) * row);
+  Slots slot;
+  int64_t slots = at + 1;  // cache rows the positions reach
+  if (!a.absent(19)) {
+    slot.bs = a.int64(20);
+    if (slot.bs < 1) throw ArgError("block size must be >= 1");
+    const int64_t nblocks = (at + slot.bs) / slot.bs;
+    slot.blocks = a.i32(19, nblocks);
+    slots = 0;
+    for (int64_t b = 0; b < nblocks; b++) {
+      if (slot.blocks[b] < 0) throw ArgError("block ids must be >= 0");
+      slots = std::max(slots, (int64_t(slot.blocks[b]) + 1) * slot.bs);
+    }
+  }
+  float* kc = a.f32(4, slots * row);
+  float* vc = a.f32(5, slots * row);
   const float* qn = a.absent(6) ? nullptr : a.f32(6, Dh);
   const float* kn = a.absent(7) ? nullptr : a.f32(7, Dh);
   const float* c = a.f32(8, P * half) + pos * half;
   const float* s = a.f32(9, P * half) + pos * half;
   norm_rope(q, qn, c, s, H, Dh, half, eps);
   norm_rope(k, kn, c, s, Hkv, Dh, half, eps);
-  std::copy(k, k + row, kc + at * row);
-  std::copy(vv, vv + row, vc + at * row);
-  attend(a.f32(0, H * Dh), q, kc, vc, at + 1, H, Hkv, Dh, scale);
+  std::copy(k, k + row, kc + slot(at) * row);
+  std::copy(vv, vv + row, vc + slot(at) * row);
+  attend(a.f32(0, H * Dh), q, kc, vc, at + 1, H, Hkv, Dh, scale, slot);
 })
 
 LK_EXPORT("decodeProject", js_decode_project);

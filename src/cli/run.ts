@@ -22,7 +22,7 @@ export const MODEL_FLAGS = {
 } as const satisfies Specs;
 
 /** Commands that run on a GPU with --device cuda. */
-const CUDA_COMMANDS = ['eval', 'generate', 'chat'];
+const CUDA_COMMANDS = ['eval', 'generate', 'chat', 'serve'];
 
 interface ModelFlagValues {
   model?: string;

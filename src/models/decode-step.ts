@@ -11,6 +11,7 @@ import type { ForwardContext, Linear } from '../nn/linear.js';
 import { QuantizedWeight } from '../quant/weight.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { KVCache } from './kv-cache.js';
+import type { PagedKVCache, PagedSequence } from './paged-kv-cache.js';
 import type { CausalLM } from './llama.js';
 
 /**
@@ -128,9 +129,52 @@ export class DecodeStep {
    * DecodeStep's own and is overwritten by the next call.
    */
   logits(id: number, pos: number, cache: KVCache): Float32Array {
+    if (cache.batch !== 1) throw new Error('lorakit: DecodeStep takes a one-sequence KV cache.');
+    const at = cache.length;
+    if (at + 1 > cache.capacity)
+      throw new Error(`lorakit: the KV cache holds ${cache.capacity} positions; ${at + 1} were needed.`);
+    const out = this.run(id, pos, at, (l) => cache.hostLayer(l), null, 1);
+    cache.appended(1);
+    return out;
+  }
+
+  /**
+   * logits() for a sequence of a paged CPU cache (serving): the token goes at position seq.length, in
+   * the blocks the sequence already holds (PagedKVCache.reserve), and seq.length advances by one.
+   */
+  pagedLogits(id: number, seq: PagedSequence, cache: PagedKVCache): Float32Array {
+    if (cache.device !== 'cpu' || cache.dtype !== 'f32')
+      throw new Error('lorakit: DecodeStep takes a CPU fp32 KV cache.');
+    const at = seq.length;
+    if (cache.blocksFor(at + 1) > seq.blocks.length)
+      throw new Error(
+        `lorakit: the sequence holds ${seq.blocks.length} KV blocks; position ${at} needs another.`,
+      );
+    const blocks = Int32Array.from(seq.blocks);
+    const out = this.run(
+      id,
+      at,
+      at,
+      (l) => ({ k: cache.keys[l].as('f32'), v: cache.values[l].as('f32') }),
+      blocks,
+      cache.blockSize,
+    );
+    seq.length += 1;
+    return out;
+  }
+
+  // One token at position `pos`, written at cache position `at` of the layers' stores (blocks: the
+  // sequence's blocks of a paged store, or null for a contiguous one).
+  private run(
+    id: number,
+    pos: number,
+    at: number,
+    layerKV: (layer: number) => { k: Float32Array; v: Float32Array },
+    blocks: Int32Array | null,
+    blockSize: number,
+  ): Float32Array {
     const m = this.model;
     const c = m.config;
-    if (cache.batch !== 1) throw new Error('lorakit: DecodeStep takes a one-sequence KV cache.');
     if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize)
       throw new Error(
         `lorakit: embedding: token id ${id} is out of range for a vocabulary of ${c.vocabSize} tokens.`,
@@ -139,9 +183,6 @@ export class DecodeStep {
       throw new Error(
         `lorakit: sequences of ${pos + 1} tokens exceed this model's sliding window (${c.slidingWindow}).`,
       );
-    const at = cache.length;
-    if (at + 1 > cache.capacity)
-      throw new Error(`lorakit: the KV cache holds ${cache.capacity} positions; ${at + 1} were needed.`);
     const D = c.hiddenSize;
     const H = c.numHeads;
     const Hkv = c.numKvHeads;
@@ -162,7 +203,7 @@ export class DecodeStep {
     const scale = 1 / Math.sqrt(Dh);
     for (let l = 0; l < this.layers.length; l++) {
       const L = this.layers[l];
-      const kv = cache.hostLayer(l);
+      const kv = layerKV(l);
       cpu.decodeProject(
         q,
         k,
@@ -199,12 +240,13 @@ export class DecodeStep {
         rt.rows,
         eps,
         scale,
+        blocks,
+        blockSize,
       );
       cpu.decodeProject(x, null, null, attn, null, ...L.o, ...NONE, ...NONE, D, 0, 0, H * Dh, eps, true);
       cpu.decodeSwiglu(mlp, x, L.postNorm, ...L.gate, ...L.up, I, D, eps);
       cpu.decodeProject(x, null, null, mlp, null, ...L.down, ...NONE, ...NONE, D, 0, 0, I, eps, true);
     }
-    cache.appended(1);
     const out = this.out;
     cpu.decodeProject(
       out,

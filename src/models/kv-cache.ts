@@ -1,13 +1,26 @@
 import { keep, Tensor, type Device } from '../tensor/tensor.js';
 import { activationDType } from '../backend/device.js';
+import { attention } from '../ops/attention.js';
 import type { DType } from '../tensor/dtype.js';
+
+/**
+ * Where a forward with past tokens keeps keys and values: the decoder layer hands each layer's new
+ * q, k, v to attend(), which stores k and v and returns attention of q over the past and the new
+ * positions; the model calls commit() once after the last layer. KVCache (one contiguous cache per
+ * batch, generate) and PagedBatch (rows of many sequences over a block pool, serving) implement it.
+ */
+export interface KVStore {
+  /** q [B, T, Hq, Dh], k, v [B, T, Hkv, Dh] (already normed and rotated), segments [B, T] -> [B, T, Hq, Dh]. */
+  attend(layer: number, q: Tensor, k: Tensor, v: Tensor, segments: Tensor): Tensor;
+  commit(tokens: number): void;
+}
 
 /**
  * Keys and values of past tokens, per layer, for generation: [B, capacity, Hkv, Dh] each, plus the
  * segment ids of the cached positions [B, capacity]. A forward with the cache appends its new
  * positions in every layer, then commit() advances the length once.
  */
-export class KVCache {
+export class KVCache implements KVStore {
   private readonly keys: Tensor[];
   private readonly values: Tensor[];
   private readonly segments: Tensor;
@@ -48,6 +61,11 @@ export class KVCache {
       v: this.prefix(this.values[layer], L, row),
       segments: this.prefix(this.segments, L, 1),
     };
+  }
+
+  attend(layer: number, q: Tensor, k: Tensor, v: Tensor, segments: Tensor): Tensor {
+    const past = this.append(layer, k, v, segments);
+    return attention(q, past.k, past.v, past.segments);
   }
 
   // The first L positions of every row as a contiguous [B, L, ...] tensor (a view when B = 1).

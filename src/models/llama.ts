@@ -12,7 +12,7 @@ import { floatDTypes, offload, prefetch, useDevice } from '../backend/device.js'
 import type { DType } from '../tensor/dtype.js';
 import type { ModelConfig } from './config.js';
 import type { LoraConfig } from '../peft/config.js';
-import type { KVCache } from './kv-cache.js';
+import type { KVStore } from './kv-cache.js';
 import { readPrequantized, type RawWeights } from '../quant/bnb.js';
 import { quantizeWeight, type QuantizeOptions } from '../quant/weight.js';
 
@@ -64,7 +64,7 @@ class DecoderLayer {
     rt: RopeRuntime,
     cfg: ModelConfig,
     ctx: ForwardContext,
-    cache?: KVCache,
+    cache?: KVStore,
     kept?: Tensor[],
   ): Tensor {
     const [B, T] = x.shape;
@@ -79,12 +79,14 @@ class DecoderLayer {
     }
     q = rope(q, rt.cos, rt.sin, batch.positions);
     k = rope(k, rt.cos, rt.sin, batch.positions);
-    let segments = batch.segments;
-    if (cache) ({ k, v, segments } = cache.append(this.index, k, v, batch.segments));
     const recompute = isRecomputing();
     const reuse = kept && recompute ? { out: kept[0], lse: kept[1] } : undefined;
     const keep = kept && !recompute ? (r: AttentionResult) => kept.push(r.out, r.lse) : undefined;
-    const a = attention(q, k, v, segments, { reuse, keep }).reshape([B, T, cfg.numHeads * cfg.headDim]);
+    const a = (
+      cache
+        ? cache.attend(this.index, q, k, v, batch.segments)
+        : attention(q, k, v, batch.segments, { reuse, keep })
+    ).reshape([B, T, cfg.numHeads * cfg.headDim]);
     return checkpointOutput(() => add(x, this.o.forward(a, ctx)));
   }
 
@@ -103,7 +105,7 @@ class DecoderLayer {
     rt: RopeRuntime,
     cfg: ModelConfig,
     ctx: ForwardContext,
-    cache?: KVCache,
+    cache?: KVStore,
   ): Tensor {
     // Only the MLP's output is the layer's: the attention block's is read by the MLP.
     const x1 = computeValues(() => this.attentionBlock(x, batch, rt, cfg, ctx, cache));
@@ -135,7 +137,7 @@ export interface ForwardOptions {
    * layers are still split, which the tests use.)
    */
   offloadCheckpoints?: boolean;
-  cache?: KVCache;
+  cache?: KVStore;
 }
 
 export class CausalLM {

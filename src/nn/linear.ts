@@ -3,7 +3,8 @@ import { linear } from '../ops/matmul.js';
 import { loraLinears, type LoraFactors, type SharedInputLayer } from '../ops/lora-linear.js';
 import { quantizedLinear } from '../ops/quant-linear.js';
 import { QuantizedWeight } from '../quant/weight.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
+import { loraSegments, type LoraSegment } from '../ops/lora-segments.js';
 
 /** Per-forward settings that reach every layer. */
 export interface ForwardContext {
@@ -114,7 +115,7 @@ export class Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeigh
    * computes as usual, since the adapter reads the base output.
    */
   forward(x: Tensor, ctx: ForwardContext): Tensor {
-    if (ctx.rowAdapters) return this.forwardPerRow(x, this.forwardBase(x), ctx, ctx.rowAdapters);
+    if (ctx.rowAdapters) return this.forwardPerRow(x, ctx, ctx.rowAdapters);
     const adapter = ctx.adapter === null ? undefined : this.adapters.get(ctx.adapter);
     if (!adapter) return this.forwardBase(x);
     const seed = (ctx.seed ^ this.seedSalt) >>> 0;
@@ -123,34 +124,43 @@ export class Linear<W extends Tensor | QuantizedWeight = Tensor | QuantizedWeigh
     return computeValues(() => adapter.forward(x, this.forwardBase(x), this, ctx, seed));
   }
 
-  // Each row b of x [B, ...] goes through its own adapter; the base GEMM ran once for all rows. Each
-  // run of adjacent rows with the same adapter goes through it as one block (a view), so a batch laid
-  // out adapter by adapter costs one adapter call per adapter, not one per row.
-  private forwardPerRow(
-    x: Tensor,
-    base: Tensor,
-    ctx: ForwardContext,
-    rows: readonly (string | null)[],
-  ): Tensor {
+  // Each row b of x [B, ...] goes through its own adapter; the base GEMM runs once for all rows. The
+  // plain LoRA adapters of every run of adjacent rows with one adapter add their terms in one
+  // loraSegments op (into the base output); other adapters (DoRA) run on their rows' slice.
+  private forwardPerRow(x: Tensor, ctx: ForwardContext, rows: readonly (string | null)[]): Tensor {
     if (isGradEnabled()) throw new Error('lorakit: per-row adapters are for inference (run under noGrad).');
     if (rows.length !== x.shape[0])
       throw new Error(`lorakit: ${rows.length} row adapters for a batch of ${x.shape[0]}.`);
+    const base = this.forwardBase(x);
+    const inF = this.inFeatures;
+    const outF = this.outFeatures;
+    const n = x.size / inF; // rows of the [n, in] view
+    const per = n / rows.length; // of them in each batch row
     const sub: ForwardContext = { ...ctx, rowAdapters: undefined, training: false };
-    const out = base.as('f32');
-    const oRow = base.size / base.shape[0];
-    for (let b = 0; b < rows.length;) {
-      const name = rows[b];
-      let e = b + 1;
-      while (e < rows.length && rows[e] === name) e++;
-      const adapter = name === null ? undefined : this.adapters.get(name);
-      if (adapter) {
-        const xg = x.sliceRows(b, e);
-        const og = base.sliceRows(b, e);
-        const yg = adapter.forward(xg, og, this, sub, 0);
-        out.set(yg.as('f32'), b * oRow);
-        for (const t of [xg, og, yg]) t.dispose();
+    const segments: LoraSegment[] = [];
+    const x2 = x.reshape([n, inF]);
+    const y2 = base.reshape([n, outF]);
+    try {
+      for (let b = 0; b < rows.length;) {
+        const name = rows[b];
+        let e = b + 1;
+        while (e < rows.length && rows[e] === name) e++;
+        const adapter = name === null ? undefined : this.adapters.get(name);
+        const lora = adapter?.sharedFactors?.(sub);
+        if (lora) segments.push({ start: b * per, end: e * per, ...lora });
+        else if (adapter) {
+          const xg = x2.sliceRows(b * per, e * per);
+          const og = y2.sliceRows(b * per, e * per);
+          const yg = adapter.forward(xg, og, this, sub, 0);
+          Tensor.copyElements(base, b * per * outF, yg, 0, yg.size);
+          for (const t of [xg, og, yg]) t.dispose();
+        }
+        b = e;
       }
-      b = e;
+      if (segments.length > 0) loraSegments(y2, x2, segments);
+    } finally {
+      x2.dispose();
+      y2.dispose();
     }
     return base;
   }

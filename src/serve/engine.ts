@@ -1,14 +1,17 @@
 // The serving engine: a continuous-batching scheduler over one base model and its adapters.
 //
 // Requests wait in a queue; each step admits waiting requests into the running batch (up to maxBatch
-// rows and the KV-cache budget), then runs ONE forward pass for every running sequence together —
+// rows and while the paged KV cache has free blocks for their prompts), then runs ONE forward pass for every running sequence together —
 // each decoding sequence feeds its newest token, each new sequence its prompt (in chunks when the
 // step's token budget is short) — with every row going through its own adapter. Sequences leave the
 // batch as soon as they finish (EOS, a stop string, max tokens, or their client went away), and new
-// ones join at the next step. The event loop runs between steps, so HTTP traffic is served while a
-// batch is generating.
-import { KVCache } from '../models/kv-cache.js';
+// ones join at the next step. A sequence takes KV-cache blocks as it grows; when a decoding sequence
+// needs a block and none is free, the newest running sequence gives its blocks back and waits at the
+// head of the queue, to be recomputed from its prompt and the tokens it already produced (vLLM's
+// recompute preemption). The event loop runs between steps, so HTTP traffic is served while a batch is
+// generating.
 import type { CausalLM } from '../models/llama.js';
+import { PagedKVCache, PagedSequence } from '../models/paged-kv-cache.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { BatchForward, type Span } from './batch-forward.js';
 import { Sampler } from '../infer/sampling.js';
@@ -64,8 +67,10 @@ export interface EngineOptions {
   maxStepTokens?: number;
   /** Requests waiting for a batch row at most; more are refused with 'queue_full' (1024). */
   maxQueue?: number;
-  /** Memory for the KV caches of running sequences (2 GiB). */
+  /** Memory for the KV caches of running sequences (2 GiB), taken up front as one block pool. */
   kvCacheBytes?: number;
+  /** Positions per KV-cache block (16). */
+  kvBlockSize?: number;
   /** Positions per sequence at most (default: the model's max_position_embeddings / sliding window). */
   contextLength?: number;
   /**
@@ -89,7 +94,8 @@ export interface EngineStats {
 }
 
 class Sequence {
-  cache: KVCache | null = null;
+  /** Its KV-cache blocks while it is running. */
+  paged: PagedSequence | null = null;
   /** Tokens not yet fed to the model: the (rest of the) prompt, then each new token. */
   pending: number[];
   prefilled = false;
@@ -125,8 +131,8 @@ export class BatchEngine {
   readonly maxQueue: number;
   readonly kvCacheBytes: number;
   readonly policy: 'mixed' | 'single-adapter';
-  /** KV-cache bytes per cached position (all layers, keys and values). */
-  readonly bytesPerPosition: number;
+  /** The running sequences' keys and values. */
+  readonly cache: PagedKVCache;
   readonly stats: EngineStats = {
     steps: 0,
     rows: 0,
@@ -157,10 +163,17 @@ export class BatchEngine {
     this.maxQueue = opts.maxQueue ?? 1024;
     this.kvCacheBytes = opts.kvCacheBytes ?? 2 * 2 ** 30;
     this.policy = opts.policy ?? 'mixed';
-    this.bytesPerPosition = 2 * c.numLayers * c.numKvHeads * c.headDim * 4 + 4;
-    this.forward = new BatchForward(model);
-    this.eos = new Set(tokenizer.eosIds);
     if (!(this.maxBatch >= 1)) throw new Error('lorakit: maxBatch must be at least 1.');
+    const blockSize = opts.kvBlockSize ?? 16;
+    const blockBytes = PagedKVCache.bytesPerBlock(c, blockSize, model.activationDType);
+    const blocks = Math.floor(this.kvCacheBytes / blockBytes);
+    if (blocks < 1)
+      throw new Error(
+        `lorakit: a KV cache of ${this.kvCacheBytes} bytes holds no block of ${blockSize} positions (${blockBytes} bytes); give it more memory.`,
+      );
+    this.cache = new PagedKVCache(c, blocks, blockSize, model.device, model.activationDType);
+    this.forward = new BatchForward(model, this.cache);
+    this.eos = new Set(tokenizer.eosIds);
   }
 
   /** Sequences generating now and requests waiting for a row. */
@@ -190,10 +203,10 @@ export class BatchEngine {
         'context_length_exceeded',
         `lorakit: this model's context is ${this.contextLength} tokens, but the request needs ${n + req.maxTokens} (${n} in the prompt, ${req.maxTokens} to generate).`,
       );
-    if ((n + req.maxTokens) * this.bytesPerPosition > this.kvCacheBytes)
+    if (this.cache.blocksFor(n + req.maxTokens) > this.cache.numBlocks)
       throw new EngineError(
         'context_length_exceeded',
-        `lorakit: the request needs ${n + req.maxTokens} positions of KV cache, more than the server's cache holds (${Math.floor(this.kvCacheBytes / this.bytesPerPosition)}).`,
+        `lorakit: the request needs ${n + req.maxTokens} positions of KV cache, more than the server's cache holds (${this.cache.numBlocks * this.cache.blockSize}).`,
       );
     if (this.queue.length >= this.maxQueue)
       throw new EngineError(
@@ -225,6 +238,7 @@ export class BatchEngine {
     this.closed = true;
     for (const s of [...this.queue.splice(0), ...this.active.splice(0)]) this.finish(s, 'abort');
     this.forward.dispose();
+    this.cache.dispose();
   }
 
   private kick(): void {
@@ -261,13 +275,9 @@ export class BatchEngine {
         }
   }
 
-  private kvInUse(): number {
-    return this.active.reduce((a, s) => a + s.capacity, 0) * this.bytesPerPosition;
-  }
-
-  // Moves waiting requests into the batch, oldest first, while rows and cache memory last.
+  // Moves waiting requests into the batch, oldest first, while rows last and the cache has blocks for
+  // their prompts (later positions take blocks as they come).
   private admit(): void {
-    let used = this.kvInUse();
     let only: string | null | undefined; // single-adapter policy: the adapter of this batch
     if (this.policy === 'single-adapter')
       only = this.active.length > 0 ? this.active[0].adapter : this.queue[0]?.adapter;
@@ -277,20 +287,46 @@ export class BatchEngine {
         i++;
         continue;
       }
-      const bytes = s.capacity * this.bytesPerPosition;
-      if (used + bytes > this.kvCacheBytes) break;
+      const paged = new PagedSequence();
+      if (!this.cache.reserve(paged, s.pending.length + 1)) break;
       this.queue.splice(i, 1);
-      const c = this.model.config;
-      s.cache = new KVCache(1, s.capacity, c.numLayers, c.numKvHeads, c.headDim);
-      used += bytes;
+      s.paged = paged;
       this.active.push(s);
     }
+  }
+
+  // Gives the newest running sequence's blocks back and queues it first, to be recomputed from its
+  // prompt and the tokens it produced; its text and sampler carry on where they were.
+  private preemptNewest(): Sequence {
+    const s = this.active.pop()!;
+    this.cache.release(s.paged!);
+    s.paged = null;
+    s.pending = [...s.req.promptIds, ...s.text.ids.slice(0, s.generated)];
+    s.prefilled = false;
+    this.queue.unshift(s);
+    return s;
+  }
+
+  // Blocks for the step's new positions, preempting the newest sequences while the pool is short.
+  private reserve(parts: { seq: Sequence; take: number }[]): { seq: Sequence; take: number }[] {
+    const kept: { seq: Sequence; take: number }[] = [];
+    const preempted = new Set<Sequence>();
+    for (const p of parts) {
+      if (preempted.has(p.seq)) continue;
+      while (!this.cache.reserve(p.seq.paged!, p.seq.paged!.length + p.take)) {
+        const out = this.preemptNewest();
+        preempted.add(out);
+        if (out === p.seq) break;
+      }
+      if (!preempted.has(p.seq)) kept.push(p);
+    }
+    return kept.filter((p) => !preempted.has(p.seq));
   }
 
   // One forward pass for every running sequence, then one sampled token for each that wanted one.
   private step(): void {
     const t0 = performance.now();
-    const parts: { seq: Sequence; take: number }[] = [];
+    let parts: { seq: Sequence; take: number }[] = [];
     let budget = this.maxStepTokens;
     // Decoding rows first (one token each), then prompt chunks in arrival order.
     for (const s of this.active)
@@ -304,12 +340,14 @@ export class BatchEngine {
       parts.push({ seq: s, take });
       budget -= take;
     }
+    parts = this.reserve(parts);
+    if (parts.length === 0) return;
     // Rows of one adapter next to each other: each adapter then runs once per layer on a slice.
     const order = new Map<string | null, number>();
     for (const p of parts) if (!order.has(p.seq.adapter)) order.set(p.seq.adapter, order.size);
     parts.sort((a, b) => order.get(a.seq.adapter)! - order.get(b.seq.adapter)!);
     const spans: Span[] = parts.map(({ seq, take }) => ({
-      cache: seq.cache!,
+      seq: seq.paged!,
       tokens: seq.pending.slice(0, take),
       adapter: seq.adapter,
       wantLogits: take === seq.pending.length,
@@ -373,8 +411,8 @@ export class BatchEngine {
 
   private release(seq: Sequence): void {
     seq.done = true;
-    seq.cache?.dispose();
-    seq.cache = null;
+    if (seq.paged) this.cache.release(seq.paged);
+    seq.paged = null;
     if (seq.adapter !== null && this.idleWaiters.length > 0) {
       const still = this.idleWaiters.filter((w) => this.usersOf(w.adapter) > 0);
       const ready = this.idleWaiters.filter((w) => !still.includes(w));

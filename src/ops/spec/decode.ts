@@ -24,10 +24,11 @@ export const decode = {
     /**
      * q [H·Dh], k [Hkv·Dh] normed per head (qNorm, kNorm [Dh], when given) and rotated at `pos`
      * (cos, sin [P, half]) in place; k, v written at row `at` of kCache, vCache [capacity, Hkv, Dh];
-     * out [H·Dh] = softmax(q·kᵀ·scale)·v over cache rows [0, at].
+     * out [H·Dh] = softmax(q·kᵀ·scale)·v over cache rows [0, at]. With blocks (a paged cache: kCache,
+     * vCache [numBlocks, blockSize, Hkv, Dh]) position t is at slot blocks[t / blockSize]·blockSize + t % blockSize.
      */
     decodeAttention: host(
-      'out:f32 q:f32 k:f32 v:f32 kCache:f32 vCache:f32 qNorm?:f32 kNorm?:f32 cos:f32 sin:f32 at pos H Hkv Dh half P eps scale',
+      'out:f32 q:f32 k:f32 v:f32 kCache:f32 vCache:f32 qNorm?:f32 kNorm?:f32 cos:f32 sin:f32 at pos H Hkv Dh half P eps scale blocks?:i32 blockSize',
     ),
   },
 } as const satisfies OpGroup;
