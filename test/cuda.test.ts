@@ -23,6 +23,7 @@ import { embedding } from '../src/ops/embedding.js';
 import { linearCrossEntropy } from '../src/ops/linear-cross-entropy.js';
 import { linear, matmul } from '../src/ops/matmul.js';
 import { loraLinears } from '../src/ops/lora-linear.js';
+import { loraSegments, type LoraSegment } from '../src/ops/lora-segments.js';
 import { rmsnorm } from '../src/ops/rmsnorm.js';
 import { rope, ropeTables, parseRopeConfig } from '../src/ops/rope.js';
 import { swiglu } from '../src/ops/swiglu.js';
@@ -723,3 +724,71 @@ test('GPU-only flags and commands are refused on the CPU with one clear sentence
     /lorakit serve: --device cuda is not supported by this command; use --device cpu\./,
   );
 });
+
+// ---- the LoRA term of many adapters over one batch (loraSegments) ---------------------------------
+
+for (const act of ACTS)
+  test(
+    `CUDA (${act}): loraSegments (mixed ranks and factor dtypes, gaps) matches the CPU; a row alone gives its batch bits`,
+    { skip: SKIP },
+    () =>
+      noGrad(() =>
+        tidy(() => {
+          const [inF, out] = [1000, 517];
+          // Ranks 1, 5, 16, 64 with f32 and bf16 factors; segments of 1 to 11 rows with gaps between.
+          const factors = [1, 5, 16, 64].map((r, i) => ({
+            A: input([r, inF], 300 + i, 1 / Math.sqrt(inF)),
+            B: input([out, r], 310 + i, 1 / Math.sqrt(r)),
+            s: 0.5 + i / 2,
+            dtype: i % 2 === 0 ? ('bf16' as const) : ('f32' as const),
+          }));
+          const lengths = [1, 11, 3, 8, 1, 9, 2, 5];
+          const layout: { start: number; end: number; f: number }[] = [];
+          let row = 1;
+          lengths.forEach((len, i) => {
+            layout.push({ start: row, end: row + len, f: i % factors.length });
+            row += len + (i % 3);
+          });
+          const N = row + 2;
+          const x = input([N, inF], 320);
+          const y0 = input([N, out], 321, 0.5);
+          const segsOn = (device: Device): LoraSegment[] => {
+            const fs = factors.map((f) => ({
+              A: on(device, f.A, false, f.dtype),
+              B: on(device, f.B, false, f.dtype),
+              s: f.s,
+            }));
+            return layout.map(({ start, end, f }) => ({ start, end, ...fs[f] }));
+          };
+          const cpuY = y0.toDevice('cpu');
+          loraSegments(cpuY, x, segsOn('cpu'));
+          const segs = segsOn('cuda');
+          const gx = on('cuda', x, false, undefined, act);
+          const gy = on('cuda', y0, false, undefined, act);
+          loraSegments(gy, gx, segs);
+          const got = gy.toFloat32();
+          assertClose(got, cpuY.toFloat32(), tolFor(act, 2e-2), 'loraSegments y');
+          // Rows in no segment keep their bits.
+          const before = on('cuda', y0, false, undefined, act).toFloat32();
+          const covered = new Set(
+            layout.flatMap(({ start, end }) => Array.from({ length: end - start }, (_, k) => start + k)),
+          );
+          for (let i = 0; i < N; i++)
+            if (!covered.has(i))
+              assert.deepEqual(
+                got.subarray(i * out, (i + 1) * out),
+                before.subarray(i * out, (i + 1) * out),
+                `row ${i}`,
+              );
+          // Each row alone (its x row a view at another alignment, its own y row): the batch's bits.
+          for (const { start, end, A, B, s } of segs)
+            for (let i = start; i < end; i++) {
+              const y1 = Tensor.empty([1, out], gy.dtype, 'cuda');
+              const fresh = on('cuda', y0, false, undefined, act);
+              Tensor.copyElements(y1, 0, fresh, i * out, out);
+              loraSegments(y1, gx.sliceRows(i, i + 1), [{ start: 0, end: 1, A, B, s }]);
+              assert.deepEqual(y1.toFloat32(), got.subarray(i * out, (i + 1) * out), `row ${i} alone`);
+            }
+        }),
+      ),
+  );

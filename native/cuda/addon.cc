@@ -530,6 +530,28 @@ void adamw_step(const Args::Bytes& table, const float* grad_scale, float lr, flo
   lkc::adamw_step_multi(tensors.data(), static_cast<int>(count), grad_scale, lr, beta1, beta2, eps, weight_decay, step, s);
 }
 
+// table: a Float64Array of 6 numbers per segment, [A, B, rank, scale, start, end]; A and B pointers.
+void lora_segments(void* y, const void* x, DType t, const Args::Bytes& table, int64_t rows, int64_t in, int64_t out, cudaStream_t s) {
+  if (table.size % (6 * sizeof(double)) != 0) fail("argument 3 (table) must be a Float64Array of 6 numbers per segment");
+  const double* d = static_cast<const double*>(table.data);
+  const size_t count = table.size / (6 * sizeof(double));
+  if (count > 2147483647) fail("argument 3 (table) has too many segments");
+  const auto integer = [&](size_t i, size_t field, double lo, double hi) -> double {
+    const double v = d[i * 6 + field];
+    if (!(v >= lo && v <= hi) || std::floor(v) != v)
+      fail("table entry " + std::to_string(i) + ", field " + std::to_string(field) + " must be an integer in [" +
+           std::to_string(static_cast<long long>(lo)) + ", " + std::to_string(static_cast<long long>(hi)) + "]");
+    return v;
+  };
+  std::vector<lkc::LoraSegment> segments(count);
+  for (size_t i = 0; i < count; i++)
+    segments[i] = {reinterpret_cast<const void*>(static_cast<uintptr_t>(integer(i, 0, 1, kTwo53 - 1))),
+                   reinterpret_cast<const void*>(static_cast<uintptr_t>(integer(i, 1, 1, kTwo53 - 1))), static_cast<float>(d[i * 6 + 3]),
+                   static_cast<int>(integer(i, 2, 1, lkc::kLoraSegmentsMaxRank)), static_cast<int>(integer(i, 4, 0, 2147483647.0)),
+                   static_cast<int>(integer(i, 5, 0, 2147483647.0))};
+  lkc::lora_segments(y, x, t, segments.data(), static_cast<int>(count), rows, in, out, s);
+}
+
 }  // namespace glue
 
 #include "addon_bindings.inc"

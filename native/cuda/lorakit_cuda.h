@@ -300,4 +300,24 @@ void attention_backward(void* dq, void* dk, void* dv, const void* dout, const vo
 // Forces the CUDA-core path (tests compare the two paths).
 void attention_set_force_generic(bool on);
 
+// ---- the LoRA term of many adapters over one batch (lora_segments.cu) ----------------------------
+// Serving (Punica's SGMV, S-LoRA): y [N, out] += s_g · (x[i]·A_gᵀ)·B_gᵀ for every row i of each segment
+// g, in place, x [N, in] and y of dtype t (F32 or BF16), every A_g [rank_g, in] and B_g [out, rank_g] of
+// dtype t too. h = x·A_gᵀ is summed in fp32 and rounded to t (the training path's low-rank activation),
+// then y gets s_g · h·B_gᵀ summed in fp32 with one rounding. Rows in no segment are left unchanged.
+// `segments` is host memory (count entries, any order, disjoint, empty ones allowed); the call copies
+// them to the device with one asynchronous copy from a pinned staging buffer and launches twice (shrink,
+// expand) for all segments. Each row's result depends only on that row and its segment's adapter:
+// nothing is summed across rows, and the sums run in one order whatever the batch, alignment or N.
+constexpr int kLoraSegmentsMaxRank = 256;
+struct LoraSegment {
+  const void* A;  // [rank, in], dtype t
+  const void* B;  // [out, rank], dtype t
+  float scale;
+  int rank;        // 1 ≤ rank ≤ kLoraSegmentsMaxRank
+  int start, end;  // rows [start, end) of x and y, 0 ≤ start ≤ end ≤ N
+};
+void lora_segments(void* y, const void* x, DType t, const LoraSegment* segments, int count, int64_t N, int64_t in, int64_t out,
+                   cudaStream_t stream);
+
 }  // namespace lkc

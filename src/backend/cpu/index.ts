@@ -12,6 +12,7 @@ import { quantLinearKernels } from './quant-linear.js';
 import { rmsnormKernels } from './rmsnorm.js';
 import { ropeKernels } from './rope.js';
 import { swigluKernels } from './swiglu.js';
+import { loraSegmentsKernels } from './lora-segments.js';
 
 // Every op has a CPU kernel: the CPU is the reference the other backends are tested against.
 const kernels: KernelTable = {
@@ -27,6 +28,7 @@ const kernels: KernelTable = {
   ...rmsnormKernels,
   ...ropeKernels,
   ...swigluKernels,
+  ...loraSegmentsKernels,
 };
 
 export const cpuBackend: Backend = {

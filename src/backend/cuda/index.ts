@@ -13,6 +13,7 @@ import { quantLinearKernels } from './quant-linear.js';
 import { rmsnormKernels } from './rmsnorm.js';
 import { ropeKernels } from './rope.js';
 import { swigluKernels } from './swiglu.js';
+import { loraSegmentsKernels } from './lora-segments.js';
 
 export const cudaBackend: Backend = {
   label: 'GPU',
@@ -32,6 +33,7 @@ export const cudaBackend: Backend = {
       ...rmsnormKernels(cu),
       ...ropeKernels(cu),
       ...swigluKernels(cu),
+      ...loraSegmentsKernels(cu),
     };
   },
   offload: offloadToHost,

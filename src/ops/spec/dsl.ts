@@ -7,6 +7,7 @@
 // without loading an addon.
 import type { QuantizedWeight } from '../../quant/weight.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import type { LoraSegmentsAttrs } from './lora-segments.js';
 import type { GemmAttrs } from './matmul.js';
 import type { AdamWOptions, AdamWSlot } from './optim.js';
 
@@ -53,6 +54,7 @@ export interface StructKinds {
   GemmAttrs: GemmAttrs;
   AdamWSlots: readonly AdamWSlot[];
   AdamWOptions: AdamWOptions;
+  LoraSegmentsAttrs: LoraSegmentsAttrs;
 }
 
 /** What each non-tensor kind of a kernel parameter is in TypeScript. */

@@ -14,6 +14,7 @@ import { quantLinear } from './quant-linear.js';
 import { rmsnorm } from './rmsnorm.js';
 import { rope } from './rope.js';
 import { swiglu } from './swiglu.js';
+import { loraSegments } from './lora-segments.js';
 
 /** Every op's declaration, by name. */
 export const OPS = {
@@ -29,6 +30,7 @@ export const OPS = {
   ...rmsnorm.ops,
   ...rope.ops,
   ...swiglu.ops,
+  ...loraSegments.ops,
 };
 
 /** Every CPU addon entry point the CPU kernels call, by name. */
@@ -60,6 +62,7 @@ export const CUDA_BINDINGS = {
   ...rmsnorm.cuda,
   ...rope.cuda,
   ...swiglu.cuda,
+  ...loraSegments.cuda,
 };
 
 export type Ops = typeof OPS;
