@@ -25,6 +25,7 @@ import { linear, matmul } from '../src/ops/matmul.js';
 import { loraLinears } from '../src/ops/lora-linear.js';
 import { loraSegments, type LoraSegment } from '../src/ops/lora-segments.js';
 import { rmsnorm } from '../src/ops/rmsnorm.js';
+import { pagedAttention, pagedKvWrite } from '../src/ops/paged-attention.js';
 import { rope, ropeTables, parseRopeConfig } from '../src/ops/rope.js';
 import { swiglu } from '../src/ops/swiglu.js';
 import {
@@ -319,6 +320,71 @@ for (const act of ACTS)
     const lossErr = Math.abs(g.loss - c.loss) / c.loss;
     assert.ok(lossErr < tolFor(act, 1e-2), `fused loss ${g.loss} vs CPU ${c.loss}`);
     assertClose(g.dh, c.dh, tolFor(act, 2e-2), 'fused head dh');
+  });
+
+for (const act of ACTS)
+  test(`CUDA (${act}): pagedKvWrite and pagedAttention match the CPU ops`, { skip: SKIP }, () => {
+    // Few rows over long contexts split the positions over blocks (and merge them); many rows do not.
+    const cases = [
+      { lens: [3001, 2], Hq: 8, Hkv: 2, D: 128, blockSize: 16, N: 3 },
+      { lens: [45, 700, 9], Hq: 7, Hkv: 1, D: 64, blockSize: 7, N: 37 },
+      { lens: [130, 1], Hq: 4, Hkv: 4, D: 80, blockSize: 1, N: 5 },
+      { lens: [1500, 20], Hq: 16, Hkv: 1, D: 13, blockSize: 16, N: 4 },
+    ];
+    cases.forEach((c, ci) => {
+      const T = c.lens.reduce((a, b) => a + b, 0);
+      const blocksOf = c.lens.map((n) => Math.ceil(n / c.blockSize));
+      const numBlocks = blocksOf.reduce((a, b) => a + b, 0) + 2;
+      const maxBlocks = Math.max(...blocksOf);
+      // Blocks handed out back to front and interleaved between sequences: no sequence's are contiguous.
+      const table = new Array<number>(c.lens.length * maxBlocks).fill(0);
+      let next = numBlocks - 1;
+      for (let b = 0; b < maxBlocks; b++)
+        c.lens.forEach((_, s) => {
+          if (b < blocksOf[s]) table[s * maxBlocks + b] = next--;
+        });
+      const slots: number[] = [];
+      c.lens.forEach((n, s) => {
+        for (let p = 0; p < n; p++)
+          slots.push(table[s * maxBlocks + Math.floor(p / c.blockSize)] * c.blockSize + (p % c.blockSize));
+      });
+      const rowSeq = Array.from({ length: c.N }, (_, i) => i % c.lens.length);
+      const rowPos = rowSeq.map((s, i) => Math.max(0, c.lens[s] - 1 - Math.floor(i / c.lens.length)));
+      const poolShape = [numBlocks, c.blockSize, c.Hkv, c.D];
+      const k = input([T, c.Hkv, c.D], 700 + ci);
+      const v = input([T, c.Hkv, c.D], 710 + ci);
+      const q = input([c.N, c.Hq, c.D], 720 + ci);
+      const scale = 1 / Math.sqrt(c.D);
+      const run = (device: Device) =>
+        tidy(() => {
+          const pools = [0, 1].map(() => on(device, Tensor.zeros(poolShape), false, undefined, act));
+          const ints = (xs: number[], shape: number[]) => Tensor.from(xs, shape, 'i32', device);
+          pagedKvWrite(
+            pools[0],
+            pools[1],
+            on(device, k, false, undefined, act),
+            on(device, v, false, undefined, act),
+            ints(slots, [T]),
+          );
+          const out = pagedAttention(
+            on(device, q, false, undefined, act),
+            pools[0],
+            pools[1],
+            ints(table, [c.lens.length, maxBlocks]),
+            ints(rowSeq, [c.N]),
+            ints(rowPos, [c.N]),
+            scale,
+          );
+          return { out: out.toFloat32(), kPool: pools[0].toFloat32(), vPool: pools[1].toFloat32() };
+        });
+      const cpu = run('cpu');
+      const gpu = run('cuda');
+      const what = `paged case ${ci} (D ${c.D}, ${c.Hq}/${c.Hkv} heads, blockSize ${c.blockSize})`;
+      // The inputs are bf16-exact: the pools hold the same numbers on both devices.
+      assert.deepEqual(gpu.kPool, cpu.kPool, `${what}: kPool`);
+      assert.deepEqual(gpu.vPool, cpu.vPool, `${what}: vPool`);
+      assertClose(gpu.out, cpu.out, tolFor(act, 1e-2), `${what}: output`);
+    });
   });
 
 test('CUDA: dropout draws the CPU mask exactly', { skip: SKIP }, () => {

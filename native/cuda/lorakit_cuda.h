@@ -320,4 +320,23 @@ struct LoraSegment {
 void lora_segments(void* y, const void* x, DType t, const LoraSegment* segments, int count, int64_t N, int64_t in, int64_t out,
                    cudaStream_t stream);
 
+// ---- paged KV cache for serving, inference only (paged_attention.cu) -----------------------------
+// Pools k_pool, v_pool [numSlots, Hkv, D] (numSlots = numBlocks · blockSize, a block's slots
+// consecutive); k, v, q, out of dtype t (F32 or BF16), fp32 math. Indices live on the device and are
+// not checked: slots must lie in [0, numSlots), rowSeq in [0, S), rowPos in [0, maxBlocks · blockSize)
+// and every block id a row reaches in [0, numBlocks) (src/ops/paged-attention.ts checks host tensors).
+// k_pool[slots[i]] = k[i], v_pool[slots[i]] = v[i] for k, v [rows, Hkv, D], slots [rows] i32.
+void paged_kv_write(void* k_pool, void* v_pool, const void* k, const void* v, DType t, const int32_t* slots, int64_t rows, int Hkv,
+                    int D, cudaStream_t stream);
+// Bytes of the workspace paged_attention needs for these sizes: 0 when it does not split the positions.
+size_t paged_attention_workspace(int N, int Hq, int Hkv, int D, int block_size, int max_blocks);
+// out [N, Hq, D] = softmax(q·Kᵀ·scale)·V of q [N, Hq, D] over positions 0..row_pos[i] of sequence
+// row_seq[i], position p at slot block_tables[row_seq[i] · max_blocks + p / block_size] · block_size
+// + p % block_size; query head h reads kv head h / (Hq / Hkv). D ≤ 256 (16-byte loads when D is a
+// multiple of 16 bytes' elements and q and the pools are 16-byte aligned). workspace: at least
+// paged_attention_workspace bytes (null when that is 0); a row with row_pos < 0 outputs zeros.
+void paged_attention(void* out, const void* q, const void* k_pool, const void* v_pool, DType t, const int32_t* block_tables,
+                     const int32_t* row_seq, const int32_t* row_pos, int N, int Hq, int Hkv, int D, int block_size, int max_blocks,
+                     float scale, void* workspace, cudaStream_t stream);
+
 }  // namespace lkc

@@ -8,6 +8,7 @@ import { elementwiseKernels } from './elementwise.js';
 import { embeddingKernels } from './embedding.js';
 import { matmulKernels } from './matmul.js';
 import { optimKernels } from './optim.js';
+import { pagedAttentionKernels } from './paged-attention.js';
 import { quantLinearKernels } from './quant-linear.js';
 import { rmsnormKernels } from './rmsnorm.js';
 import { ropeKernels } from './rope.js';
@@ -24,6 +25,7 @@ const kernels: KernelTable = {
   ...embeddingKernels,
   ...matmulKernels,
   ...optimKernels,
+  ...pagedAttentionKernels,
   ...quantLinearKernels,
   ...rmsnormKernels,
   ...ropeKernels,

@@ -9,6 +9,7 @@ import { elementwiseKernels } from './elementwise.js';
 import { embeddingKernels } from './embedding.js';
 import { matmulKernels } from './matmul.js';
 import { optimKernels } from './optim.js';
+import { pagedAttentionKernels } from './paged-attention.js';
 import { quantLinearKernels } from './quant-linear.js';
 import { rmsnormKernels } from './rmsnorm.js';
 import { ropeKernels } from './rope.js';
@@ -29,6 +30,7 @@ export const cudaBackend: Backend = {
       ...embeddingKernels(cu),
       ...matmulKernels(cu),
       ...optimKernels(cu),
+      ...pagedAttentionKernels(cu),
       ...quantLinearKernels(cu),
       ...rmsnormKernels(cu),
       ...ropeKernels(cu),

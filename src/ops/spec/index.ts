@@ -10,6 +10,7 @@ import { elementwise } from './elementwise.js';
 import { embedding } from './embedding.js';
 import { matmul } from './matmul.js';
 import { optim } from './optim.js';
+import { paged } from './paged-attention.js';
 import { quantLinear } from './quant-linear.js';
 import { rmsnorm } from './rmsnorm.js';
 import { rope } from './rope.js';
@@ -26,6 +27,7 @@ export const OPS = {
   ...embedding.ops,
   ...matmul.ops,
   ...optim.ops,
+  ...paged.ops,
   ...quantLinear.ops,
   ...rmsnorm.ops,
   ...rope.ops,
@@ -43,6 +45,7 @@ export const CPU_BINDINGS = {
   ...embedding.cpu,
   ...matmul.cpu,
   ...optim.cpu,
+  ...paged.cpu,
   ...quantLinear.cpu,
   ...rmsnorm.cpu,
   ...rope.cpu,
@@ -58,6 +61,7 @@ export const CUDA_BINDINGS = {
   ...embedding.cuda,
   ...matmul.cuda,
   ...optim.cuda,
+  ...paged.cuda,
   ...quantLinear.cuda,
   ...rmsnorm.cuda,
   ...rope.cuda,
