@@ -238,6 +238,7 @@ for (const device of ENGINE_DEVICES)
       const bytes = 16 * PagedKVCache.bytesPerBlock(c, block, model.activationDType);
       const e = await check({ maxBatch: 32, kvBlockSize: block, kvCacheBytes: bytes }, 'small cache');
       assert.equal(e.cache.freeBlocks, e.cache.numBlocks, 'every block returned');
+    assert.ok(e.stats.preemptions > 0, 'the cache ran out at least once');
     });
 
     test('greedy tokens equal generate() under the single-adapter policy', async () => {

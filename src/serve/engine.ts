@@ -91,6 +91,8 @@ export interface EngineStats {
   busyMs: number;
   /** Largest number of sequences in one step. */
   maxRows: number;
+  /** Sequences that gave their KV blocks back to be recomputed later (the cache ran out). */
+  preemptions: number;
 }
 
 class Sequence {
@@ -140,6 +142,7 @@ export class BatchEngine {
     generatedTokens: 0,
     busyMs: 0,
     maxRows: 0,
+    preemptions: 0,
   };
 
   private readonly queue: Sequence[] = [];
@@ -299,6 +302,7 @@ export class BatchEngine {
   // prompt and the tokens it produced; its text and sampler carry on where they were.
   private preemptNewest(): Sequence {
     const s = this.active.pop()!;
+    this.stats.preemptions++;
     this.cache.release(s.paged!);
     s.paged = null;
     s.pending = [...s.req.promptIds, ...s.text.ids.slice(0, s.generated)];
