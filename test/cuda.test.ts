@@ -783,11 +783,12 @@ test('GPU-only flags and commands are refused on the CPU with one clear sentence
   ]);
   assert.equal(offload.status, 2);
   assert.match(offload.stderr, /--offload-checkpoints needs --device cuda\./);
-  const serve = cli(['serve', '--model', 'x', '--device', 'cuda']);
-  assert.equal(serve.status, 2);
+  const out = join(tmpdir(), 'lorakit-never.gguf');
+  const exported = cli(['export', '--model', 'x', '--format', 'gguf', '--out', out, '--device', 'cuda']);
+  assert.equal(exported.status, 2);
   assert.match(
-    serve.stderr,
-    /lorakit serve: --device cuda is not supported by this command; use --device cpu\./,
+    exported.stderr,
+    /lorakit export: --device cuda is not supported by this command; use --device cpu\./,
   );
 });
 
