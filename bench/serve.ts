@@ -10,11 +10,12 @@
 // The model defaults to SmolLM2-135M-Instruct (scripts/fetch-smollm2.sh), else the tiny test fixture.
 import { describeCpuPath } from '../src/backend/cpu/addon.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { buildCli } from './build-cli.js';
 import OpenAI from 'openai';
 import { loadModel } from '../src/models/load.js';
 import { adapterParameters, addAdapter, saveAdapter } from '../src/peft/adapters.js';
@@ -66,36 +67,7 @@ async function makeAdapters(): Promise<string[]> {
   return dirs;
 }
 
-// The server runs as the installed CLI does, from tsc's JavaScript (not through tsx, whose helpers
-// add per-call costs the shipped code does not have), built into .cache/ from the current sources.
-function buildCli(): string[] {
-  if (a['from-source']) return ['--import', 'tsx', join(root, 'test', 'lorakit-cli.mts')];
-  const out = join(root, '.cache', 'bench-serve');
-  mkdirSync(out, { recursive: true });
-  const tsc = spawnSync(
-    process.execPath,
-    [
-      join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '-p',
-      join(root, 'tsconfig.build.json'),
-      '--outDir',
-      join(out, 'dist'),
-      '--declaration',
-      'false',
-      '--sourceMap',
-      'false',
-    ],
-    { cwd: root, encoding: 'utf8' },
-  );
-  if (!existsSync(join(out, 'dist', 'cli', 'main.js')))
-    throw new Error(`tsc did not build the CLI:\n${tsc.stdout}${tsc.stderr}`);
-  writeFileSync(
-    join(out, 'lorakit.mjs'),
-    "import { main } from './dist/cli/main.js';\nprocess.exitCode = await main(process.argv.slice(2));\n",
-  );
-  return [join(out, 'lorakit.mjs')];
-}
-const cli = buildCli();
+const cli = buildCli(root, 'bench-serve', a['from-source'] === true);
 
 async function startServer(policy: string, dirs: string[]): Promise<{ child: ChildProcess; url: string }> {
   const args = [...cli, 'serve', '--model', model, '--dtype', a.dtype!, '--port', '0', '--quiet'];

@@ -16,19 +16,12 @@
 // that passes --row-limit-s is cut there: its clients hang up, tokens/s counts what was streamed by
 // then, and the row says how many requests had finished.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { buildCli } from '../build-cli.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 const { values: a } = parseArgs({
@@ -249,31 +242,7 @@ function buildLorakit(): string[] {
     if (need('lorakit_cpu-')) build('scripts/build-native.mjs');
     if (device === 'cuda' && need('lorakit_cuda')) build('scripts/build-cuda.mjs');
   }
-  if (a['from-source']) return ['--import', 'tsx', join(root, 'test', 'lorakit-cli.mts')];
-  const out = join(root, '.cache', 'bench-serve-gpu');
-  mkdirSync(out, { recursive: true });
-  const tsc = spawnSync(
-    process.execPath,
-    [
-      join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '-p',
-      join(root, 'tsconfig.build.json'),
-      '--outDir',
-      join(out, 'dist'),
-      '--declaration',
-      'false',
-      '--sourceMap',
-      'false',
-    ],
-    { cwd: root, encoding: 'utf8' },
-  );
-  if (!existsSync(join(out, 'dist', 'cli', 'main.js')))
-    throw new Error(`tsc did not build the CLI:\n${tsc.stdout}${tsc.stderr}`);
-  writeFileSync(
-    join(out, 'lorakit.mjs'),
-    "import { main } from './dist/cli/main.js';\nprocess.exitCode = await main(process.argv.slice(2));\n",
-  );
-  return [join(out, 'lorakit.mjs')];
+  return buildCli(root, 'bench-serve-gpu', a['from-source'] === true);
 }
 
 // ---- load -----------------------------------------------------------------------------------------
