@@ -311,20 +311,14 @@ export class BatchEngine {
     return s;
   }
 
-  // Blocks for the step's new positions, preempting the newest sequences while the pool is short.
+  // Blocks for the step's new positions, preempting the newest sequences while the pool is short;
+  // the parts of sequences still running.
   private reserve(parts: { seq: Sequence; take: number }[]): { seq: Sequence; take: number }[] {
-    const kept: { seq: Sequence; take: number }[] = [];
     const preempted = new Set<Sequence>();
-    for (const p of parts) {
-      if (preempted.has(p.seq)) continue;
-      while (!this.cache.reserve(p.seq.paged!, p.seq.paged!.length + p.take)) {
-        const out = this.preemptNewest();
-        preempted.add(out);
-        if (out === p.seq) break;
-      }
-      if (!preempted.has(p.seq)) kept.push(p);
-    }
-    return kept.filter((p) => !preempted.has(p.seq));
+    for (const { seq, take } of parts)
+      while (!preempted.has(seq) && !this.cache.reserve(seq.paged!, seq.paged!.length + take))
+        preempted.add(this.preemptNewest());
+    return parts.filter((p) => !preempted.has(p.seq));
   }
 
   // One forward pass for every running sequence, then one sampled token for each that wanted one.
