@@ -4,5 +4,6 @@ import type { Device } from '../tensor/tensor.js';
 import { cpuBackend } from './cpu/index.js';
 import { cudaBackend } from './cuda/index.js';
 import type { Backend } from './kernels.js';
+import { webGpuBackend } from './webgpu/index.js';
 
-export const BACKENDS: Record<Device, Backend> = { cpu: cpuBackend, cuda: cudaBackend };
+export const BACKENDS: Record<Device, Backend> = { cpu: cpuBackend, cuda: cudaBackend, webgpu: webGpuBackend };

@@ -2,6 +2,7 @@ import type { DType } from '../tensor/dtype.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { BACKENDS } from './backends.js';
 import { useBackend } from './kernels.js';
+import { prepareWebGpu } from './webgpu/gpu.js';
 
 /**
  * Makes a device ready for tensors and ops: the CPU always is; CUDA registers its memory and kernels
@@ -9,6 +10,15 @@ import { useBackend } from './kernels.js';
  */
 export function useDevice(device: Device): void {
   useBackend(device);
+}
+
+/**
+ * useDevice for every device, WebGPU included, whose adapter and device open asynchronously: the
+ * one call a program that may run on any device makes before its first tensor there.
+ */
+export async function prepareDevice(device: Device): Promise<void> {
+  if (device === 'webgpu') await prepareWebGpu();
+  useDevice(device);
 }
 
 /**

@@ -6,8 +6,9 @@ import { openSafetensorsModel } from '../io/safetensors.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { readModelConfig } from './config.js';
 import { CausalLM, type WeightDType } from './llama.js';
-import { useDevice } from '../backend/device.js';
+import { prepareDevice } from '../backend/device.js';
 import type { QuantType } from '../quant/weight.js';
+import type { Device } from '../tensor/tensor.js';
 
 export interface LoadOptions {
   /**
@@ -16,7 +17,7 @@ export interface LoadOptions {
    * GEMMs, fp32 accumulation) or float32 (exact fp32 math, about 2× the memory: the parity mode).
    */
   dtype?: 'float32' | 'bfloat16';
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   /** QLoRA: store the decoder's linear weights as nf4, fp4 or int8 (bitsandbytes' formats). */
   quantize?: QuantType;
   /** Also quantize the 4-bit absmax constants (8-bit, blocks of 256): ≈4.13 instead of 4.5 bits a weight. */
@@ -75,7 +76,7 @@ async function load(
   tokenizerNeed: 'required' | 'optional',
 ): Promise<LoadedModel<Tokenizer | null>> {
   const device = opts.device ?? 'cpu';
-  useDevice(device); // fails here, before any download or read, when the device cannot run
+  await prepareDevice(device); // fails here, before any download or read, when the device cannot run
   const path = await resolveModel(spec);
   if (statSync(path).isFile()) {
     if (!path.endsWith('.gguf'))

@@ -79,7 +79,16 @@ export function sum(x: Tensor): Tensor {
   expectFloat('sum', 'x', x);
   const out = emptyF32(x, []);
   kernel(x.device, 'sumRows')(out, x, 1, x.size);
-  if (needsRecord([x])) record([x], [out], [], ([g]) => [full(x.shape, g.item(), x)]);
+  // g spread over x's shape on the device (no read back: WebGPU cannot wait for one).
+  if (needsRecord([x]))
+    record([x], [out], [], ([g]) => {
+      const ones = emptyF32(x, x.shape);
+      kernel(x.device, 'fill')(ones, 1);
+      const dx = emptyLike(x);
+      kernel(x.device, 'scaleByScalar')(dx, ones, g);
+      ones.dispose();
+      return [dx];
+    });
   return out;
 }
 

@@ -10,7 +10,7 @@ import {
   type DTypeArray,
 } from './dtype.js';
 
-export type Device = 'cpu' | 'cuda';
+export type Device = 'cpu' | 'cuda' | 'webgpu';
 
 /** The device whose memory is host memory: tensors are made there from JS values and read back there. */
 const HOST: Device = 'cpu';
@@ -35,8 +35,13 @@ export interface DeviceBackend {
   allocate(bytes: number): Storage;
   /** Copies host bytes into storage at byteOffset. */
   write(dst: Storage, byteOffset: number, src: Uint8Array): void;
-  /** Copies dst.length bytes of storage from byteOffset to the host (waits for queued work). */
+  /**
+   * Copies dst.length bytes of storage from byteOffset to the host (waits for queued work). A device
+   * that cannot wait (WebGPU) throws one sentence pointing at readAsync.
+   */
   read(dst: Uint8Array, src: Storage, byteOffset: number): void;
+  /** The same copy without blocking the thread; absent where read itself never blocks for long. */
+  readAsync?(dst: Uint8Array, src: Storage, byteOffset: number): Promise<void>;
   /** Sets bytes of storage to zero. */
   zero(dst: Storage, byteOffset: number, bytes: number): void;
   /** Copies bytes between two storages of this device. */
@@ -332,6 +337,27 @@ export class Tensor {
     if (this.dtype === 'bf16') return bf16ArrayToF32(this.as('bf16'));
     if (this.dtype === 'f16') return Float32Array.from(d, f16ToF32);
     return Float32Array.from(d);
+  }
+
+  /**
+   * toFloat32 for every device, WebGPU included (whose reads cannot block): the one way a loop that
+   * runs anywhere reads values back.
+   */
+  async toFloat32Async(): Promise<Float32Array> {
+    const backend = backendOf(this.device);
+    if (this.device === HOST || !backend.readAsync) return this.toFloat32();
+    if (this.disposed) throw new Error(`lorakit: tensor ${this.id} was used after dispose().`);
+    const host = Tensor.empty(this.shape, this.dtype);
+    try {
+      await backend.readAsync(
+        hostBytes(host.storage, 0, host.byteLength),
+        this.storage,
+        this.offset * DTYPE_BYTES[this.dtype],
+      );
+      return host.toFloat32();
+    } finally {
+      host.dispose();
+    }
   }
 
   item(): number {

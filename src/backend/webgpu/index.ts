@@ -1,0 +1,20 @@
+// The WebGPU backend: WGSL compute shaders behind the op table, in a browser (navigator.gpu) or in
+// Node through Dawn (the `webgpu` package). The device opens asynchronously: prepareDevice('webgpu')
+// first; then kernels enqueue synchronously, and values come back with toFloat32Async().
+import type { Backend } from '../kernels.js';
+import { registerWebGpuTensors } from './device.js';
+import { elementwiseKernels } from './elementwise.js';
+import { webGpu } from './gpu.js';
+
+export const webGpuBackend: Backend = {
+  label: 'WebGPU device',
+  floatDTypes: ['f32'],
+  activationDType: 'f32',
+  kernels: () => {
+    webGpu(); // throws one sentence until prepareWebGpu() has finished
+    registerWebGpuTensors();
+    return {
+      ...elementwiseKernels,
+    };
+  },
+};
