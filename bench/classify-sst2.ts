@@ -87,7 +87,7 @@ const { model, tokenizer } = await loadModel(model_path);
 const testSet: Example[] = (await loadData(testPath, tokenizer, { completionOnly: true, maxSeqLen: 512 }))
   .examples;
 const t0 = Date.now();
-const before = { acc: accuracy(model, tokenizer), loss: evaluate(model, testSet).loss };
+const before = { acc: accuracy(model, tokenizer), loss: (await evaluate(model, testSet)).loss };
 addAdapter(model, 'sst2', { ...LORA_DEFAULTS, r: 8, alpha: 16, dropout: 0.05 }, 1);
 const t1 = Date.now();
 const r = await train(model, tokenizer, {
@@ -101,7 +101,7 @@ const r = await train(model, tokenizer, {
 });
 const trainSeconds = (Date.now() - t1) / 1000;
 setActiveAdapter(model, 'sst2');
-const after = { acc: accuracy(model, tokenizer), loss: evaluate(model, testSet).loss };
+const after = { acc: accuracy(model, tokenizer), loss: (await evaluate(model, testSet)).loss };
 console.log(
   `SST-2 (GLUE validation split): ${nTrain} rows trained, ${test.length} held out; SmolLM2-135M-Instruct fp32, LoRA r=8 all-linear, ${r.steps} steps, batch 8, lr 1e-3, completion-only`,
 );

@@ -86,7 +86,7 @@ for (const [name, opts] of values['skip-ppl'] ? [] : variants) {
   try {
     const w = baseWeightBytes(model);
     const data = (await loadData(pplFile, tokenizer, { completionOnly: false, maxSeqLen: 512 })).examples;
-    const r = evaluate(model, data, 8);
+    const r = await evaluate(model, data, 8);
     if (!opts.quantize) basePpl = r.perplexity;
     const bits = w.quantizedParams ? ((w.quantizedBytes * 8) / w.quantizedParams).toFixed(3) : '32';
     rows.push(
@@ -114,7 +114,7 @@ async function finetune(
     );
     const evalSet: Example[] = (await loadData(evalFile, tokenizer, { completionOnly: true, maxSeqLen: T }))
       .examples;
-    const before = evaluate(model, evalSet, 8).loss;
+    const before = (await evaluate(model, evalSet, 8)).loss;
     memoryStats(true, device);
     const t0 = performance.now();
     const r = await train(model, tokenizer, {
@@ -131,7 +131,7 @@ async function finetune(
     });
     const seconds = (performance.now() - t0) / 1000;
     const peak = memoryStats(false, device).peakBytes;
-    const evalLoss = evaluate(model, evalSet, 8).loss;
+    const evalLoss = (await evaluate(model, evalSet, 8)).loss;
     log(
       `${name}: eval loss ${before.toFixed(4)} -> ${evalLoss.toFixed(4)}, peak ${mib(peak)} MiB, ${seconds.toFixed(0)} s, ${r.steps} steps`,
     );

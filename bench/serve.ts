@@ -60,7 +60,7 @@ async function makeAdapters(): Promise<string[]> {
     for (const [k, t] of adapterParameters(m, name))
       if (k.includes('lora_B')) t.as('f32').forEach((_, j, arr) => (arr[j] = Math.sin(j + i) * 0.01));
     const dir = join(work, name);
-    saveAdapter(m, name, dir);
+    await saveAdapter(m, name, dir);
     dirs.push(dir);
   }
   m.dispose();

@@ -23,7 +23,7 @@ const opt = new Optimizer(params, { name: 'adamw', weightDecay: 0.01 });
 const times: number[] = [];
 const tokens: number[] = [];
 memoryStats(true);
-batches.forEach((b, step) => {
+for (const [step, b] of batches.entries()) {
   const examples = b.ids.map((row, i) => {
     const n = b.mask[i].reduce((x, y) => x + y, 0);
     return { ids: row.slice(0, n), labels: b.labels[i].slice(0, n) };
@@ -38,7 +38,7 @@ batches.forEach((b, step) => {
     });
     backward(scale(total, 1 / hb.targetCount));
   });
-  clipGradNorm(
+  await clipGradNorm(
     params.map(([, t]) => t),
     1.0,
   );
@@ -46,7 +46,7 @@ batches.forEach((b, step) => {
   opt.zeroGrad();
   times.push((performance.now() - t0) / 1000);
   tokens.push(examples.reduce((n, e) => n + e.ids.length, 0));
-});
+}
 const rate = tokens.slice(1).reduce((a, b) => a + b, 0) / times.slice(1).reduce((a, b) => a + b, 0);
 console.log(
   JSON.stringify({

@@ -395,12 +395,12 @@ test('CUDA: dropout draws the CPU mask exactly', { skip: SKIP }, () => {
     assert.equal(cudaMask[i] === 0, cpuMask[i] === 0, `element ${i}: kept on one backend only`);
 });
 
-test('CUDA: the squared gradient norm over many tensors matches the CPU', { skip: SKIP }, () => {
+test('CUDA: the squared gradient norm over many tensors matches the CPU', { skip: SKIP }, async () => {
   const sizes = [1, 7, 333, 40001];
   const xs = sizes.map((n, i) => Tensor.from(randn(n, 50 + i), [n]));
   const want = xs.reduce((acc, x) => acc + x.toFloat32().reduce((a, v) => a + v * v, 0), 0);
   const onGpu = xs.map((x) => x.toDevice('cuda'));
-  const got = gradNormSquared(onGpu);
+  const got = await gradNormSquared(onGpu);
   assert.ok(Math.abs(got - want) / want < 1e-5, `Σ x² ${got} vs ${want}`);
   for (const x of [...xs, ...onGpu]) x.dispose();
 });
@@ -622,7 +622,7 @@ test(
           onWarning: () => {},
         });
         results[device] = { evalLoss: r.evalLoss!, memory };
-        if (device === 'cuda') saveAdapter(model, 'default', join(out, 'adapter'));
+        if (device === 'cuda') await saveAdapter(model, 'default', join(out, 'adapter'));
       } finally {
         model.dispose();
       }
@@ -642,7 +642,7 @@ test(
     try {
       loadAdapter(model, join(out, 'adapter'), 'default');
       const { loadData } = await import('../src/train/data.js');
-      const r = evaluate(
+      const r = await evaluate(
         model,
         (await loadData(evalFile, tokenizer, { maxSeqLen: 256, completionOnly: false })).examples,
         8,

@@ -533,7 +533,7 @@ before(async () => {
   safetensors = new Uint8Array(readFileSync(sp));
   addAdapter(model, 'fuzz', { ...LORA_DEFAULTS, r: 2, alpha: 4, targetModules: ['q_proj', 'v_proj'] }, 3);
   const ad = join(work, 'adapter');
-  saveAdapter(model, 'fuzz', ad);
+  await saveAdapter(model, 'fuzz', ad);
   deleteAdapter(model, 'fuzz');
   adapterConfig = readFileSync(join(ad, ADAPTER_CONFIG), 'utf8');
   adapterWeights = new Uint8Array(readFileSync(join(ad, ADAPTER_WEIGHTS)));

@@ -33,11 +33,11 @@ function stories(): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
 }
 
 /** Writes a small adapter for the model (seeded, so two seeds give different weights) into `dir`. */
-function writeAdapter(model: CausalLM, dir: string, seed: number): void {
+async function writeAdapter(model: CausalLM, dir: string, seed: number): Promise<void> {
   const name = `tmp-${seed}`;
   addAdapter(model, name, { ...LORA_DEFAULTS, r: 2, alpha: 4, targetModules: ['q_proj', 'v_proj'] }, seed);
   try {
-    saveAdapter(model, name, dir);
+    await saveAdapter(model, name, dir);
   } finally {
     deleteAdapter(model, name);
   }
@@ -115,8 +115,8 @@ describe('run-time adapter loads', { skip: SKIP }, () => {
     ({ model } = await stories());
     const { tokenizer } = await stories();
     mkdirSync(root);
-    writeAdapter(model, join(root, 'swap'), 1);
-    writeAdapter(model, outside, 2);
+    await writeAdapter(model, join(root, 'swap'), 1);
+    await writeAdapter(model, outside, 2);
     cpSync(join(root, 'swap'), join(root, 'store'), { recursive: true });
     cpSync(join(root, 'swap'), join(root, 'folder'), { recursive: true });
     server = new LorakitServer({ model, tokenizer, modelName: 'stories', adapterDir: root });
@@ -191,7 +191,7 @@ describe('run-time adapter loads', { skip: SKIP }, () => {
         ['fifo-config', 'adapter_config.json'],
         ['fifo-weights', 'adapter_model.safetensors'],
       ]) {
-        writeAdapter(model, join(root, dir), 3);
+        await writeAdapter(model, join(root, dir), 3);
         rmSync(join(root, dir, fifo));
         execFileSync('mkfifo', [join(root, dir, fifo)]);
         // Something writes to it after 2 s: a server that waits on the FIFO would answer only then.
@@ -239,7 +239,7 @@ describe('cross-site requests and careless clients', { skip: SKIP }, () => {
       bos_token: '<s>',
       eos_token: '</s>',
     });
-    writeAdapter(model, join(root, 'a'), 4);
+    await writeAdapter(model, join(root, 'a'), 4);
     server = new LorakitServer({
       model,
       tokenizer,

@@ -66,7 +66,7 @@ async function checkModel(
         });
       }
       if (dtype === 'float32') {
-        const r = evaluate(
+        const r = await evaluate(
           model,
           expected.rows.map((ids) => ({ ids, labels: ids })),
           2,
@@ -131,7 +131,7 @@ test('SmolLM2-135M-Instruct from its GGUF: eval loss and greedy tokens as transf
   };
   const { model, tokenizer } = await loadModel(e.gguf);
   try {
-    const r = evaluate(
+    const r = await evaluate(
       model,
       e.rows.map((ids) => ({ ids, labels: ids })),
       3,

@@ -67,7 +67,7 @@ for (const name of cases) {
       // Our saved adapter loads in PEFT with the same loss.
       const out = mkdtempSync(join(tmpdir(), 'lorakit-peft-'));
       try {
-        saveAdapter(model, 'default', join(out, 'adapter'));
+        await saveAdapter(model, 'default', join(out, 'adapter'));
         const ours = stepLoss(model, examples, false);
         if (existsSync(python)) {
           writeFileSync(

@@ -2,7 +2,15 @@
 // the same loss; exact resume; gradient accumulation and checkpointing that change nothing; the CLI.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -55,7 +63,7 @@ test('stories260K: LoRA on real text lowers eval loss, and PEFT loads the adapte
   try {
     addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 8, alpha: 16, dropout: 0.05 }, 1);
     const evalSet = (await loadData(evalFile, tokenizer, { completionOnly: false, maxSeqLen: 256 })).examples;
-    const before = evaluate(model, evalSet).loss;
+    const before = (await evaluate(model, evalSet)).loss;
     const r = await train(model, tokenizer, {
       data: trainFile,
       maxSteps: 30,
@@ -64,15 +72,15 @@ test('stories260K: LoRA on real text lowers eval loss, and PEFT loads the adapte
       maxSeqLen: 256,
       seed: 3,
     });
-    const after = evaluate(model, evalSet).loss;
+    const after = (await evaluate(model, evalSet)).loss;
     assert.ok(after < before - 0.05, `eval loss ${before.toFixed(4)} -> ${after.toFixed(4)} should fall`);
     assert.equal(r.steps, 30);
     if (!existsSync(python)) return;
     const out = join(work, 'stories-adapter');
-    saveAdapter(model, 'default', out);
+    await saveAdapter(model, 'default', out);
     const rows = evalSet.slice(0, 8);
     const hb = padBatch(rows);
-    const ours = evaluate(model, rows).loss;
+    const ours = (await evaluate(model, rows)).loss;
     const ids = rows.map((e) => [...e.ids, ...new Array<number>(hb.T - e.ids.length).fill(0)]);
     const mask = rows.map((e) => Array.from({ length: hb.T }, (_, i) => (i < e.ids.length ? 1 : 0)));
     const labels = rows.map((e) => [...e.labels, ...new Array<number>(hb.T - e.ids.length).fill(-100)]);

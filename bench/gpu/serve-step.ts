@@ -51,12 +51,14 @@ const cache = new PagedKVCache(
 const forward = new BatchForward(model, cache);
 const sampler = new Sampler(GREEDY);
 let s = 99;
-const rand = (): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) % config.vocabSize);
+const rand = (): number => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % config.vocabSize;
 
 console.log(
   `${a.shape} ${a.nf4 ? 'nf4' : 'bf16'}, context ${context}, ${steps} decode steps per row count; ms per step`,
 );
-console.log('| rows | adapters | wall | GPU busy | GPU span | kernel calls | sampling (host) | top ops (GPU ms) |');
+console.log(
+  '| rows | adapters | wall | GPU busy | GPU span | kernel calls | sampling (host) | top ops (GPU ms) |',
+);
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const A of adapterCounts)
   for (const R of a.rows!.split(',').map(Number)) {

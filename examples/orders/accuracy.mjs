@@ -6,16 +6,26 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { evaluate, generate, loadAdapter, loadData, loadModel } from '../../dist/index.js';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, adapter: { type: 'string' }, data: { type: 'string' }, limit: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    adapter: { type: 'string' },
+    data: { type: 'string' },
+    limit: { type: 'string' },
+  },
+});
 if (!values.model) throw new Error('--model is required');
 const dataPath = values.data ?? new URL('./eval.jsonl', import.meta.url).pathname;
-const rows = readFileSync(dataPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const rows = readFileSync(dataPath, 'utf8')
+  .trim()
+  .split('\n')
+  .map((l) => JSON.parse(l));
 const limit = values.limit ? Number(values.limit) : rows.length;
 
 const { model, tokenizer } = await loadModel(values.model);
 if (values.adapter) loadAdapter(model, values.adapter);
 const { examples } = await loadData(dataPath, tokenizer, { completionOnly: true, maxSeqLen: 1024 });
-const { loss } = evaluate(model, examples);
+const { loss } = await evaluate(model, examples);
 let exact = 0;
 let fields = 0;
 const started = Date.now();
@@ -33,5 +43,14 @@ for (const row of rows.slice(0, limit)) {
   if (right === keys.length) exact++;
 }
 const n = Math.min(limit, rows.length);
-console.log(JSON.stringify({ adapter: values.adapter ?? null, eval_loss: Number(loss.toFixed(4)), exact_match: exact / n, field_accuracy: Number((fields / n).toFixed(4)), rows: n, seconds: Math.round((Date.now() - started) / 1000) }));
+console.log(
+  JSON.stringify({
+    adapter: values.adapter ?? null,
+    eval_loss: Number(loss.toFixed(4)),
+    exact_match: exact / n,
+    field_accuracy: Number((fields / n).toFixed(4)),
+    rows: n,
+    seconds: Math.round((Date.now() - started) / 1000),
+  }),
+);
 model.dispose();

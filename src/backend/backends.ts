@@ -6,4 +6,8 @@ import { cudaBackend } from './cuda/index.js';
 import type { Backend } from './kernels.js';
 import { webGpuBackend } from './webgpu/index.js';
 
-export const BACKENDS: Record<Device, Backend> = { cpu: cpuBackend, cuda: cudaBackend, webgpu: webGpuBackend };
+export const BACKENDS: Record<Device, Backend> = {
+  cpu: cpuBackend,
+  cuda: cudaBackend,
+  webgpu: webGpuBackend,
+};

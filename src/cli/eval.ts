@@ -34,7 +34,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(
         `lorakit: warning: ${data.truncated} rows of ${f.data} were longer than --max-seq-len ${maxSeqLen} and were cut.\n`,
       );
-    const r = evaluate(model, data.examples, f['batch-size'] ?? 8);
+    const r = await evaluate(model, data.examples, f['batch-size'] ?? 8);
     if (f.json)
       process.stdout.write(
         `${JSON.stringify({ loss: r.loss, perplexity: r.perplexity, tokens: r.tokens })}\n`,

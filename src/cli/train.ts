@@ -275,7 +275,7 @@ export async function run(argv: string[]): Promise<number> {
     );
     let before: number | null = null;
     if (evalData) {
-      before = evaluate(model, evalData.examples, f['batch-size'] ?? 4).loss;
+      before = (await evaluate(model, evalData.examples, f['batch-size'] ?? 4)).loss;
       log(`lorakit: eval loss before training: ${before.toFixed(4)}`);
     }
     // The run's config for the dashboard and the report (the flags as given; defaults are in --help).

@@ -89,9 +89,9 @@ export function sgdStep(param: Tensor, grad: Tensor, o: SgdOptions): void {
 /**
  * Σ t² over all the tensors (the global gradient norm used by clipping). The CPU accumulates in double;
  * a GPU sums each tensor in fp32 and reads all the sums back at once, so a step waits once, not once
- * per parameter.
+ * per parameter. Asynchronous because WebGPU's read back is.
  */
-export function gradNormSquared(ts: Tensor | readonly Tensor[]): number {
+export async function gradNormSquared(ts: Tensor | readonly Tensor[]): Promise<number> {
   const list = ts instanceof Tensor ? [ts] : ts;
   if (list.length === 0) return 0;
   for (const t of list) expectDType('gradNormSquared', 't', t, 'f32');

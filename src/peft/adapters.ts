@@ -6,7 +6,7 @@ import { quote } from '../io/quote.js';
 import { openSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors.js';
 import type { CausalLM } from '../models/llama.js';
 import type { Linear } from '../nn/linear.js';
-import { shapeString, type Tensor } from '../tensor/tensor.js';
+import { hostCopies, shapeString, type Tensor } from '../tensor/tensor.js';
 import { readPeftConfig, toPeftJson, validateLoraConfig, type LoraConfig } from './config.js';
 import { LoraLinear } from './lora.js';
 import { embeddingCopy, FullLinearCopy, SAVABLE_MODULES } from './modules-to-save.js';
@@ -101,12 +101,16 @@ export function adapterParameters(model: CausalLM, name: string): [string, Tenso
 }
 
 /** Writes the adapter in PEFT's format; files appear complete or not at all. */
-export function saveAdapter(model: CausalLM, name: string, dir: string): void {
+export async function saveAdapter(model: CausalLM, name: string, dir: string): Promise<void> {
   const config = model.adapterConfigs.get(name);
   checkName(model, name, true);
   mkdirSync(dir, { recursive: true });
-  const tensors = Object.fromEntries(adapterParameters(model, name));
-  writeSafetensors(join(dir, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
+  const tensors = await hostCopies(Object.fromEntries(adapterParameters(model, name)));
+  try {
+    writeSafetensors(join(dir, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
+  } finally {
+    for (const t of Object.values(tensors)) t.dispose();
+  }
   const tmp = join(dir, `${ADAPTER_CONFIG}.tmp`);
   writeFileSync(tmp, `${JSON.stringify(toPeftJson(config!), null, 2)}\n`);
   renameSync(tmp, join(dir, ADAPTER_CONFIG));
@@ -137,7 +141,11 @@ export function loadAdapter(model: CausalLM, dir: string, name = 'default'): Lor
 function checkRanks(config: LoraConfig, file: TensorSource, where: string): void {
   let factors = 0;
   for (const [key, info] of file.tensors) {
-    const axis = /\.lora_A(\.[^.]+)?\.weight$/.test(key) ? 0 : /\.lora_B(\.[^.]+)?\.weight$/.test(key) ? 1 : -1;
+    const axis = /\.lora_A(\.[^.]+)?\.weight$/.test(key)
+      ? 0
+      : /\.lora_B(\.[^.]+)?\.weight$/.test(key)
+        ? 1
+        : -1;
     if (axis < 0) continue;
     factors++;
     if (info.shape.length !== 2 || info.shape[axis] !== config.r)

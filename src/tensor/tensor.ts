@@ -344,20 +344,27 @@ export class Tensor {
    * runs anywhere reads values back.
    */
   async toFloat32Async(): Promise<Float32Array> {
-    const backend = backendOf(this.device);
-    if (this.device === HOST || !backend.readAsync) return this.toFloat32();
-    if (this.disposed) throw new Error(`lorakit: tensor ${this.id} was used after dispose().`);
-    const host = Tensor.empty(this.shape, this.dtype);
+    if (this.device === HOST || !backendOf(this.device).readAsync) return this.toFloat32();
+    const host = await this.toHostAsync();
     try {
-      await backend.readAsync(
-        hostBytes(host.storage, 0, host.byteLength),
-        this.storage,
-        this.offset * DTYPE_BYTES[this.dtype],
-      );
       return host.toFloat32();
     } finally {
       host.dispose();
     }
+  }
+
+  /** A host (CPU) copy of this tensor in its own dtype, read asynchronously where the device needs it. */
+  async toHostAsync(): Promise<Tensor> {
+    const backend = backendOf(this.device);
+    if (this.device === HOST || !backend.readAsync) return this.toDevice(HOST);
+    if (this.disposed) throw new Error(`lorakit: tensor ${this.id} was used after dispose().`);
+    const host = Tensor.empty(this.shape, this.dtype);
+    await backend.readAsync(
+      hostBytes(host.storage, 0, host.byteLength),
+      this.storage,
+      this.offset * DTYPE_BYTES[this.dtype],
+    );
+    return host;
   }
 
   item(): number {
@@ -443,4 +450,11 @@ export function memoryStats(
   device: Device = 'cpu',
 ): { liveBytes: number; peakBytes: number } {
   return backendOf(device).memoryStats(resetPeak);
+}
+
+/** Host copies of named tensors (for writing files), read asynchronously where the device needs it. */
+export async function hostCopies(ts: Readonly<Record<string, Tensor>>): Promise<Record<string, Tensor>> {
+  const out: Record<string, Tensor> = {};
+  for (const [k, t] of Object.entries(ts)) out[k] = await t.toHostAsync();
+  return out;
 }

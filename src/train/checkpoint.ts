@@ -14,7 +14,7 @@ import {
   saveAdapter,
 } from '../peft/adapters.js';
 import { readPeftConfig } from '../peft/config.js';
-import { shapeString, type Tensor } from '../tensor/tensor.js';
+import { hostCopies, shapeString, type Tensor } from '../tensor/tensor.js';
 import type { Optimizer } from './optimizer.js';
 
 export const CHECKPOINT_STATE = 'trainer_state.json';
@@ -31,11 +31,14 @@ export interface TrainerState {
 }
 
 /** Writes dir atomically: build in dir.tmp, then swap it in. */
-export function writeDirAtomically(dir: string, fill: (tmp: string) => void): void {
+export async function writeDirAtomically(
+  dir: string,
+  fill: (tmp: string) => void | Promise<void>,
+): Promise<void> {
   const tmp = `${dir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  fill(tmp);
+  await fill(tmp);
   const old = `${dir}.old`;
   rmSync(old, { recursive: true, force: true });
   if (existsSync(dir)) renameSync(dir, old);
@@ -44,17 +47,22 @@ export function writeDirAtomically(dir: string, fill: (tmp: string) => void): vo
 }
 
 /** Writes checkpoint `dir` (adapter/, optimizer.safetensors, trainer_state.json with `options`). */
-export function saveCheckpoint(
+export async function saveCheckpoint(
   dir: string,
   model: CausalLM,
   adapter: string,
   optimizer: Optimizer,
   state: TrainerState,
   options: Record<string, unknown>,
-): void {
-  writeDirAtomically(dir, (tmp) => {
-    saveAdapter(model, adapter, join(tmp, 'adapter'));
-    writeSafetensors(join(tmp, 'optimizer.safetensors'), optimizer.state());
+): Promise<void> {
+  return writeDirAtomically(dir, async (tmp) => {
+    await saveAdapter(model, adapter, join(tmp, 'adapter'));
+    const moments = await hostCopies(optimizer.state());
+    try {
+      writeSafetensors(join(tmp, 'optimizer.safetensors'), moments);
+    } finally {
+      for (const t of Object.values(moments)) t.dispose();
+    }
     state.optimizerStep = optimizer.step;
     writeFileSync(join(tmp, CHECKPOINT_STATE), `${JSON.stringify({ ...state, options }, null, 2)}\n`);
   });

@@ -118,8 +118,8 @@ export class Optimizer {
  * Scales all gradients so their global L2 norm is at most maxNorm (torch's clip_grad_norm_: factor
  * maxNorm / (norm + 1e-6), only when below 1). Returns the norm before clipping; maxNorm 0 only measures.
  */
-export function clipGradNorm(params: Tensor[], maxNorm: number): number {
-  const norm = Math.sqrt(gradNormSquared(params.flatMap((p) => (p.grad ? [p.grad] : []))));
+export async function clipGradNorm(params: Tensor[], maxNorm: number): Promise<number> {
+  const norm = Math.sqrt(await gradNormSquared(params.flatMap((p) => (p.grad ? [p.grad] : []))));
   const factor = maxNorm / (norm + 1e-6);
   if (maxNorm > 0 && factor < 1)
     for (const p of params) {

@@ -193,10 +193,10 @@ export async function train(
   let lastEval: number | null = null;
   let stoppedEarly = false;
 
-  const checkpoint = () => {
+  const checkpoint = async (): Promise<void> => {
     if (!out) return;
     state.elapsed = (Date.now() - start) / 1000;
-    saveCheckpoint(
+    await saveCheckpoint(
       join(out, 'checkpoints', `step-${state.step}`),
       model,
       adapter,
@@ -205,8 +205,8 @@ export async function train(
       describe(o),
     );
   };
-  const evaluation = () => {
-    const r = evaluate(model, evalSet!, o.batchSize);
+  const evaluation = async (): Promise<void> => {
+    const r = await evaluate(model, evalSet!, o.batchSize);
     lastEval = r.loss;
     if (metricsPath)
       appendMetrics(metricsPath, { step: state.step, eval_loss: r.loss, eval_tokens: r.tokens });
@@ -236,9 +236,9 @@ export async function train(
       if (micro.length === 0) continue;
       const stepStart = Date.now();
       const count = targetCount(micro);
-      const sum = accumulateGradients(model, micro, stepContext(), count);
+      const sum = await accumulateGradients(model, micro, stepContext(), count);
       const lr = learningRate(schedule, state.step);
-      const gradNorm = updateWeights(
+      const gradNorm = await updateWeights(
         optimizer,
         params.map(([, t]) => t),
         lr,
@@ -261,21 +261,22 @@ export async function train(
       };
       if (metricsPath) appendMetrics(metricsPath, metrics);
       o.onStep?.(metrics);
-      if (evalSet && o.evalEvery && state.step % o.evalEvery === 0 && state.step < totalSteps) evaluation();
-      if (o.saveEvery && state.step % o.saveEvery === 0 && state.step < totalSteps) checkpoint();
+      if (evalSet && o.evalEvery && state.step % o.evalEvery === 0 && state.step < totalSteps)
+        await evaluation();
+      if (o.saveEvery && state.step % o.saveEvery === 0 && state.step < totalSteps) await checkpoint();
       // Let signal handlers run between steps (kernels are synchronous).
       await new Promise((r) => setImmediate(r));
       if (o.stopSignal?.stop) {
         stoppedEarly = true;
-        checkpoint();
+        await checkpoint();
         break;
       }
     }
-    if (evalSet && !stoppedEarly) evaluation();
+    if (evalSet && !stoppedEarly) await evaluation();
     let adapterDir: string | null = null;
     if (out && !stoppedEarly) {
       adapterDir = join(out, 'adapter');
-      writeDirAtomically(adapterDir, (tmp) => saveAdapter(model, adapter, tmp));
+      await writeDirAtomically(adapterDir, (tmp) => saveAdapter(model, adapter, tmp));
     }
     return { steps: state.step, finalLoss: lastLoss, evalLoss: lastEval, stoppedEarly, adapterDir };
   } finally {

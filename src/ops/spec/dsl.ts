@@ -100,13 +100,13 @@ export type OpSpec = Declared<Signature, 'void' | 'number'>;
 
 /** A kernel that writes its outputs. */
 export const op = declaring('void');
-/** A kernel that returns one number (a reduction read back). */
+/** A kernel that returns one number (a reduction read back; a promise where reads cannot block: WebGPU). */
 export const reduction = declaring('number');
 
 /** The TypeScript signature of an op's kernels. */
 export type KernelOf<S extends OpSpec> = (
   ...args: KernelParams<S['signature']>
-) => S['returns'] extends 'number' ? number : void;
+) => S['returns'] extends 'number' ? number | Promise<number> : void;
 
 // ---- CUDA entry points ------------------------------------------------------------------------
 
