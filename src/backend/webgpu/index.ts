@@ -3,8 +3,11 @@
 // first; then kernels enqueue synchronously, and values come back with toFloat32Async().
 import type { Backend } from '../kernels.js';
 import { registerWebGpuTensors } from './device.js';
+import { dropoutKernels } from './dropout.js';
 import { elementwiseKernels } from './elementwise.js';
+import { embeddingKernels } from './embedding.js';
 import { webGpu } from './gpu.js';
+import { normKernels } from './norms.js';
 
 export const webGpuBackend: Backend = {
   label: 'WebGPU device',
@@ -15,6 +18,9 @@ export const webGpuBackend: Backend = {
     registerWebGpuTensors();
     return {
       ...elementwiseKernels,
+      ...normKernels,
+      ...embeddingKernels,
+      ...dropoutKernels,
     };
   },
 };
