@@ -6,6 +6,7 @@ import { UsageError, type Specs } from './args.js';
 import type { CausalLM } from '../models/llama.js';
 import { baseWeightBytes, QuantizedWeight } from '../quant/weight.js';
 import { formatBytes } from './progress.js';
+import type { Device } from '../tensor/tensor.js';
 
 /** Flags shared by commands that run a model. */
 export const MODEL_FLAGS = {
@@ -16,13 +17,32 @@ export const MODEL_FLAGS = {
     help: 'CPU: base weight storage (float32); cuda: weights and activations (bfloat16)',
     choices: ['float32', 'bfloat16'],
   },
-  device: { type: 'string', help: 'compute device', choices: ['cpu', 'cuda'] },
+  device: { type: 'string', help: 'compute device', choices: ['cpu', 'cuda', 'webgpu'] },
   quantize: { type: 'string', help: 'quantize the base weights', choices: ['nf4', 'fp4', 'int8'] },
   'double-quant': { type: 'bool', help: 'quantize the quantization constants too' },
 } as const satisfies Specs;
 
-/** Commands that run on a GPU with --device cuda. */
-const CUDA_COMMANDS = ['eval', 'generate', 'chat', 'serve'];
+/**
+ * The commands each device runs beside the CPU. Serving batches per-row adapters and merge/export
+ * rewrite weights on the host; generation reads every token back, which WebGPU only does
+ * asynchronously (its decode loop is not written yet), so WebGPU trains and evaluates.
+ */
+const DEVICE_COMMANDS: Record<Exclude<Device, 'cpu'>, readonly string[]> = {
+  cuda: ['train', 'eval', 'generate', 'chat', 'serve'],
+  webgpu: ['train', 'eval'],
+};
+
+/** The device of --device for a command (cpu when not given); a device the command cannot use is a usage error. */
+export function deviceFor(command: string, flag: string | undefined): Device {
+  if (flag === undefined || flag === 'cpu') return 'cpu';
+  if (flag !== 'cuda' && flag !== 'webgpu')
+    throw new UsageError(`lorakit ${command}: --device must be cpu, cuda or webgpu, got '${flag}'.`);
+  if (!DEVICE_COMMANDS[flag].includes(command))
+    throw new UsageError(
+      `lorakit ${command}: --device ${flag} is not supported by this command; use --device cpu.`,
+    );
+  return flag;
+}
 
 interface ModelFlagValues {
   model?: string;
@@ -56,13 +76,8 @@ async function openFor(
   if (!f.model) throw new UsageError(`lorakit ${command}: --model is required.`);
   if (f['double-quant'] && f.quantize !== 'nf4' && f.quantize !== 'fp4')
     throw new UsageError(`lorakit ${command}: --double-quant needs --quantize nf4 or fp4.`);
-  // Serving batches per-row adapters and merge/export rewrite weights on the host: CPU work today.
-  if (f.device === 'cuda' && !CUDA_COMMANDS.includes(command))
-    throw new UsageError(
-      `lorakit ${command}: --device cuda is not supported by this command; use --device cpu.`,
-    );
   const opts: LoadOptions = {
-    device: f.device === 'cuda' ? 'cuda' : 'cpu',
+    device: deviceFor(command, f.device),
     dtype: f.dtype === 'bfloat16' || f.dtype === 'float32' ? f.dtype : undefined,
     quantize: f.quantize === 'nf4' || f.quantize === 'fp4' || f.quantize === 'int8' ? f.quantize : undefined,
     doubleQuant: f['double-quant'] === true,

@@ -14,7 +14,7 @@ import { convertValue, didYouMean, parseFlags, UsageError, type Specs } from './
 import { columnsFromFlags, DATA_FLAGS } from './data-flags.js';
 import { checkOutFolder, clearPreviousRun, latestCheckpoint, previousRun } from './outputs.js';
 import { Progress } from './progress.js';
-import { describeBaseWeights } from './run.js';
+import { describeBaseWeights, deviceFor } from './run.js';
 
 export const SYNOPSIS = '--model M --data FILE --out DIR [flags]';
 export const HELP = 'fine-tune a LoRA adapter';
@@ -33,7 +33,7 @@ export const FLAGS = {
     help: 'CPU: base weight storage (float32); cuda: weights and activations (bfloat16)',
     choices: ['float32', 'bfloat16'],
   },
-  device: { type: 'string', help: 'compute device', choices: ['cpu', 'cuda'] },
+  device: { type: 'string', help: 'compute device', choices: ['cpu', 'cuda', 'webgpu'] },
   r: { type: 'int', help: 'LoRA rank (16)', min: 1 },
   alpha: { type: 'number', help: 'LoRA alpha (32)', min: 0, exclusiveMin: true },
   dropout: { type: 'number', help: 'LoRA dropout (0.05)', min: 0, max: 0.99 },
@@ -215,7 +215,7 @@ export async function run(argv: string[]): Promise<number> {
   if (resume !== undefined && resume !== f.resume) log(`lorakit: resuming from ${resume}`);
   log(`lorakit: loading ${f.model}`);
   const { model, tokenizer } = await loadModelOptionalTokenizer(f.model!, {
-    device: f.device === 'cuda' ? 'cuda' : 'cpu',
+    device: deviceFor('train', f.device),
     dtype: f.dtype as 'float32' | 'bfloat16' | undefined,
     quantize: f.quantize as 'nf4' | 'fp4' | 'int8' | undefined,
     doubleQuant: f['double-quant'] === true,
