@@ -5,6 +5,9 @@ import type { Backend } from '../kernels.js';
 import { registerWebGpuTensors } from './device.js';
 import { elementwiseKernels } from './elementwise.js';
 import { webGpu } from './gpu.js';
+import { loraSegmentsKernels } from './lora-segments.js';
+import { optimKernels } from './optim.js';
+import { quantLinearKernels } from './quant-linear.js';
 
 export const webGpuBackend: Backend = {
   label: 'WebGPU device',
@@ -15,6 +18,9 @@ export const webGpuBackend: Backend = {
     registerWebGpuTensors();
     return {
       ...elementwiseKernels,
+      ...optimKernels,
+      ...quantLinearKernels,
+      ...loraSegmentsKernels,
     };
   },
 };
