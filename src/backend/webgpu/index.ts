@@ -7,7 +7,10 @@ import { dropoutKernels } from './dropout.js';
 import { elementwiseKernels } from './elementwise.js';
 import { embeddingKernels } from './embedding.js';
 import { webGpu } from './gpu.js';
+import { loraSegmentsKernels } from './lora-segments.js';
 import { normKernels } from './norms.js';
+import { optimKernels } from './optim.js';
+import { quantLinearKernels } from './quant-linear.js';
 
 export const webGpuBackend: Backend = {
   label: 'WebGPU device',
@@ -21,6 +24,9 @@ export const webGpuBackend: Backend = {
       ...normKernels,
       ...embeddingKernels,
       ...dropoutKernels,
+      ...optimKernels,
+      ...quantLinearKernels,
+      ...loraSegmentsKernels,
     };
   },
 };
