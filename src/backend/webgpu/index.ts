@@ -5,6 +5,7 @@ import type { Backend } from '../kernels.js';
 import { registerWebGpuTensors } from './device.js';
 import { elementwiseKernels } from './elementwise.js';
 import { webGpu } from './gpu.js';
+import { matmulKernels } from './matmul.js';
 
 export const webGpuBackend: Backend = {
   label: 'WebGPU device',
@@ -15,6 +16,7 @@ export const webGpuBackend: Backend = {
     registerWebGpuTensors();
     return {
       ...elementwiseKernels,
+      ...matmulKernels,
     };
   },
 };
