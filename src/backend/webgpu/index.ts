@@ -11,6 +11,7 @@ import { loraSegmentsKernels } from './lora-segments.js';
 import { normKernels } from './norms.js';
 import { optimKernels } from './optim.js';
 import { quantLinearKernels } from './quant-linear.js';
+import { matmulKernels } from './matmul.js';
 
 export const webGpuBackend: Backend = {
   label: 'WebGPU device',
@@ -27,6 +28,7 @@ export const webGpuBackend: Backend = {
       ...optimKernels,
       ...quantLinearKernels,
       ...loraSegmentsKernels,
+      ...matmulKernels,
     };
   },
 };
