@@ -3,6 +3,8 @@
 // first; then kernels enqueue synchronously, and values come back with toFloat32Async().
 import type { Backend } from '../kernels.js';
 import { registerWebGpuTensors } from './device.js';
+import { attentionKernels } from './attention.js';
+import { crossEntropyKernels } from './cross-entropy.js';
 import { elementwiseKernels } from './elementwise.js';
 import { webGpu } from './gpu.js';
 
@@ -15,6 +17,8 @@ export const webGpuBackend: Backend = {
     registerWebGpuTensors();
     return {
       ...elementwiseKernels,
+      ...attentionKernels,
+      ...crossEntropyKernels,
     };
   },
 };
