@@ -4,6 +4,8 @@
 import type { Backend } from '../kernels.js';
 import { registerWebGpuTensors } from './device.js';
 import { dropoutKernels } from './dropout.js';
+import { attentionKernels } from './attention.js';
+import { crossEntropyKernels } from './cross-entropy.js';
 import { elementwiseKernels } from './elementwise.js';
 import { embeddingKernels } from './embedding.js';
 import { webGpu } from './gpu.js';
@@ -29,6 +31,8 @@ export const webGpuBackend: Backend = {
       ...quantLinearKernels,
       ...loraSegmentsKernels,
       ...matmulKernels,
+      ...attentionKernels,
+      ...crossEntropyKernels,
     };
   },
 };
