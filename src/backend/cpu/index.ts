@@ -1,5 +1,6 @@
 // The CPU backend: the C++ addon's kernels (native/cpu) behind the op table, always available.
 import type { Backend, KernelTable } from '../kernels.js';
+import { argmaxKernels } from './argmax.js';
 import { attentionKernels } from './attention.js';
 import { crossEntropyKernels } from './cross-entropy.js';
 import { doraKernels } from './dora.js';
@@ -17,6 +18,7 @@ import { loraSegmentsKernels } from './lora-segments.js';
 
 // Every op has a CPU kernel: the CPU is the reference the other backends are tested against.
 const kernels: KernelTable = {
+  ...argmaxKernels,
   ...attentionKernels,
   ...crossEntropyKernels,
   ...doraKernels,

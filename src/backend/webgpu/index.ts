@@ -4,6 +4,7 @@
 import type { Backend } from '../kernels.js';
 import { registerWebGpuTensors } from './device.js';
 import { dropoutKernels } from './dropout.js';
+import { argmaxKernels } from './argmax.js';
 import { attentionKernels } from './attention.js';
 import { crossEntropyKernels } from './cross-entropy.js';
 import { elementwiseKernels } from './elementwise.js';
@@ -23,6 +24,7 @@ export const webGpuBackend: Backend = {
     webGpu(); // throws one sentence until prepareWebGpu() has finished
     registerWebGpuTensors();
     return {
+      ...argmaxKernels,
       ...elementwiseKernels,
       ...normKernels,
       ...embeddingKernels,
