@@ -1,8 +1,7 @@
 // WebGPU kernels of the elementwise ops (src/ops/spec/elementwise.ts): f32 math, one thread per
 // element (per output word for bf16 outputs), as the CPU backend computes them.
-import type { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
-import { dispatch, linearGroups, type KernelSpec } from './kernel.js';
+import { dispatch, expectF32, type KernelSpec, linearGroups } from './kernel.js';
 
 /** The element index of this thread in a 1-D grid of 256-thread workgroups (linearGroups). */
 export const INDEX = /* wgsl */ `
@@ -151,22 +150,16 @@ const FILL: KernelSpec = {
 }`,
 };
 
-function float32(op: string, ...ts: Tensor[]): void {
-  for (const t of ts)
-    if (t.dtype !== 'f32')
-      throw new Error(`lorakit: the WebGPU ${op} kernel computes in f32, got a ${t.dtype} tensor.`);
-}
-
 export const elementwiseKernels = {
   add: (out, a, b) => dispatch(ADD, { a, b, out }, { n: a.size, nb: b.size }, groups256(a.size)),
   mul: (out, a, b) => dispatch(MUL, { a, b, out }, { n: a.size, nb: b.size }, groups256(a.size)),
   axpy: (y, x, alpha) => {
-    float32('axpy', y);
+    expectF32('axpy', y);
     dispatch(AXPY, { x, y }, { n: y.size, alpha }, groups256(y.size));
   },
   scale: (out, x, alpha) => dispatch(SCALE, { x, out }, { n: x.size, alpha }, groups256(x.size)),
   sumRows: (out, x, rows, cols) => {
-    float32('sumRows', out);
+    expectF32('sumRows', out);
     dispatch(SUM_ROWS, { x, out }, { rows, cols }, linearGroups(rows));
   },
   cast: (out, x) => {
@@ -180,7 +173,7 @@ export const elementwiseKernels = {
       );
   },
   fill: (out, value) => {
-    float32('fill', out);
+    expectF32('fill', out);
     dispatch(FILL, { out }, { n: out.size, value }, groups256(out.size));
   },
   scaleByScalar: (out, x, scalar) =>

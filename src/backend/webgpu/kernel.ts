@@ -287,5 +287,12 @@ export function dispatch(
   pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
 }
 
+/** Throws one sentence unless every given tensor is f32 (what WebGPU kernels compute and write in). */
+export function expectF32(op: string, ...ts: (Tensor | null)[]): void {
+  for (const t of ts)
+    if (t && t.dtype !== 'f32')
+      throw new Error(`lorakit: the WebGPU ${op} kernel computes in f32, got a ${t.dtype} tensor.`);
+}
+
 /** Bytes of a tensor's elements (for kernels that size their grids by bytes). */
 export const elementBytes = (t: Tensor): number => DTYPE_BYTES[t.dtype];

@@ -12,13 +12,7 @@
 import { Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
 import { elementwiseKernels, groups256, INDEX } from './elementwise.js';
-import { dispatch, linearGroups, type KernelSpec } from './kernel.js';
-
-function float32(op: string, ...ts: (Tensor | null)[]): void {
-  for (const t of ts)
-    if (t && t.dtype !== 'f32')
-      throw new Error(`lorakit: the WebGPU ${op} kernel computes in f32, got a ${t.dtype} tensor.`);
-}
+import { dispatch, expectF32, type KernelSpec, linearGroups } from './kernel.js';
 
 // ---- RMSNorm ------------------------------------------------------------------------------------------
 
@@ -168,7 +162,7 @@ const ROPE: KernelSpec = {
 };
 
 function rope(out: Tensor, x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, sign: number): void {
-  float32('rope', out, x, cos, sin);
+  expectF32('rope', out, x, cos, sin);
   if (positions.dtype !== 'i32')
     throw new Error(`lorakit: the WebGPU rope kernel takes i32 positions, got ${positions.dtype}.`);
   const [B, T, heads, dim] = x.shape;
@@ -224,7 +218,7 @@ const SWIGLU_BACKWARD = {
 
 export const normKernels = {
   rmsnormForward: (y, rstd, x, weight, eps) => {
-    float32('rmsnorm', y, rstd, x, weight);
+    expectF32('rmsnorm', y, rstd, x, weight);
     const rows = rstd.size;
     const dim = weight.size;
     dispatch(RMSNORM_FORWARD, { x, weight, y, rstd }, { rows, dim, eps }, linearGroups(rows), {
@@ -232,7 +226,7 @@ export const normKernels = {
     });
   },
   rmsnormBackward: (dx, dweight, dy, x, weight, rstd) => {
-    float32('rmsnorm backward', dx, dweight, dy, x, weight, rstd);
+    expectF32('rmsnorm backward', dx, dweight, dy, x, weight, rstd);
     const rows = rstd.size;
     const dim = weight.size;
     if (dx)
@@ -244,11 +238,11 @@ export const normKernels = {
   ropeForward: (out, x, cos, sin, positions) => rope(out, x, cos, sin, positions, 1),
   ropeBackward: (dx, dy, cos, sin, positions) => rope(dx, dy, cos, sin, positions, -1),
   swigluForward: (out, gate, up) => {
-    float32('swiglu', out, gate, up);
+    expectF32('swiglu', out, gate, up);
     dispatch(SWIGLU_FORWARD, { gate, up, out }, { n: out.size }, groups256(out.size));
   },
   swigluBackward: (dgate, dup, dy, gate, up) => {
-    float32('swiglu backward', dgate, dup, dy, gate, up);
+    expectF32('swiglu backward', dgate, dup, dy, gate, up);
     const n = dy.size;
     if (dgate && dup) dispatch(SWIGLU_BACKWARD.both, { dy, gate, up, dgate, dup }, { n }, groups256(n));
     else if (dgate) dispatch(SWIGLU_BACKWARD.gate, { dy, gate, up, dgate }, { n }, groups256(n));

@@ -12,7 +12,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import type { AdamWOptions } from '../../ops/spec/optim.js';
 import type { Kernels } from '../kernels.js';
 import { groups256, INDEX } from './elementwise.js';
-import { dispatch, linearGroups, type KernelSpec } from './kernel.js';
+import { dispatch, expectF32, type KernelSpec, linearGroups } from './kernel.js';
 
 const ADAM_UPDATE = /* wgsl */ `
 // One element's update; returns the new p (m and v are written here).
@@ -179,19 +179,13 @@ function adamScalars(o: AdamWOptions): Record<string, number> {
   };
 }
 
-function float32(op: string, ...ts: (Tensor | null)[]): void {
-  for (const t of ts)
-    if (t && t.dtype !== 'f32')
-      throw new Error(`lorakit: the WebGPU ${op} kernel updates f32 tensors, got a ${t.dtype} one.`);
-}
-
 /**
  * Σ x² over all the tensors (f32), as a new f32 webgpu tensor of shape [] that stays on the device:
  * each tensor's 4096-element pieces summed into a scratch of partial sums, then those summed in one
  * workgroup, in a fixed order (no atomics). An empty list, or empty tensors, give 0.
  */
 export function gradNormSquaredTensor(xs: readonly Tensor[]): Tensor {
-  float32('gradNormSquared', ...xs);
+  expectF32('gradNormSquared', ...xs);
   for (const x of xs)
     if (x.device !== 'webgpu')
       throw new Error(`lorakit: gradNormSquaredTensor takes webgpu tensors, got one on ${x.device}.`);
@@ -223,7 +217,7 @@ export const optimKernels = {
   adamwStep: (slots, o) => {
     const scalars = adamScalars(o);
     for (const { param, m, v, grad, copy } of slots) {
-      float32('adamwStep', param, m, v, grad);
+      expectF32('adamwStep', param, m, v, grad);
       const n = param.size;
       if (n === 0) continue;
       if (!copy) {
@@ -238,7 +232,7 @@ export const optimKernels = {
     }
   },
   sgdStep: (param, buf, grad, lr, weightDecay, momentum) => {
-    float32('sgdStep', param, buf, grad);
+    expectF32('sgdStep', param, buf, grad);
     const n = param.size;
     if (n === 0) return;
     const common = { n, negLr: Math.fround(-lr), wd: Math.fround(weightDecay) };

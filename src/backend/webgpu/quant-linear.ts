@@ -16,7 +16,7 @@ import { FP4_CODE, NF4_CODE } from '../../quant/codes.js';
 import type { QuantizedWeight } from '../../quant/weight.js';
 import { keep, Tensor } from '../../tensor/tensor.js';
 import type { Kernels } from '../kernels.js';
-import { dispatch, type KernelSpec } from './kernel.js';
+import { dispatch, expectF32, type KernelSpec } from './kernel.js';
 
 /** How a weight keeps its scales: 4-bit with fp32 absmax, 4-bit double-quantized, or int8 rows. */
 type Format = 'blockwise' | 'nested' | 'int8';
@@ -157,12 +157,6 @@ function noBiasTensor(): Tensor {
   return noBias;
 }
 
-function float32(op: string, named: Record<string, Tensor | null>): void {
-  for (const [name, t] of Object.entries(named))
-    if (t && t.dtype !== 'f32')
-      throw new Error(`lorakit: the WebGPU ${op} kernel takes an f32 ${name}, got ${t.dtype}.`);
-}
-
 /** The weight's tensors by binding name, its format and the parameters that describe it. */
 function weightArgs(w: QuantizedWeight): {
   format: Format;
@@ -229,12 +223,12 @@ function gemm(
 }
 export const quantLinearKernels = {
   quantLinear: (y, x, w, bias, m) => {
-    float32('quantLinear', { y, x, bias });
+    expectF32('quantLinear', y, x, bias);
     const [out, inF] = w.shape;
     gemm('quantLinear', y, x, w, bias, { M: m, N: out, K: inF }, true, false);
   },
   quantLinearBackward: (dx, g, w, m, accumulate) => {
-    float32('quantLinearBackward', { dx, g });
+    expectF32('quantLinearBackward', dx, g);
     const [out, inF] = w.shape;
     gemm('quantLinearBackward', dx, g, w, null, { M: m, N: inF, K: out }, false, accumulate);
   },
