@@ -46,7 +46,7 @@ import { lossSum } from '../src/train/loss.js';
 import { gradNormSquared } from '../src/ops/optim.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { train } from '../src/train/trainer.js';
-import { assertClose, fixture, projectRoot, randn, sharedData } from './helpers.js';
+import { argmaxInput, assertClose, fixture, projectRoot, randn, sharedData } from './helpers.js';
 import { fixtureExamples, stepLoss } from './model-helpers.js';
 
 const gpu = cudaAvailable();
@@ -859,3 +859,28 @@ for (const act of ACTS)
         }),
       ),
   );
+
+test(
+  'CUDA: argmaxRows is the host scan over f32 and bf16 rows (ties, NaN, -inf)',
+  { skip: SKIP },
+  async () => {
+    const { argmaxRows } = await import('../src/ops/argmax.js');
+    const { argmaxFirst } = await import('../src/infer/sampling.js');
+    for (const [rows, cols] of [
+      [1, 1],
+      [9, 257],
+      [64, 49152],
+    ] as const)
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const host = Tensor.from(argmaxInput(rows, cols, rows + cols), [rows, cols], dtype);
+        const x = host.toFloat32();
+        const want = Array.from({ length: rows }, (_, r) =>
+          argmaxFirst(x.subarray(r * cols, (r + 1) * cols)),
+        );
+        const t = host.toDevice('cuda');
+        const ids = argmaxRows(t);
+        assert.deepEqual(Array.from(ids.toFloat32()), want, `${dtype} [${rows}, ${cols}]`);
+        for (const u of [host, t, ids]) u.dispose();
+      }
+  },
+);

@@ -66,3 +66,14 @@ export function fixture(...parts: string[]): string | null {
   const p = join(root, 'test', 'fixtures', ...parts);
   return existsSync(p) ? p : null;
 }
+
+/** rows × cols values with many ties, a NaN inside row 1, a NaN first in row 2 and a row of -inf. */
+export function argmaxInput(rows: number, cols: number, seed: number): Float32Array {
+  const x = Float32Array.from(randn(rows * cols, seed), (v, i) =>
+    Math.floor(i / cols) % 3 ? Math.floor(v * 2) : v,
+  );
+  if (rows > 1) x[cols + (cols >> 1)] = NaN;
+  if (rows > 2) x[2 * cols] = NaN;
+  if (rows > 3) x.fill(-Infinity, 3 * cols, 4 * cols);
+  return x;
+}

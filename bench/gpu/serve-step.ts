@@ -1,8 +1,8 @@
 // Where one serving step's time goes on the GPU: the batch forward (src/serve/batch-forward.ts) over
 // R decoding sequences of C cached positions each, rows spread over A adapters, without HTTP. Per row
 // count it prints the wall time of a step, the GPU's busy time inside it (CUDA events around every
-// kernel call), the kernel calls a step issues, and the host time of greedy sampling from the returned
-// logits; wall ≫ GPU means the host is the bottleneck.
+// kernel call), the kernel calls a step issues, and the host time spent picking tokens from what the
+// step returned (greedy: ids picked on the device); wall ≫ GPU means the host is the bottleneck.
 //   node --import tsx bench/gpu/serve-step.ts [--shape llama-3.2-1b] [--rows 1,16,64] [--adapters 1,64]
 //        [--context 128] [--steps 10] [--nf4]
 import { parseArgs } from 'node:util';
@@ -13,7 +13,7 @@ import { parseModelConfig } from '../../src/models/config.js';
 import { PagedKVCache, PagedSequence } from '../../src/models/paged-kv-cache.js';
 import { addAdapter } from '../../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../../src/peft/config.js';
-import { BatchForward, type Span } from '../../src/serve/batch-forward.js';
+import { BatchForward, type Span, type StepOutput } from '../../src/serve/batch-forward.js';
 import { freeRandomSources, randomModel, SHAPES } from './random-model.js';
 
 const { values: a } = parseArgs({
@@ -50,6 +50,8 @@ const cache = new PagedKVCache(
 );
 const forward = new BatchForward(model, cache);
 const sampler = new Sampler(GREEDY);
+// Greedy spans come back as ids picked on the device; a row of logits only where a span samples.
+const pick = (o: StepOutput): number => (typeof o === 'number' ? o : sampler.next(o));
 let s = 99;
 const rand = (): number => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % config.vocabSize;
 
@@ -71,18 +73,25 @@ for (const A of adapterCounts)
       tokens: Array.from({ length: context }, rand),
       adapter: adapterOf(i),
       wantLogits: true,
+      greedy: true,
     }));
-    let next = forward.run(prefill).map((l) => sampler.next(l));
+    let next = forward.run(prefill).map(pick);
     const decode = (): Span[] =>
-      seqs.map((seq, i) => ({ seq, tokens: [next[i]], adapter: adapterOf(i), wantLogits: true }));
-    for (let w = 0; w < 2; w++) next = forward.run(decode()).map((l) => sampler.next(l));
+      seqs.map((seq, i) => ({
+        seq,
+        tokens: [next[i]],
+        adapter: adapterOf(i),
+        wantLogits: true,
+        greedy: true,
+      }));
+    for (let w = 0; w < 2; w++) next = forward.run(decode()).map(pick);
     let wall = 0;
     let sampleMs = 0;
     const t0 = performance.now();
     for (let t = 0; t < steps; t++) {
       const logits = forward.run(decode());
       const ts = performance.now();
-      next = logits.map((l) => sampler.next(l));
+      next = logits.map(pick);
       sampleMs += performance.now() - ts;
     }
     wall = performance.now() - t0;

@@ -145,6 +145,11 @@ void mul_broadcast(void* out, const void* a, const void* b, DType t, int64_t n, 
 // cols = 0 gives zeros.
 void sum_rows(void* out, DType out_type, const void* x, DType x_type, int64_t rows, int64_t cols, cudaStream_t stream);
 
+// ---- greedy pick (argmax.cu) ----------------------------------------------------------------------
+// out [rows] i32 = the first index of each row's largest value, x [rows, cols] f32 or bf16; NaN is never
+// picked except that a row starting with NaN gives 0 (the host's `if (x[i] > x[best])` scan). cols ≥ 1.
+void argmax_rows(int32_t* out, const void* x, DType t, int64_t rows, int64_t cols, cudaStream_t stream);
+
 // ---- RMSNorm (rmsnorm.cu) ------------------------------------------------------------------------
 // out, x [N, C] and w [C] of dtype t (F32 or BF16); rstd [N] f32 (saved for backward).
 // y = w · T(x · rstd), rstd = 1/sqrt(mean(x²)+eps) (the inner rounding T(·) only for bf16, as HF).

@@ -71,20 +71,31 @@ export function sortDescending(logits: Float32Array): Uint32Array {
   return o.subarray(0, n);
 }
 
+/**
+ * The greedy pick: the first index of the largest value (NaN never picked, except that a row starting
+ * with NaN gives 0). The argmaxRows kernels compute exactly this on a device.
+ */
+export function argmaxFirst(logits: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  return best;
+}
+
 /** Picks the next token from one row of logits. */
 export class Sampler {
   private readonly rand: () => number;
+
+  /** Whether the pick is the argmax (temperature 0): a device can then make it (argmaxRows). */
+  get greedy(): boolean {
+    return this.opts.temperature <= 0;
+  }
 
   constructor(readonly opts: SamplingOptions) {
     this.rand = seededUniform(opts.seed);
   }
 
   next(logits: Float32Array): number {
-    if (this.opts.temperature <= 0) {
-      let best = 0;
-      for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
-      return best;
-    }
+    if (this.greedy) return argmaxFirst(logits);
     const t = this.opts.temperature;
     const sorted = sortDescending(logits);
     let count = this.opts.topK > 0 ? Math.min(this.opts.topK, sorted.length) : sorted.length;

@@ -1,7 +1,7 @@
 // Loading a model and its tokenizer from files' bytes: what a browser has (a File, a Blob, a fetch)
 // where Node reads a folder, a hub id or a path (models/load.ts, which shares the options here).
 // Nothing here touches a file system, so the browser bundle (src/browser.ts) uses it as is.
-import { prepareDevice } from '../backend/device.js';
+import { activationDType, prepareDevice } from '../backend/device.js';
 import { GGUFFile } from '../io/gguf-reader.js';
 import { safetensorsModelFromBytes } from '../io/safetensors-reader.js';
 import type { QuantType } from '../quant/weight.js';
@@ -13,7 +13,8 @@ import { CausalLM, type WeightDType } from './llama.js';
 
 export interface LoadOptions {
   /**
-   * On the CPU, how the large matrices are stored: float32 (default) or bfloat16; compute stays fp32.
+   * On the CPU and WebGPU, how the large matrices are stored: float32 (default) or bfloat16; compute
+   * stays fp32.
    * On cuda, the dtype of the frozen weights and the activations alike: bfloat16 (default; tensor-core
    * GEMMs, fp32 accumulation) or float32 (exact fp32 math, about 2× the memory: the parity mode).
    */
@@ -49,7 +50,7 @@ export interface LoadedModel<T extends Tokenizer | null = Tokenizer> {
 
 /** The WeightDType a LoadOptions dtype means on a device (see LoadOptions.dtype for the defaults). */
 export function weightDType(d: LoadOptions['dtype'], device: LoadOptions['device'] = 'cpu'): WeightDType {
-  if (d === undefined) return device === 'cpu' ? 'f32' : 'bf16';
+  if (d === undefined) return activationDType(device) === 'bf16' ? 'bf16' : 'f32';
   return d === 'bfloat16' ? 'bf16' : 'f32';
 }
 

@@ -12,6 +12,8 @@ import { noGrad } from '../autograd/tape.js';
 import { DecodeStep } from '../models/decode-step.js';
 import type { CausalLM } from '../models/llama.js';
 import { PagedBatch, type PagedKVCache, type PagedSequence } from '../models/paged-kv-cache.js';
+import { argmaxFirst } from '../infer/sampling.js';
+import { argmaxRows } from '../ops/argmax.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
 
 /** One sequence's part of a step. */
@@ -20,9 +22,14 @@ export interface Span {
   seq: PagedSequence;
   tokens: readonly number[];
   adapter: string | null;
-  /** Whether the step should return next-token logits after this span's last token. */
+  /** Whether the step should return the next token's logits (or pick) after this span's last token. */
   wantLogits: boolean;
+  /** The pick is the argmax (greedy sampling): the step returns the token id, made on the device. */
+  greedy?: boolean;
 }
+
+/** Per span that wanted logits: the logits row [V], or the greedy pick for a greedy span. */
+export type StepOutput = Float32Array | number;
 
 export class BatchForward {
   // The one-token native fast path per adapter (CPU; made on first use; null where it does not apply).
@@ -43,9 +50,11 @@ export class BatchForward {
 
   /**
    * Runs the spans through the model, writes their keys and values into their sequences' blocks
-   * (advancing seq.length), and returns one logits row [V] for each span with wantLogits (span order).
+   * (advancing seq.length), and returns for each span with wantLogits (span order) its logits row
+   * [V], or its token id when the span is greedy. When every such span is greedy the picks are made
+   * on the device (argmaxRows) and only the ids come back, not P rows of the vocabulary.
    */
-  run(spans: readonly Span[]): Float32Array[] {
+  run(spans: readonly Span[]): StepOutput[] {
     const m = this.model;
     const N = spans.reduce((a, s) => a + s.tokens.length, 0);
     if (N === 0) return [];
@@ -55,7 +64,8 @@ export class BatchForward {
       const step = this.decodeStep(s.adapter);
       if (step) {
         const logits = step.pagedLogits(s.tokens[0], s.seq, this.cache);
-        return s.wantLogits ? [logits.slice()] : [];
+        if (!s.wantLogits) return [];
+        return [s.greedy ? argmaxFirst(logits) : logits.slice()];
       }
     }
     const ids = new Int32Array(N);
@@ -72,10 +82,13 @@ export class BatchForward {
     }
     // Next-token logits only where asked: the last row of those spans.
     const picked: number[] = [];
+    let allGreedy = true;
     o = 0;
     for (const s of spans) {
       o += s.tokens.length;
-      if (s.wantLogits) picked.push(o - 1);
+      if (!s.wantLogits) continue;
+      picked.push(o - 1);
+      allGreedy &&= s.greedy === true;
     }
     const paged = new PagedBatch(
       this.cache,
@@ -104,8 +117,13 @@ export class BatchForward {
             rowAdapters: mixed ? head : undefined,
           });
           const V = logits.shape[2];
+          if (allGreedy) return Array.from(argmaxRows(logits.reshape([picked.length, V])).toFloat32());
           const host = logits.toFloat32();
-          return picked.map((_, i) => host.slice(i * V, (i + 1) * V));
+          const wanting = spans.filter((s) => s.wantLogits);
+          return picked.map((_, i): StepOutput => {
+            const row = host.subarray(i * V, (i + 1) * V);
+            return wanting[i].greedy ? argmaxFirst(row) : row.slice();
+          });
         }),
       );
     } finally {

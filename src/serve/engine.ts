@@ -13,7 +13,7 @@
 import type { CausalLM } from '../models/llama.js';
 import { PagedKVCache, PagedSequence } from '../models/paged-kv-cache.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { BatchForward, type Span } from './batch-forward.js';
+import { BatchForward, type Span, type StepOutput } from './batch-forward.js';
 import { Sampler } from '../infer/sampling.js';
 import { TextStream } from './text.js';
 
@@ -349,10 +349,11 @@ export class BatchEngine {
       tokens: seq.pending.slice(0, take),
       adapter: seq.adapter,
       wantLogits: take === seq.pending.length,
+      greedy: seq.sampler.greedy,
     }));
-    let logits: Float32Array[];
+    let outputs: StepOutput[];
     try {
-      logits = this.forward.run(spans);
+      outputs = this.forward.run(spans);
     } catch (e) {
       // A failed forward fails the sequences in it (their caches may be half-written).
       for (const { seq } of parts) {
@@ -370,7 +371,8 @@ export class BatchEngine {
       seq.pending.splice(0, take);
       if (!spans[j].wantLogits) return;
       seq.prefilled = true;
-      const next = seq.sampler.next(logits[li++]);
+      const out = outputs[li++];
+      const next = typeof out === 'number' ? out : seq.sampler.next(out);
       this.accept(seq, next);
     });
     this.stats.busyMs += performance.now() - t0;

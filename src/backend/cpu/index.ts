@@ -2,6 +2,7 @@
 // (in a browser there is no addon, and kernels() says so).
 import type { Backend, KernelTable } from '../kernels.js';
 import { CPU_ADDON_MISSING } from './addon.js';
+import { argmaxKernels } from './argmax.js';
 import { attentionKernels } from './attention.js';
 import { crossEntropyKernels } from './cross-entropy.js';
 import { doraKernels } from './dora.js';
@@ -19,6 +20,7 @@ import { loraSegmentsKernels } from './lora-segments.js';
 
 // Every op has a CPU kernel: the CPU is the reference the other backends are tested against.
 const kernels: KernelTable = {
+  ...argmaxKernels,
   ...attentionKernels,
   ...crossEntropyKernels,
   ...doraKernels,

@@ -1,6 +1,7 @@
 // The CUDA backend: native/cuda through its addon, registered on the first use of the device (the
 // addon loads only when a GPU is asked for).
 import type { Backend } from '../kernels.js';
+import { argmaxKernels } from './argmax.js';
 import { attentionKernels } from './attention.js';
 import { crossEntropyKernels } from './cross-entropy.js';
 import { offloadToHost, prefetchToDevice, useCuda } from './device.js';
@@ -23,6 +24,7 @@ export const cudaBackend: Backend = {
   kernels: () => {
     const cu = useCuda();
     return {
+      ...argmaxKernels(cu),
       ...attentionKernels(cu),
       ...crossEntropyKernels(cu),
       ...dropoutKernels(cu),

@@ -4,6 +4,9 @@
 import type { Backend } from '../kernels.js';
 import { registerWebGpuTensors } from './device.js';
 import { dropoutKernels } from './dropout.js';
+import { argmaxKernels } from './argmax.js';
+import { attentionKernels } from './attention.js';
+import { crossEntropyKernels } from './cross-entropy.js';
 import { elementwiseKernels } from './elementwise.js';
 import { embeddingKernels } from './embedding.js';
 import { webGpu } from './gpu.js';
@@ -11,6 +14,7 @@ import { loraSegmentsKernels } from './lora-segments.js';
 import { normKernels } from './norms.js';
 import { optimKernels } from './optim.js';
 import { quantLinearKernels } from './quant-linear.js';
+import { matmulKernels } from './matmul.js';
 
 export const webGpuBackend: Backend = {
   label: 'WebGPU device',
@@ -20,6 +24,7 @@ export const webGpuBackend: Backend = {
     webGpu(); // throws one sentence until prepareWebGpu() has finished
     registerWebGpuTensors();
     return {
+      ...argmaxKernels,
       ...elementwiseKernels,
       ...normKernels,
       ...embeddingKernels,
@@ -27,6 +32,9 @@ export const webGpuBackend: Backend = {
       ...optimKernels,
       ...quantLinearKernels,
       ...loraSegmentsKernels,
+      ...matmulKernels,
+      ...attentionKernels,
+      ...crossEntropyKernels,
     };
   },
 };

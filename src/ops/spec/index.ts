@@ -1,6 +1,7 @@
 // Every op lorakit's backends implement, one declaration each (see dsl.ts); one file per op group,
 // as src/backend/<device>/ has one kernel file per group.
 export { parameters, hostArity } from './dsl.js';
+import { argmax } from './argmax.js';
 import { attention } from './attention.js';
 import { crossEntropy } from './cross-entropy.js';
 import { decode } from './decode.js';
@@ -19,6 +20,7 @@ import { loraSegments } from './lora-segments.js';
 
 /** Every op's declaration, by name. */
 export const OPS = {
+  ...argmax.ops,
   ...attention.ops,
   ...crossEntropy.ops,
   ...dora.ops,
@@ -54,6 +56,7 @@ export const CPU_BINDINGS = {
 
 /** Every CUDA addon entry point the CUDA kernels call, by name (scripts/gen-bindings.mjs writes their wrappers). */
 export const CUDA_BINDINGS = {
+  ...argmax.cuda,
   ...attention.cuda,
   ...crossEntropy.cuda,
   ...dropout.cuda,
