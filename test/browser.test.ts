@@ -2,8 +2,8 @@
 // refuses one that sneaks in; headless Chromium loads it from a local server, opens WebGPU, fetches the
 // tiny Llama fixture's files and loads them from bytes (loadModelFromBytes), and what it computes on
 // WebGPU equals what Node computes on the CPU: host memory and bf16 conversion without the addon, the
-// tokenizer, an embedding lookup + RMSNorm + sum, and (once the WebGPU GEMM, attention and
-// cross-entropy kernels exist) the forward loss.
+// tokenizer, an embedding lookup + RMSNorm + sum, and the forward loss (which needs the WebGPU GEMM,
+// attention and cross-entropy kernels).
 //
 // WebGPU in headless Chromium (Debian's chromium 156 here): `--enable-unsafe-webgpu` is the flag that
 // matters; without it requestAdapter() returns null ("No available adapters"). Chromium then gives its
@@ -214,11 +214,12 @@ async function pageOrSkip(t: { skip(message: string): void }): Promise<Session |
 type PageResult<T> = { ok: true; value: T } | { ok: false; error: string };
 
 function unwrap<T>(r: PageResult<T>, s: Session, what: string): T {
-  if (!r.ok)
-    assert.fail(
-      `${what} failed in Chromium: ${r.error}${s.errors.length ? ` (page errors: ${s.errors.join(' | ')})` : ''}`,
-    );
-  return r.value;
+  if (r.ok) return r.value;
+  const hint = /WebGPU adapter|navigator\.gpu/.test(r.error)
+    ? ` (Chromium ran with ${CHROMIUM_ARGS.join(' ')}: this machine gives headless Chromium no WebGPU adapter; see the flags tried at the top of test/browser.test.ts)`
+    : '';
+  const pageErrors = s.errors.length ? ` (page errors: ${s.errors.join(' | ')})` : '';
+  assert.fail(`${what} failed in Chromium: ${r.error}${hint}${pageErrors}`);
 }
 
 interface Plumbing {
