@@ -104,6 +104,7 @@ async function fromBytes(
   const has = (name: string): boolean => Object.hasOwn(files, name);
   const ggufs = names.filter((n) => n.endsWith('.gguf'));
   const dtype = weightDType(opts.dtype, device);
+  const quant = quantOptions(opts);
   if (ggufs.length > 0) {
     const others = names.filter((n) => n === 'config.json' || n.endsWith('.safetensors'));
     if (ggufs.length > 1 || others.length > 0)
@@ -112,7 +113,7 @@ async function fromBytes(
       );
     const path = opts.name ?? ggufs[0];
     const f = GGUFFile.fromBytes(files[ggufs[0]], path);
-    return { ...modelFromGGUF(f, dtype, quantOptions(opts), device), path };
+    return { ...modelFromGGUF(f, dtype, quant, device), path };
   }
   const dir = opts.name ?? 'model';
   if (!has('config.json'))
@@ -132,7 +133,7 @@ async function fromBytes(
     tokenizer = Tokenizer.fromFiles(texts, dir);
   }
   const source = safetensorsModelFromBytes(files, dir);
-  const model = CausalLM.load(config, source, dtype, quantOptions(opts), device);
+  const model = CausalLM.load(config, source, dtype, quant, device);
   return { model, tokenizer, path: dir };
 }
 
