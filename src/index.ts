@@ -2,9 +2,23 @@
 export { Tensor, tidy, keep, memoryStats } from './tensor/tensor.js';
 export type { DType } from './tensor/dtype.js';
 export { backward, noGrad, checkpoint } from './autograd/tape.js';
-export { loadModel, loadModelOptionalTokenizer, type LoadOptions, type LoadedModel } from './models/load.js';
+export {
+  loadModel,
+  loadModelOptionalTokenizer,
+  readModelConfig,
+  type LoadOptions,
+  type LoadedModel,
+} from './models/load.js';
+export {
+  fetchModelFiles,
+  loadModelFromBytes,
+  loadModelFromBytesOptionalTokenizer,
+  readModelFiles,
+  type BytesLoadOptions,
+  type ModelFiles,
+} from './models/load-bytes.js';
 export { CausalLM, type Batch } from './models/llama.js';
-export { readModelConfig, type ModelConfig } from './models/config.js';
+export { type ModelConfig } from './models/config.js';
 export { LORA_DEFAULTS, loraScale, readPeftConfig, type LoraConfig } from './peft/config.js';
 export {
   addAdapter,

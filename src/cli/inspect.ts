@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { readGGUF } from '../io/gguf.js';
 import { oneLine, quote } from '../io/quote.js';
 import { openSafetensors, openSafetensorsModel, type TensorSource } from '../io/safetensors.js';
-import { readModelConfig } from '../models/config.js';
+import { readModelConfig } from '../models/load.js';
 import { readPeftConfig } from '../peft/config.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../peft/adapters.js';
 import { parseFlags, UsageError, type Specs } from './args.js';

@@ -3,7 +3,7 @@
 import { cpu } from '../backend/cpu/addon.js';
 import { f16ToF32 } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { CHUNK_BYTES, bytesOf, readExact, scratchBytes, type ByteSource } from './file.js';
+import { CHUNK_BYTES, bytesOf, readExact, scratchBytes, type ByteSource } from './bytes.js';
 
 /** Element types found in safetensors and GGUF files that convert elementwise. */
 export type RawType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I32' | 'I64' | 'I8' | 'U8' | 'BOOL';

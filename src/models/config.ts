@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { oneLine, quoteValue } from '../io/quote.js';
 
 /** The Llama-family decoder shape, read from a Hugging Face config.json (v4 or v5 style). */
@@ -37,18 +36,24 @@ function isModelType(s: string): s is ModelType {
   return (SUPPORTED as readonly string[]).includes(s);
 }
 
-export function readModelConfig(path: string): ModelConfig {
+/** A ModelConfig from config.json's text; `path` names the file in messages. */
+export function modelConfigFromJSON(text: string, path: string): ModelConfig {
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
-    throw new Error(
-      `lorakit: ${path}: not a readable JSON file (${oneLine(e instanceof Error ? e.message : String(e))}).`,
-    );
+    throw notReadable(path, e);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
     throw new Error(`lorakit: ${path}: expected a JSON object.`);
   return parseModelConfig(raw as Record<string, unknown>, path);
+}
+
+/** The error for a config.json that cannot be read or parsed. */
+export function notReadable(path: string, e: unknown): Error {
+  return new Error(
+    `lorakit: ${path}: not a readable JSON file (${oneLine(e instanceof Error ? e.message : String(e))}).`,
+  );
 }
 
 export function parseModelConfig(raw: Record<string, unknown>, source = 'config.json'): ModelConfig {

@@ -1,6 +1,6 @@
 // A Llama-family model from a GGUF file: llama.cpp's metadata keys and tensor names mapped back to the
 // Hugging Face ones, with the q/k row permutation llama.cpp's converter applies to Llama undone.
-import { readGGUF, type GGUFFile } from '../io/gguf.js';
+import type { GGUFFile } from '../io/gguf-reader.js';
 import { quoteValue } from '../io/quote.js';
 import type { QuantizeOptions } from '../quant/weight.js';
 import { Tensor, type Device } from '../tensor/tensor.js';
@@ -179,15 +179,15 @@ class GGUFWeights implements WeightSource {
   }
 }
 
-export async function loadGGUFModel(
-  path: string,
+/** The model and tokenizer of a parsed GGUF file (read by path in Node, or from its bytes). */
+export function modelFromGGUF(
+  f: GGUFFile,
   dtype: WeightDType,
   quant?: QuantizeOptions,
   device: Device = 'cpu',
-): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
-  const f = await readGGUF(path);
+): { model: CausalLM; tokenizer: Tokenizer } {
   const raw = configFromGGUF(f);
-  const config = parseModelConfig(raw, path);
+  const config = parseModelConfig(raw, f.path);
   const tokenizer = Tokenizer.fromGGUF(f.metadata);
   // Only the llama architecture (and Mistral, converted as llama) has its q/k rows permuted.
   const permuted = f.get('general.architecture') === 'llama';

@@ -13,7 +13,7 @@ import type { DType } from '../tensor/dtype.js';
 import type { ModelConfig } from './config.js';
 import type { LoraConfig } from '../peft/config.js';
 import type { KVStore } from './kv-cache.js';
-import { readPrequantized, type RawWeights } from '../quant/bnb.js';
+import { readPrequantized, type RawWeights } from '../quant/bnb-read.js';
 import { quantizeWeight, type QuantizeOptions } from '../quant/weight.js';
 
 /** Where weights come from: a safetensors folder or a GGUF file, in Hugging Face tensor names. */

@@ -1,56 +1,26 @@
-// Loading a model and its tokenizer from a Hugging Face folder, a hub id, or a GGUF file.
-import { existsSync, statSync } from 'node:fs';
+// Loading a model and its tokenizer from a Hugging Face folder, a hub id, or a GGUF file (Node: by
+// path). From files' bytes, as a browser has them: load-bytes.ts, whose options these share.
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveModel } from '../io/hub.js';
 import { openSafetensorsModel } from '../io/safetensors.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
-import { readModelConfig } from './config.js';
-import { CausalLM, type WeightDType } from './llama.js';
-import { activationDType, prepareDevice } from '../backend/device.js';
-import type { QuantType } from '../quant/weight.js';
-import type { Device } from '../tensor/tensor.js';
+import { modelConfigFromJSON, notReadable, type ModelConfig } from './config.js';
+import { CausalLM } from './llama.js';
+import { prepareDevice } from '../backend/device.js';
+import { quantOptions, weightDType, type LoadedModel, type LoadOptions } from './load-bytes.js';
 
-export interface LoadOptions {
-  /**
-   * On the CPU and WebGPU, how the large matrices are stored: float32 (default) or bfloat16; compute
-   * stays fp32.
-   * On cuda, the dtype of the frozen weights and the activations alike: bfloat16 (default; tensor-core
-   * GEMMs, fp32 accumulation) or float32 (exact fp32 math, about 2× the memory: the parity mode).
-   */
-  dtype?: 'float32' | 'bfloat16';
-  device?: Device;
-  /** QLoRA: store the decoder's linear weights as nf4, fp4 or int8 (bitsandbytes' formats). */
-  quantize?: QuantType;
-  /** Also quantize the 4-bit absmax constants (8-bit, blocks of 256): ≈4.13 instead of 4.5 bits a weight. */
-  doubleQuant?: boolean;
-  /** 4-bit block size (64). */
-  quantBlocksize?: number;
-}
+export { quantOptions, weightDType, type LoadedModel, type LoadOptions } from './load-bytes.js';
 
-/** The quantization LoadOptions ask for, or undefined. */
-export function quantOptions(
-  opts: LoadOptions,
-): { type: QuantType; doubleQuant: boolean; blocksize?: number } | undefined {
-  if (!opts.quantize) {
-    if (opts.doubleQuant)
-      throw new Error('lorakit: double quantization needs a 4-bit quantization (nf4 or fp4).');
-    return undefined;
+/** Reads a Hugging Face config.json. */
+export function readModelConfig(path: string): ModelConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw notReadable(path, e);
   }
-  return { type: opts.quantize, doubleQuant: opts.doubleQuant === true, blocksize: opts.quantBlocksize };
-}
-
-/** A loaded model; from loadModelOptionalTokenizer the tokenizer may be null. */
-export interface LoadedModel<T extends Tokenizer | null = Tokenizer> {
-  model: CausalLM;
-  tokenizer: T;
-  /** The local folder or file the model came from. */
-  path: string;
-}
-
-/** The WeightDType a LoadOptions dtype means on a device (see LoadOptions.dtype for the defaults). */
-export function weightDType(d: LoadOptions['dtype'], device: LoadOptions['device'] = 'cpu'): WeightDType {
-  if (d === undefined) return activationDType(device) === 'bf16' ? 'bf16' : 'f32';
-  return d === 'bfloat16' ? 'bf16' : 'f32';
+  return modelConfigFromJSON(text, path);
 }
 
 /** Loads a model and its tokenizer; a model folder without tokenizer.json fails, in one sentence saying so. */
@@ -84,9 +54,13 @@ async function load(
       throw new Error(
         `lorakit: --model ${spec}: a file must be a .gguf; otherwise pass a Hugging Face model folder.`,
       );
-    const { loadGGUFModel } = await import('./gguf-model.js');
+    const [{ modelFromGGUF }, { readGGUF }] = await Promise.all([
+      import('./gguf-model.js'),
+      import('../io/gguf.js'),
+    ]);
     // Each weight is quantized right after it is read, so the dense model never exists whole.
-    const loaded = await loadGGUFModel(path, weightDType(opts.dtype, device), quantOptions(opts), device);
+    const f = await readGGUF(path);
+    const loaded = modelFromGGUF(f, weightDType(opts.dtype, device), quantOptions(opts), device);
     return { ...loaded, path };
   }
   const configPath = join(path, 'config.json');

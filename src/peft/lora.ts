@@ -7,7 +7,7 @@ import { linear, matmul } from '../ops/matmul.js';
 import { loraLinear, type LoraFactors } from '../ops/lora-linear.js';
 import type { ForwardContext, Linear, LinearAdapter } from '../nn/linear.js';
 import { keep, Tensor, tidy } from '../tensor/tensor.js';
-import { loraScale, type LoraConfig } from './config.js';
+import { loraScale, type LoraConfig } from './lora-config.js';
 import { DoraVariant } from './dora.js';
 
 /** A seeded uniform generator for initialisation (splitmix32). */

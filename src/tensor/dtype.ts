@@ -64,6 +64,21 @@ export function bf16ArrayToF32(bits: Uint16Array): Float32Array {
   return out;
 }
 
+/**
+ * float32 values -> bf16 bits, a whole array at once, rounded as f32ToBf16 (and the CPU addon's
+ * f32ToBf16) round: what the host converts with where there is no addon (a browser).
+ */
+export function f32ArrayToBf16(out: Uint16Array, x: Float32Array, n = x.length): void {
+  const u = new Uint32Array(x.buffer, x.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const v = u[i];
+    out[i] =
+      (v & 0x7f800000) === 0x7f800000 && (v & 0x7fffff) !== 0
+        ? (v >>> 16) | 0x40
+        : (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
+  }
+}
+
 /** IEEE half bits -> number. */
 export function f16ToF32(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;

@@ -7,6 +7,15 @@ export function isObject(v: Json | undefined): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** JSON.parse with the error naming the file. */
+export function parseJSONText(text: string, path: string): Json {
+  try {
+    return JSON.parse(text) as Json;
+  } catch (e) {
+    throw new Error(`lorakit: ${path} is not valid JSON (${e instanceof Error ? e.message : String(e)}).`);
+  }
+}
+
 /** Where a component comes from (a file path or "GGUF metadata"), carried into every error. */
 export interface Source {
   file: string;

@@ -1,12 +1,11 @@
 // The tokenizer: HF tokenizers' pipeline (added tokens → normalizer → pre-tokenizer → BPE model →
 // post-processor; decoder for the way back), loaded from tokenizer.json (+ tokenizer_config.json,
 // generation_config.json) or from GGUF metadata. Pure TypeScript, ids identical to `tokenizers`.
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { AddedVocabulary, type AddedToken } from './added-tokens.js';
 import { BpeModel } from './bpe.js';
 import { renderChat, type ChatMessage, type RenderChatOptions } from './chat-template.js';
 import { buildDecoder, type Decoder } from './decoders.js';
+import { readTokenizerFolder, type TokenizerFolder } from './folder.js';
 import {
   bool,
   isObject,
@@ -14,6 +13,7 @@ import {
   type JsonObject,
   malformed,
   objects,
+  parseJSONText,
   type Source,
   unsupported,
 } from './json.js';
@@ -52,6 +52,17 @@ export interface TokenizerConfig {
   pad_token_id?: number | null;
 }
 
+/**
+ * The texts of a tokenizer's files, by file name, as a model folder holds them: what a browser has
+ * (a File's or a fetch's text) where Node reads the folder.
+ */
+export interface TokenizerFiles {
+  'tokenizer.json': string;
+  'tokenizer_config.json'?: string;
+  'generation_config.json'?: string;
+  'chat_template.jinja'?: string;
+}
+
 /** The assembled pipeline; fromJSON and fromGGUF both build one. */
 export interface TokenizerParts {
   model: BpeModel;
@@ -75,20 +86,6 @@ function tokenContent(v: TokenizerConfig['bos_token']): string | null {
   if (typeof v === 'string') return v;
   if (v && typeof v === 'object' && typeof v.content === 'string') return v.content;
   return null;
-}
-
-function readJSONFile(path: string): Json {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new Error(`lorakit: cannot read ${path} (${e instanceof Error ? e.message : String(e)}).`);
-  }
-  try {
-    return JSON.parse(text) as Json;
-  } catch (e) {
-    throw new Error(`lorakit: ${path} is not valid JSON (${e instanceof Error ? e.message : String(e)}).`);
-  }
 }
 
 function toConfig(json: Json): TokenizerConfig {
@@ -151,6 +148,24 @@ function parseAddedTokens(json: Json | undefined, src: Source): AddedToken[] {
   });
 }
 
+/**
+ * A tokenizer from a folder's files: tokenizer_config.json's settings, generation_config.json's
+ * stop, start and padding ids, and chat_template.jinja where the config has no template.
+ */
+function fromFolder(f: TokenizerFolder): Tokenizer {
+  const config: TokenizerConfig = f.config !== undefined ? toConfig(f.config) : {};
+  if (f.generation !== undefined) {
+    const gen = toConfig(f.generation);
+    if (gen.eos_token_id !== undefined) config.eos_token_id = gen.eos_token_id;
+    if (gen.bos_token_id !== undefined && config.bos_token_id === undefined)
+      config.bos_token_id = gen.bos_token_id;
+    if (gen.pad_token_id !== undefined && config.pad_token_id === undefined)
+      config.pad_token_id = gen.pad_token_id;
+  }
+  if (config.chat_template == null && f.chatTemplate !== undefined) config.chat_template = f.chatTemplate;
+  return Tokenizer.fromJSON(f.tokenizer, config, f.path);
+}
+
 export class Tokenizer {
   private readonly model: BpeModel;
   private readonly added: AddedVocabulary;
@@ -206,26 +221,31 @@ export class Tokenizer {
 
   /**
    * Loads tokenizer.json, plus tokenizer_config.json, generation_config.json and chat_template.jinja
-   * from the same folder when present.
+   * from the same folder when present (Node: it reads files by path).
    */
   static fromFile(path: string): Tokenizer {
-    const dir = dirname(path);
-    const json = readJSONFile(path);
-    const cfgPath = join(dir, 'tokenizer_config.json');
-    const config: TokenizerConfig = existsSync(cfgPath) ? toConfig(readJSONFile(cfgPath)) : {};
-    const genPath = join(dir, 'generation_config.json');
-    if (existsSync(genPath)) {
-      const gen = toConfig(readJSONFile(genPath));
-      if (gen.eos_token_id !== undefined) config.eos_token_id = gen.eos_token_id;
-      if (gen.bos_token_id !== undefined && config.bos_token_id === undefined)
-        config.bos_token_id = gen.bos_token_id;
-      if (gen.pad_token_id !== undefined && config.pad_token_id === undefined)
-        config.pad_token_id = gen.pad_token_id;
-    }
-    const jinjaPath = join(dir, 'chat_template.jinja');
-    if (config.chat_template == null && existsSync(jinjaPath))
-      config.chat_template = readFileSync(jinjaPath, 'utf8');
-    return Tokenizer.fromJSON(json, config, path);
+    return fromFolder(readTokenizerFolder(path));
+  }
+
+  /**
+   * fromFile for files already in memory (a browser): their texts by file name; `dir` names the
+   * folder in messages.
+   */
+  static fromFiles(files: TokenizerFiles, dir?: string): Tokenizer {
+    const where = (name: string): string => (dir ? `${dir}/${name}` : name);
+    const json = (name: keyof TokenizerFiles): Json | undefined => {
+      const text = files[name];
+      return text === undefined ? undefined : parseJSONText(text, where(name));
+    };
+    const tokenizer = json('tokenizer.json');
+    if (tokenizer === undefined) throw new Error(`lorakit: ${where('tokenizer.json')} is missing.`);
+    return fromFolder({
+      path: where('tokenizer.json'),
+      tokenizer,
+      config: json('tokenizer_config.json'),
+      generation: json('generation_config.json'),
+      chatTemplate: files['chat_template.jinja'],
+    });
   }
 
   /** Builds a tokenizer from parsed (or text) tokenizer.json and an optional tokenizer_config. */

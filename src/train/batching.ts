@@ -2,7 +2,7 @@
 // never attend to each other (segment ids) and whose positions restart per sequence.
 import type { Batch } from '../models/llama.js';
 import { Tensor } from '../tensor/tensor.js';
-import { IGNORE, type Example } from './data.js';
+import { IGNORE, type Example } from './example.js';
 
 /** One batch on the host: [B, T] arrays. targets[t] is the label of token t+1 of the same sequence. */
 export interface HostBatch {

@@ -3,15 +3,10 @@
 // ids with labels (−100 where no loss is taken).
 import { renderChat } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { IGNORE, type Example } from './example.js';
 import { openRows } from './tables.js';
 
-export const IGNORE = -100;
-
-export interface Example {
-  ids: number[];
-  /** Same length as ids; IGNORE where the token is not a target. */
-  labels: number[];
-}
+export { IGNORE, type Example } from './example.js';
 
 export type RowFormat = 'text' | 'prompt-completion' | 'alpaca' | 'messages' | 'sharegpt' | 'tokens';
 

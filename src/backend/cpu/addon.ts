@@ -149,6 +149,12 @@ function initialPath(): CpuPath {
 let path = initialPath();
 
 /**
+ * Why there is no CPU addon, or null: here it loaded (importing this module throws otherwise). The
+ * browser bundle's addon.browser.ts, which has no native code, gives the sentence instead.
+ */
+export const CPU_ADDON_MISSING: string | null = null;
+
+/**
  * The CPU addon in use. Memory and thread entry points always come from the first addon loaded (native
  * buffers must be freed by the allocator that made them); kernel entry points from the chosen path,
  * swapped in place by useCpuIsa so that every module holding `cpu` follows.

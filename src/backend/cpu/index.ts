@@ -1,5 +1,7 @@
-// The CPU backend: the C++ addon's kernels (native/cpu) behind the op table, always available.
+// The CPU backend: the C++ addon's kernels (native/cpu) behind the op table, always available in Node
+// (in a browser there is no addon, and kernels() says so).
 import type { Backend, KernelTable } from '../kernels.js';
+import { CPU_ADDON_MISSING } from './addon.js';
 import { argmaxKernels } from './argmax.js';
 import { attentionKernels } from './attention.js';
 import { crossEntropyKernels } from './cross-entropy.js';
@@ -39,5 +41,8 @@ export const cpuBackend: Backend = {
   label: 'CPU',
   floatDTypes: ['f32'],
   activationDType: 'f32',
-  kernels: () => kernels,
+  kernels: () => {
+    if (CPU_ADDON_MISSING !== null) throw new Error(CPU_ADDON_MISSING);
+    return kernels;
+  },
 };

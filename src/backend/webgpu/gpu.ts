@@ -20,6 +20,12 @@ let lostReason: string | null = null;
 async function gpuApi(): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
+  // Outside Node (a page, a worker) there is no npm package to fall back on.
+  const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+  if (node === undefined)
+    throw new Error(
+      'lorakit: this browser has no WebGPU (navigator.gpu is missing): use one with WebGPU enabled, on a page served over https or from localhost.',
+    );
   let mod: { create(options: string[]): GPU };
   try {
     mod = (await import('webgpu')) as unknown as { create(options: string[]): GPU };
