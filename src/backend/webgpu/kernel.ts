@@ -12,7 +12,7 @@
 //   P.name           a scalar parameter; P.x_off is tensor x's element offset in its buffer
 //
 // One pipeline per (kernel, dtypes, constants), made at first use and cached.
-import { DTYPE_BYTES, type DType } from '../../tensor/dtype.js';
+import type { DType } from '../../tensor/dtype.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { webGpu } from './gpu.js';
 import { queue } from './queue.js';
@@ -293,6 +293,3 @@ export function expectF32(op: string, ...ts: (Tensor | null)[]): void {
     if (t && t.dtype !== 'f32')
       throw new Error(`lorakit: the WebGPU ${op} kernel computes in f32, got a ${t.dtype} tensor.`);
 }
-
-/** Bytes of a tensor's elements (for kernels that size their grids by bytes). */
-export const elementBytes = (t: Tensor): number => DTYPE_BYTES[t.dtype];

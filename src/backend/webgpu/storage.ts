@@ -65,9 +65,3 @@ export function memoryStats(resetPeak: boolean): { liveBytes: number; peakBytes:
   if (resetPeak) peak = live;
   return r;
 }
-
-/** Destroys the cached free buffers (their memory goes back to the driver). */
-export function emptyCache(): void {
-  for (const list of free.values()) for (const b of list) b.destroy();
-  free.clear();
-}
