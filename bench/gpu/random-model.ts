@@ -1,7 +1,9 @@
-// Random-weight models with the real shapes of Qwen2.5-0.5B, Llama-3.2-1B and Llama-3.1-8B on the GPU,
-// for the GPU benchmarks (bench/gpu/train-gpu.ts, bench/gpu/generate-gpu.ts): speed does not depend on
-// the values.
+// Random-weight models with the real shapes of SmolLM2-135M, Qwen2.5-0.5B, Llama-3.2-1B and
+// Llama-3.1-8B, for the benchmarks (bench/gpu/train-gpu.ts, bench/gpu/generate-gpu.ts,
+// bench/train-devices.ts): speed does not depend on the values. Weights go to the CUDA device in bf16
+// unless a device and dtype are given.
 import type { ModelConfig } from '../../src/models/config.js';
+import type { Device } from '../../src/tensor/tensor.js';
 import { CausalLM, DecoderLayer } from '../../src/models/llama.js';
 import { Linear } from '../../src/nn/linear.js';
 import { QuantizedWeight, quantizeWeight } from '../../src/quant/weight.js';
@@ -9,6 +11,20 @@ import { keep, Tensor } from '../../src/tensor/tensor.js';
 
 /** The published configs (config.json) of the three models, as the architectures need them. */
 export const SHAPES: Record<string, Record<string, unknown>> = {
+  'smollm2-135m': {
+    model_type: 'llama',
+    hidden_size: 576,
+    num_hidden_layers: 30,
+    num_attention_heads: 9,
+    num_key_value_heads: 3,
+    intermediate_size: 1536,
+    vocab_size: 49152,
+    tie_word_embeddings: true,
+    rope_theta: 100000,
+    rms_norm_eps: 1e-5,
+    max_position_embeddings: 8192,
+    hidden_act: 'silu',
+  },
   'qwen2.5-0.5b': {
     model_type: 'qwen2',
     hidden_size: 896,
@@ -68,10 +84,19 @@ export const SHAPES: Record<string, Record<string, unknown>> = {
   },
 };
 
-// Random values: one random bf16 block on the GPU, copied over every weight (speed does not depend on
+/** Where the random weights go: the device and the dense weights' dtype. */
+export interface RandomTarget {
+  device: Device;
+  dtype: 'bf16' | 'f32';
+}
+const CUDA_BF16: RandomTarget = { device: 'cuda', dtype: 'bf16' };
+
+// Random values: one random block per target, copied over every weight (speed does not depend on
 // the values; generating 8 B random numbers on the host would dominate the run).
-let block: Tensor | null = null;
-export function randomBf16(shape: number[]): Tensor {
+const blocks = new Map<string, Tensor>();
+export function randomDense(shape: number[], t: RandomTarget = CUDA_BF16): Tensor {
+  const key = `${t.device} ${t.dtype}`;
+  let block = blocks.get(key);
   if (!block) {
     const n = 1 << 22;
     const v = new Float32Array(n);
@@ -80,22 +105,26 @@ export function randomBf16(shape: number[]): Tensor {
       s = (Math.imul(s, 1103515245) + 12345) >>> 0;
       v[i] = ((s / 4294967296) * 2 - 1) * 0.03;
     }
-    block = keep(Tensor.from(v, [n], 'bf16', 'cuda'));
+    block = keep(Tensor.from(v, [n], t.dtype, t.device));
+    blocks.set(key, block);
   }
-  const t = keep(Tensor.empty(shape, 'bf16', 'cuda'));
-  for (let i = 0; i < t.size; i += block.size)
-    Tensor.copyElements(t, i, block, 0, Math.min(block.size, t.size - i));
-  return t;
+  const out = keep(Tensor.empty(shape, t.dtype, t.device));
+  for (let i = 0; i < out.size; i += block.size)
+    Tensor.copyElements(out, i, block, 0, Math.min(block.size, out.size - i));
+  return out;
 }
 
-function ones(n: number): Tensor {
-  return keep(Tensor.from(new Float32Array(n).fill(1), [n], 'bf16', 'cuda'));
+/** Random bf16 values on the CUDA device. */
+export const randomBf16 = (shape: number[]): Tensor => randomDense(shape, CUDA_BF16);
+
+function ones(n: number, t: RandomTarget): Tensor {
+  return keep(Tensor.from(new Float32Array(n).fill(1), [n], t.dtype, t.device));
 }
 
 /** NF4 + double-quant weights: one quantized random matrix per distinct shape, copied per layer. */
 const quantCache = new Map<string, QuantizedWeight>();
-function randomNf4(out: number, inp: number): QuantizedWeight {
-  const key = `${out}x${inp}`;
+function randomNf4(out: number, inp: number, device: Device): QuantizedWeight {
+  const key = `${out}x${inp} ${device}`;
   let q = quantCache.get(key);
   if (!q) {
     const host = Tensor.empty([out, inp]);
@@ -113,25 +142,25 @@ function randomNf4(out: number, inp: number): QuantizedWeight {
   return new QuantizedWeight(
     q.type,
     q.shape,
-    q.data.toDevice('cuda'),
+    q.data.toDevice(device),
     null,
     {
       ...n,
-      qabsmax: n.qabsmax.toDevice('cuda'),
-      absmax2: n.absmax2.toDevice('cuda'),
-      code: n.code.toDevice('cuda'),
+      qabsmax: n.qabsmax.toDevice(device),
+      absmax2: n.absmax2.toDevice(device),
+      code: n.code.toDevice(device),
     },
     q.blocksize,
   );
 }
 
-export function randomModel(c: ModelConfig, quantized: boolean): CausalLM {
-  const embed = randomBf16([c.vocabSize, c.hiddenSize]);
+export function randomModel(c: ModelConfig, quantized: boolean, t: RandomTarget = CUDA_BF16): CausalLM {
+  const embed = randomDense([c.vocabSize, c.hiddenSize], t);
   const lin = (path: string, out: number, inp: number, bias: boolean): Linear =>
     new Linear(
       path,
-      quantized ? randomNf4(out, inp) : randomBf16([out, inp]),
-      bias ? randomBf16([out]) : null,
+      quantized ? randomNf4(out, inp, t.device) : randomDense([out, inp], t),
+      bias ? randomDense([out], t) : null,
     );
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
@@ -139,8 +168,8 @@ export function randomModel(c: ModelConfig, quantized: boolean): CausalLM {
     const p = `model.layers.${i}`;
     return new DecoderLayer(
       i,
-      ones(c.hiddenSize),
-      ones(c.hiddenSize),
+      ones(c.hiddenSize, t),
+      ones(c.hiddenSize, t),
       lin(`${p}.self_attn.q_proj`, q, c.hiddenSize, c.attentionBias),
       lin(`${p}.self_attn.k_proj`, kv, c.hiddenSize, c.attentionBias),
       lin(`${p}.self_attn.v_proj`, kv, c.hiddenSize, c.attentionBias),
@@ -154,14 +183,14 @@ export function randomModel(c: ModelConfig, quantized: boolean): CausalLM {
   });
   const head = c.tieWordEmbeddings
     ? new Linear('lm_head', embed)
-    : new Linear('lm_head', randomBf16([c.vocabSize, c.hiddenSize]));
-  return new CausalLM(c, embed, layers, ones(c.hiddenSize), head);
+    : new Linear('lm_head', randomDense([c.vocabSize, c.hiddenSize], t));
+  return new CausalLM(c, embed, layers, ones(c.hiddenSize, t), head);
 }
 
 /** Frees the random source block and the quantized templates (once the models are built). */
 export function freeRandomSources(): void {
-  block?.dispose();
-  block = null;
+  for (const b of blocks.values()) b.dispose();
+  blocks.clear();
   for (const q of quantCache.values()) q.dispose();
   quantCache.clear();
 }
