@@ -407,513 +407,531 @@ describe(
 
 // ---- the HTTP server, through the official client -------------------------------------------------------
 
-describe('OpenAI-compatible server', { skip: missing && SKIP }, () => {
-  let model: CausalLM;
-  let tokenizer: Tokenizer;
-  let server: LorakitServer;
-  let url = '';
-  let client: OpenAI;
-  const KEY = 'sk-test-1234';
-  const adapterDir = join(work, 'adapters');
-  const log: string[] = [];
+for (const device of ENGINE_DEVICES)
+  describe(`OpenAI-compatible server (${device})`, { skip: missing && SKIP }, () => {
+    let model: CausalLM;
+    let tokenizer: Tokenizer;
+    let server: LorakitServer;
+    let url = '';
+    let client: OpenAI;
+    const KEY = 'sk-test-1234';
+    const adapterDir = join(work, `adapters-${device}`);
+    const log: string[] = [];
 
-  before(async () => {
-    ({ model, tokenizer } = await loadModel(MODEL!));
-    mkdirSync(adapterDir);
-    cpSync(ADAPTERS[1].dir!, join(adapterDir, 'rs'), { recursive: true });
-    cpSync(ADAPTERS[2].dir!, join(adapterDir, 'team', 'dora'), { recursive: true });
-    // Ways out of the folder a client might try.
-    const outside = join(work, 'outside');
-    cpSync(ADAPTERS[0].dir!, outside, { recursive: true });
-    symlinkSync(outside, join(adapterDir, 'link-out'));
-    mkdirSync(join(adapterDir, 'file-link'));
-    symlinkSync(join(outside, 'adapter_config.json'), join(adapterDir, 'file-link', 'adapter_config.json'));
-    cpSync(
-      join(outside, 'adapter_model.safetensors'),
-      join(adapterDir, 'file-link', 'adapter_model.safetensors'),
-    );
-    mkdirSync(join(adapterDir, 'empty'));
-    server = new LorakitServer({
-      model,
-      tokenizer,
-      modelName: 'tiny-llama',
-      adapters: [{ name: 'lora', dir: ADAPTERS[0].dir! }],
-      adapterDir,
-      apiKey: KEY,
-      maxBodyBytes: 64 * 1024,
-      maxTokens: 64,
-      log: (l) => log.push(l),
-    });
-    ({ url } = await server.listen(0));
-    client = new OpenAI({ baseURL: `${url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 20000 });
-  });
-  after(async () => {
-    await server.close();
-    model.dispose();
-  });
-
-  const chatRef = (adapter: string | null, content: string, max: number) =>
-    reference(model, tokenizer, adapter, { messages: [{ role: 'user', content }], maxNewTokens: max });
-
-  test('GET /v1/models lists the base model and its adapters', async () => {
-    const list = await client.models.list();
-    assert.deepEqual(
-      list.data.map((m) => [m.id, m.object, m.owned_by]),
-      [
-        ['tiny-llama', 'model', 'lorakit'],
-        ['lora', 'model', 'lorakit'],
-      ],
-    );
-    assert.equal((await client.models.retrieve('lora')).id, 'lora');
-    await assert.rejects(client.models.retrieve('nope'), (e: unknown) => e instanceof OpenAI.NotFoundError);
-  });
-
-  test('chat completion: OpenAI shape, usage, and generate()’s reply for the base model and an adapter', async () => {
-    for (const model_ of ['tiny-llama', 'lora']) {
-      const r = await client.chat.completions.create({
-        model: model_,
-        messages: [{ role: 'user', content: 'Hi there' }],
-        temperature: 0,
-        max_tokens: 24,
+    before(async () => {
+      // fp32 on the GPU too: a batch row's tokens then equal its request run alone exactly.
+      ({ model, tokenizer } = await loadModel(MODEL!, { device, dtype: 'float32' }));
+      mkdirSync(adapterDir);
+      cpSync(ADAPTERS[1].dir!, join(adapterDir, 'rs'), { recursive: true });
+      cpSync(ADAPTERS[2].dir!, join(adapterDir, 'team', 'dora'), { recursive: true });
+      // Ways out of the folder a client might try.
+      const outside = join(work, 'outside');
+      cpSync(ADAPTERS[0].dir!, outside, { recursive: true });
+      symlinkSync(outside, join(adapterDir, 'link-out'));
+      mkdirSync(join(adapterDir, 'file-link'));
+      symlinkSync(join(outside, 'adapter_config.json'), join(adapterDir, 'file-link', 'adapter_config.json'));
+      cpSync(
+        join(outside, 'adapter_model.safetensors'),
+        join(adapterDir, 'file-link', 'adapter_model.safetensors'),
+      );
+      mkdirSync(join(adapterDir, 'empty'));
+      server = new LorakitServer({
+        model,
+        tokenizer,
+        modelName: 'tiny-llama',
+        adapters: [{ name: 'lora', dir: ADAPTERS[0].dir! }],
+        adapterDir,
+        apiKey: KEY,
+        maxBodyBytes: 64 * 1024,
+        maxTokens: 64,
+        log: (l) => log.push(l),
       });
-      const want = chatRef(model_ === 'lora' ? 'lora' : null, 'Hi there', 24);
-      assert.match(r.id, /^chatcmpl-[0-9a-f]{24}$/);
-      assert.equal(r.object, 'chat.completion');
-      assert.equal(r.model, model_);
-      assert.ok(Math.abs(r.created - Date.now() / 1000) < 60);
-      assert.equal(r.choices.length, 1);
-      assert.equal(r.choices[0].message.role, 'assistant');
-      assert.equal(r.choices[0].message.content, want.text);
-      assert.equal(r.choices[0].finish_reason, want.finishReason);
-      const promptTokens = tokenizer.encode(
-        tokenizer.applyChatTemplate([{ role: 'user', content: 'Hi there' }], { addGenerationPrompt: true }),
-        { addSpecialTokens: false },
-      ).length;
-      assert.deepEqual(r.usage, {
-        prompt_tokens: promptTokens,
-        completion_tokens: want.tokenIds.length,
-        total_tokens: promptTokens + want.tokenIds.length,
-      });
-    }
-  });
+      ({ url } = await server.listen(0));
+      client = new OpenAI({ baseURL: `${url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 20000 });
+    });
+    after(async () => {
+      await server.close();
+      model.dispose();
+    });
 
-  test('chat completion streamed: role first, deltas add up to the whole reply, finish_reason, usage, [DONE]', async () => {
-    const body = {
-      model: 'lora',
-      messages: [{ role: 'user' as const, content: 'Tell me' }],
-      temperature: 0,
-      max_tokens: 30,
-    };
-    const whole = await client.chat.completions.create(body);
-    const stream = await client.chat.completions.create({
-      ...body,
-      stream: true,
-      stream_options: { include_usage: true },
-    });
-    const chunks: OpenAI.ChatCompletionChunk[] = [];
-    for await (const c of stream) chunks.push(c);
-    assert.equal(chunks[0].choices[0].delta.role, 'assistant');
-    assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id));
-    const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
-    assert.equal(text, whole.choices[0].message.content);
-    assert.ok(chunks.filter((c) => c.choices[0]?.delta.content).length > 1, 'text arrives in several pieces');
-    const last = [...chunks].reverse().find((c) => c.choices.length > 0)!;
-    assert.equal(last.choices[0].finish_reason, whole.choices[0].finish_reason);
-    assert.deepEqual(chunks.at(-1)!.usage, whole.usage);
-    // The raw stream: server-sent events ending with data: [DONE].
-    const raw = await fetch(`${url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ ...body, stream: true }),
-    });
-    assert.match(raw.headers.get('content-type') ?? '', /^text\/event-stream/);
-    const events = (await raw.text()).split('\n\n').filter(Boolean);
-    assert.ok(events.every((e) => e.startsWith('data: ')));
-    assert.equal(events.at(-1), 'data: [DONE]');
-  });
+    const chatRef = (adapter: string | null, content: string, max: number) =>
+      reference(model, tokenizer, adapter, { messages: [{ role: 'user', content }], maxNewTokens: max });
 
-  test('completions, streamed and not, one prompt or several, text or token ids', async () => {
-    const want = reference(model, tokenizer, null, { prompt: 'once upon', maxNewTokens: 16 });
-    const r = await client.completions.create({
-      model: 'tiny-llama',
-      prompt: 'once upon',
-      temperature: 0,
-      max_tokens: 16,
+    test('GET /v1/models lists the base model and its adapters', async () => {
+      const list = await client.models.list();
+      assert.deepEqual(
+        list.data.map((m) => [m.id, m.object, m.owned_by]),
+        [
+          ['tiny-llama', 'model', 'lorakit'],
+          ['lora', 'model', 'lorakit'],
+        ],
+      );
+      assert.equal((await client.models.retrieve('lora')).id, 'lora');
+      await assert.rejects(client.models.retrieve('nope'), (e: unknown) => e instanceof OpenAI.NotFoundError);
     });
-    assert.match(r.id, /^cmpl-/);
-    assert.equal(r.object, 'text_completion');
-    assert.equal(r.choices[0].text, want.text);
-    assert.equal(r.choices[0].finish_reason, want.finishReason);
-    assert.equal(r.usage!.completion_tokens, want.tokenIds.length);
-    const many = await client.completions.create({
-      model: 'tiny-llama',
-      prompt: ['once upon', 'the cat'],
-      temperature: 0,
-      max_tokens: 16,
-    });
-    assert.deepEqual(
-      many.choices.map((c) => [c.index, c.text]),
-      [
-        [0, want.text],
-        [1, reference(model, tokenizer, null, { prompt: 'the cat', maxNewTokens: 16 }).text],
-      ],
-    );
-    const byIds = await client.completions.create({
-      model: 'tiny-llama',
-      prompt: tokenizer.encode('once upon'),
-      temperature: 0,
-      max_tokens: 16,
-    });
-    assert.equal(byIds.choices[0].text, want.text);
-    const stream = await client.completions.create({
-      model: 'tiny-llama',
-      prompt: 'once upon',
-      temperature: 0,
-      max_tokens: 16,
-      stream: true,
-    });
-    let text = '';
-    let finish: string | null = null;
-    for await (const c of stream) {
-      assert.equal(c.object, 'text_completion');
-      text += c.choices[0]?.text ?? '';
-      finish = c.choices[0]?.finish_reason ?? finish;
-    }
-    assert.equal(text, want.text);
-    assert.equal(finish, want.finishReason);
-  });
 
-  test('max_tokens, stop and seed are honoured', async () => {
-    const base = { model: 'tiny-llama', prompt: 'the story', max_tokens: 40, ignore_eos: true } as const;
-    const full = await client.completions.create({ ...base, temperature: 0 });
-    assert.equal(full.usage!.completion_tokens, 40);
-    assert.equal(full.choices[0].finish_reason, 'length');
-    const stop = full.choices[0].text.slice(4, 6);
-    const cut = await client.completions.create({ ...base, temperature: 0, stop: [stop, 'never-appears'] });
-    assert.equal(cut.choices[0].text, full.choices[0].text.slice(0, full.choices[0].text.indexOf(stop)));
-    assert.equal(cut.choices[0].finish_reason, 'stop');
-    const sampled = () => client.completions.create({ ...base, temperature: 0.9, top_p: 0.95, seed: 7 });
-    const [a, b] = await Promise.all([sampled(), sampled()]);
-    assert.equal(a.choices[0].text, b.choices[0].text);
-    const want = reference(model, tokenizer, null, {
-      prompt: 'the story',
-      maxNewTokens: 40,
-      temperature: 0.9,
-      topP: 0.95,
-      seed: 7,
-    });
-    assert.equal(a.choices[0].text.startsWith(want.text), true);
-  });
-
-  test('concurrent requests for different adapters are batched and each gets its own adapter’s reply', async () => {
-    const jobs = Array.from({ length: 12 }, (_, i) => ({
-      model: ['tiny-llama', 'lora'][i % 2],
-      content: `question ${i}`,
-      max: 8 + (i % 5) * 4,
-    }));
-    const steps = server.engine.stats.steps;
-    const replies = await Promise.all(
-      jobs.map((j) =>
-        client.chat.completions.create({
-          model: j.model,
-          messages: [{ role: 'user', content: j.content }],
+    test('chat completion: OpenAI shape, usage, and generate()’s reply for the base model and an adapter', async () => {
+      for (const model_ of ['tiny-llama', 'lora']) {
+        const r = await client.chat.completions.create({
+          model: model_,
+          messages: [{ role: 'user', content: 'Hi there' }],
           temperature: 0,
-          max_tokens: j.max,
-        }),
-      ),
-    );
-    replies.forEach((r, i) =>
-      assert.equal(
-        r.choices[0].message.content,
-        chatRef(jobs[i].model === 'lora' ? 'lora' : null, jobs[i].content, jobs[i].max).text,
-      ),
-    );
-    const used = server.engine.stats.steps - steps;
-    assert.ok(used < jobs.reduce((a, j) => a + j.max + 1, 0) / 2, `${used} steps: requests were not batched`);
-  });
-
-  test('wrong or missing API key: 401 in OpenAI’s error shape', async () => {
-    const bad = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
-    await assert.rejects(bad.models.list(), (e: unknown) => {
-      assert.ok(e instanceof OpenAI.AuthenticationError);
-      assert.equal(e.status, 401);
-      assert.equal(e.code, 'invalid_api_key');
-      assert.equal(e.type, 'invalid_request_error');
-      return true;
+          max_tokens: 24,
+        });
+        const want = chatRef(model_ === 'lora' ? 'lora' : null, 'Hi there', 24);
+        assert.match(r.id, /^chatcmpl-[0-9a-f]{24}$/);
+        assert.equal(r.object, 'chat.completion');
+        assert.equal(r.model, model_);
+        assert.ok(Math.abs(r.created - Date.now() / 1000) < 60);
+        assert.equal(r.choices.length, 1);
+        assert.equal(r.choices[0].message.role, 'assistant');
+        assert.equal(r.choices[0].message.content, want.text);
+        assert.equal(r.choices[0].finish_reason, want.finishReason);
+        const promptTokens = tokenizer.encode(
+          tokenizer.applyChatTemplate([{ role: 'user', content: 'Hi there' }], { addGenerationPrompt: true }),
+          { addSpecialTokens: false },
+        ).length;
+        assert.deepEqual(r.usage, {
+          prompt_tokens: promptTokens,
+          completion_tokens: want.tokenIds.length,
+          total_tokens: promptTokens + want.tokenIds.length,
+        });
+      }
     });
-    const none = await fetch(`${url}/v1/chat/completions`, { method: 'POST', body: '{}' });
-    assert.equal(none.status, 401);
-    const body = (await none.json()) as { error: { message: string; code: string } };
-    assert.equal(body.error.code, 'invalid_api_key');
-    assert.equal((await fetch(`${url}/health`)).status, 200, 'health needs no key');
-  });
 
-  test('unknown model, bad fields, oversized body, long prompt, too many tokens: clear 4xx errors', async () => {
-    const chat = (extra: Record<string, unknown>) =>
-      client.chat.completions.create({
+    test('chat completion streamed: role first, deltas add up to the whole reply, finish_reason, usage, [DONE]', async () => {
+      const body = {
+        model: 'lora',
+        messages: [{ role: 'user' as const, content: 'Tell me' }],
+        temperature: 0,
+        max_tokens: 30,
+      };
+      const whole = await client.chat.completions.create(body);
+      const stream = await client.chat.completions.create({
+        ...body,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      const chunks: OpenAI.ChatCompletionChunk[] = [];
+      for await (const c of stream) chunks.push(c);
+      assert.equal(chunks[0].choices[0].delta.role, 'assistant');
+      assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id));
+      const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+      assert.equal(text, whole.choices[0].message.content);
+      assert.ok(
+        chunks.filter((c) => c.choices[0]?.delta.content).length > 1,
+        'text arrives in several pieces',
+      );
+      const last = [...chunks].reverse().find((c) => c.choices.length > 0)!;
+      assert.equal(last.choices[0].finish_reason, whole.choices[0].finish_reason);
+      assert.deepEqual(chunks.at(-1)!.usage, whole.usage);
+      // The raw stream: server-sent events ending with data: [DONE].
+      const raw = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ ...body, stream: true }),
+      });
+      assert.match(raw.headers.get('content-type') ?? '', /^text\/event-stream/);
+      const events = (await raw.text()).split('\n\n').filter(Boolean);
+      assert.ok(events.every((e) => e.startsWith('data: ')));
+      assert.equal(events.at(-1), 'data: [DONE]');
+    });
+
+    test('completions, streamed and not, one prompt or several, text or token ids', async () => {
+      const want = reference(model, tokenizer, null, { prompt: 'once upon', maxNewTokens: 16 });
+      const r = await client.completions.create({
         model: 'tiny-llama',
-        messages: [{ role: 'user', content: 'hi' }],
-        ...extra,
-      } as OpenAI.ChatCompletionCreateParamsNonStreaming);
-    const rejects = async (p: Promise<unknown>, status: number, code: string | RegExp, param?: string) =>
-      assert.rejects(p, (e: unknown) => {
-        assert.ok(e instanceof OpenAI.APIError, String(e));
-        assert.equal(e.status, status, e.message);
-        if (typeof code === 'string') assert.equal(e.code, code);
-        else assert.match(e.message, code);
-        if (param) assert.equal(e.param, param);
+        prompt: 'once upon',
+        temperature: 0,
+        max_tokens: 16,
+      });
+      assert.match(r.id, /^cmpl-/);
+      assert.equal(r.object, 'text_completion');
+      assert.equal(r.choices[0].text, want.text);
+      assert.equal(r.choices[0].finish_reason, want.finishReason);
+      assert.equal(r.usage!.completion_tokens, want.tokenIds.length);
+      const many = await client.completions.create({
+        model: 'tiny-llama',
+        prompt: ['once upon', 'the cat'],
+        temperature: 0,
+        max_tokens: 16,
+      });
+      assert.deepEqual(
+        many.choices.map((c) => [c.index, c.text]),
+        [
+          [0, want.text],
+          [1, reference(model, tokenizer, null, { prompt: 'the cat', maxNewTokens: 16 }).text],
+        ],
+      );
+      const byIds = await client.completions.create({
+        model: 'tiny-llama',
+        prompt: tokenizer.encode('once upon'),
+        temperature: 0,
+        max_tokens: 16,
+      });
+      assert.equal(byIds.choices[0].text, want.text);
+      const stream = await client.completions.create({
+        model: 'tiny-llama',
+        prompt: 'once upon',
+        temperature: 0,
+        max_tokens: 16,
+        stream: true,
+      });
+      let text = '';
+      let finish: string | null = null;
+      for await (const c of stream) {
+        assert.equal(c.object, 'text_completion');
+        text += c.choices[0]?.text ?? '';
+        finish = c.choices[0]?.finish_reason ?? finish;
+      }
+      assert.equal(text, want.text);
+      assert.equal(finish, want.finishReason);
+    });
+
+    test('max_tokens, stop and seed are honoured', async () => {
+      const base = { model: 'tiny-llama', prompt: 'the story', max_tokens: 40, ignore_eos: true } as const;
+      const full = await client.completions.create({ ...base, temperature: 0 });
+      assert.equal(full.usage!.completion_tokens, 40);
+      assert.equal(full.choices[0].finish_reason, 'length');
+      const stop = full.choices[0].text.slice(4, 6);
+      const cut = await client.completions.create({ ...base, temperature: 0, stop: [stop, 'never-appears'] });
+      assert.equal(cut.choices[0].text, full.choices[0].text.slice(0, full.choices[0].text.indexOf(stop)));
+      assert.equal(cut.choices[0].finish_reason, 'stop');
+      const sampled = () => client.completions.create({ ...base, temperature: 0.9, top_p: 0.95, seed: 7 });
+      const [a, b] = await Promise.all([sampled(), sampled()]);
+      assert.equal(a.choices[0].text, b.choices[0].text);
+      const want = reference(model, tokenizer, null, {
+        prompt: 'the story',
+        maxNewTokens: 40,
+        temperature: 0.9,
+        topP: 0.95,
+        seed: 7,
+      });
+      assert.equal(a.choices[0].text.startsWith(want.text), true);
+    });
+
+    test('concurrent requests for different adapters are batched and each gets its own adapter’s reply', async () => {
+      const jobs = Array.from({ length: 12 }, (_, i) => ({
+        model: ['tiny-llama', 'lora'][i % 2],
+        content: `question ${i}`,
+        max: 8 + (i % 5) * 4,
+      }));
+      const steps = server.engine.stats.steps;
+      const replies = await Promise.all(
+        jobs.map((j) =>
+          client.chat.completions.create({
+            model: j.model,
+            messages: [{ role: 'user', content: j.content }],
+            temperature: 0,
+            max_tokens: j.max,
+          }),
+        ),
+      );
+      replies.forEach((r, i) =>
+        assert.equal(
+          r.choices[0].message.content,
+          chatRef(jobs[i].model === 'lora' ? 'lora' : null, jobs[i].content, jobs[i].max).text,
+        ),
+      );
+      const used = server.engine.stats.steps - steps;
+      assert.ok(
+        used < jobs.reduce((a, j) => a + j.max + 1, 0) / 2,
+        `${used} steps: requests were not batched`,
+      );
+    });
+
+    test('wrong or missing API key: 401 in OpenAI’s error shape', async () => {
+      const bad = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
+      await assert.rejects(bad.models.list(), (e: unknown) => {
+        assert.ok(e instanceof OpenAI.AuthenticationError);
+        assert.equal(e.status, 401);
+        assert.equal(e.code, 'invalid_api_key');
+        assert.equal(e.type, 'invalid_request_error');
         return true;
       });
-    await rejects(chat({ model: 'gpt-4' }), 404, 'model_not_found', 'model');
-    await rejects(chat({ temperature: 7 }), 400, 'invalid_request', 'temperature');
-    await rejects(chat({ n: 3 }), 400, 'unsupported_parameter', 'n');
-    await rejects(chat({ messages: [] }), 400, 'invalid_request', 'messages');
-    await rejects(
-      chat({ messages: [{ role: 'wizard', content: 'x' }] }),
-      400,
-      'invalid_request',
-      'messages[0].role',
-    );
-    await rejects(chat({ max_tokens: 65 }), 400, 'invalid_request', 'max_tokens');
-    await rejects(chat({ max_tokens: 0 }), 400, 'invalid_request', 'max_tokens');
-    await rejects(chat({ stop: ['a', 'b', 'c', 'd', 'e'] }), 400, 'invalid_request', 'stop');
-    await rejects(
-      chat({ messages: [{ role: 'user', content: 'x'.repeat(100 * 1024) }] }),
-      413,
-      'request_too_large',
-    );
-    await rejects(
-      chat({ messages: [{ role: 'user', content: 'word '.repeat(200) }] }),
-      400,
-      'context_length_exceeded',
-    );
-    await rejects(
-      client.completions.create({ model: 'tiny-llama', prompt: [1, 2, 999999], max_tokens: 4 }),
-      400,
-      /outside the vocabulary/,
-      'prompt',
-    );
-    // A chunked upload (no Content-Length) that grows past the limit still gets its 413.
-    const chunked = await new Promise<number>((resolve, reject) => {
-      const r = request(
-        `${url}/v1/chat/completions`,
-        { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' } },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        },
+      const none = await fetch(`${url}/v1/chat/completions`, { method: 'POST', body: '{}' });
+      assert.equal(none.status, 401);
+      const body = (await none.json()) as { error: { message: string; code: string } };
+      assert.equal(body.error.code, 'invalid_api_key');
+      assert.equal((await fetch(`${url}/health`)).status, 200, 'health needs no key');
+    });
+
+    test('unknown model, bad fields, oversized body, long prompt, too many tokens: clear 4xx errors', async () => {
+      const chat = (extra: Record<string, unknown>) =>
+        client.chat.completions.create({
+          model: 'tiny-llama',
+          messages: [{ role: 'user', content: 'hi' }],
+          ...extra,
+        } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      const rejects = async (p: Promise<unknown>, status: number, code: string | RegExp, param?: string) =>
+        assert.rejects(p, (e: unknown) => {
+          assert.ok(e instanceof OpenAI.APIError, String(e));
+          assert.equal(e.status, status, e.message);
+          if (typeof code === 'string') assert.equal(e.code, code);
+          else assert.match(e.message, code);
+          if (param) assert.equal(e.param, param);
+          return true;
+        });
+      await rejects(chat({ model: 'gpt-4' }), 404, 'model_not_found', 'model');
+      await rejects(chat({ temperature: 7 }), 400, 'invalid_request', 'temperature');
+      await rejects(chat({ n: 3 }), 400, 'unsupported_parameter', 'n');
+      await rejects(chat({ messages: [] }), 400, 'invalid_request', 'messages');
+      await rejects(
+        chat({ messages: [{ role: 'wizard', content: 'x' }] }),
+        400,
+        'invalid_request',
+        'messages[0].role',
       );
-      r.on('error', reject);
-      for (let i = 0; i < 10; i++) r.write('x'.repeat(10 * 1024));
-      r.end();
-    });
-    assert.equal(chunked, 413);
-    const raw = await fetch(`${url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
-      body: '{not json',
-    });
-    assert.equal(raw.status, 400);
-    assert.equal(((await raw.json()) as { error: { code: string } }).error.code, 'invalid_json');
-    assert.equal(
-      (await fetch(`${url}/v1/nowhere`, { headers: { Authorization: `Bearer ${KEY}` } })).status,
-      404,
-    );
-    assert.equal(
-      (await fetch(`${url}/v1/models`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` } }))
-        .status,
-      405,
-    );
-  });
-
-  const call = async (method: 'POST' | 'DELETE' | 'GET', path: string, body?: unknown) => {
-    const r = await fetch(`${url}/v1${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return {
-      status: r.status,
-      body: (await r.json()) as Record<string, unknown> & { error?: { code: string; message: string } },
-    };
-  };
-
-  test('adapters load and unload at run time, and serve in between', async () => {
-    // The client's generic post() reaches the adapter routes too.
-    const loaded = await client.post('/adapters', { body: { name: 'rs', path: 'rs' } });
-    assert.deepEqual(
-      { ...(loaded as Record<string, unknown>), created: 0 },
-      { id: 'rs', object: 'adapter', path: 'rs', created: 0 },
-    );
-    assert.ok((await client.models.list()).data.some((m) => m.id === 'rs'));
-    const nested = await call('POST', '/adapters', { name: 'dora.v2', path: 'team/dora' });
-    assert.equal(nested.status, 200);
-    // The loaded adapters answer as generate() does with the same adapter files.
-    loadAdapter(model, ADAPTERS[1].dir!, 'rs-check');
-    const r = await client.chat.completions.create({
-      model: 'rs',
-      messages: [{ role: 'user', content: 'hey' }],
-      temperature: 0,
-      max_tokens: 12,
-    });
-    assert.equal(r.choices[0].message.content, chatRef('rs-check', 'hey', 12).text);
-    server.adapters.model.activeAdapter = null;
-    assert.equal(
-      (await call('POST', '/adapters', { name: 'rs', path: 'rs' })).body.error?.code,
-      'adapter_exists',
-    );
-    assert.equal((await call('GET', '/adapters')).body.data instanceof Array, true);
-    // Unloading waits for running requests, then the name is gone.
-    const running = client.chat.completions.create({
-      model: 'rs',
-      messages: [{ role: 'user', content: 'long' }],
-      temperature: 0,
-      max_tokens: 60,
-      ignore_eos: true,
-    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
-    for (let i = 0; i < 400 && server.engine.usersOf('rs') === 0; i++)
-      await new Promise((res) => setTimeout(res, 5));
-    const del = await call('DELETE', '/adapters/rs');
-    assert.equal(del.status, 200);
-    assert.equal((await running).choices[0].finish_reason, 'length');
-    assert.equal(model.adapterConfigs.has('rs'), false);
-    await assert.rejects(
-      client.chat.completions.create({ model: 'rs', messages: [{ role: 'user', content: 'hey' }] }),
-      (e: unknown) => e instanceof OpenAI.NotFoundError,
-    );
-    assert.equal((await call('DELETE', '/adapters', { name: 'dora.v2' })).status, 200);
-    assert.equal((await call('DELETE', '/adapters/dora.v2')).status, 404);
-    assert.deepEqual(
-      (await client.models.list()).data.map((m) => m.id),
-      ['tiny-llama', 'lora'],
-    );
-    deleteAdapter(model, 'rs-check');
-  });
-
-  test('adapter names and paths are validated: nothing outside the adapter folder loads', async () => {
-    const refused = async (body: unknown, status: number, code: string) => {
-      const r = await call('POST', '/adapters', body);
-      assert.equal(r.status, status, JSON.stringify(r.body));
-      assert.equal(r.body.error?.code, code, JSON.stringify(r.body));
-      assert.match(r.body.error!.message, /^lorakit: /);
-    };
-    await refused({ name: 'x', path: '../outside' }, 400, 'invalid_adapter_path');
-    await refused({ name: 'x', path: 'rs/../../outside' }, 400, 'invalid_adapter_path');
-    await refused({ name: 'x', path: join(work, 'outside') }, 400, 'invalid_adapter_path');
-    await refused({ name: 'x', path: 'link-out' }, 400, 'invalid_adapter_path');
-    await refused({ name: 'x', path: 'file-link' }, 400, 'invalid_adapter_path');
-    await refused({ name: 'x', path: 'empty' }, 400, 'invalid_adapter');
-    await refused({ name: 'x', path: 'missing' }, 404, 'adapter_path_not_found');
-    await refused({ name: 'x', path: '' }, 400, 'invalid_adapter_path');
-    await refused({ name: 'x' }, 400, 'invalid_adapter_path');
-    await refused({ name: '../evil', path: 'rs' }, 400, 'invalid_adapter_name');
-    await refused({ name: 'a/b', path: 'rs' }, 400, 'invalid_adapter_name');
-    await refused({ name: '', path: 'rs' }, 400, 'invalid_adapter_name');
-    await refused({ name: 'tiny-llama', path: 'rs' }, 400, 'invalid_adapter_name');
-    await refused({ name: 'lora', path: 'rs' }, 409, 'adapter_exists');
-    assert.equal((await call('DELETE', '/adapters/..%2Fx')).body.error?.code, 'invalid_adapter_name');
-    assert.equal((await call('GET', '/models/%E0%A4%A')).status, 400);
-    assert.deepEqual([...model.adapterConfigs.keys()], ['lora']);
-  });
-
-  test('a client that disconnects mid-stream frees its batch row', async () => {
-    const ac = new AbortController();
-    const stream = await client.chat.completions.create(
-      {
-        model: 'lora',
-        messages: [{ role: 'user', content: 'go on' }],
-        temperature: 0,
-        max_tokens: 64,
-        ignore_eos: true,
-        stream: true,
-      } as OpenAI.ChatCompletionCreateParamsStreaming,
-      { signal: ac.signal },
-    );
-    let n = 0;
-    try {
-      for await (const c of stream) if (c.choices[0]?.delta.content && ++n === 3) ac.abort();
-    } catch {
-      // the client reports the abort as an error or just ends the stream
-    }
-    assert.equal(n, 3);
-    for (let i = 0; i < 200 && server.engine.load.active + server.engine.load.queued > 0; i++)
-      await new Promise((r) => setTimeout(r, 5));
-    assert.deepEqual(server.engine.load, { active: 0, queued: 0 });
-    assert.ok(
-      log.some((l) => l.includes('client gone')),
-      log.join('\n'),
-    );
-  });
-
-  test('without --adapter-dir, run-time loading is refused', async () => {
-    const s = new LorakitServer({ model, tokenizer, modelName: 'm' });
-    const { url: u } = await s.listen(0);
-    try {
-      const r = await fetch(`${u}/v1/adapters`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ name: 'x', path: 'rs' }),
+      await rejects(chat({ max_tokens: 65 }), 400, 'invalid_request', 'max_tokens');
+      await rejects(chat({ max_tokens: 0 }), 400, 'invalid_request', 'max_tokens');
+      await rejects(chat({ stop: ['a', 'b', 'c', 'd', 'e'] }), 400, 'invalid_request', 'stop');
+      await rejects(
+        chat({ messages: [{ role: 'user', content: 'x'.repeat(100 * 1024) }] }),
+        413,
+        'request_too_large',
+      );
+      await rejects(
+        chat({ messages: [{ role: 'user', content: 'word '.repeat(200) }] }),
+        400,
+        'context_length_exceeded',
+      );
+      await rejects(
+        client.completions.create({ model: 'tiny-llama', prompt: [1, 2, 999999], max_tokens: 4 }),
+        400,
+        /outside the vocabulary/,
+        'prompt',
+      );
+      // A chunked upload (no Content-Length) that grows past the limit still gets its 413.
+      const chunked = await new Promise<number>((resolve, reject) => {
+        const r = request(
+          `${url}/v1/chat/completions`,
+          { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        r.on('error', reject);
+        for (let i = 0; i < 10; i++) r.write('x'.repeat(10 * 1024));
+        r.end();
       });
-      assert.equal(r.status, 403);
-      assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'adapter_loading_disabled');
-    } finally {
-      await s.close();
-    }
-  });
-});
-
-test('lorakit serve: starts, answers, and stops on SIGTERM', { skip: missing && SKIP }, async () => {
-  const dir = join(work, 'cli-adapters');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'README'), 'adapters');
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(projectRoot, 'test', 'lorakit-cli.mts'),
-      'serve',
-      '--model',
-      MODEL!,
-      '--adapter',
-      `lora=${ADAPTERS[0].dir}`,
-      '--adapter',
-      ADAPTERS[1].dir!,
-      '--adapter-dir',
-      dir,
-      '--port',
-      '0',
-      '--api-key',
-      'k',
-      '--quiet',
-    ],
-    { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  try {
-    for (let i = 0; i < 600 && !/listening on (\S+)\/v1/.test(out); i++)
-      await new Promise((r) => setTimeout(r, 50));
-    const base = /listening on (\S+)\/v1/.exec(out)?.[1];
-    assert.ok(base, `no listening line: ${out}${err}`);
-    assert.match(out, /model 'llama', adapters: lora, llama-rslora/);
-    const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'k', maxRetries: 0 });
-    assert.deepEqual(
-      (await c.models.list()).data.map((m) => m.id),
-      ['llama', 'lora', 'llama-rslora'],
-    );
-    const r = await c.chat.completions.create({
-      model: 'llama-rslora',
-      messages: [{ role: 'user', content: 'hi' }],
-      temperature: 0,
-      max_tokens: 5,
+      assert.equal(chunked, 413);
+      const raw = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+        body: '{not json',
+      });
+      assert.equal(raw.status, 400);
+      assert.equal(((await raw.json()) as { error: { code: string } }).error.code, 'invalid_json');
+      assert.equal(
+        (await fetch(`${url}/v1/nowhere`, { headers: { Authorization: `Bearer ${KEY}` } })).status,
+        404,
+      );
+      assert.equal(
+        (await fetch(`${url}/v1/models`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` } }))
+          .status,
+        405,
+      );
     });
-    assert.equal(r.object, 'chat.completion');
-  } finally {
-    child.kill('SIGTERM');
-  }
-  assert.equal(await exited, 0, err);
-});
+
+    const call = async (method: 'POST' | 'DELETE' | 'GET', path: string, body?: unknown) => {
+      const r = await fetch(`${url}/v1${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return {
+        status: r.status,
+        body: (await r.json()) as Record<string, unknown> & { error?: { code: string; message: string } },
+      };
+    };
+
+    test('adapters load and unload at run time, and serve in between', async () => {
+      // The client's generic post() reaches the adapter routes too.
+      const loaded = await client.post('/adapters', { body: { name: 'rs', path: 'rs' } });
+      assert.deepEqual(
+        { ...(loaded as Record<string, unknown>), created: 0 },
+        { id: 'rs', object: 'adapter', path: 'rs', created: 0 },
+      );
+      assert.ok((await client.models.list()).data.some((m) => m.id === 'rs'));
+      const nested = await call('POST', '/adapters', { name: 'dora.v2', path: 'team/dora' });
+      assert.equal(nested.status, 200);
+      // The loaded adapters answer as generate() does with the same adapter files.
+      loadAdapter(model, ADAPTERS[1].dir!, 'rs-check');
+      const r = await client.chat.completions.create({
+        model: 'rs',
+        messages: [{ role: 'user', content: 'hey' }],
+        temperature: 0,
+        max_tokens: 12,
+      });
+      assert.equal(r.choices[0].message.content, chatRef('rs-check', 'hey', 12).text);
+      server.adapters.model.activeAdapter = null;
+      assert.equal(
+        (await call('POST', '/adapters', { name: 'rs', path: 'rs' })).body.error?.code,
+        'adapter_exists',
+      );
+      assert.equal((await call('GET', '/adapters')).body.data instanceof Array, true);
+      // Unloading waits for running requests, then the name is gone.
+      const running = client.chat.completions.create({
+        model: 'rs',
+        messages: [{ role: 'user', content: 'long' }],
+        temperature: 0,
+        max_tokens: 60,
+        ignore_eos: true,
+      } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      for (let i = 0; i < 400 && server.engine.usersOf('rs') === 0; i++)
+        await new Promise((res) => setTimeout(res, 5));
+      const del = await call('DELETE', '/adapters/rs');
+      assert.equal(del.status, 200);
+      assert.equal((await running).choices[0].finish_reason, 'length');
+      assert.equal(model.adapterConfigs.has('rs'), false);
+      await assert.rejects(
+        client.chat.completions.create({ model: 'rs', messages: [{ role: 'user', content: 'hey' }] }),
+        (e: unknown) => e instanceof OpenAI.NotFoundError,
+      );
+      assert.equal((await call('DELETE', '/adapters', { name: 'dora.v2' })).status, 200);
+      assert.equal((await call('DELETE', '/adapters/dora.v2')).status, 404);
+      assert.deepEqual(
+        (await client.models.list()).data.map((m) => m.id),
+        ['tiny-llama', 'lora'],
+      );
+      deleteAdapter(model, 'rs-check');
+    });
+
+    test('adapter names and paths are validated: nothing outside the adapter folder loads', async () => {
+      const refused = async (body: unknown, status: number, code: string) => {
+        const r = await call('POST', '/adapters', body);
+        assert.equal(r.status, status, JSON.stringify(r.body));
+        assert.equal(r.body.error?.code, code, JSON.stringify(r.body));
+        assert.match(r.body.error!.message, /^lorakit: /);
+      };
+      await refused({ name: 'x', path: '../outside' }, 400, 'invalid_adapter_path');
+      await refused({ name: 'x', path: 'rs/../../outside' }, 400, 'invalid_adapter_path');
+      await refused({ name: 'x', path: join(work, 'outside') }, 400, 'invalid_adapter_path');
+      await refused({ name: 'x', path: 'link-out' }, 400, 'invalid_adapter_path');
+      await refused({ name: 'x', path: 'file-link' }, 400, 'invalid_adapter_path');
+      await refused({ name: 'x', path: 'empty' }, 400, 'invalid_adapter');
+      await refused({ name: 'x', path: 'missing' }, 404, 'adapter_path_not_found');
+      await refused({ name: 'x', path: '' }, 400, 'invalid_adapter_path');
+      await refused({ name: 'x' }, 400, 'invalid_adapter_path');
+      await refused({ name: '../evil', path: 'rs' }, 400, 'invalid_adapter_name');
+      await refused({ name: 'a/b', path: 'rs' }, 400, 'invalid_adapter_name');
+      await refused({ name: '', path: 'rs' }, 400, 'invalid_adapter_name');
+      await refused({ name: 'tiny-llama', path: 'rs' }, 400, 'invalid_adapter_name');
+      await refused({ name: 'lora', path: 'rs' }, 409, 'adapter_exists');
+      assert.equal((await call('DELETE', '/adapters/..%2Fx')).body.error?.code, 'invalid_adapter_name');
+      assert.equal((await call('GET', '/models/%E0%A4%A')).status, 400);
+      assert.deepEqual([...model.adapterConfigs.keys()], ['lora']);
+    });
+
+    test('a client that disconnects mid-stream frees its batch row', async () => {
+      const ac = new AbortController();
+      const stream = await client.chat.completions.create(
+        {
+          model: 'lora',
+          messages: [{ role: 'user', content: 'go on' }],
+          temperature: 0,
+          max_tokens: 64,
+          ignore_eos: true,
+          stream: true,
+        } as OpenAI.ChatCompletionCreateParamsStreaming,
+        { signal: ac.signal },
+      );
+      let n = 0;
+      try {
+        for await (const c of stream) if (c.choices[0]?.delta.content && ++n === 3) ac.abort();
+      } catch {
+        // the client reports the abort as an error or just ends the stream
+      }
+      assert.equal(n, 3);
+      for (let i = 0; i < 200 && server.engine.load.active + server.engine.load.queued > 0; i++)
+        await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(server.engine.load, { active: 0, queued: 0 });
+      assert.ok(
+        log.some((l) => l.includes('client gone')),
+        log.join('\n'),
+      );
+    });
+
+    test('without --adapter-dir, run-time loading is refused', async () => {
+      const s = new LorakitServer({ model, tokenizer, modelName: 'm' });
+      const { url: u } = await s.listen(0);
+      try {
+        const r = await fetch(`${u}/v1/adapters`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ name: 'x', path: 'rs' }),
+        });
+        assert.equal(r.status, 403);
+        assert.equal(
+          ((await r.json()) as { error: { code: string } }).error.code,
+          'adapter_loading_disabled',
+        );
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+for (const device of ENGINE_DEVICES)
+  test(
+    `lorakit serve --device ${device}: starts, answers, and stops on SIGTERM`,
+    { skip: missing && SKIP },
+    async () => {
+      const dir = join(work, `cli-adapters-${device}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'README'), 'adapters');
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          join(projectRoot, 'test', 'lorakit-cli.mts'),
+          'serve',
+          '--model',
+          MODEL!,
+          '--adapter',
+          `lora=${ADAPTERS[0].dir}`,
+          '--adapter',
+          ADAPTERS[1].dir!,
+          '--adapter-dir',
+          dir,
+          '--port',
+          '0',
+          '--api-key',
+          'k',
+          '--quiet',
+          '--device',
+          device,
+        ],
+        { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      try {
+        for (let i = 0; i < 600 && !/listening on (\S+)\/v1/.test(out); i++)
+          await new Promise((r) => setTimeout(r, 50));
+        const base = /listening on (\S+)\/v1/.exec(out)?.[1];
+        assert.ok(base, `no listening line: ${out}${err}`);
+        assert.match(out, /model 'llama', adapters: lora, llama-rslora/);
+        const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'k', maxRetries: 0 });
+        assert.deepEqual(
+          (await c.models.list()).data.map((m) => m.id),
+          ['llama', 'lora', 'llama-rslora'],
+        );
+        const r = await c.chat.completions.create({
+          model: 'llama-rslora',
+          messages: [{ role: 'user', content: 'hi' }],
+          temperature: 0,
+          max_tokens: 5,
+        });
+        assert.equal(r.object, 'chat.completion');
+      } finally {
+        child.kill('SIGTERM');
+      }
+      assert.equal(await exited, 0, err);
+    },
+  );
