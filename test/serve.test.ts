@@ -237,6 +237,14 @@ for (const device of ENGINE_DEVICES)
       await check({ maxBatch: 8, maxStepTokens: 8 }, 'chunked');
     });
 
+    // Starting prompts go through flash attention on a GPU and the paged kernel on the CPU by default:
+    // the other way round gives the same tokens too.
+    test('greedy tokens equal generate() with starting prompts through the other attention kernel', async () => {
+      const flashPrefill = device === 'cpu';
+      await check({ maxBatch: 32, flashPrefill }, 'one batch, other prefill kernel');
+      await check({ maxBatch: 8, maxStepTokens: 8, flashPrefill }, 'chunked, other prefill kernel');
+    });
+
     test('greedy tokens equal generate() with a KV cache too small for every request at once (blocks reused, sequences preempted and recomputed)', async () => {
       const c = model.config;
       const block = 4;

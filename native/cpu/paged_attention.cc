@@ -6,7 +6,8 @@
 //                   (numSlots = numBlocks · blockSize), k, v [N, Hkv, D]
 //   pagedAttention: out[i, h] = softmax(q[i, h] · Kᵀ · scale) · V over positions 0..rowPos[i] of
 //                   sequence rowSeq[i], position p at slot blockTables[rowSeq[i], p / blockSize] ·
-//                   blockSize + p % blockSize; query head h reads kv head h / (Hq / Hkv)
+//                   blockSize + p % blockSize; query head h reads kv head h / (Hq / Hkv); rowPos[i]
+//                   = −1: row i attends to nothing and is zeros
 //
 // Attention is an online softmax over chunks of kChunk positions (a running max, the sum and the
 // output rescaled when the max grows), so no buffer grows with the context. Products and sums fp32.
@@ -54,6 +55,7 @@ void attend_paged(float* out, const float* q, const Paged& p, const int32_t* tab
   int64_t off[kChunk];  // where each chunk position's kv head starts within either pool
   float m = -INFINITY, l = 0.0f;
   std::fill(out, out + D, 0.0f);
+  if (L == 0) return;  // rowPos −1: a row with nothing to attend to (answered by another kernel) is zeros
   for (int64_t c0 = 0; c0 < L; c0 += kChunk) {
     const int64_t n = std::min(kChunk, L - c0);
     float cmax = -INFINITY;
@@ -125,6 +127,7 @@ int64_t check_rows(const Paged& p, const int32_t* row_seq, const int32_t* row_po
     if (row_seq[r] < 0 || row_seq[r] >= S)
       throw ArgError("pagedAttention: row " + str(r) + " names sequence " + str(row_seq[r]) + " but the block table has " +
                      str(S) + " rows");
+    if (row_pos[r] == -1) continue;
     if (row_pos[r] < 0 || int64_t(row_pos[r]) >= p.max_blocks * p.block_size)
       throw ArgError("pagedAttention: position " + str(row_pos[r]) + " of row " + str(r) + " is outside the block table's " +
                      str(p.max_blocks * p.block_size) + " positions");

@@ -7,8 +7,12 @@
 // s_g · h[i]·B_g[o], each thread a few outputs o of every row of its tile (B_g's rows read once per
 // tile, h staged in shared memory), fp32 sums and one rounding into y.
 //
-// The segment descriptors and tiles travel in one buffer: packed on the host into a pinned staging
-// slot and copied to a stream-ordered scratch with one asynchronous copy per call.
+// The segment descriptors and tiles of a decoding step (up to kInlineSegments segments and
+// kInlineTiles tiles: every decode batch of up to 64 rows, and prefills of up to 512 rows in few
+// segments) travel by value as a kernel parameter, so a call is two launches and nothing else; a
+// larger table is packed on the host into a pinned staging slot and copied to a stream-ordered
+// scratch with one asynchronous copy. A decoding step calls this once per linear layer (112 times for
+// a 16-layer model), where the copy, its event and the staging bookkeeping cost more than the math.
 //
 // Row independence: a row's sums run in one fixed order (lane l sums chunks l, l+32, … in order, the
 // lanes are combined by one butterfly; the expand sums j = 0 … rank−1) that depends only on `in` and
@@ -20,6 +24,7 @@
 #include <mutex>
 #include <numeric>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common.cuh"
@@ -40,14 +45,35 @@ struct Tile {
 };
 static_assert(sizeof(LoraSegment) % 16 == 0, "the tiles follow the segments in one 16-byte aligned buffer");
 
+// A table small enough to pass as a kernel parameter (4 KiB of the 32 KiB Hopper allows).
+constexpr int kInlineSegments = 64, kInlineTiles = 128;
+struct InlineTable {
+  LoraSegment segs[kInlineSegments];
+  Tile tiles[kInlineTiles];
+};
+
+// Tile b and its segment: from the inline table when `tiles` is null, else from device memory.
+__device__ __forceinline__ void tile_of(const InlineTable& inl, const LoraSegment* segs, const Tile* tiles, int b, Tile& tile,
+                                        LoraSegment& seg) {
+  if (tiles) {
+    tile = tiles[b];
+    seg = segs[tile.seg];
+  } else {
+    tile = inl.tiles[b];
+    seg = inl.segs[tile.seg];
+  }
+}
+
 __device__ __forceinline__ bool aligned16_dev(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // h[row, j] (row stride hs) for the rows of one tile and one j per warp. Grid: (tiles, ⌈max rank / kShrinkWarps⌉).
 template <typename T>
 __global__ void __launch_bounds__(kShrinkWarps * 32)
-    shrink_kernel(T* h, int hs, const T* x, const LoraSegment* segs, const Tile* tiles, int64_t in) {
-  const Tile tile = tiles[blockIdx.x];
-  const LoraSegment seg = segs[tile.seg];
+    shrink_kernel(T* h, int hs, const T* x, const LoraSegment* segs, const Tile* tiles, int64_t in,
+                  const __grid_constant__ InlineTable inl) {
+  Tile tile;
+  LoraSegment seg;
+  tile_of(inl, segs, tiles, blockIdx.x, tile, seg);
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.y * kShrinkWarps + (threadIdx.x >> 5);
   if (j >= seg.rank) return;  // the whole warp: nothing below syncs across warps
@@ -99,10 +125,12 @@ __global__ void __launch_bounds__(kShrinkWarps * 32)
 // Grid: (tiles, ⌈out / (kExpandThreads · kExpandOuts)⌉).
 template <typename T>
 __global__ void __launch_bounds__(kExpandThreads)
-    expand_kernel(T* y, const T* h, int hs, const LoraSegment* segs, const Tile* tiles, int64_t out) {
+    expand_kernel(T* y, const T* h, int hs, const LoraSegment* segs, const Tile* tiles, int64_t out,
+                  const __grid_constant__ InlineTable inl) {
   __shared__ float hv[kTileRows][kLoraSegmentsMaxRank];
-  const Tile tile = tiles[blockIdx.x];
-  const LoraSegment seg = segs[tile.seg];
+  Tile tile;
+  LoraSegment seg;
+  tile_of(inl, segs, tiles, blockIdx.x, tile, seg);
   const int rank = seg.rank, rows = tile.rows;
   for (int i = threadIdx.x; i < rows * rank; i += blockDim.x)
     hv[i / rank][i % rank] = to_f32(h[int64_t(tile.row0 + i / rank) * hs + i % rank]);
@@ -210,14 +238,15 @@ void upload(void* dev, const void* src, size_t bytes, cudaStream_t stream) {
   LKC_CUDA(cudaEventRecord(slot.copied, stream));
 }
 
+// segs and tiles in device memory, or both null to read them from `inl`.
 template <typename T>
-void launch(void* y, const void* x, const LoraSegment* segs, const Tile* tiles, int n_tiles, T* h, int hs, int max_rank, int64_t in,
-            int64_t out, cudaStream_t stream) {
+void launch(void* y, const void* x, const LoraSegment* segs, const Tile* tiles, const InlineTable& inl, int n_tiles, T* h, int hs,
+            int max_rank, int64_t in, int64_t out, cudaStream_t stream) {
   const dim3 shrink_grid(static_cast<unsigned>(n_tiles), ceil_div(max_rank, kShrinkWarps));
-  shrink_kernel<T><<<shrink_grid, kShrinkWarps * 32, 0, stream>>>(h, hs, static_cast<const T*>(x), segs, tiles, in);
+  shrink_kernel<T><<<shrink_grid, kShrinkWarps * 32, 0, stream>>>(h, hs, static_cast<const T*>(x), segs, tiles, in, inl);
   LKC_CHECK_LAUNCH("lora_segments shrink");
   const dim3 expand_grid(static_cast<unsigned>(n_tiles), ceil_div(out, kExpandThreads * kExpandOuts));
-  expand_kernel<T><<<expand_grid, kExpandThreads, 0, stream>>>(static_cast<T*>(y), h, hs, segs, tiles, out);
+  expand_kernel<T><<<expand_grid, kExpandThreads, 0, stream>>>(static_cast<T*>(y), h, hs, segs, tiles, out, inl);
   LKC_CHECK_LAUNCH("lora_segments expand");
 }
 
@@ -254,24 +283,37 @@ void lora_segments(void* y, const void* x, DType t, const LoraSegment* segments,
   if (n_tiles == 0 || out == 0) return;
   LKC_REQUIRE(n_tiles <= 2147483647, "lora_segments: too many rows for one launch.");
 
+  const size_t h_bytes = static_cast<size_t>(N) * max_rank * dtype_size(t);
+  auto fill_tiles = [&](Tile* tiles) {
+    for (int g : order)
+      for (int r = segments[g].start; r < segments[g].end; r += kTileRows) *tiles++ = {g, r, std::min(kTileRows, segments[g].end - r), 0};
+  };
+  auto run = [&](const LoraSegment* d_segs, const Tile* d_tiles, const InlineTable& inl, void* h) {
+    if (t == DType::BF16)
+      launch<bf16>(y, x, d_segs, d_tiles, inl, int(n_tiles), static_cast<bf16*>(h), max_rank, max_rank, in, out, stream);
+    else
+      launch<float>(y, x, d_segs, d_tiles, inl, int(n_tiles), static_cast<float*>(h), max_rank, max_rank, in, out, stream);
+  };
+  static_assert(std::is_trivially_copyable<InlineTable>::value, "the inline table is a kernel parameter");
+  if (count <= kInlineSegments && n_tiles <= kInlineTiles) {
+    InlineTable inl;  // entries past count and n_tiles are never read
+    std::copy(segments, segments + count, inl.segs);
+    fill_tiles(inl.tiles);
+    Tensor h({static_cast<int64_t>(h_bytes)}, DType::U8, stream);  // freed stream-ordered after the launches
+    run(nullptr, nullptr, inl, h.ptr<unsigned char>());
+    return;
+  }
   // One buffer: the segments, then the tiles, both copied at once; then h [N, max_rank] of dtype t.
   const size_t seg_bytes = sizeof(LoraSegment) * count, table_bytes = seg_bytes + sizeof(Tile) * n_tiles;
   std::vector<unsigned char> table(table_bytes);
   std::memcpy(table.data(), segments, seg_bytes);
-  Tile* tiles = reinterpret_cast<Tile*>(table.data() + seg_bytes);
-  for (int g : order)
-    for (int r = segments[g].start; r < segments[g].end; r += kTileRows) *tiles++ = {g, r, std::min(kTileRows, segments[g].end - r), 0};
+  fill_tiles(reinterpret_cast<Tile*>(table.data() + seg_bytes));
   const size_t h_offset = (table_bytes + 255) / 256 * 256;
-  const size_t h_bytes = static_cast<size_t>(N) * max_rank * dtype_size(t);
   Tensor scratch({static_cast<int64_t>(h_offset + h_bytes)}, DType::U8, stream);  // freed stream-ordered after the launches
   unsigned char* base = scratch.ptr<unsigned char>();
   upload(base, table.data(), table_bytes, stream);
-  const LoraSegment* d_segs = reinterpret_cast<const LoraSegment*>(base);
-  const Tile* d_tiles = reinterpret_cast<const Tile*>(base + seg_bytes);
-  if (t == DType::BF16)
-    launch<bf16>(y, x, d_segs, d_tiles, int(n_tiles), reinterpret_cast<bf16*>(base + h_offset), max_rank, max_rank, in, out, stream);
-  else
-    launch<float>(y, x, d_segs, d_tiles, int(n_tiles), reinterpret_cast<float*>(base + h_offset), max_rank, max_rank, in, out, stream);
+  static const InlineTable unused{};  // not read: the kernels take the device table
+  run(reinterpret_cast<const LoraSegment*>(base), reinterpret_cast<const Tile*>(base + seg_bytes), unused, base + h_offset);
 }
 
 }  // namespace lkc

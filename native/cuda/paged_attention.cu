@@ -1,7 +1,8 @@
 // Paged KV cache for serving (inference only), on f32 or bf16 activations with fp32 math:
 //   paged_kv_write:  kPool[slots[i]] = k[i], vPool[slots[i]] = v[i]; pools [numSlots, Hkv, D], k, v [N, Hkv, D]
 //   paged_attention: out[i, h] = softmax(q[i, h]·Kᵀ·scale)·V over positions 0..rowPos[i] of sequence
-//                    rowSeq[i]; position p at slot blockTables[rowSeq[i], p / blockSize]·blockSize + p % blockSize
+//                    rowSeq[i]; position p at slot blockTables[rowSeq[i], p / blockSize]·blockSize + p % blockSize;
+//                    rowPos[i] = −1: no positions, the row is zeros (a prefill row answered by flash attention)
 //
 // Decode rows dominate serving and each reads its whole context once, so attention is paced by how
 // fast K and V stream from memory. One block per (row, kv head) serves the group of query heads that

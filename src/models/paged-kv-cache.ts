@@ -8,6 +8,8 @@
 // of a decoding sequence) laid out as one [1, N] batch: each layer writes its new keys and values into
 // the rows' slots, then each row attends over its own sequence up to its own position.
 import { activationDType } from '../backend/device.js';
+import { attention } from '../ops/attention.js';
+import { add } from '../ops/elementwise.js';
 import { pagedAttention, pagedKvWrite } from '../ops/paged-attention.js';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { keep, Tensor, type Device } from '../tensor/tensor.js';
@@ -95,10 +97,20 @@ export class PagedBatch implements KVStore {
   private readonly rowPos: Tensor;
   /** [S, maxBlocks] i32: span j's blocks (unused entries 0). */
   private readonly blockTables: Tensor;
+  /**
+   * Prompts that start in this step (a whole prompt or its first chunk, on a GPU) go through the
+   * flash-style attention kernel as packed sequences instead of one paged row each: segments [1, N]
+   * (span j's rows j + 1, other rows 0, which it answers with zeros), and the rows' positions for the
+   * paged kernel with those rows at −1 (zeros there); `paged` false when every row is such a prompt.
+   * Off by default on the CPU, whose serving numbers (bench/serve.ts) were measured with every row
+   * paged; the engine tests run both ways there.
+   */
+  private readonly prefill: { segments: Tensor; rowPos: Tensor; paged: boolean } | null = null;
 
   constructor(
     readonly cache: PagedKVCache,
     readonly spans: readonly PagedSpan[],
+    flashPrefill = cache.device !== 'cpu',
   ) {
     const bs = cache.blockSize;
     const N = spans.reduce((a, s) => a + s.tokens, 0);
@@ -133,24 +145,47 @@ export class PagedBatch implements KVStore {
     this.rowSeq = up(rowSeq, [N]);
     this.rowPos = up(rowPos, [N]);
     this.blockTables = up(tables, [spans.length, maxBlocks]);
+    const starts = spans.map((s) => s.seq.length === 0 && s.tokens > 1);
+    if (flashPrefill && starts.some(Boolean)) {
+      const segments = new Int32Array(N);
+      const pagedPos = rowPos.slice();
+      let row = 0;
+      spans.forEach(({ tokens }, j) => {
+        if (starts[j]) (segments.fill(j + 1, row, row + tokens), pagedPos.fill(-1, row, row + tokens));
+        row += tokens;
+      });
+      this.prefill = {
+        segments: up(segments, [1, N]),
+        rowPos: up(pagedPos, [N]),
+        paged: !starts.every(Boolean),
+      };
+    }
   }
 
-  // q [1, N, Hq, Dh], k, v [1, N, Hkv, Dh] -> [1, N, Hq, Dh]
+  // q [N, 1, Hq, Dh], k, v [N, 1, Hkv, Dh] (one row per batch entry) -> [N, 1, Hq, Dh]
   attend(layer: number, q: Tensor, k: Tensor, v: Tensor): Tensor {
     const [B, T, Hq, Dh] = q.shape;
     pagedKvWrite(this.cache.keys[layer], this.cache.values[layer], k, v, this.slots);
-    const q3 = q.reshape([B * T, Hq, Dh]);
-    const out = pagedAttention(
-      q3,
-      this.cache.keys[layer],
-      this.cache.values[layer],
-      this.blockTables,
-      this.rowSeq,
-      this.rowPos,
-      1 / Math.sqrt(Dh),
-    );
-    q3.dispose();
-    return out.reshape([B, T, Hq, Dh]);
+    const paged = (rowPos: Tensor): Tensor => {
+      const q3 = q.reshape([B * T, Hq, Dh]);
+      const out = pagedAttention(
+        q3,
+        this.cache.keys[layer],
+        this.cache.values[layer],
+        this.blockTables,
+        this.rowSeq,
+        rowPos,
+        1 / Math.sqrt(Dh),
+      );
+      q3.dispose();
+      return out.reshape([B, T, Hq, Dh]);
+    };
+    if (!this.prefill) return paged(this.rowPos);
+    // The starting prompts' rows from the flash kernel, every other row from the paged one; each
+    // leaves zeros in the other's rows, so the sum is exact.
+    const packed = (t: Tensor): Tensor => t.reshape([1, B * T, t.shape[2], Dh]);
+    const flash = attention(packed(q), packed(k), packed(v), this.prefill.segments).reshape(q.shape);
+    return this.prefill.paged ? add(flash, paged(this.prefill.rowPos)) : flash;
   }
 
   commit(): void {
@@ -159,5 +194,7 @@ export class PagedBatch implements KVStore {
 
   dispose(): void {
     for (const t of [this.slots, this.rowSeq, this.rowPos, this.blockTables]) t.dispose();
+    this.prefill?.segments.dispose();
+    this.prefill?.rowPos.dispose();
   }
 }

@@ -90,6 +90,7 @@ function checkIndices(
       throw new Error(
         `lorakit: ${op}: rowSeq[${i}] is ${s}, outside the block table's sequences 0 to ${S - 1}.`,
       );
+    if (p === -1) continue; // a row answered elsewhere: zeros
     if (p < 0 || p >= maxBlocks * blockSize)
       throw new Error(
         `lorakit: ${op}: rowPos[${i}] is ${p}, past the block table, which covers positions 0 to ${maxBlocks * blockSize - 1}.`,
@@ -111,7 +112,8 @@ function checkIndices(
  * kv head h / (Hq / Hkv)); blockTables [S, maxBlocks] i32, one row of block ids per sequence; rowSeq
  * [N] i32, the sequence (block-table row) of each query row; rowPos [N] i32: row i attends over
  * positions 0..rowPos[i] of its sequence, position p at slot blockTables[rowSeq[i], p / blockSize] ·
- * blockSize + p % blockSize. Causal by construction: a step writes its rows' keys and values with
+ * blockSize + p % blockSize; rowPos[i] = −1: row i attends to nothing and is zeros (a row another
+ * kernel answers). Causal by construction: a step writes its rows' keys and values with
  * pagedKvWrite first, so each row sees its own position and the same step's earlier ones. Indices
  * held on the host are checked; the GPU kernel does not check indices in device memory. Returns
  * [N, Hq, D]. Inference only: throws while gradients would be recorded.

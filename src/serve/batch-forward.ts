@@ -38,6 +38,8 @@ export class BatchForward {
   constructor(
     readonly model: CausalLM,
     readonly cache: PagedKVCache,
+    /** Starting prompts through flash attention (PagedBatch; default: off on the CPU only). */
+    readonly flashPrefill?: boolean,
   ) {}
 
   private decodeStep(adapter: string | null): DecodeStep | null {
@@ -93,6 +95,7 @@ export class BatchForward {
     const paged = new PagedBatch(
       this.cache,
       spans.map((s) => ({ seq: s.seq, tokens: s.tokens.length })),
+      this.flashPrefill,
     );
     try {
       return noGrad(() =>

@@ -78,6 +78,11 @@ export interface EngineOptions {
    * adapter's requests only (what a server without per-row adapters must do; for benchmarks).
    */
   policy?: 'mixed' | 'single-adapter';
+  /**
+   * Prompts starting in a step go through the flash-style attention kernel instead of the paged one
+   * (default: on a GPU; PagedBatch says why not on the CPU).
+   */
+  flashPrefill?: boolean;
 }
 
 export interface EngineStats {
@@ -175,7 +180,7 @@ export class BatchEngine {
         `lorakit: a KV cache of ${this.kvCacheBytes} bytes holds no block of ${blockSize} positions (${blockBytes} bytes); give it more memory.`,
       );
     this.cache = new PagedKVCache(c, blocks, blockSize, model.device, model.activationDType);
-    this.forward = new BatchForward(model, this.cache);
+    this.forward = new BatchForward(model, this.cache, opts.flashPrefill);
     this.eos = new Set(tokenizer.eosIds);
   }
 

@@ -2,8 +2,8 @@
 // (h rounded to bf16 where the kernel rounds it) on random odd sizes, mixed ranks in one call, gaps
 // between segments (rows in no segment must keep their bits), bf16 and f32; the property serving relies
 // on — a row's output is bitwise the same run alone as in a batch of others; the 16-byte and the scalar
-// load paths give the same bits; bad segments are refused; then decode timings with the adapter weights'
-// bandwidth.
+// load paths give the same bits; the inline and the staged tables give the same bits; bad segments are
+// refused; then decode timings with the adapter weights' bandwidth.
 #include "harness.h"
 
 using namespace hx;
@@ -77,9 +77,12 @@ void correctness() {
   for (bool bf : {true, false}) {
     const lkc::DType t = bf ? lkc::DType::BF16 : lkc::DType::F32;
     const size_t es = bf ? 2 : 4;
-    for (int64_t N : {1, 7, 37, 130})
+    // Up to 130 rows the segments and tiles go as a kernel parameter; 1500 rows make over 64 segments
+    // and 128 tiles, which go through the staged copy (and each row alone through the parameter).
+    for (int64_t N : {1, 7, 37, 130, 1500})
       for (int64_t in : {13, 64, 1000, 2048})
         for (int64_t out : {13, 64, 1000, 2048}) {
+          if (N > 130 && (in > 64 || out > 64)) continue;
           const std::string tag = std::string(bf ? "bf16 " : "f32 ") + dims({N, in, out});
           // Four adapters, one of each rank; segments of random lengths with random gaps, cycling
           // through the adapters (an adapter may serve several segments).
@@ -193,8 +196,11 @@ int main() {
   return run("lora_segments", [] {
     correctness();
     if (!quick()) {
+      time_decode(1, 1, 16);
       time_decode(64, 64, 16);
       time_decode(64, 8, 16);
+      time_decode(512, 8, 16);  // 128 tiles: the last inline size
+      time_decode(1024, 8, 16);  // staged
     }
   });
 }
