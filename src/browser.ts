@@ -23,7 +23,25 @@ export { CausalLM, type Batch } from './models/llama.js';
 export { modelConfigFromJSON, parseModelConfig, type ModelConfig } from './models/config.js';
 export { Tokenizer, type TokenizerFiles } from './tokenizer/tokenizer.js';
 export { renderChat } from './tokenizer/chat-template.js';
+export { LORA_DEFAULTS, loraScale, peftConfigFromJSON, type LoraConfig } from './peft/lora-config.js';
+export { addAdapter, deleteAdapter, setActiveAdapter, adapterParameters } from './peft/inject.js';
+export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  adapterFiles,
+  adapterFromFiles,
+  type AdapterFileContents,
+  type AdapterFiles,
+} from './peft/peft-files.js';
 export { IGNORE, type Example } from './train/example.js';
+export {
+  loadDataFromText,
+  type ChatMessage,
+  type ColumnMap,
+  type DataOptions,
+  type LoadedData,
+  type RowFormat,
+} from './train/data-rows.js';
 export { padBatch, packBatches, toDevice, type HostBatch } from './train/batching.js';
 export { lossSum } from './train/loss.js';
 export { evaluate, type EvalResult } from './train/evaluate.js';
@@ -35,8 +53,10 @@ export {
   type StepContext,
 } from './train/step.js';
 export { Optimizer, clipGradNorm } from './train/optimizer.js';
+export { learningRate, type Schedule, type SchedulerName } from './train/schedule.js';
 export { embedding } from './ops/embedding.js';
 export { rmsnorm } from './ops/rmsnorm.js';
 export { add, mul, scale, sum } from './ops/elementwise.js';
 export { GGUFFile } from './io/gguf-reader.js';
 export { SafetensorsFile, safetensorsModelFromBytes } from './io/safetensors-reader.js';
+export { safetensorsBytes } from './io/safetensors-writer.js';

@@ -76,6 +76,9 @@ test('browser bundle: builds from src/browser.ts without Node modules; a Node im
     'src/io/gguf.ts',
     'src/models/load.ts',
     'src/train/data.ts',
+    'src/train/tables.ts',
+    'src/peft/adapters.ts',
+    'src/peft/config.ts',
   ])
     assert.ok(!built.inputs.includes(nodeOnly), `${nodeOnly} is in the bundle`);
   const code = readFileSync(built.outfile, 'utf8');
