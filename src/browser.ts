@@ -1,9 +1,12 @@
 // lorakit in a web page: the library API that works without Node, bundled by `npm run build:browser`
 // into dist/browser/lorakit.js. Models and tokenizers come from files' bytes (fetchModelFiles,
 // readModelFiles, loadModelFromBytes), tensors compute on the 'webgpu' device (the page's
-// navigator.gpu; await prepareDevice('webgpu') first), and host memory is plain ArrayBuffers. Only
-// browser-safe modules are imported from here: what reads or writes files by path stays with the
-// Node entry (src/index.ts), and scripts/build-browser.mjs fails the build if a Node module is reached.
+// navigator.gpu; await prepareDevice('webgpu') first), and host memory is plain ArrayBuffers.
+// Training data comes from a JSONL file's text (loadDataFromText), adapters leave and return as PEFT
+// files in memory (adapterFiles, adapterFromFiles), and generation reads back without blocking
+// (generateAsync). Only browser-safe modules are imported from here: what reads or writes files by
+// path stays with the Node entry (src/index.ts), and scripts/build-browser.ts fails the build if a
+// Node module is reached.
 export { Tensor, tidy, keep, memoryStats, type Device } from './tensor/tensor.js';
 export type { DType } from './tensor/dtype.js';
 export { backward, noGrad, checkpoint } from './autograd/tape.js';
@@ -54,6 +57,14 @@ export {
 } from './train/step.js';
 export { Optimizer, clipGradNorm } from './train/optimizer.js';
 export { learningRate, type Schedule, type SchedulerName } from './train/schedule.js';
+export {
+  generateAsync,
+  generateIdsAsync,
+  type GenerateIdsOptions,
+  type GenerateOptions,
+  type GenerateResult,
+} from './infer/generate.js';
+export { Sampler, GREEDY, type SamplingOptions } from './infer/sampling.js';
 export { embedding } from './ops/embedding.js';
 export { rmsnorm } from './ops/rmsnorm.js';
 export { add, mul, scale, sum } from './ops/elementwise.js';

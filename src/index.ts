@@ -45,7 +45,7 @@ export {
 export { saveCheckpoint, checkCheckpoint, restoreCheckpoint, type TrainerState } from './train/checkpoint.js';
 export { Optimizer, clipGradNorm } from './train/optimizer.js';
 export { loadData, loadDataFromText, type Example, type ChatMessage, type ColumnMap } from './train/data.js';
-export { generate, type GenerateOptions, type GenerateResult } from './infer/generate.js';
+export { generate, generateAsync, type GenerateOptions, type GenerateResult } from './infer/generate.js';
 export {
   openSafetensors,
   openSafetensorsModel,
