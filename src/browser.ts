@@ -9,7 +9,7 @@
 // Node module is reached.
 export { Tensor, tidy, keep, memoryStats, type Device } from './tensor/tensor.js';
 export type { DType } from './tensor/dtype.js';
-export { backward, noGrad, checkpoint } from './autograd/tape.js';
+export { backward, noGrad, checkpoint, clearTape } from './autograd/tape.js';
 export { prepareDevice, useDevice, activationDType, floatDTypes } from './backend/device.js';
 export {
   fetchModelFiles,
