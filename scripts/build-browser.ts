@@ -6,7 +6,9 @@
 //  - a Node built-in (node:fs, path, worker_threads …) reached from the entry fails the build, naming
 //    the chain of imports that reached it. The `webgpu` npm package (Dawn, for Node) stays out: pages
 //    use navigator.gpu, and gpu.ts imports the package only in Node.
-//   npm run build:browser [-- --minify] [-- --outfile FILE]
+// The example page (examples/browser) is bundled the same way, its script with the library in one file.
+//   npm run build:browser [-- --minify] [-- --outfile FILE] [-- --entry FILE]
+//   npm run build:example   (examples/browser/main.ts -> examples/browser/dist/main.js and main.css)
 import { builtinModules } from 'node:module';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -114,7 +116,11 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     const i = process.argv.indexOf(name);
     return i > 0 ? process.argv[i + 1] : undefined;
   };
-  buildBrowser({ minify: process.argv.includes('--minify'), outfile: arg('--outfile') }).then(
+  buildBrowser({
+    minify: process.argv.includes('--minify'),
+    outfile: arg('--outfile'),
+    entry: arg('--entry'),
+  }).then(
     (r) => {
       process.stdout.write(
         `${rel(r.outfile)}: ${(r.bytes / 1024).toFixed(0)} KiB from ${r.inputs.length} modules (browser twins for ${r.twins.join(', ')})\n`,

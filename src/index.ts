@@ -27,6 +27,9 @@ export {
   saveAdapter,
   setActiveAdapter,
   adapterParameters,
+  adapterFiles,
+  adapterFromFiles,
+  type AdapterFiles,
 } from './peft/adapters.js';
 export { Tokenizer } from './tokenizer/tokenizer.js';
 export { renderChat } from './tokenizer/chat-template.js';
@@ -41,9 +44,14 @@ export {
 } from './train/step.js';
 export { saveCheckpoint, checkCheckpoint, restoreCheckpoint, type TrainerState } from './train/checkpoint.js';
 export { Optimizer, clipGradNorm } from './train/optimizer.js';
-export { loadData, type Example, type ChatMessage, type ColumnMap } from './train/data.js';
-export { generate, type GenerateOptions, type GenerateResult } from './infer/generate.js';
-export { openSafetensors, openSafetensorsModel, writeSafetensors } from './io/safetensors.js';
+export { loadData, loadDataFromText, type Example, type ChatMessage, type ColumnMap } from './train/data.js';
+export { generate, generateAsync, type GenerateOptions, type GenerateResult } from './infer/generate.js';
+export {
+  openSafetensors,
+  openSafetensorsModel,
+  writeSafetensors,
+  safetensorsBytes,
+} from './io/safetensors.js';
 export { readGGUF } from './io/gguf.js';
 export { mergeAdapter, unmergeAdapter, mergedAdapters, isMerged } from './peft/merge.js';
 export { exportHF, exportGGUF, exportGGUFLora } from './export/index.js';

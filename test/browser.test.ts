@@ -4,15 +4,7 @@
 // WebGPU equals what Node computes on the CPU: host memory and bf16 conversion without the addon, the
 // tokenizer, an embedding lookup + RMSNorm + sum, and the forward loss (which needs the WebGPU GEMM,
 // attention and cross-entropy kernels).
-//
-// WebGPU in headless Chromium (Debian's chromium 156 here): `--enable-unsafe-webgpu` is the flag that
-// matters; without it requestAdapter() returns null ("No available adapters"). Chromium then gives its
-// bundled SwiftShader Vulkan adapter (vendor 'google', architecture 'swiftshader'; no shader-f16,
-// 10 storage buffers per stage). It does not pick Mesa's lavapipe, which Dawn uses in Node:
-// --enable-features=Vulkan, --use-vulkan=native or swiftshader, --use-webgpu-adapter=swiftshader,
-// --use-angle=vulkan, --disable-vulkan-surface, --ignore-gpu-blocklist and VK_ICD_FILENAMES pointing
-// at lavapipe all still give SwiftShader (and --disable-vulkan-fallback-to-gl-for-testing gives no
-// adapter at all), so the test asks for no more than --enable-unsafe-webgpu.
+// Chromium and its WebGPU flags: test/chromium.ts.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -33,6 +25,7 @@ import { f32ArrayToBf16 } from '../src/tensor/dtype.js';
 import { Tensor, tidy } from '../src/tensor/tensor.js';
 import { padBatch, toDevice } from '../src/train/batching.js';
 import { lossSum } from '../src/train/loss.js';
+import { CHROMIUM, CHROMIUM_ARGS } from './chromium.js';
 import { fixture, relError, rng } from './helpers.js';
 
 declare global {
@@ -42,16 +35,6 @@ declare global {
   }
 }
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--enable-unsafe-webgpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const work = mkdtempSync(join(tmpdir(), 'lorakit-browser-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 
@@ -76,6 +59,9 @@ test('browser bundle: builds from src/browser.ts without Node modules; a Node im
     'src/io/gguf.ts',
     'src/models/load.ts',
     'src/train/data.ts',
+    'src/train/tables.ts',
+    'src/peft/adapters.ts',
+    'src/peft/config.ts',
   ])
     assert.ok(!built.inputs.includes(nodeOnly), `${nodeOnly} is in the bundle`);
   const code = readFileSync(built.outfile, 'utf8');
@@ -216,7 +202,7 @@ type PageResult<T> = { ok: true; value: T } | { ok: false; error: string };
 function unwrap<T>(r: PageResult<T>, s: Session, what: string): T {
   if (r.ok) return r.value;
   const hint = /WebGPU adapter|navigator\.gpu/.test(r.error)
-    ? ` (Chromium ran with ${CHROMIUM_ARGS.join(' ')}: this machine gives headless Chromium no WebGPU adapter; see the flags tried at the top of test/browser.test.ts)`
+    ? ` (Chromium ran with ${CHROMIUM_ARGS.join(' ')}: this machine gives headless Chromium no WebGPU adapter; see the flags tried in test/chromium.ts)`
     : '';
   const pageErrors = s.errors.length ? ` (page errors: ${s.errors.join(' | ')})` : '';
   assert.fail(`${what} failed in Chromium: ${r.error}${hint}${pageErrors}`);

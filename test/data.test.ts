@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { packBatches, padBatch } from '../src/train/batching.js';
-import { IGNORE, loadData, type Example } from '../src/train/data.js';
+import { IGNORE, loadData, loadDataFromText, type Example } from '../src/train/data.js';
 import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { fixture, sharedData } from './helpers.js';
 
@@ -148,11 +148,17 @@ test('bad data files give one clear sentence naming the file and line', async (t
   ];
   for (const [name, text, re] of cases) {
     const p = file(name, text);
+    let message = '';
     await assert.rejects(
       async () => loadData(p, tok, opts),
-      (e: Error) => re.test(e.message) && e.message.includes(p) && e.message.startsWith('lorakit: '),
+      (e: Error) => {
+        message = e.message;
+        return re.test(e.message) && e.message.includes(p) && e.message.startsWith('lorakit: ');
+      },
       name,
     );
+    // The file's text (a browser's File) fails with the same sentence, naming the file and line.
+    await assert.rejects(async () => loadDataFromText(text, p, tok, opts), { message }, `${name} as text`);
   }
   await assert.rejects(async () => loadData(join(dir, 'nope.jsonl'), tok, opts), /cannot read data file/);
 });
@@ -328,4 +334,22 @@ test('row errors name the real line of a file with blank lines, a CSV record and
     tok,
     /: row 3: field 'text' is empty\./,
   );
+});
+
+test('loadDataFromText: the text or bytes of a JSONL file give the examples loadData gives; CSV by name is refused', async (t) => {
+  const d = sharedData('models', 'stories260K-hf');
+  if (!d) return t.skip('../shared/data is absent');
+  const tok = Tokenizer.fromFile(join(d, 'tokenizer.json'));
+  const text = jsonl([
+    { text: 'Once upon a time' },
+    { text: 'The cat sat on the mat and looked at the bird for a long time.' },
+  ]);
+  const want = await loadData(file('same.jsonl', text), tok, { ...opts, maxSeqLen: 8 });
+  assert.equal(want.truncated, 1);
+  for (const input of [text, new TextEncoder().encode(text)])
+    assert.deepEqual(await loadDataFromText(input, 'same.jsonl', tok, { ...opts, maxSeqLen: 8 }), want);
+  await assert.rejects(async () => loadDataFromText('prompt,completion\na,b\n', 'rows.csv', tok, opts), {
+    message:
+      'lorakit: rows.csv: CSV data is read from a file by path, which needs Node; give JSONL or JSON text instead.',
+  });
 });

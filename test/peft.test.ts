@@ -9,7 +9,14 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { loadModel } from '../src/models/load.js';
-import { adapterParameters, addAdapter, loadAdapter, saveAdapter } from '../src/peft/adapters.js';
+import {
+  adapterFiles,
+  adapterFromFiles,
+  adapterParameters,
+  addAdapter,
+  loadAdapter,
+  saveAdapter,
+} from '../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { assertClose, fixture, projectRoot } from './helpers.js';
@@ -149,6 +156,43 @@ test('adapters for another base model or with unknown targets are refused', asyn
     assert.throws(() => loadAdapter(model, join(tmp, 'missing'), 'w'), /not a PEFT adapter folder/);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
+    model.dispose();
+  }
+});
+
+test('adapterFiles: the bytes saveAdapter writes, without a file system; adapterFromFiles loads them back', async (t) => {
+  const llama = fixture('models', 'llama');
+  const mts = fixture('peft', 'llama-mts', 'adapter');
+  if (!llama || !mts) return t.skip('fixture missing: run scripts/reference/make-all.sh');
+  const { model } = await loadModel(llama);
+  const out = mkdtempSync(join(tmpdir(), 'lorakit-adapter-files-'));
+  try {
+    // A PEFT adapter with modules_to_save, so the file holds LoRA factors and a full embedding copy.
+    loadAdapter(model, mts, 'a');
+    await saveAdapter(model, 'a', out);
+    const files = await adapterFiles(model, 'a');
+    assert.deepEqual(readdirSync(out).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
+    assert.equal(files['adapter_config.json'], readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    assert.deepEqual(
+      Buffer.from(files['adapter_model.safetensors']),
+      readFileSync(join(out, 'adapter_model.safetensors')),
+    );
+    const config = adapterFromFiles(
+      model,
+      { ...files, 'adapter_config.json': new TextEncoder().encode(files['adapter_config.json']) },
+      'b',
+    );
+    assert.deepEqual(config, model.adapterConfigs.get('a'));
+    const b = new Map(adapterParameters(model, 'b'));
+    for (const [key, p] of adapterParameters(model, 'a'))
+      assert.deepEqual(b.get(key)!.toFloat32(), p.toFloat32(), key);
+    assert.throws(
+      () => adapterFromFiles(model, { ...files, 'adapter_model.safetensors': new Uint8Array(4) }, 'c'),
+      /^Error: lorakit: adapter_model\.safetensors: /,
+    );
+    assert.ok(!model.adapterConfigs.has('c'), 'a refused adapter leaves nothing behind');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
     model.dispose();
   }
 });

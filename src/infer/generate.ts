@@ -1,8 +1,12 @@
 // Autoregressive generation with a KV cache: prefill the prompt once, then one token per forward.
+// generate() reads each step's logits synchronously (the CPU, CUDA); generateAsync() reads them as
+// WebGPU must, without blocking. Both run one decoding loop (decodeSteps), which yields what it needs
+// read back and is resumed with the values.
 import { noGrad } from '../autograd/tape.js';
 import { DecodeStep } from '../models/decode-step.js';
 import { KVCache } from '../models/kv-cache.js';
 import type { CausalLM } from '../models/llama.js';
+import { argmaxRows } from '../ops/argmax.js';
 import { renderChat } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { Tensor, tidy } from '../tensor/tensor.js';
@@ -50,7 +54,14 @@ export function promptIds(tokenizer: Tokenizer, o: GenerateOptions): number[] {
   throw new Error('lorakit: generate needs a prompt, messages or input ids.');
 }
 
-export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptions): GenerateResult {
+/** A generation's prompt ids, the loop's options and how its ids become a GenerateResult. */
+interface Decoding {
+  ids: number[];
+  options: GenerateIdsOptions;
+  finish(r: GeneratedIds): GenerateResult;
+}
+
+function decoding(tokenizer: Tokenizer, o: GenerateOptions): Decoding {
   const ids = promptIds(tokenizer, o);
   if (ids.length === 0) throw new Error('lorakit: the prompt encodes to no tokens.');
   const sampler = new Sampler({
@@ -58,7 +69,7 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
     ...Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in GREEDY)),
   });
   const text = new TextStream(tokenizer, o.stop ?? [], ids);
-  const { tokenIds, finishReason } = generateIds(model, ids, {
+  const options: GenerateIdsOptions = {
     maxNewTokens: o.maxNewTokens ?? 128,
     sampler,
     eos: new Set(tokenizer.eosIds),
@@ -68,10 +79,29 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptio
       if (piece) o.onToken?.(piece, next);
       return stopped || (o.shouldStop?.() ?? false);
     },
-  });
-  const rest = text.take(true);
-  if (rest) o.onToken?.(rest, tokenIds[tokenIds.length - 1]);
-  return { text: text.text, tokenIds, finishReason: text.stopped ? 'stop' : finishReason };
+  };
+  const finish = ({ tokenIds, finishReason }: GeneratedIds): GenerateResult => {
+    const rest = text.take(true);
+    if (rest) o.onToken?.(rest, tokenIds[tokenIds.length - 1]);
+    return { text: text.text, tokenIds, finishReason: text.stopped ? 'stop' : finishReason };
+  };
+  return { ids, options, finish };
+}
+
+/** Generates a reply, reading each step's values synchronously (the CPU and CUDA; not WebGPU). */
+export function generate(model: CausalLM, tokenizer: Tokenizer, o: GenerateOptions): GenerateResult {
+  const d = decoding(tokenizer, o);
+  return d.finish(generateIds(model, d.ids, d.options));
+}
+
+/** generate() for every device, WebGPU included: each step's values are read back without blocking. */
+export async function generateAsync(
+  model: CausalLM,
+  tokenizer: Tokenizer,
+  o: GenerateOptions,
+): Promise<GenerateResult> {
+  const d = decoding(tokenizer, o);
+  return d.finish(await generateIdsAsync(model, d.ids, d.options));
 }
 
 export interface GenerateIdsOptions {
@@ -88,15 +118,73 @@ export interface GenerateIdsOptions {
   fastDecode?: boolean;
 }
 
+export interface GeneratedIds {
+  tokenIds: number[];
+  finishReason: GenerateResult['finishReason'];
+}
+
 /**
- * The decoding loop on token ids: prefill `ids` into a fresh KV cache, then one token per forward
- * until maxNewTokens, an eos id, or onNext says stop. finishReason is 'stop' for eos only.
+ * What one decoding step needs read back: host logits already there (DecodeStep's), or a device
+ * tensor (the logits [1, V], or the greedy pick [1] made on the device) that the driver reads and
+ * disposes.
  */
-export function generateIds(
+type StepValues = Float32Array | Tensor;
+
+type DecodeSteps = Generator<StepValues, GeneratedIds, Float32Array>;
+
+/** The decoding loop, reading each step's values synchronously. */
+export function generateIds(model: CausalLM, ids: readonly number[], o: GenerateIdsOptions): GeneratedIds {
+  const steps = decodeSteps(model, ids, o);
+  try {
+    let r = steps.next();
+    while (!r.done) r = steps.next(r.value instanceof Float32Array ? r.value : readAndDispose(r.value));
+    return r.value;
+  } finally {
+    steps.return(STOPPED); // frees the KV cache when a read failed (nothing where the loop ended)
+  }
+}
+
+/** The decoding loop, reading each step's values without blocking (WebGPU cannot block). */
+export async function generateIdsAsync(
   model: CausalLM,
   ids: readonly number[],
   o: GenerateIdsOptions,
-): { tokenIds: number[]; finishReason: GenerateResult['finishReason'] } {
+): Promise<GeneratedIds> {
+  const steps = decodeSteps(model, ids, o);
+  try {
+    let r = steps.next();
+    while (!r.done)
+      r = steps.next(r.value instanceof Float32Array ? r.value : await readAndDisposeAsync(r.value));
+    return r.value;
+  } finally {
+    steps.return(STOPPED);
+  }
+}
+
+const STOPPED: GeneratedIds = { tokenIds: [], finishReason: 'length' };
+
+function readAndDispose(t: Tensor): Float32Array {
+  try {
+    return t.toFloat32();
+  } finally {
+    t.dispose();
+  }
+}
+
+async function readAndDisposeAsync(t: Tensor): Promise<Float32Array> {
+  try {
+    return await t.toFloat32Async();
+  } finally {
+    t.dispose();
+  }
+}
+
+/**
+ * Prefills `ids` into a fresh KV cache, then makes one token per forward until maxNewTokens, an eos
+ * id, or onNext says stop; finishReason is 'stop' for eos only. Each step yields what it needs read
+ * back and is resumed with it as host floats.
+ */
+function* decodeSteps(model: CausalLM, ids: readonly number[], o: GenerateIdsOptions): DecodeSteps {
   const c = model.config;
   const cache = new KVCache(
     1,
@@ -108,15 +196,19 @@ export function generateIds(
     model.activationDType,
   );
   const fast = o.fastDecode === false ? null : DecodeStep.for(model);
+  // Off the CPU the greedy pick is made on the device, so one id comes back instead of the vocabulary.
+  const pickOnDevice = o.sampler.greedy && model.device !== 'cpu';
   const out: number[] = [];
   let finishReason: GenerateResult['finishReason'] = 'length';
   try {
     let input = [...ids];
     for (let step = 0; step < o.maxNewTokens; step++) {
       const start = cache.length;
-      const next = o.sampler.next(
-        fast && input.length === 1 ? fast.logits(input[0], start, cache) : forwardLogits(model, input, cache),
-      );
+      const values: Float32Array =
+        fast && input.length === 1
+          ? fast.logits(input[0], start, cache)
+          : yield forwardLogits(model, input, cache, pickOnDevice);
+      const next = pickOnDevice ? values[0] : o.sampler.next(values);
       if (o.eos.has(next)) {
         finishReason = 'stop';
         break;
@@ -131,11 +223,12 @@ export function generateIds(
   return { tokenIds: out, finishReason };
 }
 
-// Next-token logits [V] after `input` (appended to the cache at its length), op by op.
-function forwardLogits(model: CausalLM, input: readonly number[], cache: KVCache): Float32Array {
+// Next-token logits [1, V] after `input` (appended to the cache at its length), op by op; with
+// `pick`, the greedy choice [1] instead.
+function forwardLogits(model: CausalLM, input: readonly number[], cache: KVCache, pick: boolean): Tensor {
   const c = model.config;
   const start = cache.length;
-  const logits = noGrad(() =>
+  return noGrad(() =>
     tidy(() => {
       const T = input.length;
       const batch = {
@@ -149,12 +242,8 @@ function forwardLogits(model: CausalLM, input: readonly number[], cache: KVCache
       };
       const hidden = model.hidden(batch, { cache });
       const last = hidden.reshape([T, c.hiddenSize]).sliceRows(T - 1, T);
-      return model.lmHead.forward(last, { adapter: model.activeAdapter, training: false, seed: 0 });
+      const logits = model.lmHead.forward(last, { adapter: model.activeAdapter, training: false, seed: 0 });
+      return pick ? argmaxRows(logits) : logits;
     }),
   );
-  try {
-    return logits.toFloat32();
-  } finally {
-    logits.dispose();
-  }
 }

@@ -1,44 +1,26 @@
-// Data files as rows of named columns, each row with where it sits in its file so errors can name it:
-// JSONL (line N), JSON arrays (row N), CSV/TSV (line N, the record's first line; via csv-parse) and
-// Parquet (row N; via hyparquet, one row group at a time).
+// Data files by path as rows of named columns, each row with where it sits in its file so errors can
+// name it: JSONL (line N) and JSON arrays (row N) through text-rows.ts, CSV/TSV (line N, the record's
+// first line; via csv-parse) and Parquet (row N; via hyparquet, one row group at a time).
 import { readFileSync } from 'node:fs';
-import { extname } from 'node:path';
 import { CsvError, parse } from 'csv-parse/sync';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
 import type { AsyncBuffer, FileMetaData } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-
-export interface SourceRow {
-  values: Record<string, unknown>;
-  /** Where the row is, for errors: "line 7" (JSONL, CSV, TSV) or "row 3" (JSON array, Parquet; from 1). */
-  at: string;
-}
-
-export interface RowSource {
-  /** The column names: a CSV/TSV header, a Parquet schema's top-level fields, a JSON file's first row's keys. */
-  columns: string[];
-  /** The rows, decoding only `columns` where the format allows it (Parquet). */
-  rows(columns: string[]): AsyncIterable<SourceRow>;
-}
-
-export type TableKind = 'json' | 'csv' | 'tsv' | 'parquet';
-
-/** The kind of a data file, from its extension; anything not CSV, TSV or Parquet is read as JSON/JSONL. */
-export function tableKind(path: string): TableKind {
-  const ext = extname(path).toLowerCase();
-  if (ext === '.csv') return 'csv';
-  if (ext === '.tsv') return 'tsv';
-  if (ext === '.parquet') return 'parquet';
-  return 'json';
-}
+import {
+  nonEmptyText,
+  readJSONRows,
+  rowsFromList,
+  tableKind,
+  type RowSource,
+  type SourceRow,
+} from './text-rows.js';
 
 /** Opens a data file of any supported kind. Errors name the file (and the line or row). */
 export async function openRows(path: string): Promise<RowSource> {
   const kind = tableKind(path);
   if (kind === 'parquet') return openParquet(path);
-  const text = readText(path);
-  if (text.trim().length === 0) throw new Error(`lorakit: ${path} is empty.`);
-  return fromList(kind === 'json' ? readJSONRows(path, text) : readDelimited(path, text, kind), path);
+  const text = nonEmptyText(readText(path), path);
+  return rowsFromList(kind === 'json' ? readJSONRows(path, text) : readDelimited(path, text, kind), path);
 }
 
 function readText(path: string): string {
@@ -47,48 +29,6 @@ function readText(path: string): string {
   } catch {
     throw new Error(`lorakit: cannot read data file ${path}.`);
   }
-}
-
-function fromList(rows: SourceRow[], path: string): RowSource {
-  if (rows.length === 0) throw new Error(`lorakit: ${path} has no rows.`);
-  return {
-    columns: Object.keys(rows[0].values),
-    async *rows() {
-      yield* rows;
-    },
-  };
-}
-
-/** Parses a .jsonl (one object per line) or .json (an array) file. */
-export function readJSONRows(path: string, text: string): SourceRow[] {
-  const rows: SourceRow[] = [];
-  const add = (value: unknown, at: string): void => {
-    if (value === null || typeof value !== 'object' || Array.isArray(value))
-      throw new Error(`lorakit: ${path}: ${at} is not a JSON object.`);
-    rows.push({ values: value as Record<string, unknown>, at });
-  };
-  if (text.trimStart().startsWith('[')) {
-    let list: unknown;
-    try {
-      list = JSON.parse(text);
-    } catch (e) {
-      throw new Error(`lorakit: ${path}: invalid JSON (${e instanceof Error ? e.message : String(e)}).`);
-    }
-    if (!Array.isArray(list)) throw new Error(`lorakit: ${path}: expected a JSON array of rows.`);
-    list.forEach((v, i) => add(v, `row ${i + 1}`));
-    return rows;
-  }
-  text.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      throw new Error(`lorakit: ${path}: line ${i + 1} is not valid JSON.`);
-    }
-    add(value, `line ${i + 1}`);
-  });
-  return rows;
 }
 
 /**
