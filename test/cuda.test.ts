@@ -17,6 +17,7 @@ import { openSafetensors } from '../src/io/safetensors.js';
 import { loadModel } from '../src/models/load.js';
 import { attention } from '../src/ops/attention.js';
 import { crossEntropy } from '../src/ops/cross-entropy.js';
+import { weightNorm } from '../src/ops/dora.js';
 import { dropout } from '../src/ops/dropout.js';
 import { add, cast, mul, scale, sum } from '../src/ops/elementwise.js';
 import { embedding } from '../src/ops/embedding.js';
@@ -37,7 +38,8 @@ import {
 } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
 import { quantizedLinear } from '../src/ops/quant-linear.js';
-import { quantizeWeight } from '../src/quant/weight.js';
+import { mergeAdapter } from '../src/peft/merge.js';
+import { quantizeWeight, type QuantizedWeight } from '../src/quant/weight.js';
 import { memoryStats, Tensor, tidy, type Device } from '../src/tensor/tensor.js';
 import { padBatch, toDevice } from '../src/train/batching.js';
 import type { Example } from '../src/train/data.js';
@@ -47,7 +49,7 @@ import { gradNormSquared } from '../src/ops/optim.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { train } from '../src/train/trainer.js';
 import { argmaxInput, assertClose, fixture, projectRoot, randn, sharedData } from './helpers.js';
-import { fixtureExamples, stepLoss } from './model-helpers.js';
+import { fixtureExamples, rowLogits, stepLoss } from './model-helpers.js';
 
 const gpu = cudaAvailable();
 const SKIP = gpu ? false : `no CUDA here (${cudaUnavailableReason()})`;
@@ -451,6 +453,49 @@ for (const act of ACTS)
     },
   );
 
+test(
+  'CUDA: DoRA weight norm (and its reciprocal) over f32, bf16 and quantized weights matches the CPU',
+  { skip: SKIP },
+  () => {
+    // [8200, 4160] dequantized to f32 exceeds one 64 MiB block: it runs in blocks of rows, the last
+    // partial; 91 columns take the scalar path, 320 the 16-byte one.
+    for (const [rows, cols] of [
+      [37, 91],
+      [67, 320],
+      [8200, 4160],
+    ] as const) {
+      const w = input([rows, cols], 60, 0.05);
+      const A = input([4, cols], 61, 0.1);
+      const B = input([rows, 4], 62, 0.1);
+      const weights: [string, (d: Device) => Tensor | QuantizedWeight][] = [
+        ['f32', (d) => on(d, w, false, 'f32')],
+        ['bf16', (d) => on(d, w, false, 'bf16')],
+        ['nf4 + double quant', (d) => quantizeWeight(w, { type: 'nf4', doubleQuant: true }).moveTo(d)],
+        ['fp4', (d) => quantizeWeight(w, { type: 'fp4' }).moveTo(d)],
+        ['int8', (d) => quantizeWeight(w, { type: 'int8' }).moveTo(d)],
+      ];
+      for (const [kind, make] of weights)
+        for (const inverse of [false, true]) {
+          const run = (d: Device) =>
+            tidy(() => {
+              const wd = make(d);
+              const norm = weightNorm(wd, on(d, A, false, 'f32'), on(d, B, false, 'f32'), 1.75, inverse);
+              const v = norm.toFloat32();
+              wd.dispose();
+              return v;
+            });
+          assertClose(
+            run('cuda'),
+            run('cpu'),
+            1e-5,
+            `${kind} [${rows}, ${cols}]${inverse ? ', inverse' : ''}`,
+          );
+        }
+      for (const t of [w, A, B]) t.dispose();
+    }
+  },
+);
+
 // ---- models ----------------------------------------------------------------------------------------
 
 interface PeftExpected {
@@ -464,10 +509,8 @@ interface PeftExpected {
   adamw: { lr: number; beta1: number; beta2: number; eps: number; weight_decay: number; losses: number[] };
 }
 
-// DoRA and modules_to_save run on the CPU only (refused on cuda, tested below).
-const peftCases = (fixture('peft') ? readdirSync(fixture('peft')!).sort() : []).filter(
-  (n) => !n.includes('dora') && !n.includes('mts'),
-);
+// Every case, DoRA and modules_to_save included.
+const peftCases = fixture('peft') ? readdirSync(fixture('peft')!).sort() : [];
 
 /**
  * The two GPU precisions and their tolerances (relative). bf16: activations and frozen weights in
@@ -487,7 +530,8 @@ for (const prec of PRECISIONS)
       const e = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as PeftExpected;
       const want = openSafetensors(join(dir, 'expected.safetensors'));
       const expect = (key: string): Float32Array => {
-        const t = want.read(key, 'f32');
+        // PEFT saves DoRA's magnitude as a module's weight.
+        const t = want.read(key.endsWith('lora_magnitude_vector') ? `${key}.weight` : key, 'f32');
         const v = Float32Array.from(t.as('f32'));
         t.dispose();
         return v;
@@ -561,17 +605,53 @@ for (const prec of PRECISIONS)
     },
   );
 
-test('CUDA: DoRA is refused with one clear sentence', { skip: SKIP }, async () => {
-  const { model } = await loadModel(fixture('models', 'llama')!, { device: 'cuda' });
-  try {
-    assert.throws(
-      () => addAdapter(model, 'd', { ...LORA_DEFAULTS, useDora: true }),
-      /DoRA runs on the CPU only/,
-    );
-  } finally {
-    model.dispose();
-  }
-});
+for (const quantize of [undefined, 'nf4'] as const)
+  test(
+    `CUDA: a DoRA adapter trained on the GPU${quantize ? ' over an NF4 base' : ''} loads on the CPU with the same loss${quantize ? '' : ' and merges there'}`,
+    { skip: SKIP },
+    async () => {
+      const e = JSON.parse(
+        readFileSync(join(fixture('peft', 'llama-dora')!, 'expected.json'), 'utf8'),
+      ) as PeftExpected;
+      const examples = fixtureExamples(e);
+      const modelDir = fixture('models', 'llama')!;
+      const opts = { dtype: 'float32', ...(quantize ? { quantize, doubleQuant: true } : {}) } as const;
+      const out = mkdtempSync(join(tmpdir(), 'lorakit-cuda-dora-'));
+      try {
+        const { model } = await loadModel(modelDir, { ...opts, device: 'cuda' });
+        let onGpu: number;
+        try {
+          addAdapter(model, 'd', { ...LORA_DEFAULTS, r: 4, alpha: 8, dropout: 0, useDora: true }, 5);
+          const opt = new Optimizer(adapterParameters(model, 'd'), { name: 'adamw', weightDecay: 0 });
+          for (let s = 0; s < 3; s++) {
+            stepLoss(model, examples, true);
+            opt.update(1e-2); // B leaves zero and m moves: the norm and the magnitude both matter
+            opt.zeroGrad();
+          }
+          opt.dispose();
+          onGpu = stepLoss(model, examples, false);
+          await saveAdapter(model, 'd', join(out, 'adapter'));
+        } finally {
+          model.dispose();
+        }
+        const { model: cpu } = await loadModel(modelDir, opts);
+        try {
+          loadAdapter(cpu, join(out, 'adapter'), 'd');
+          const onCpu = stepLoss(cpu, examples, false);
+          assert.ok(Math.abs(onCpu - onGpu) / onGpu < 1e-5, `CPU ${onCpu} vs GPU ${onGpu}`);
+          if (!quantize) {
+            const adapted = rowLogits(cpu, e.ids);
+            mergeAdapter(cpu, 'd');
+            assertClose(rowLogits(cpu, e.ids), adapted, 1e-5, 'logits after merging on the CPU');
+          }
+        } finally {
+          cpu.dispose();
+        }
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+  );
 
 /** {"text"} rows of TinyStories from ../shared/data. */
 function storiesRows(from: number, count: number): Example[] | string {

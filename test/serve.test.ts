@@ -37,14 +37,13 @@ const SKIP = 'fixtures missing: run scripts/reference/make-all.sh';
 const work = mkdtempSync(join(tmpdir(), 'lorakit-serve-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 
-// The fixture model with its adapters on `device` (DoRA trains and serves on the CPU only).
+// The fixture model with its adapters (LoRA, rsLoRA, DoRA) on `device`.
 async function tinyModel(
   device: Device = 'cpu',
   dtype: 'float32' | 'bfloat16' = 'float32',
 ): Promise<{ model: CausalLM; tokenizer: Tokenizer }> {
   const { model, tokenizer } = await loadModel(MODEL!, { device, dtype });
-  for (const a of ADAPTERS)
-    if (device === 'cpu' || a.name !== 'llama-dora') loadAdapter(model, a.dir!, a.name);
+  for (const a of ADAPTERS) loadAdapter(model, a.dir!, a.name);
   model.activeAdapter = null;
   return { model, tokenizer };
 }
@@ -178,7 +177,7 @@ for (const device of ENGINE_DEVICES)
       'xyz 123',
       'tell me a story',
     ];
-    const ADAPTER_NAMES = [null, 'llama-lora', 'llama-rslora', ...(device === 'cpu' ? ['llama-dora'] : [])];
+    const ADAPTER_NAMES = [null, 'llama-lora', 'llama-rslora', 'llama-dora'];
     const requests = () =>
       PROMPTS.flatMap((prompt, i) =>
         ADAPTER_NAMES.map((adapter, j) => ({ prompt, adapter, max: 3 + ((i * 7 + j * 5) % 30) })),
@@ -328,12 +327,7 @@ for (const device of ENGINE_DEVICES)
 
     test('Linear per-row adapters: rows of one adapter, adjacent or not, equal a forward with that adapter alone', () => {
       const ids = tokenizer.encode('the quick brown fox').slice(0, 4);
-      const rows: (string | null)[] = [
-        'llama-lora',
-        null,
-        'llama-lora',
-        device === 'cpu' ? 'llama-dora' : 'llama-rslora',
-      ];
+      const rows: (string | null)[] = ['llama-lora', null, 'llama-lora', 'llama-dora'];
       noGrad(() =>
         tidy(() => {
           const B = rows.length;
@@ -377,7 +371,7 @@ describe(
     skip: !cudaAvailable() ? 'no GPU' : missing && SKIP,
   },
   () => {
-    test('24 requests over 3 adapters and the base, in one batch and each alone', async () => {
+    test('16 requests over 3 adapters (LoRA, rsLoRA, DoRA) and the base, in one batch and each alone', async () => {
       const { model, tokenizer } = await tinyModel('cuda', 'bfloat16');
       try {
         const prompts = [
@@ -387,7 +381,7 @@ describe(
           'xyz 123',
         ];
         const reqs = prompts.flatMap((p, i) =>
-          [null, 'llama-lora', 'llama-rslora'].map((adapter, j) => ({
+          [null, 'llama-lora', 'llama-rslora', 'llama-dora'].map((adapter, j) => ({
             promptIds: tokenizer.encode(p),
             adapter,
             maxTokens: 4 + ((i * 7 + j * 5) % 20),

@@ -1,16 +1,18 @@
-// The WebGPU kernels of the transformer layers' small ops (RMSNorm, RoPE, SwiGLU, embedding, dropout),
-// forward and backward through their op-level functions, against the CPU backend: odd sizes that are
-// not multiples of the workgroup sizes, row views at element offsets, partial rotary heads, repeated
-// ids, and dropout masks bit for bit.
+// The WebGPU kernels of the transformer layers' small ops (RMSNorm, RoPE, SwiGLU, embedding, dropout,
+// DoRA's weight norm), forward and backward through their op-level functions, against the CPU backend:
+// odd sizes that are not multiples of the workgroup sizes, row views at element offsets, partial rotary
+// heads, repeated ids, dropout masks bit for bit, dense and quantized weights.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backward } from '../src/autograd/tape.js';
+import { weightNorm } from '../src/ops/dora.js';
 import { dropout } from '../src/ops/dropout.js';
 import { copy, mul, sum } from '../src/ops/elementwise.js';
 import { embedding } from '../src/ops/embedding.js';
 import { rmsnorm } from '../src/ops/rmsnorm.js';
 import { rope, ropeTables } from '../src/ops/rope.js';
 import { swiglu } from '../src/ops/swiglu.js';
+import { quantizeWeight, type QuantizedWeight } from '../src/quant/weight.js';
 import { keep, Tensor, tidy, type Device } from '../src/tensor/tensor.js';
 import { assertClose } from './helpers.js';
 import { compareWebGpu, ids, input, WEBGPU_SKIP } from './webgpu-helpers.js';
@@ -238,3 +240,45 @@ test('WebGPU: dropout masks are the CPU masks bit for bit, forward and backward'
     EXACT,
   );
 });
+
+test(
+  "WebGPU: DoRA's weight norm and its reciprocal, dense (f32, bf16) and quantized weights, odd sizes",
+  { skip },
+  async () => {
+    // Rows wider than 512 take the 256-thread workgroup; 4-bit blocks straddle rows at odd widths.
+    for (const [rows, cols, seed] of [
+      [37, 91, 21],
+      [5, 1031, 22],
+      [130, 7, 23],
+    ] as const) {
+      const w = input([rows, cols], seed, 0.05);
+      const A = input([3, cols], seed + 1, 0.1);
+      const B = input([rows, 3], seed + 2, 0.1);
+      const weights: [string, (device: Device) => Tensor | QuantizedWeight][] = [
+        ['f32', (d) => w.toDevice(d)],
+        ['bf16', (d) => tidy(() => keep(Tensor.from(w.toFloat32(), w.shape, 'bf16').toDevice(d)))],
+        ['nf4 + double quant', (d) => quantizeWeight(w, { type: 'nf4', doubleQuant: true }).moveTo(d)],
+        ['fp4', (d) => quantizeWeight(w, { type: 'fp4', blocksize: 128 }).moveTo(d)],
+        ['int8', (d) => quantizeWeight(w, { type: 'int8' }).moveTo(d)],
+      ];
+      for (const [kind, make] of weights)
+        for (const inverse of [false, true]) {
+          const run = async (device: Device): Promise<Float32Array> => {
+            const wd = make(device);
+            const out = tidy(() =>
+              keep(weightNorm(wd, A.toDevice(device), B.toDevice(device), 1.75, inverse)),
+            );
+            wd.dispose();
+            try {
+              return await out.toFloat32Async();
+            } finally {
+              out.dispose();
+            }
+          };
+          const what = `weightNorm ${kind} [${rows}, ${cols}]${inverse ? ', inverse' : ''}`;
+          assertClose(await run('webgpu'), await run('cpu'), 1e-5, what);
+        }
+      for (const t of [w, A, B]) t.dispose();
+    }
+  },
+);

@@ -1,7 +1,7 @@
 // LoRA parity with PEFT through the WebGPU backend: the PEFT fixtures (scripts/reference/peft_ref.py)
 // loaded onto a webgpu model, the training step's own code (accumulateGradients, the optimizer), and
 // the same expectations as test/peft.test.ts: loss, every adapter gradient, one SGD step, five AdamW
-// steps. Then the adapter saved from the device loads on the CPU with the same loss.
+// steps. Then the adapter saved from the device loads on the CPU with the same loss, and merges there.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,13 +10,14 @@ import { test } from 'node:test';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { loadModel } from '../src/models/load.js';
 import { adapterParameters, loadAdapter, saveAdapter } from '../src/peft/adapters.js';
+import { mergeAdapter } from '../src/peft/merge.js';
 import { padBatch } from '../src/train/batching.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { accumulateGradients } from '../src/train/step.js';
 import type { Example } from '../src/train/data.js';
 import type { CausalLM } from '../src/models/llama.js';
 import { assertClose, fixture } from './helpers.js';
-import { fixtureExamples } from './model-helpers.js';
+import { fixtureExamples, rowLogits } from './model-helpers.js';
 import { WEBGPU_SKIP } from './webgpu-helpers.js';
 
 interface Expected {
@@ -30,12 +31,8 @@ interface Expected {
   adamw: { lr: number; beta1: number; beta2: number; eps: number; weight_decay: number; losses: number[] };
 }
 
-// DoRA and modules_to_save cases need kernels the WebGPU backend does not have yet (weightNorm).
-const cases = fixture('peft')
-  ? readdirSync(fixture('peft')!)
-      .sort()
-      .filter((n) => !/dora|mts/.test(n))
-  : [];
+// Every case, DoRA (weightNorm on the device) and modules_to_save (trainable head and embeddings) too.
+const cases = fixture('peft') ? readdirSync(fixture('peft')!).sort() : [];
 const skip =
   WEBGPU_SKIP || (cases.length === 0 ? 'fixture missing: run scripts/reference/make-all.sh' : false);
 
@@ -54,7 +51,9 @@ for (const name of cases)
     const examples = fixtureExamples(e);
     const want = openSafetensors(join(dir, 'expected.safetensors'));
     const expect = (prefix: string, key: string): Float32Array => {
-      const t = want.read(`${prefix}.${key}`, 'f32');
+      // PEFT saves DoRA's magnitude as a module's weight.
+      const k = key.endsWith('lora_magnitude_vector') ? `${key}.weight` : key;
+      const t = want.read(`${prefix}.${k}`, 'f32');
       const v = Float32Array.from(t.as('f32'));
       t.dispose();
       return v;
@@ -80,9 +79,15 @@ for (const name of cases)
       const ours = await step(model, examples);
       const { model: cpu } = await loadModel(modelDir);
       try {
-        loadAdapter(cpu, join(out, 'adapter'), 'default');
+        const config = loadAdapter(cpu, join(out, 'adapter'), 'default');
         const onCpu = await step(cpu, examples);
         assert.ok(Math.abs(onCpu - ours) / ours < 1e-5, `CPU loads the WebGPU adapter: ${onCpu} vs ${ours}`);
+        // ... and merges it there (DoRA included; an adapter with its own embeddings cannot merge).
+        if (config.modulesToSave.length === 0) {
+          const adapted = rowLogits(cpu, e.ids);
+          mergeAdapter(cpu, 'default');
+          assertClose(rowLogits(cpu, e.ids), adapted, 1e-5, 'logits after merging on the CPU');
+        }
       } finally {
         cpu.dispose();
       }

@@ -150,6 +150,12 @@ void sum_rows(void* out, DType out_type, const void* x, DType x_type, int64_t ro
 // picked except that a row starting with NaN gives 0 (the host's `if (x[i] > x[best])` scan). cols ≥ 1.
 void argmax_rows(int32_t* out, const void* x, DType t, int64_t rows, int64_t cols, cudaStream_t stream);
 
+// ---- DoRA weight norm (weight_norm.cu) -----------------------------------------------------------
+// out [rows] f32 = ‖w[r] + s·delta[r]‖ per row (1/‖…‖ when inverse), w [rows, cols] of w_type (F32 or
+// BF16), delta [rows, cols] f32; fp32 terms and sums. rows = 0 writes nothing; cols = 0 gives 0 (inf).
+void weight_norm(float* out, const void* w, DType w_type, const float* delta, float s, bool inverse, int64_t rows, int64_t cols,
+                 cudaStream_t stream);
+
 // ---- RMSNorm (rmsnorm.cu) ------------------------------------------------------------------------
 // out, x [N, C] and w [C] of dtype t (F32 or BF16); rstd [N] f32 (saved for backward).
 // y = w · T(x · rstd), rstd = 1/sqrt(mean(x²)+eps) (the inner rounding T(·) only for bf16, as HF).

@@ -48,7 +48,7 @@ export function registerKernel<K extends KernelName>(device: Device, name: K, im
   useBackend(device)[name] = impl;
 }
 
-/** Whether the device has a kernel for this op (a capability: DoRA needs one the GPU lacks). */
+/** Whether the device has a kernel for this op (a capability: DoRA needs weightNorm). */
 export function hasKernel(device: Device, name: KernelName): boolean {
   return useBackend(device)[name] !== undefined;
 }

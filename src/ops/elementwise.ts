@@ -105,6 +105,17 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   return out;
 }
 
+/**
+ * x in dtype (x itself when it has it), differentiable: the gradient is cast back to x's dtype. An f32
+ * factor meeting bf16 activations on a GPU (DoRA's magnitude scale) goes through it.
+ */
+export function castTo(x: Tensor, dtype: DType): Tensor {
+  if (x.dtype === dtype) return x;
+  const out = cast(x, dtype);
+  if (needsRecord([x])) record([x], [out], [], ([g]) => [cast(g, x.dtype)]);
+  return out;
+}
+
 /** A tensor of `like`'s dtype and device, every element `value`. */
 export function full(shape: readonly number[], value: number, like: Tensor): Tensor {
   const t = emptyLike(like, shape);

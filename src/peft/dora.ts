@@ -3,10 +3,10 @@
 import { deviceLabel } from '../backend/device.js';
 import { hasKernel } from '../backend/kernels.js';
 import { weightNorm } from '../ops/dora.js';
-import { add, mul, scale } from '../ops/elementwise.js';
+import { add, castTo, full, mul, scale } from '../ops/elementwise.js';
 import type { Linear } from '../nn/linear.js';
 import { weightToFloat32 } from '../quant/weight.js';
-import { keep, Tensor } from '../tensor/tensor.js';
+import { keep, type Tensor } from '../tensor/tensor.js';
 import type { LoraParts, LoraVariant } from './lora.js';
 
 export class DoraVariant implements LoraVariant {
@@ -20,7 +20,7 @@ export class DoraVariant implements LoraVariant {
   static create(base: Linear, A: Tensor, B: Tensor, s: number): DoraVariant {
     if (!hasKernel(A.device, 'weightNorm'))
       throw new Error(
-        `lorakit: DoRA runs on the CPU only for now (the ${deviceLabel(A.device)} has no weightNorm kernel); drop --use-dora or use --device cpu.`,
+        `lorakit: DoRA needs the weightNorm kernel, which the ${deviceLabel(A.device)} lacks; drop --use-dora or use --device cpu.`,
       );
     return new DoraVariant(keep(weightNorm(base.weight, A, B, s)));
   }
@@ -29,23 +29,21 @@ export class DoraVariant implements LoraVariant {
     return [['lora_magnitude_vector', this.magnitude]];
   }
 
-  // y = base(x) + (m/‖W + sBA‖ − 1) · x Wᵀ + (m/‖W + sBA‖) · s · dropout(x) Aᵀ Bᵀ, with x Wᵀ (no bias)
-  // on the dropped-out input when dropout is active (as PEFT).
+  // y = base(x) + (m/‖W + sBA‖ − 1) · x Wᵀ + (m/‖W + sBA‖) · s · dropout(x) Aᵀ Bᵀ (PEFT's form), with
+  // x Wᵀ (no bias) on the dropped-out input when dropout is active (as PEFT).
   output({ xd, dropping, baseOut, lowRank, s, A, B }: LoraParts, base: Linear): Tensor {
-    const norm = weightNorm(base.weight, A, B, s);
-    const inv = Tensor.from(
-      Array.from(norm.toFloat32(), (v) => 1 / v),
-      norm.shape,
-      'f32',
-      norm.device,
-    );
-    const magScale = mul(this.magnitude, inv); // [out]
+    // 1/‖W + sBA‖ is formed on the device: no read back per layer (WebGPU cannot wait for one).
+    const magScale = mul(this.magnitude, weightNorm(base.weight, A, B, s, true)); // [out] f32
+    // The scale minus one is taken in f32: in bf16 a scale near 1 would round to 1, hiding small
+    // changes of m from the forward pass; the gain itself keeps bf16's relative precision.
+    const gain = add(magScale, full(magScale.shape, -1, magScale));
     let baseX: Tensor;
     if (dropping) baseX = base.matmulWeight(xd);
     else if (base.bias) baseX = add(baseOut, scale(base.bias, -1));
     else baseX = baseOut;
-    const scaled = mul(add(baseX, scale(lowRank, s)), magScale);
-    return add(add(baseOut, scale(baseX, -1)), scaled);
+    const dt = baseOut.dtype; // bf16 activations on a GPU: the f32 factors meet them in bf16
+    const adapted = add(baseOut, mul(baseX, castTo(gain, dt)));
+    return add(adapted, mul(scale(lowRank, s), castTo(magScale, dt)));
   }
 
   // m/‖W+sBA‖ ⊙ (W+sBA) − W, written over ba = s·B·A.

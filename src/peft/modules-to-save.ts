@@ -1,10 +1,12 @@
 // PEFT's modules_to_save: whole modules trained in full for one adapter, alongside its LoRA layers.
 // Supported: the output head (lm_head) and the token embeddings (embed_tokens). Each adapter gets its
-// own fp32 copy; the base stays untouched, so switching adapters switches copies.
+// own fp32 copy, made on the model's device; the base stays untouched, so switching adapters switches
+// copies.
+import { cast } from '../ops/elementwise.js';
 import { linear } from '../ops/matmul.js';
 import type { ForwardContext, Linear, LinearAdapter } from '../nn/linear.js';
 import { keep, Tensor } from '../tensor/tensor.js';
-import { weightToFloat32 } from '../quant/weight.js';
+import { QuantizedWeight, weightToFloat32 } from '../quant/weight.js';
 
 export const SAVABLE_MODULES = ['lm_head', 'embed_tokens'] as const;
 
@@ -14,13 +16,8 @@ export class FullLinearCopy implements LinearAdapter {
   readonly bias: Tensor | null;
 
   constructor(base: Linear) {
-    const device = base.weight.device;
-    this.weight = keep(
-      Tensor.from(weightToFloat32(base.weight), [base.outFeatures, base.inFeatures], 'f32', device),
-    );
-    this.bias = base.bias ? keep(Tensor.from(base.bias.toFloat32(), base.bias.shape, 'f32', device)) : null;
-    this.weight.requiresGrad = true;
-    if (this.bias) this.bias.requiresGrad = true;
+    this.weight = trainableCopy(base.weight);
+    this.bias = base.bias ? trainableCopy(base.bias) : null;
   }
 
   // The base output is not used: this module's own weights replace the base layer.
@@ -42,7 +39,18 @@ export class FullLinearCopy implements LinearAdapter {
 
 /** A trainable fp32 copy of an embedding table. */
 export function embeddingCopy(table: Tensor): Tensor {
-  const t = keep(Tensor.from(table.toFloat32(), table.shape, 'f32', table.device));
+  return trainableCopy(table);
+}
+
+/**
+ * A trainable fp32 copy of a weight, cast on its device: a GPU's values are never read back (a WebGPU
+ * device cannot wait for a read). A quantized weight (never an output head or embedding lorakit
+ * loads) is dequantized on the host.
+ */
+function trainableCopy(w: Tensor | QuantizedWeight): Tensor {
+  const t = keep(
+    w instanceof QuantizedWeight ? Tensor.from(weightToFloat32(w), w.shape, 'f32', w.device) : cast(w, 'f32'),
+  );
   t.requiresGrad = true;
   return t;
 }

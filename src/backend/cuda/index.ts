@@ -5,6 +5,7 @@ import { argmaxKernels } from './argmax.js';
 import { attentionKernels } from './attention.js';
 import { crossEntropyKernels } from './cross-entropy.js';
 import { offloadToHost, prefetchToDevice, useCuda } from './device.js';
+import { doraKernels } from './dora.js';
 import { dropoutKernels } from './dropout.js';
 import { elementwiseKernels } from './elementwise.js';
 import { embeddingKernels } from './embedding.js';
@@ -27,6 +28,7 @@ export const cudaBackend: Backend = {
       ...argmaxKernels(cu),
       ...attentionKernels(cu),
       ...crossEntropyKernels(cu),
+      ...doraKernels(cu),
       ...dropoutKernels(cu),
       ...elementwiseKernels(cu),
       ...embeddingKernels(cu),

@@ -74,9 +74,9 @@ function dequantizeRows(cu: CudaAddon, out: Tensor, w: QuantizedWeight, r0: numb
 /**
  * Runs fn on W [out, in] dequantized block by block: fn(block, r0) with block = rows [r0, r0 + R) in
  * dtype t (f32 or bf16). The one temporary is freed at the end (the caching allocator hands it to the
- * next layer).
+ * next layer). DoRA's weight norm (dora.ts) reads a quantized weight the same way.
  */
-function eachDequantizedBlock(
+export function eachDequantizedBlock(
   cu: CudaAddon,
   w: QuantizedWeight,
   t: CudaDType,

@@ -7,6 +7,7 @@ import { dropoutKernels } from './dropout.js';
 import { argmaxKernels } from './argmax.js';
 import { attentionKernels } from './attention.js';
 import { crossEntropyKernels } from './cross-entropy.js';
+import { doraKernels } from './dora.js';
 import { elementwiseKernels } from './elementwise.js';
 import { embeddingKernels } from './embedding.js';
 import { webGpu } from './gpu.js';
@@ -35,6 +36,7 @@ export const webGpuBackend: Backend = {
       ...matmulKernels,
       ...attentionKernels,
       ...crossEntropyKernels,
+      ...doraKernels,
     };
   },
 };

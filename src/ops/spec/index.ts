@@ -59,6 +59,7 @@ export const CUDA_BINDINGS = {
   ...argmax.cuda,
   ...attention.cuda,
   ...crossEntropy.cuda,
+  ...dora.cuda,
   ...dropout.cuda,
   ...elementwise.cuda,
   ...embedding.cuda,
