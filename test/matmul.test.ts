@@ -92,7 +92,8 @@ function checkForward(c: Case, seed: number, sample = 0): void {
 
 const base: Omit<Case, 'm' | 'n' | 'k' | 'transA' | 'transB'> = { batch: 1, bBatched: false, bType: 'f32' };
 
-// (M, N, K): tiny, edge tiles, decode rows, few columns, skinny sides read in place, several A blocks.
+// (M, N, K): tiny, edge tiles, decode rows, few columns, skinny sides read in place, several A blocks,
+// few rows against many columns (computed as Cᵀ).
 const sizes: [number, number, number][] = [
   [1, 1, 1],
   [7, 33, 127],
@@ -103,6 +104,7 @@ const sizes: [number, number, number][] = [
   [9, 17, 40],
   [250, 40, 33],
   [20, 70, 1030],
+  [16, 300, 50],
 ];
 
 test('matmul forward: all four transposes against float64', () => {
@@ -195,6 +197,8 @@ test('gemmInto: alpha and beta; beta = 0 ignores NaN in c', () => {
     [1, 300, 257, false, false],
     [40, 2, 30, false, true],
     [300, 520, 70, true, true],
+    [16, 300, 70, true, true],
+    [33, 200, 20, false, true],
   ] as [number, number, number, boolean, boolean][]) {
     const c: Case = { ...base, m, n, k, transA, transB };
     tidy(() => {
@@ -358,6 +362,8 @@ test('linear forward and backward against float64 (bias or not, frozen or traina
     [[65], 127, 33],
     [[3, 43], 64, 16],
     [[65], 33, 3],
+    [[16], 40, 300],
+    [[2, 12], 20, 200],
   ] as [number[], number, number][])
     for (const bias of [false, true]) {
       checkLinear(rows, inF, out, { bias, wType: 'f32', needX: true, needW: true }, seed++);

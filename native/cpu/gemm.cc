@@ -100,7 +100,7 @@ struct Scratch {
     return p;
   }
 };
-thread_local Scratch tl_bpack, tl_apack, tl_temp;
+thread_local Scratch tl_bpack, tl_apack, tl_temp, tl_ct;
 
 // ---- packing (the per-path panel routines of gemm_kernel.h, split over a team) -------------------
 // Packed A panel (MR rows): dst[k * MR + r] = A(i0 + r, k0 + k), rows past the block are 0.
@@ -442,6 +442,29 @@ void gemm_one(float* C, View<TA> A, View<TB> B, int64_t M, int64_t N, int64_t K,
     float b = bias ? bias[0] : 0.f;
     std::vector<float> bias_col(bias ? M : 0, b);
     gemv_axpy(C, View<TA>{A.p, A.cs, 1}, x[0], M, K, alpha, beta, bias ? bias_col.data() : nullptr, threads);
+    return;
+  }
+  // Few rows of C against many columns of a transposed f32 B (LoRA's rank-r sides: A·xᵀ, Bᵀ·gᵀ): packing
+  // op(B) would copy all of it for a few rows of work, and a panel of MR rows would be mostly padding.
+  // Cᵀ = op(B)ᵀ·op(A)ᵀ is the skinny-N case instead, which reads op(B) in place; it goes to scratch and
+  // is transposed into C. (A row-major B is read in place already: direct_b below.)
+  if (std::is_same<TB, float>::value && B.rs == 1 && M <= 2 * NR && N > 4 * NR) {
+    float* ct = tl_ct.get(N * M);
+    gemm_one(ct, View<TB>{B.p, B.cs, B.rs}, View<TA>{A.p, A.cs, A.rs}, N, M, K, alpha, 0.f, nullptr, threads);
+    constexpr int64_t kCols = 16;  // columns of C per pass: ct's kCols rows stay in L1 across C's rows
+    split((N + kCols - 1) / kCols, std::max<int64_t>(1, 4096 / std::max<int64_t>(M * kCols, 1)), threads,
+          [&](int64_t s, int64_t e) {
+            for (int64_t j0 = s * kCols; j0 < std::min(N, e * kCols); j0 += kCols) {
+              const int64_t j1 = std::min(N, j0 + kCols);
+              for (int64_t i = 0; i < M; i++) {
+                float* c = C + i * N;
+                for (int64_t j = j0; j < j1; j++) {
+                  float v = ct[j * M + i] + (bias ? bias[j] : 0.f);
+                  c[j] = beta == 0.f ? v : v + beta * c[j];
+                }
+              }
+            }
+          });
     return;
   }
   Plan plan{std::is_same<TA, float>::value && N <= 2 * NR,
