@@ -296,7 +296,7 @@ void lora_segments(void* y, const void* x, DType t, const LoraSegment* segments,
   };
   static_assert(std::is_trivially_copyable<InlineTable>::value, "the inline table is a kernel parameter");
   if (count <= kInlineSegments && n_tiles <= kInlineTiles) {
-    InlineTable inl;  // entries past count and n_tiles are never read
+    InlineTable inl{};  // zeroed: the whole struct is the kernels' parameter, entries past count and n_tiles too
     std::copy(segments, segments + count, inl.segs);
     fill_tiles(inl.tiles);
     Tensor h({static_cast<int64_t>(h_bytes)}, DType::U8, stream);  // freed stream-ordered after the launches
