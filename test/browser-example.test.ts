@@ -4,15 +4,7 @@
 // and downloads the adapter; then Node loads the downloaded PEFT files onto the CPU model and gets
 // the page's eval loss and greedy tokens. Uses ../shared/data (skips, saying so, when absent).
 import assert from 'node:assert/strict';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,7 +18,7 @@ import { loadAdapter } from '../src/peft/adapters.js';
 import { loadData } from '../src/train/data.js';
 import { evaluate } from '../src/train/evaluate.js';
 import { CHROMIUM, CHROMIUM_ARGS } from './chromium.js';
-import { sharedData } from './helpers.js';
+import { sharedData, writeStoriesJsonl } from './helpers.js';
 
 const MODEL = sharedData('models', 'stories260K-hf');
 const STORIES = sharedData('datasets', 'tinystories', 'tinystories_val.txt');
@@ -56,21 +48,6 @@ function serve(dist: string): Promise<Server> {
     res.end(readFileSync(join(dir, name)));
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-/** TinyStories paragraphs as {"text"} rows. */
-function storiesFile(path: string, count: number): void {
-  const paras = readFileSync(STORIES!, 'utf8')
-    .split('\n\n')
-    .map((p) => p.trim())
-    .filter((p) => p.length > 50);
-  writeFileSync(
-    path,
-    `${paras
-      .slice(0, count)
-      .map((text) => JSON.stringify({ text }))
-      .join('\n')}\n`,
-  );
 }
 
 /**
@@ -103,7 +80,7 @@ test(
     try {
       await buildBrowser({ entry: join(PAGE_DIR, 'main.ts'), outfile: join(work, 'dist', 'main.js') });
       const data = join(work, 'stories.jsonl');
-      storiesFile(data, 8);
+      writeStoriesJsonl(data, 0, 8);
       const page = await browser.newPage();
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));

@@ -4,7 +4,7 @@
 // Needs a GPU and the CUDA addon (`npm run build:cuda`); elsewhere only the error test runs.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -42,13 +42,20 @@ import { mergeAdapter } from '../src/peft/merge.js';
 import { quantizeWeight, type QuantizedWeight } from '../src/quant/weight.js';
 import { memoryStats, Tensor, tidy, type Device } from '../src/tensor/tensor.js';
 import { padBatch, toDevice } from '../src/train/batching.js';
-import type { Example } from '../src/train/data.js';
 import { evaluate } from '../src/train/evaluate.js';
 import { lossSum } from '../src/train/loss.js';
 import { gradNormSquared } from '../src/ops/optim.js';
 import { Optimizer } from '../src/train/optimizer.js';
 import { train } from '../src/train/trainer.js';
-import { argmaxInput, assertClose, fixture, projectRoot, randn, sharedData } from './helpers.js';
+import {
+  argmaxInput,
+  assertClose,
+  fixture,
+  projectRoot,
+  randn,
+  sharedData,
+  writeStoriesJsonl,
+} from './helpers.js';
 import { fixtureExamples, rowLogits, stepLoss } from './model-helpers.js';
 
 const gpu = cudaAvailable();
@@ -653,25 +660,9 @@ for (const quantize of [undefined, 'nf4'] as const)
     },
   );
 
-/** {"text"} rows of TinyStories from ../shared/data. */
-function storiesRows(from: number, count: number): Example[] | string {
-  const src = sharedData('datasets', 'tinystories', 'tinystories_val.txt');
-  if (!src) return 'shared data missing';
-  const paras = readFileSync(src, 'utf8')
-    .split('\n\n')
-    .map((p) => p.trim())
-    .filter((p) => p.length > 50);
-  const dir = mkdtempSync(join(tmpdir(), 'lorakit-cuda-'));
-  const file = join(dir, 'rows.jsonl');
-  writeFileSync(
-    file,
-    paras
-      .slice(from, from + count)
-      .map((text) => JSON.stringify({ text }))
-      .join('\n') + '\n',
-  );
-  return file;
-}
+/** {"text"} rows of TinyStories in a fresh folder (null without ../shared/data). */
+const storiesRows = (from: number, count: number): string | null =>
+  writeStoriesJsonl(join(mkdtempSync(join(tmpdir(), 'lorakit-cuda-')), 'rows.jsonl'), from, count);
 
 test(
   'CUDA: stories260K LoRA training matches the CPU run, memory stays flat, the adapter reloads on the CPU',

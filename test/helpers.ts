@@ -1,6 +1,6 @@
 // Shared test utilities: a seeded RNG, float64 references and error measures.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -59,6 +59,22 @@ export function sharedData(...parts: string[]): string | null {
   const base = process.env.LORAKIT_SHARED_DATA ?? join(root, '..', 'shared', 'data');
   const p = join(base, ...parts);
   return existsSync(p) ? p : null;
+}
+
+/**
+ * Writes paragraphs [from, from + count) of the TinyStories validation text in ../shared/data (those
+ * over 50 characters) to `path` as {"text"} JSONL rows; returns path, or null when the data is absent.
+ */
+export function writeStoriesJsonl(path: string, from: number, count: number): string | null {
+  const src = sharedData('datasets', 'tinystories', 'tinystories_val.txt');
+  if (!src) return null;
+  const paras = readFileSync(src, 'utf8')
+    .split('\n\n')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 50);
+  const rows = paras.slice(from, from + count).map((text) => JSON.stringify({ text }));
+  writeFileSync(path, `${rows.join('\n')}\n`);
+  return path;
 }
 
 /** Reference outputs made by scripts/reference (test/fixtures), or null when not generated. */

@@ -21,30 +21,15 @@ import { padBatch } from '../src/train/batching.js';
 import { loadData, type Example } from '../src/train/data.js';
 import { evaluate } from '../src/train/evaluate.js';
 import { train, type StepMetrics, type TrainOptions } from '../src/train/trainer.js';
-import { fixture, projectRoot, sharedData } from './helpers.js';
+import { fixture, projectRoot, sharedData, writeStoriesJsonl } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'lorakit-train-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 const python = join(projectRoot, '.venv-ref', 'bin', 'python');
 
-/** {"text"} rows from the TinyStories validation text in ../shared/data. */
-function storiesFile(name: string, from: number, count: number): string | null {
-  const src = sharedData('datasets', 'tinystories', 'tinystories_val.txt');
-  if (!src) return null;
-  const paras = readFileSync(src, 'utf8')
-    .split('\n\n')
-    .map((p) => p.trim())
-    .filter((p) => p.length > 50);
-  const p = join(work, name);
-  writeFileSync(
-    p,
-    paras
-      .slice(from, from + count)
-      .map((text) => JSON.stringify({ text }))
-      .join('\n') + '\n',
-  );
-  return p;
-}
+/** {"text"} rows of TinyStories in the test's folder (null without ../shared/data). */
+const storiesFile = (name: string, from: number, count: number): string | null =>
+  writeStoriesJsonl(join(work, name), from, count);
 
 function cli(args: string[]) {
   return spawnSync(

@@ -3,7 +3,7 @@
 // adapter written from the device loading on the CPU; and `lorakit train --device webgpu` from the CLI.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -14,28 +14,15 @@ import { memoryStats } from '../src/tensor/tensor.js';
 import { loadData } from '../src/train/data.js';
 import { evaluate } from '../src/train/evaluate.js';
 import { train } from '../src/train/trainer.js';
-import { projectRoot, sharedData } from './helpers.js';
+import { projectRoot, sharedData, writeStoriesJsonl } from './helpers.js';
 import { WEBGPU_SKIP } from './webgpu-helpers.js';
 
 const MODEL = sharedData('models', 'stories260K-hf');
 const STORIES = sharedData('datasets', 'tinystories', 'tinystories_val.txt');
 const skip = WEBGPU_SKIP || (!MODEL || !STORIES ? 'shared data missing' : false);
 
-function rows(dir: string, name: string, from: number, count: number): string {
-  const paras = readFileSync(STORIES!, 'utf8')
-    .split('\n\n')
-    .map((p) => p.trim())
-    .filter((p) => p.length > 50);
-  const file = join(dir, name);
-  writeFileSync(
-    file,
-    paras
-      .slice(from, from + count)
-      .map((text) => JSON.stringify({ text }))
-      .join('\n') + '\n',
-  );
-  return file;
-}
+const rows = (dir: string, name: string, from: number, count: number): string =>
+  writeStoriesJsonl(join(dir, name), from, count)!;
 
 test(
   'WebGPU: stories260K LoRA training equals the CPU run, memory stays flat, the adapter reloads on the CPU',
