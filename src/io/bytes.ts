@@ -1,6 +1,7 @@
 // Reading byte ranges from a ByteSource, shared by the safetensors and GGUF readers in Node and in a
 // browser: a whole file already in memory here; an open file descriptor through the positional read
 // that io/file.ts (Node only) installs, since a descriptor can only come from there.
+import { quote } from './quote.js';
 
 /** Where bytes come from: an open file descriptor (Node, io/file.ts), or a whole file already read into memory. */
 export type ByteSource = number | Uint8Array;
@@ -66,3 +67,16 @@ export function scratchBytes(n: number): ArrayBuffer {
 
 /** Bytes a chunked conversion reads at a time: large enough for full read speed, small beside a model. */
 export const CHUNK_BYTES = 4 << 20;
+
+/**
+ * Throws one sentence naming `path` when two tensors' byte ranges [begin, end) in a weight file's data
+ * section overlap (a crafted or corrupt file); sorts `ranges` in place.
+ */
+export function checkTensorRanges(path: string, ranges: [number, number, string][]): void {
+  ranges.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < ranges.length; i++)
+    if (ranges[i][0] < ranges[i - 1][1])
+      throw new Error(
+        `lorakit: ${path}: tensors ${quote(ranges[i - 1][2], 60)} and ${quote(ranges[i][2], 60)} overlap in the data section.`,
+      );
+}

@@ -10,7 +10,14 @@
 import { cpu } from '../backend/cpu/addon.js';
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import { readConverted, readDirect } from './convert.js';
-import { CHUNK_BYTES, readExact, scratchBytes, type ByteSource, type Reopen } from './bytes.js';
+import {
+  checkTensorRanges,
+  CHUNK_BYTES,
+  readExact,
+  scratchBytes,
+  type ByteSource,
+  type Reopen,
+} from './bytes.js';
 import { quote, quoteValue } from './quote.js';
 import {
   BLOCK_TYPES,
@@ -363,13 +370,7 @@ export class GGUFFile {
         );
       if (t.byteLength > 0) ranges.push([t.offset, t.offset + t.byteLength, t.name]);
     }
-    ranges.sort((a, b) => a[0] - b[0]);
-    for (let i = 1; i < ranges.length; i++)
-      if (ranges[i][0] < ranges[i - 1][1])
-        fail(
-          path,
-          `tensors ${quote(ranges[i - 1][2], 60)} and ${quote(ranges[i][2], 60)} overlap in the data section.`,
-        );
+    checkTensorRanges(path, ranges);
 
     return new GGUFFile(
       path,

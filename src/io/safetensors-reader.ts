@@ -9,7 +9,7 @@
 // instead of an out-of-bounds read. Tensors are read one at a time straight into host memory.
 import { shapeString, Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
-import { readExact, type ByteSource, type Reopen } from './bytes.js';
+import { checkTensorRanges, readExact, type ByteSource, type Reopen } from './bytes.js';
 import { RAW_BYTES, readConverted, readDirect, type RawType } from './convert.js';
 import { oneLine, quote, quoteValue } from './quote.js';
 
@@ -244,13 +244,7 @@ function parseHeader(
     });
     if (end > begin) ranges.push([begin, end, name]);
   }
-  ranges.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < ranges.length; i++)
-    if (ranges[i][0] < ranges[i - 1][1])
-      fail(
-        path,
-        `tensors ${quote(ranges[i - 1][2], 60)} and ${quote(ranges[i][2], 60)} overlap in the data section.`,
-      );
+  checkTensorRanges(path, ranges);
   return { tensors, metadata };
 }
 
