@@ -14,7 +14,7 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { prepareDevice } from '../src/backend/device.js';
-import { cpuPath, describeCpuPath } from '../src/backend/cpu/addon.js';
+import { describeCpuPath } from '../src/backend/cpu/addon.js';
 import { parseModelConfig } from '../src/models/config.js';
 import { addAdapter, adapterParameters } from '../src/peft/adapters.js';
 import { LORA_DEFAULTS } from '../src/peft/config.js';
@@ -54,9 +54,15 @@ async function runOne(device: Device): Promise<Row> {
   const dtype = (a.dtype ?? (device === 'cuda' ? 'bf16' : 'f32')) as 'bf16' | 'f32';
   const model = randomModel(config, false, { device, dtype });
   freeRandomSources();
-  addAdapter(model, 'default', { ...LORA_DEFAULTS, r: 16, alpha: 16, dropout: 0, targetModules: 'all-linear' }, 1);
-  const params = adapterParameters(model, 'default').map(([, t]) => t);
-  const opt = new Optimizer(adapterParameters(model, 'default'), { name: 'adamw', weightDecay: 0 });
+  addAdapter(
+    model,
+    'default',
+    { ...LORA_DEFAULTS, r: 16, alpha: 16, dropout: 0, targetModules: 'all-linear' },
+    1,
+  );
+  const named = adapterParameters(model, 'default');
+  const params = named.map(([, t]) => t);
+  const opt = new Optimizer(named, { name: 'adamw', weightDecay: 0 });
   const B = Number(a.batch);
   const T = Number(a.seq);
   let s = 7;
@@ -86,9 +92,10 @@ async function runOne(device: Device): Promise<Row> {
   for (let i = 0; i < steps; i++) await step(); // each step ends reading its loss: the device is done
   const stepMs = (performance.now() - t0) / steps;
   let what = `${dtype} weights`;
-  if (device === 'cpu') what += `, ${describeCpuPath()}, ${cpuPath().isa}`;
+  if (device === 'cpu') what += `, ${describeCpuPath()}`;
   if (device === 'webgpu') what += `, ${(await import('../src/backend/webgpu/gpu.js')).webGpu().adapter}`;
-  if (device === 'cuda') what += `, ${(await import('../src/backend/cuda/addon.js')).cudaAddon()!.deviceName()}`;
+  if (device === 'cuda')
+    what += `, ${(await import('../src/backend/cuda/addon.js')).cudaAddon()!.deviceName()}`;
   opt.dispose();
   model.dispose();
   return { device, what, tokens_per_s: (B * T) / (stepMs / 1000), step_ms: stepMs, loss };
@@ -128,7 +135,9 @@ console.log(
 );
 const byDevice = new Map(rows.map((r) => [r.device, r]));
 const ref = (d: string): number | undefined => byDevice.get(d)?.tokens_per_s;
-console.log('| device | tokens/s | step ms | loss | ÷ CUDA | ÷ CPU | what |\n| --- | --- | --- | --- | --- | --- | --- |');
+console.log(
+  '| device | tokens/s | step ms | loss | ÷ CUDA | ÷ CPU | what |\n| --- | --- | --- | --- | --- | --- | --- |',
+);
 for (const r of rows) {
   const ratio = (d: string): string => {
     const x = ref(d);
